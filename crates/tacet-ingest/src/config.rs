@@ -1,0 +1,28 @@
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// How events are buffered before they are written to Parquet (`[ingest]` in the configuration).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// How often buffered events are written to Parquet, e.g. `"2s"`. Events become queryable after at
+    /// most this long; until the write-ahead log lands, a crash can lose this much.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+    /// Write early once this many events are buffered.
+    pub flush_events: usize,
+    /// Refuse new events (HTTP 503 with `Retry-After`) while this many are buffered, e.g. when the object
+    /// store is failing. Bounds memory.
+    pub max_buffered_events: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            flush_interval: Duration::from_secs(2),
+            flush_events: 50_000,
+            max_buffered_events: 500_000,
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The pseudonymised event and its Arrow form: the only shapes the WAL and the lake accept.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Int64Builder, ListBuilder, MapBuilder, MapFieldNames, RecordBatch,
+    StringBuilder, TimestampMillisecondBuilder,
+};
+use arrow::error::ArrowError;
+use tacet_model::Kind;
+use tacet_model::schema::{TS_TZ, file_schema};
+
+/// An event after the privacy step: no raw IP, user id, user agent or full URL is left in it.
+///
+/// Fields are public to read; only this crate can construct one (see the private `_sealed` field), so
+/// anything that holds an `Event` holds pseudonymised data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub kind: Kind,
+    pub ts_millis: i64,
+    pub visitor_id: i64,
+    pub user_pseudonym: Option<String>,
+    pub browser: String,
+    pub browser_version: String,
+    pub os: String,
+    pub os_version: String,
+    pub device: &'static str,
+    pub is_bot: bool,
+    pub country: Option<String>,
+    pub region: Option<String>,
+    pub city: Option<String>,
+    pub ip_prefix: Option<String>,
+    pub url_host: String,
+    pub url_path: String,
+    pub utm_source: Option<String>,
+    pub utm_medium: Option<String>,
+    pub utm_campaign: Option<String>,
+    pub utm_term: Option<String>,
+    pub utm_content: Option<String>,
+    pub referrer_host: Option<String>,
+    pub name: Option<String>,
+    pub props: Vec<(String, String)>,
+    pub error_type: Option<String>,
+    pub message: Option<String>,
+    pub stack: Vec<String>,
+    pub release: Option<String>,
+    pub(crate) _sealed: (),
+}
+
+/// A record batch of pseudonymised events in the lake's file schema. Only [`EventBatch::from_events`]
+/// builds one.
+#[derive(Debug, Clone)]
+pub struct EventBatch(RecordBatch);
+
+impl EventBatch {
+    /// Builds the Arrow form of `events`, in the order given.
+    pub fn from_events<'a>(
+        events: impl ExactSizeIterator<Item = &'a Event>,
+    ) -> Result<Self, ArrowError> {
+        let n = events.len();
+        let mut ts = TimestampMillisecondBuilder::with_capacity(n).with_timezone(TS_TZ);
+        let mut visitor = Int64Builder::with_capacity(n);
+        let mut is_bot = BooleanBuilder::with_capacity(n);
+        let mut strings: Vec<StringBuilder> = (0..STRING_COLUMNS)
+            .map(|_| StringBuilder::with_capacity(n, n * 8))
+            .collect();
+        let mut props = MapBuilder::new(
+            Some(MapFieldNames {
+                entry: "entries".into(),
+                key: "keys".into(),
+                value: "values".into(),
+            }),
+            StringBuilder::new(),
+            StringBuilder::new(),
+        );
+        let mut stack = ListBuilder::new(StringBuilder::new());
+        for e in events {
+            ts.append_value(e.ts_millis);
+            visitor.append_value(e.visitor_id);
+            is_bot.append_value(e.is_bot);
+            let cols: [Option<&str>; STRING_COLUMNS] = [
+                e.user_pseudonym.as_deref(),
+                Some(&e.browser),
+                Some(&e.browser_version),
+                Some(&e.os),
+                Some(&e.os_version),
+                Some(e.device),
+                e.country.as_deref(),
+                e.region.as_deref(),
+                e.city.as_deref(),
+                e.ip_prefix.as_deref(),
+                Some(&e.url_host),
+                Some(&e.url_path),
+                e.utm_source.as_deref(),
+                e.utm_medium.as_deref(),
+                e.utm_campaign.as_deref(),
+                e.utm_term.as_deref(),
+                e.utm_content.as_deref(),
+                e.referrer_host.as_deref(),
+                e.name.as_deref(),
+                e.error_type.as_deref(),
+                e.message.as_deref(),
+                e.release.as_deref(),
+            ];
+            for (b, v) in strings.iter_mut().zip(cols) {
+                b.append_option(v);
+            }
+            if e.props.is_empty() {
+                props.append(false)?;
+            } else {
+                for (k, v) in &e.props {
+                    props.keys().append_value(k);
+                    props.values().append_value(v);
+                }
+                props.append(true)?;
+            }
+            if e.stack.is_empty() {
+                stack.append_null();
+            } else {
+                for f in &e.stack {
+                    stack.values().append_value(f);
+                }
+                stack.append(true);
+            }
+        }
+        let mut s = strings
+            .into_iter()
+            .map(|mut b| Arc::new(b.finish()) as ArrayRef);
+        let mut next = || s.next().expect("one builder per string column");
+        let schema = file_schema();
+        let ts: ArrayRef = Arc::new(ts.finish());
+        // The order here is the order of the schema (tacet_model::schema).
+        let (pseudonym, browser, browser_version, os, os_version, device) =
+            (next(), next(), next(), next(), next(), next());
+        let (country, region, city, ip_prefix, url_host, url_path) =
+            (next(), next(), next(), next(), next(), next());
+        let (utm_source, utm_medium, utm_campaign, utm_term, utm_content) =
+            (next(), next(), next(), next(), next());
+        let (referrer_host, name, error_type, message, release) =
+            (next(), next(), next(), next(), next());
+        let columns: Vec<ArrayRef> = vec![
+            ts,
+            Arc::new(visitor.finish()),
+            pseudonym,
+            browser,
+            browser_version,
+            os,
+            os_version,
+            device,
+            Arc::new(is_bot.finish()),
+            country,
+            region,
+            city,
+            ip_prefix,
+            url_host,
+            url_path,
+            utm_source,
+            utm_medium,
+            utm_campaign,
+            utm_term,
+            utm_content,
+            referrer_host,
+            name,
+            Arc::new(props.finish()),
+            error_type,
+            message,
+            Arc::new(stack.finish()),
+            release,
+        ];
+        RecordBatch::try_new(schema, columns).map(Self)
+    }
+
+    pub fn record_batch(&self) -> &RecordBatch {
+        &self.0
+    }
+
+    pub fn num_rows(&self) -> usize {
+        self.0.num_rows()
+    }
+}
+
+const STRING_COLUMNS: usize = 22;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Keys, Privacy, RequestContext, TenantPolicy, parse_user_agent};
+    use tacet_model::{TenantId, parse_event};
+
+    #[test]
+    fn batch_matches_the_file_schema() {
+        let p = Privacy::default();
+        let keys = Keys {
+            visitor_salt: [1; 32],
+            subject_key: [2; 32],
+        };
+        let tenant = TenantId::new("t").unwrap();
+        let ctx = RequestContext {
+            ip: "203.0.113.5".parse().unwrap(),
+            user_agent: "curl/8",
+        };
+        let ua = parse_user_agent(ctx.user_agent);
+        let raw = |v| parse_event(v, 1_764_400_000_000).unwrap();
+        let events = vec![
+            p.pseudonymise(&tenant, &TenantPolicy::default(), &keys, ctx, &ua,
+                raw(serde_json::json!({"kind": "pageview", "url": "https://a.example/x?utm_source=n", "user_id": "u1"}))),
+            p.pseudonymise(&tenant, &TenantPolicy::default(), &keys, ctx, &ua,
+                raw(serde_json::json!({"kind": "event", "name": "signup", "url": "https://a.example/", "props": {"plan": "pro"}}))),
+            p.pseudonymise(&tenant, &TenantPolicy::default(), &keys, ctx, &ua,
+                raw(serde_json::json!({"kind": "crash", "url": "https://a.example/", "error_type": "E",
+                    "message": "bad mail bob@example.com", "stack": ["a", "b"]}))),
+        ];
+        let batch = EventBatch::from_events(events.iter()).unwrap();
+        assert_eq!(batch.num_rows(), 3);
+        assert_eq!(batch.record_batch().schema(), file_schema());
+        assert_eq!(events[2].message.as_deref(), Some("bad mail [email]"));
+        assert_eq!(events[0].utm_source.as_deref(), Some("n"));
+        assert!(events[0].user_pseudonym.is_some() && events[1].user_pseudonym.is_none());
+    }
+}
