@@ -1,1 +1,66 @@
-//! tacet-query
+//! SQL over the lake with DataFusion, always scoped to one tenant, read-only and bounded.
+//!
+//! ```text
+//!  SQL text ─► SessionContext (new per query, shared RuntimeEnv with a memory limit)
+//!                 └─ one table, `events` = ListingTable over  tacet://lake/events/tenant=<id>/
+//!                      (Hive partitions kind=…/date=…; the tenant's own prefix is the only path it can see)
+//!             ─► SQLOptions: no DDL, no DML, no statements (COPY, CREATE, INSERT, SET … are refused)
+//!             ─► stream, cut at max_rows, stopped at timeout
+//! ```
+//!
+//! Tenant isolation does not depend on a `WHERE` clause the user could remove: the session simply has no
+//! table that reaches another tenant's files, no URL tables and no file-reading table functions.
+
+mod config;
+mod engine;
+pub mod format;
+mod report;
+
+pub use config::QueryConfig;
+pub use engine::{QueryEngine, QueryOutput};
+pub use report::{REPORTS, Report, ReportParams};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a query did not answer, grouped by whose fault it is.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The query or its parameters are wrong; the message says how. HTTP 400.
+    #[error("{0}")]
+    User(String),
+    /// The query is valid but not allowed (writes, DDL, statements). HTTP 403.
+    #[error("{0}")]
+    Refused(String),
+    /// The query needed more time or memory than its limits allow. HTTP 422.
+    #[error("{0}")]
+    Resources(String),
+    /// Something on our side failed. HTTP 500; the details go to the log only.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    fn from_datafusion(e: datafusion::error::DataFusionError) -> Self {
+        use datafusion::error::DataFusionError as D;
+        match e {
+            D::ResourcesExhausted(m) => {
+                Error::Resources(format!("the query needs more memory than its limit: {m}"))
+            }
+            D::Plan(m) => Error::User(format!("plan error: {m}")),
+            D::SQL(e, _) => Error::User(format!("SQL error: {e}")),
+            D::SchemaError(e, _) => Error::User(format!("schema error: {e}")),
+            D::NotImplemented(m) => Error::User(format!("not supported: {m}")),
+            D::Execution(m) => Error::User(format!("execution error: {m}")),
+            D::ArrowError(e, _) => Error::User(format!("arrow error: {e}")),
+            D::Context(c, inner) => match Error::from_datafusion(*inner) {
+                Error::User(m) => Error::User(format!("{c}: {m}")),
+                other => other,
+            },
+            D::Diagnostic(_, inner) => Error::from_datafusion(*inner),
+            D::Shared(inner) => Error::from_datafusion(
+                std::sync::Arc::try_unwrap(inner).unwrap_or_else(|a| D::Internal(a.to_string())),
+            ),
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! The query engine: one shared runtime (object store, memory pool), one session per query.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::ParamValues;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use futures::StreamExt;
+use object_store::ObjectStore;
+use tacet_model::TenantId;
+use tacet_model::schema::{PARTITION_COLUMNS, file_schema};
+use url::Url;
+
+use crate::report::{Report, ReportParams};
+use crate::{Error, QueryConfig, Result};
+
+/// The URL the lake's object store is registered under in DataFusion.
+const LAKE_URL: &str = "tacet://lake/";
+
+/// Rows of an answer, and whether `max_rows` cut it.
+#[derive(Debug)]
+pub struct QueryOutput {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub truncated: bool,
+}
+
+impl QueryOutput {
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+#[derive(Debug)]
+pub struct QueryEngine {
+    runtime: Arc<RuntimeEnv>,
+    config: QueryConfig,
+}
+
+impl QueryEngine {
+    pub fn new(store: Arc<dyn ObjectStore>, config: QueryConfig) -> Result<Self> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(config.memory_limit_bytes, 1.0)
+            .build_arc()
+            .map_err(Error::from_datafusion)?;
+        let url = Url::parse(LAKE_URL).expect("a valid URL");
+        runtime.register_object_store(&url, store);
+        Ok(Self { runtime, config })
+    }
+
+    pub fn config(&self) -> &QueryConfig {
+        &self.config
+    }
+
+    /// A session that sees exactly one table, `events`, holding `tenant`'s rows.
+    async fn session(&self, tenant: &TenantId) -> Result<SessionContext> {
+        let config = SessionConfig::new()
+            .with_information_schema(false)
+            .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(Arc::clone(&self.runtime))
+            .with_default_features()
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        let table_url =
+            ListingTableUrl::parse(format!("{LAKE_URL}{}", tacet_lake::tenant_prefix(tenant)))
+                .map_err(|e| Error::Internal(e.to_string()))?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(".parquet")
+            .with_table_partition_cols(
+                PARTITION_COLUMNS
+                    .iter()
+                    .map(|c| ((*c).to_owned(), DataType::Utf8))
+                    .collect(),
+            );
+        let table_config = ListingTableConfig::new(table_url)
+            .with_listing_options(options)
+            .with_schema(file_schema());
+        let table = ListingTable::try_new(table_config).map_err(Error::from_datafusion)?;
+        ctx.register_table("events", Arc::new(table))
+            .map_err(Error::from_datafusion)?;
+        Ok(ctx)
+    }
+
+    /// Runs read-only SQL against `tenant`'s events.
+    pub async fn sql(&self, tenant: &TenantId, sql: &str) -> Result<QueryOutput> {
+        self.run(tenant, sql, None).await
+    }
+
+    /// Runs a canned report with bound parameters.
+    pub async fn report(
+        &self,
+        tenant: &TenantId,
+        report: &Report,
+        params: &ReportParams,
+    ) -> Result<QueryOutput> {
+        self.run(tenant, report.sql, Some(params.bind())).await
+    }
+
+    async fn run(
+        &self,
+        tenant: &TenantId,
+        sql: &str,
+        params: Option<ParamValues>,
+    ) -> Result<QueryOutput> {
+        let timeout = self.config.timeout;
+        match tokio::time::timeout(timeout, self.run_unbounded(tenant, sql, params)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Resources(format!(
+                "the query ran longer than its limit of {}s; narrow the date range or aggregate more",
+                timeout.as_secs_f64()
+            ))),
+        }
+    }
+
+    async fn run_unbounded(
+        &self,
+        tenant: &TenantId,
+        sql: &str,
+        params: Option<ParamValues>,
+    ) -> Result<QueryOutput> {
+        if sql.trim().is_empty() {
+            return Err(Error::User("empty query: send one SELECT statement".into()));
+        }
+        let ctx = self.session(tenant).await?;
+        let plan = ctx
+            .state()
+            .create_logical_plan(sql)
+            .await
+            .map_err(Error::from_datafusion)?;
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(|e| {
+                Error::Refused(format!(
+                    "only read-only queries are allowed ({}); DDL, DML, COPY and SET are refused",
+                    e.strip_backtrace()
+                        .trim_start_matches("Error during planning: ")
+                ))
+            })?;
+        let mut df = ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(Error::from_datafusion)?;
+        if let Some(params) = params {
+            df = df
+                .with_param_values(params)
+                .map_err(Error::from_datafusion)?;
+        }
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let mut stream = df.execute_stream().await.map_err(Error::from_datafusion)?;
+        let (mut batches, mut rows, mut truncated) = (Vec::new(), 0usize, false);
+        let max = self.config.max_rows;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(Error::from_datafusion)?;
+            if rows + batch.num_rows() > max {
+                batches.push(batch.slice(0, max - rows));
+                truncated = true;
+                break;
+            }
+            rows += batch.num_rows();
+            batches.push(batch);
+        }
+        Ok(QueryOutput {
+            schema,
+            batches,
+            truncated,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use arrow::array::AsArray;
+    use arrow::datatypes::Int64Type;
+    use tacet_lake::{Lake, PartitionKey};
+    use tacet_model::parse_event;
+    use tacet_privacy::{
+        EventBatch, Keys, Privacy, RequestContext, TenantPolicy, parse_user_agent,
+    };
+
+    const NOW: i64 = 1_764_400_000_000; // 2025-11-29T07:06:40Z
+    const HOUR: i64 = 3_600_000;
+
+    /// Writes `(tenant, kind, hours before NOW, ip)` events to a lake on local disk.
+    async fn lake_with(events: &[(&str, &str, i64, &str)]) -> (tempfile::TempDir, Lake) {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::local(dir.path()).unwrap();
+        let privacy = Privacy::default();
+        let keys = Keys {
+            visitor_salt: [3; 32],
+            subject_key: [4; 32],
+        };
+        for &(tenant, kind, hours_ago, ip) in events {
+            let t = TenantId::new(tenant).unwrap();
+            let ua = parse_user_agent(
+                "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",
+            );
+            let ctx = RequestContext {
+                ip: ip.parse().unwrap(),
+                user_agent: "ua",
+            };
+            let mut v = serde_json::json!({"kind": kind, "url": format!("https://{tenant}.example/p"), "ts": NOW - hours_ago * HOUR});
+            if kind == "event" {
+                v["name"] = "signup".into();
+            }
+            if kind == "crash" {
+                v["message"] = "boom".into();
+            }
+            let raw = parse_event(v, NOW).unwrap();
+            let key = PartitionKey::for_event(t.clone(), raw.kind, raw.ts_millis);
+            let e = privacy.pseudonymise(&t, &TenantPolicy::default(), &keys, ctx, &ua, raw);
+            lake.write(&key, &EventBatch::from_events([e].iter()).unwrap())
+                .await
+                .unwrap();
+        }
+        (dir, lake)
+    }
+
+    fn engine(lake: &Lake, config: QueryConfig) -> QueryEngine {
+        QueryEngine::new(Arc::clone(lake.store()), config).unwrap()
+    }
+
+    fn ints(out: &QueryOutput, col: usize) -> Vec<i64> {
+        out.batches
+            .iter()
+            .flat_map(|b| b.column(col).as_primitive::<Int64Type>().values().to_vec())
+            .collect()
+    }
+
+    fn t(id: &str) -> TenantId {
+        TenantId::new(id).unwrap()
+    }
+
+    #[tokio::test]
+    async fn daily_report_counts_exactly() {
+        // Tenant a: yesterday 2 page views by 2 visitors; today 3 page views by 1 visitor, 1 event, 1 crash.
+        let (_dir, lake) = lake_with(&[
+            ("a", "pageview", 24, "203.0.113.1"),
+            ("a", "pageview", 24, "203.0.113.2"),
+            ("a", "pageview", 1, "203.0.113.1"),
+            ("a", "pageview", 2, "203.0.113.1"),
+            ("a", "pageview", 3, "203.0.113.1"),
+            ("a", "event", 1, "203.0.113.1"),
+            ("a", "crash", 1, "203.0.113.1"),
+            ("b", "pageview", 1, "203.0.113.9"),
+        ])
+        .await;
+        let q = engine(&lake, QueryConfig::default());
+        let today = chrono::DateTime::from_timestamp_millis(NOW)
+            .unwrap()
+            .date_naive();
+        let params = ReportParams::parse(&BTreeMap::new(), today).unwrap();
+        let out = q
+            .report(&t("a"), Report::find("daily").unwrap(), &params)
+            .await
+            .unwrap();
+        let days: Vec<String> = out
+            .batches
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|s| s.unwrap().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(days, ["2025-11-28", "2025-11-29"]);
+        assert_eq!(ints(&out, 1), [2, 1], "visitors");
+        assert_eq!(ints(&out, 2), [2, 3], "pageviews");
+        assert_eq!(ints(&out, 3), [0, 1], "events");
+        assert_eq!(ints(&out, 4), [0, 1], "crashes");
+
+        // A range that excludes yesterday.
+        let mut only_today = BTreeMap::new();
+        only_today.insert("from".to_owned(), "2025-11-29".to_owned());
+        let params = ReportParams::parse(&only_today, today).unwrap();
+        let out = q
+            .report(&t("a"), Report::find("daily").unwrap(), &params)
+            .await
+            .unwrap();
+        assert_eq!(ints(&out, 2), [3]);
+    }
+
+    #[tokio::test]
+    async fn a_tenant_sees_only_its_own_rows() {
+        let (_dir, lake) = lake_with(&[
+            ("a", "pageview", 1, "203.0.113.1"),
+            ("b", "pageview", 1, "203.0.113.2"),
+            ("b", "crash", 1, "203.0.113.2"),
+        ])
+        .await;
+        let q = engine(&lake, QueryConfig::default());
+        let count = |out: QueryOutput| ints(&out, 0)[0];
+        assert_eq!(
+            count(q.sql(&t("a"), "SELECT COUNT(*) FROM events").await.unwrap()),
+            1
+        );
+        assert_eq!(
+            count(q.sql(&t("b"), "SELECT COUNT(*) FROM events").await.unwrap()),
+            2
+        );
+        let hosts = q
+            .sql(&t("a"), "SELECT DISTINCT url_host FROM events")
+            .await
+            .unwrap();
+        assert_eq!(hosts.num_rows(), 1);
+        // A tenant with no files yet answers with zero rows, not an error.
+        assert_eq!(
+            count(q.sql(&t("c"), "SELECT COUNT(*) FROM events").await.unwrap()),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn escapes_and_writes_are_refused() {
+        let (dir, lake) = lake_with(&[
+            ("a", "pageview", 1, "203.0.113.1"),
+            ("b", "pageview", 1, "203.0.113.2"),
+        ])
+        .await;
+        let q = engine(&lake, QueryConfig::default());
+        let b_file = format!("{}/events/tenant=b", dir.path().display());
+        let refused = [
+            format!("CREATE EXTERNAL TABLE x STORED AS PARQUET LOCATION '{b_file}'"),
+            "COPY (SELECT 1) TO '/tmp/tacet-escape.csv'".to_owned(),
+            "CREATE TABLE x AS SELECT 1".to_owned(),
+            "DROP TABLE events".to_owned(),
+            "SET datafusion.execution.batch_size = 1".to_owned(),
+            "INSERT INTO events SELECT * FROM events".to_owned(),
+        ];
+        for sql in &refused {
+            let e = q.sql(&t("a"), sql).await.unwrap_err();
+            assert!(
+                matches!(e, Error::Refused(_) | Error::User(_)),
+                "{sql}: {e:?}"
+            );
+        }
+        assert!(matches!(
+            q.sql(&t("a"), &refused[0]).await.unwrap_err(),
+            Error::Refused(_)
+        ));
+        assert!(matches!(
+            q.sql(&t("a"), &refused[1]).await.unwrap_err(),
+            Error::Refused(_)
+        ));
+        assert!(!std::path::Path::new("/tmp/tacet-escape.csv").exists());
+        for sql in [
+            format!("SELECT * FROM '{b_file}'"),
+            "SELECT * FROM tenant_b.events".to_owned(),
+            "SELECT * FROM information_schema.tables".to_owned(),
+            "SELECT 1; SELECT 2".to_owned(),
+            "SELEC 1".to_owned(),
+            "".to_owned(),
+        ] {
+            let e = q.sql(&t("a"), &sql).await.unwrap_err();
+            assert!(matches!(e, Error::User(_)), "{sql}: {e:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn answers_are_cut_at_max_rows() {
+        let (_dir, lake) = lake_with(&[("a", "pageview", 1, "203.0.113.1")]).await;
+        let q = engine(
+            &lake,
+            QueryConfig {
+                max_rows: 10,
+                ..QueryConfig::default()
+            },
+        );
+        let out = q
+            .sql(&t("a"), "SELECT * FROM generate_series(1, 100)")
+            .await
+            .unwrap();
+        assert_eq!((out.num_rows(), out.truncated), (10, true));
+        let out = q
+            .sql(&t("a"), "SELECT * FROM generate_series(1, 10)")
+            .await
+            .unwrap();
+        assert_eq!((out.num_rows(), out.truncated), (10, false));
+        let json = String::from_utf8(crate::format::to_json(&out.batches).unwrap()).unwrap();
+        assert!(json.starts_with(r#"[{"value":1},"#), "{json}");
+        assert_eq!(crate::format::to_json(&[]).unwrap(), b"[]");
+    }
+}
