@@ -1,0 +1,26 @@
+use serde::Deserialize;
+
+/// Limits on what a request may carry (`[http]` in the configuration).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Largest request body accepted, in bytes, as sent (compressed or not). Larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// Largest body after gzip decompression, in bytes; guards against decompression bombs (413).
+    pub max_decompressed_bytes: usize,
+    /// Most events in one request (413 beyond).
+    pub max_events_per_request: usize,
+    /// Largest SQL text accepted by `/v1/sql`, in bytes.
+    pub max_sql_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4 << 20,
+            max_decompressed_bytes: 16 << 20,
+            max_events_per_request: 10_000,
+            max_sql_bytes: 64 << 10,
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! Routes and handlers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use tacet_model::parse_event;
+use tacet_privacy::RequestContext;
+use tacet_query::format::{Format, to_csv, to_json};
+use tacet_query::{QueryOutput, Report, ReportParams};
+
+use crate::error::ApiError;
+use crate::tenants::TenantEntry;
+use crate::{AppState, client_ip, decode_body};
+
+/// The whole HTTP surface. Needs `ConnectInfo<SocketAddr>` (serve it with
+/// `into_make_service_with_connect_info`, or add `MockConnectInfo` in tests).
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/events", post(post_events).options(preflight))
+        .route("/v1/sql", post(post_sql))
+        .route("/v1/reports/{name}", get(get_report))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(|| async { "ready\n" }))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no such endpoint; see the README for the API",
+            )
+        })
+        .with_state(state)
+}
+
+/// One rejected item of a batch.
+#[derive(Debug, Serialize)]
+struct Rejected {
+    index: usize,
+    field: String,
+    reason: String,
+}
+
+#[derive(Debug, Serialize)]
+struct IngestAnswer {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    accepted: usize,
+    rejected: Vec<Rejected>,
+}
+
+/// Browsers post beacons from any page of the tenant's sites; CORS is open on this one write-only route.
+fn cors(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("retry-after"),
+    );
+    resp
+}
+
+async fn preflight() -> Response {
+    let mut resp = cors(StatusCode::NO_CONTENT.into_response());
+    let h = resp.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("content-type, content-encoding, x-tacet-key"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+    resp
+}
+
+async fn post_events(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    cors(match ingest(&state, peer, &query, &headers, body).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    })
+}
+
+async fn ingest(
+    state: &AppState,
+    peer: SocketAddr,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let key = headers
+        .get("x-tacet-key")
+        .and_then(|v| v.to_str().ok())
+        .or(query.get("key").map(String::as_str))
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "missing ingest key: send it in the X-Tacet-Key header or the key query parameter",
+            )
+        })?;
+    let tenant = state
+        .tenants
+        .by_ingest_key(key)
+        .ok_or_else(|| ApiError::unauthorized("unknown ingest key"))?;
+    let body = read_body(body, headers, state.config.max_body_bytes).await?;
+    let items = decode_body(
+        header_str(headers, header::CONTENT_TYPE),
+        header_str(headers, header::CONTENT_ENCODING),
+        &body,
+        &state.config,
+    )?;
+
+    let now = state.pipeline.clock().now_millis();
+    let mut events = Vec::with_capacity(items.len());
+    let mut rejected = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        match item
+            .map_err(|reason| ("(line)".to_owned(), reason))
+            .and_then(|v| parse_event(v, now).map_err(|e| (e.field, e.problem)))
+        {
+            Ok(event) => events.push(event),
+            Err((field, reason)) => rejected.push(Rejected {
+                index,
+                field,
+                reason,
+            }),
+        }
+    }
+    let ctx = RequestContext {
+        ip: client_ip(peer, headers, &state.trusted_proxies),
+        user_agent: header_str(headers, header::USER_AGENT).unwrap_or_default(),
+    };
+    let accepted = state
+        .pipeline
+        .accept(&tenant.id, &tenant.policy, ctx, events)?;
+    let (status, error) = if rejected.is_empty() {
+        (StatusCode::ACCEPTED, None)
+    } else {
+        let error = format!(
+            "{} of {} events were rejected; the others were stored",
+            rejected.len(),
+            rejected.len() + accepted
+        );
+        (StatusCode::UNPROCESSABLE_ENTITY, Some(error))
+    };
+    Ok((
+        status,
+        Json(IngestAnswer {
+            error,
+            accepted,
+            rejected,
+        }),
+    )
+        .into_response())
+}
+
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || ApiError::from(crate::BodyError::TooLarge { limit });
+    if header_str(headers, header::CONTENT_LENGTH)
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n > limit)
+    {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        // to_bytes reports an over-limit body as a length-limit error; anything else is a broken upload.
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        let mut over_limit = false;
+        while let Some(s) = source {
+            over_limit |= s.is::<http_body_util::LengthLimitError>();
+            source = s.source();
+        }
+        if over_limit {
+            too_large()
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("could not read the request body: {e}"),
+            )
+        }
+    })
+}
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn read_tenant<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a TenantEntry, ApiError> {
+    let auth = header_str(headers, header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::unauthorized("missing read key: send Authorization: Bearer <read key>")
+    })?;
+    let key = auth.strip_prefix("Bearer ").ok_or_else(|| {
+        ApiError::unauthorized("the Authorization header must be \"Bearer <read key>\"")
+    })?;
+    state
+        .tenants
+        .by_read_key(key.trim())
+        .ok_or_else(|| ApiError::unauthorized("unknown read key"))
+}
+
+fn output_format(query: &HashMap<String, String>) -> Result<Format, ApiError> {
+    match query.get("format").map(String::as_str) {
+        None => Ok(Format::Json),
+        Some(f) => match Format::parse(f) {
+            Some(Format::Table) | None => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("format {f:?} is not offered here; use json or csv"),
+            )),
+            Some(format) => Ok(format),
+        },
+    }
+}
+
+fn answer(out: QueryOutput, format: Format) -> Result<Response, ApiError> {
+    let (bytes, content_type) = match format {
+        Format::Csv => (to_csv(&out.batches), "text/csv; charset=utf-8"),
+        _ => (to_json(&out.batches), "application/json"),
+    };
+    let bytes = bytes.map_err(ApiError::internal)?;
+    let mut resp = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, content_type)],
+        bytes,
+    )
+        .into_response();
+    let h = resp.headers_mut();
+    h.insert("x-tacet-rows", HeaderValue::from(out.num_rows()));
+    h.insert(
+        "x-tacet-truncated",
+        HeaderValue::from_static(if out.truncated { "true" } else { "false" }),
+    );
+    Ok(resp)
+}
+
+async fn post_sql(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let tenant = read_tenant(&state, &headers)?;
+    let format = output_format(&query)?;
+    let body = read_body(body, &headers, state.config.max_sql_bytes).await?;
+    let is_json = header_str(&headers, header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    let sql = if is_json {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct SqlBody {
+            sql: String,
+        }
+        serde_json::from_slice::<SqlBody>(&body)
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("expected {{\"sql\": \"...\"}}: {e}"),
+                )
+            })?
+            .sql
+    } else {
+        String::from_utf8(body.to_vec())
+            .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "the SQL text is not UTF-8"))?
+    };
+    let out = state.query.sql(&tenant.id, &sql).await?;
+    answer(out, format)
+}
+
+async fn get_report(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(mut query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let tenant = read_tenant(&state, &headers)?;
+    let format = output_format(&query)?;
+    query.remove("format");
+    let report =
+        Report::find(&name).map_err(|e| ApiError::new(StatusCode::NOT_FOUND, e.to_string()))?;
+    let params: BTreeMap<String, String> = query.into_iter().collect();
+    let params = ReportParams::parse(&params, state.pipeline.clock().now().date_naive())?;
+    let out = state.query.report(&tenant.id, report, &params).await?;
+    answer(out, format)
+}

@@ -1,0 +1,377 @@
+//! Handler tests through the real router, without a socket: a real pipeline and query engine over an
+//! in-memory object store.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::connect_info::MockConnectInfo;
+use axum::http::{Request, StatusCode, header};
+use object_store::memory::InMemory;
+use serde_json::{Value, json};
+use tacet_ingest::{IngestConfig, KeyStore, Pipeline};
+use tacet_lake::Lake;
+use tacet_model::{Clock, SystemClock, TenantId};
+use tacet_privacy::{Privacy, TenantPolicy};
+use tacet_query::{QueryConfig, QueryEngine};
+use tacet_server::{AppState, ServerConfig, TenantEntry, Tenants, router};
+use tower::ServiceExt;
+
+const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
+
+struct Harness {
+    app: axum::Router,
+    pipeline: Arc<Pipeline>,
+    _dir: tempfile::TempDir,
+}
+
+fn harness(ingest: IngestConfig, http: ServerConfig) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = Arc::new(InMemory::new());
+    let keys = KeyStore::open(&dir.path().join("keys"), clock.clone()).unwrap();
+    let pipeline = Arc::new(Pipeline::new(
+        Privacy::default(),
+        keys,
+        Lake::new(store.clone()),
+        clock,
+        ingest,
+    ));
+    let query = Arc::new(QueryEngine::new(store, QueryConfig::default()).unwrap());
+    let tenant = |id: &str| TenantEntry {
+        id: TenantId::new(id).unwrap(),
+        policy: TenantPolicy::default(),
+        ingest_key: format!("ik-{id}"),
+        read_key: format!("rk-{id}"),
+    };
+    let state = AppState {
+        pipeline: pipeline.clone(),
+        query,
+        tenants: Arc::new(Tenants::new(vec![tenant("a"), tenant("b")]).unwrap()),
+        config: Arc::new(http),
+        trusted_proxies: Arc::new(vec![]),
+    };
+    let peer: SocketAddr = "203.0.113.50:5000".parse().unwrap();
+    Harness {
+        app: router(state).layer(MockConnectInfo(peer)),
+        pipeline,
+        _dir: dir,
+    }
+}
+
+fn default_harness() -> Harness {
+    harness(IngestConfig::default(), ServerConfig::default())
+}
+
+async fn send(
+    app: &axum::Router,
+    req: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, headers, body)
+}
+
+fn post_events(key: Option<&str>, content_type: &str, body: impl Into<Body>) -> Request<Body> {
+    let mut b = Request::post("/v1/events")
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::USER_AGENT, UA);
+    if let Some(k) = key {
+        b = b.header("x-tacet-key", k);
+    }
+    b.body(body.into()).unwrap()
+}
+
+fn sql(key: &str, q: &str) -> Request<Body> {
+    Request::post("/v1/sql")
+        .header(header::AUTHORIZATION, format!("Bearer {key}"))
+        .body(Body::from(q.to_owned()))
+        .unwrap()
+}
+
+fn pageview(path: &str) -> Value {
+    json!({"kind": "pageview", "url": format!("https://a.example{path}")})
+}
+
+#[tokio::test]
+async fn keys_are_required_and_checked() {
+    let h = default_harness();
+    let (s, _, b) = send(
+        &h.app,
+        post_events(None, "application/json", pageview("/").to_string()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(b["error"].as_str().unwrap().contains("X-Tacet-Key"), "{b}");
+    let (s, _, b) = send(
+        &h.app,
+        post_events(Some("nope"), "application/json", pageview("/").to_string()),
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"].as_str().unwrap()),
+        (StatusCode::UNAUTHORIZED, "unknown ingest key")
+    );
+    // A read key cannot write, an ingest key cannot read.
+    let (s, _, _) = send(
+        &h.app,
+        post_events(Some("rk-a"), "application/json", pageview("/").to_string()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, _) = send(&h.app, sql("ik-a", "SELECT 1")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // The key may come as a query parameter (beacons and pixels cannot set headers).
+    let req = Request::post("/v1/events?key=ik-a")
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from(pageview("/").to_string()))
+        .unwrap();
+    let (s, h2, b) = send(&h.app, req).await;
+    assert_eq!((s, b["accepted"].as_u64()), (StatusCode::ACCEPTED, Some(1)));
+    assert_eq!(h2.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).unwrap(), "*");
+    assert_eq!(h.pipeline.buffered(), 1);
+}
+
+#[tokio::test]
+async fn bad_events_are_named_and_good_ones_in_the_same_batch_are_stored() {
+    let h = default_harness();
+    let batch = json!([
+        pageview("/one"),
+        {"kind": "pageview"},
+        {"kind": "click", "url": "https://a.example/"},
+        {"kind": "pageview", "url": 42},
+        {"kind": "event", "name": "signup", "url": "https://a.example/", "props": {"plan": "pro"}},
+        "not an object",
+    ]);
+    let (s, _, b) = send(
+        &h.app,
+        post_events(Some("ik-a"), "application/json", batch.to_string()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(b["accepted"], 2);
+    let rejected: Vec<(u64, &str)> = b["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["index"].as_u64().unwrap(), r["field"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        rejected,
+        [(1, "url"), (2, "kind"), (3, "url"), (5, "(event)")]
+    );
+    assert_eq!(b["rejected"][0]["reason"], "required");
+    assert!(
+        b["rejected"][2]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("expected a string, got a number")
+    );
+    assert_eq!(h.pipeline.buffered(), 2);
+
+    // NDJSON with one broken line: the other lines are stored.
+    let nd = format!("{}\n{{broken\n{}\n", pageview("/x"), pageview("/y"));
+    let (s, _, b) = send(
+        &h.app,
+        post_events(Some("ik-a"), "application/x-ndjson", nd),
+    )
+    .await;
+    assert_eq!(
+        (s, b["accepted"].as_u64()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some(2))
+    );
+    assert_eq!(b["rejected"][0]["index"], 1);
+    assert!(
+        b["rejected"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid JSON")
+    );
+    assert_eq!(h.pipeline.buffered(), 4);
+}
+
+#[tokio::test]
+async fn whole_body_problems_are_4xx_and_store_nothing() {
+    let h = harness(
+        IngestConfig::default(),
+        ServerConfig {
+            max_body_bytes: 10_000,
+            max_decompressed_bytes: 100_000,
+            ..ServerConfig::default()
+        },
+    );
+    let cases: Vec<(Request<Body>, StatusCode, &str)> = vec![
+        (
+            post_events(Some("ik-a"), "application/json", "{\"kind\": \"pageview\","),
+            StatusCode::BAD_REQUEST,
+            "invalid JSON",
+        ),
+        (
+            post_events(Some("ik-a"), "application/json", ""),
+            StatusCode::BAD_REQUEST,
+            "empty body",
+        ),
+        (
+            post_events(
+                Some("ik-a"),
+                "application/json",
+                format!("[{}]", vec![pageview("/").to_string(); 400].join(",")),
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "larger than 10000 bytes",
+        ),
+        (
+            post_events(
+                Some("ik-a"),
+                "application/x-www-form-urlencoded",
+                "kind=pageview",
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "content-type",
+        ),
+    ];
+    for (req, status, reason) in cases {
+        let (s, _, b) = send(&h.app, req).await;
+        assert_eq!(s, status, "{b}");
+        assert!(b["error"].as_str().unwrap().contains(reason), "{b}");
+    }
+    // A gzip bomb: 8 MB of spaces after one event is under 8 KB compressed (within the 10 KB body limit)
+    // and must be stopped at the 100 KB decompression cap.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(pageview("/").to_string().as_bytes()).unwrap();
+    gz.write_all(&vec![b' '; 8_000_000]).unwrap();
+    let bomb = gz.finish().unwrap();
+    assert!(bomb.len() < 10_000, "{}", bomb.len());
+    let req = Request::post("/v1/events")
+        .header("x-tacet-key", "ik-a")
+        .header(header::CONTENT_ENCODING, "gzip")
+        .body(Body::from(bomb))
+        .unwrap();
+    let (s, _, b) = send(&h.app, req).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(b["error"].as_str().unwrap().contains("decompressed"), "{b}");
+    assert_eq!(h.pipeline.buffered(), 0);
+}
+
+#[tokio::test]
+async fn a_full_buffer_answers_503_with_retry_after_then_recovers() {
+    let h = harness(
+        IngestConfig {
+            max_buffered_events: 3,
+            ..IngestConfig::default()
+        },
+        ServerConfig::default(),
+    );
+    let two = json!([pageview("/1"), pageview("/2")]).to_string();
+    let (s, _, _) = send(
+        &h.app,
+        post_events(Some("ik-a"), "application/json", two.clone()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let (s, headers, b) = send(
+        &h.app,
+        post_events(Some("ik-a"), "application/json", two.clone()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
+    assert_eq!(headers.get(header::RETRY_AFTER).unwrap(), "1");
+    assert_eq!(h.pipeline.buffered(), 2);
+    h.pipeline.flush().await;
+    let (s, _, _) = send(&h.app, post_events(Some("ik-a"), "application/json", two)).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn sql_and_reports_over_http() {
+    let h = default_harness();
+    let batch = json!([pageview("/"), pageview("/pricing"), {"kind": "crash", "url": "https://a.example/", "message": "boom"}]);
+    send(
+        &h.app,
+        post_events(Some("ik-a"), "application/json", batch.to_string()),
+    )
+    .await;
+    send(
+        &h.app,
+        post_events(
+            Some("ik-b"),
+            "application/json",
+            json!([pageview("/b")]).to_string(),
+        ),
+    )
+    .await;
+    h.pipeline.flush().await;
+
+    let (s, headers, b) = send(
+        &h.app,
+        sql(
+            "rk-a",
+            "SELECT kind, COUNT(*) AS n FROM events GROUP BY kind ORDER BY kind",
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        b,
+        json!([{"kind": "crash", "n": 1}, {"kind": "pageview", "n": 2}])
+    );
+    assert_eq!(headers.get("x-tacet-rows").unwrap(), "2");
+    let req = Request::post("/v1/sql")
+        .header(header::AUTHORIZATION, "Bearer rk-b")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            json!({"sql": "SELECT url_path, browser, os FROM events"}).to_string(),
+        ))
+        .unwrap();
+    let (s, _, b) = send(&h.app, req).await;
+    assert_eq!(
+        (s, b),
+        (
+            StatusCode::OK,
+            json!([{"url_path": "/b", "browser": "Firefox", "os": "Linux"}])
+        )
+    );
+    let req = Request::post("/v1/sql?format=csv")
+        .header(header::AUTHORIZATION, "Bearer rk-a")
+        .body(Body::from("SELECT COUNT(*) AS n FROM events"))
+        .unwrap();
+    let (_, _, b) = send(&h.app, req).await;
+    assert_eq!(b, Value::String("n\n3\n".into()));
+
+    let (s, _, b) = send(
+        &h.app,
+        sql(
+            "rk-a",
+            "CREATE EXTERNAL TABLE x STORED AS PARQUET LOCATION '/'",
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    let (s, _, b) = send(&h.app, sql("rk-a", "SELECT nope FROM events")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert!(b["error"].as_str().unwrap().contains("nope"), "{b}");
+
+    let report = |uri: &str| {
+        Request::get(uri)
+            .header(header::AUTHORIZATION, "Bearer rk-a")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (s, _, b) = send(&h.app, report("/v1/reports/daily")).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b[0]["pageviews"], 2);
+    assert_eq!(b[0]["crashes"], 1);
+    assert_eq!(b[0]["visitors"], 1);
+    let (s, _, _) = send(&h.app, report("/v1/reports/nope")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _, b) = send(&h.app, report("/v1/reports/daily?from=yesterday")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["error"].as_str().unwrap().contains("YYYY-MM-DD"));
+}
