@@ -1,1 +1,5 @@
+//! End-to-end tests: the real `tacet` binary on an ephemeral port, a temporary data directory, real HTTP.
 
+mod privacy;
+mod server;
+mod skeleton;

@@ -177,15 +177,13 @@ pub fn parse_event(value: Value, now_millis: i64) -> Result<RawEvent, FieldError
     let release = optional_string(&mut obj, "release", MAX_SHORT_TEXT_BYTES)?;
 
     match kind {
-        Kind::Event => {
-            if name.as_deref().is_none_or(|n| n.trim().is_empty()) {
-                return Err(FieldError::new(
-                    "name",
-                    "required for kind \"event\" (a non-empty string)",
-                ));
-            }
+        Kind::Event if name.as_deref().is_none_or(|n| n.trim().is_empty()) => {
+            return Err(FieldError::new(
+                "name",
+                "required for kind \"event\" (a non-empty string)",
+            ));
         }
-        _ if name.is_some() => {
+        Kind::Pageview | Kind::Crash if name.is_some() => {
             return Err(FieldError::new("name", "only allowed for kind \"event\""));
         }
         _ => {}

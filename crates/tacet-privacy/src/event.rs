@@ -12,9 +12,10 @@ use tacet_model::schema::{TS_TZ, file_schema};
 
 /// An event after the privacy step: no raw IP, user id, user agent or full URL is left in it.
 ///
-/// Fields are public to read; only this crate can construct one (see the private `_sealed` field), so
-/// anything that holds an `Event` holds pseudonymised data.
+/// Fields are public to read; only this crate can construct one (`#[non_exhaustive]`), so anything that
+/// holds an `Event` holds pseudonymised data.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Event {
     pub kind: Kind,
     pub ts_millis: i64,
@@ -44,7 +45,6 @@ pub struct Event {
     pub message: Option<String>,
     pub stack: Vec<String>,
     pub release: Option<String>,
-    pub(crate) _sealed: (),
 }
 
 /// A record batch of pseudonymised events in the lake's file schema. Only [`EventBatch::from_events`]
@@ -201,7 +201,7 @@ mod tests {
         };
         let ua = parse_user_agent(ctx.user_agent);
         let raw = |v| parse_event(v, 1_764_400_000_000).unwrap();
-        let events = vec![
+        let events = [
             p.pseudonymise(&tenant, &TenantPolicy::default(), &keys, ctx, &ua,
                 raw(serde_json::json!({"kind": "pageview", "url": "https://a.example/x?utm_source=n", "user_id": "u1"}))),
             p.pseudonymise(&tenant, &TenantPolicy::default(), &keys, ctx, &ua,

@@ -13,7 +13,7 @@
 //!   └─ free text       → scrubbed (e-mail addresses, IPs, secrets under sensitive property keys)
 //!        │
 //!        ▼
-//!   Event (sealed: only this crate builds one) ──► EventBatch (Arrow) ──► WAL / lake
+//!   Event (#[non_exhaustive]: only this crate builds one) ──► EventBatch (Arrow) ──► WAL / lake
 //! ```
 //!
 //! This crate is pure and synchronous: no I/O, no logging of its inputs. Keys and the GeoIP database are
@@ -58,7 +58,7 @@ impl Privacy {
     pub fn new(geo: Option<GeoDb>) -> Self {
         Self {
             geo,
-            scrubber: Scrubber::default(),
+            scrubber: Scrubber,
         }
     }
 
@@ -126,7 +126,6 @@ impl Privacy {
             message: raw.message.map(|m| s.text(&m)),
             stack: raw.stack.iter().map(|f| s.text(f)).collect(),
             release: raw.release.map(|r| s.text(&r)),
-            _sealed: (),
         }
     }
 }

@@ -10,6 +10,7 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
@@ -46,7 +47,13 @@ pub struct QueryEngine {
 
 impl QueryEngine {
     pub fn new(store: Arc<dyn ObjectStore>, config: QueryConfig) -> Result<Self> {
+        // DataFusion caches directory listings forever by default; the lake grows with every flush, so the
+        // listing cache is off. Footer and statistics caches stay: lake files are immutable.
+        let caches = CacheManagerConfig::default()
+            .with_list_files_cache(None)
+            .with_list_files_cache_limit(0);
         let runtime = RuntimeEnvBuilder::new()
+            .with_cache_manager(caches)
             .with_memory_limit(config.memory_limit_bytes, 1.0)
             .build_arc()
             .map_err(Error::from_datafusion)?;
@@ -370,6 +377,45 @@ mod tests {
             let e = q.sql(&t("a"), &sql).await.unwrap_err();
             assert!(matches!(e, Error::User(_)), "{sql}: {e:?}");
         }
+    }
+
+    /// Regression: DataFusion's default listing cache hid files written after the first query.
+    #[tokio::test]
+    async fn files_written_after_a_query_are_seen_by_the_next() {
+        let (dir, lake) = lake_with(&[("a", "pageview", 1, "203.0.113.1")]).await;
+        let q = engine(&lake, QueryConfig::default());
+        let count = |out: QueryOutput| ints(&out, 0)[0];
+        assert_eq!(
+            count(q.sql(&t("a"), "SELECT COUNT(*) FROM events").await.unwrap()),
+            1
+        );
+        let more = lake_with(&[
+            ("a", "pageview", 1, "203.0.113.2"),
+            ("a", "crash", 1, "203.0.113.2"),
+        ])
+        .await;
+        for f in crate::engine::tests::all_files(more.0.path()) {
+            let rel = f.strip_prefix(more.0.path()).unwrap();
+            std::fs::create_dir_all(dir.path().join(rel).parent().unwrap()).unwrap();
+            std::fs::copy(&f, dir.path().join(rel)).unwrap();
+        }
+        assert_eq!(
+            count(q.sql(&t("a"), "SELECT COUNT(*) FROM events").await.unwrap()),
+            3
+        );
+    }
+
+    fn all_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(all_files(&p))
+            } else {
+                out.push(p)
+            }
+        }
+        out
     }
 
     #[tokio::test]

@@ -1,1 +1,342 @@
-fn main() {}
+//! `tacet`: the one binary. Loads the configuration, sets up logging, and runs a subcommand.
+//!
+//! This is the only crate that reads environment variables or installs global subscribers.
+
+mod config;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use tacet_ingest::{KeyStore, Pipeline};
+use tacet_lake::Lake;
+use tacet_model::{Clock, SystemClock, TenantId};
+use tacet_privacy::{GeoDb, Privacy};
+use tacet_query::format::{Format, to_csv, to_json, to_table};
+use tacet_query::{QueryEngine, QueryOutput, REPORTS, Report, ReportParams};
+use tacet_server::{AppState, Tenants, router};
+use tracing::info;
+
+use crate::config::{Config, Source};
+
+/// Tacet: privacy-first telemetry and analytics.
+///
+/// Beacons in, pseudonymised Parquet out, SQL reports back. With no --config, runs the embedded default:
+/// local disk under ./tacet-data and a demo tenant (ingest key "demo-ingest-key", read key "demo-read-key").
+#[derive(Debug, Parser)]
+#[command(name = "tacet", version, propagate_version = true)]
+struct Cli {
+    /// Configuration file (TOML); see deploy/tacet.example.toml. Without it, the embedded default.
+    #[arg(long, global = true, env = "TACET_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (lake and keys); overrides the file and TACET_DATA_DIR.
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: ingestion, SQL and reports over HTTP. Stops cleanly (flushing) on Ctrl-C or SIGTERM.
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free one); overrides the file and
+        /// TACET_LISTEN.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+    /// Run read-only SQL over one tenant's events (the table is `events`). Reads the Parquet files: events a
+    /// running server has not flushed yet (at most one flush interval) are not visible.
+    Sql {
+        /// Tenant id, as in the configuration.
+        #[arg(long)]
+        tenant: String,
+        /// Output format.
+        #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
+        format: String,
+        /// The query, e.g. "SELECT kind, COUNT(*) FROM events GROUP BY kind".
+        query: String,
+    },
+    /// Run a canned report from queries/ by name (`--list` shows them).
+    Report {
+        /// Report name, e.g. daily.
+        #[arg(required_unless_present = "list")]
+        name: Option<String>,
+        /// Tenant id, as in the configuration.
+        #[arg(long, required_unless_present = "list")]
+        tenant: Option<String>,
+        /// First day, YYYY-MM-DD (inclusive); default 29 days before --to.
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day, YYYY-MM-DD (inclusive); default today (UTC).
+        #[arg(long)]
+        to: Option<String>,
+        /// Output format.
+        #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
+        format: String,
+        /// List the reports with what they answer, and exit.
+        #[arg(long)]
+        list: bool,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let (mut config, source) = Config::load(cli.config.as_deref(), env_var)?;
+    if let Some(dir) = cli.data_dir {
+        config.data_dir = dir;
+    }
+    match cli.command {
+        Command::Serve { listen } => {
+            if let Some(listen) = listen {
+                config.listen = listen;
+            }
+            serve(config, source).await
+        }
+        Command::Sql {
+            tenant,
+            format,
+            query,
+        } => {
+            let tenant = known_tenant(&config, &tenant)?;
+            let engine = query_engine(&config)?;
+            let out = engine.sql(&tenant, &query).await?;
+            print_output(&out, &format)
+        }
+        Command::Report { list: true, .. } => {
+            for r in REPORTS {
+                println!("{:<12} {}", r.name, r.header("title").unwrap_or_default());
+                if let Some(p) = r.header("params") {
+                    println!("{:<12} params: {p}", "");
+                }
+                if let Some(c) = r.header("columns") {
+                    println!("{:<12} columns: {c}", "");
+                }
+            }
+            Ok(())
+        }
+        Command::Report {
+            name,
+            tenant,
+            from,
+            to,
+            format,
+            list: false,
+        } => {
+            let (Some(name), Some(tenant)) = (name, tenant) else {
+                bail!("give a report name and --tenant; `tacet report --list` shows the reports");
+            };
+            let tenant = known_tenant(&config, &tenant)?;
+            let report = Report::find(&name)?;
+            let mut given = BTreeMap::new();
+            given.extend(from.map(|v| ("from".to_owned(), v)));
+            given.extend(to.map(|v| ("to".to_owned(), v)));
+            let params = ReportParams::parse(&given, SystemClock.now().date_naive())?;
+            let out = query_engine(&config)?
+                .report(&tenant, report, &params)
+                .await?;
+            print_output(&out, &format)
+        }
+    }
+}
+
+fn known_tenant(config: &Config, id: &str) -> anyhow::Result<TenantId> {
+    if !config.tenant.iter().any(|t| t.id == id) {
+        let ids: Vec<&str> = config.tenant.iter().map(|t| t.id.as_str()).collect();
+        bail!(
+            "no tenant {id:?} in the configuration; tenants are: {}",
+            ids.join(", ")
+        );
+    }
+    Ok(TenantId::new(id)?)
+}
+
+fn query_engine(config: &Config) -> anyhow::Result<QueryEngine> {
+    let dir = config.lake_dir();
+    if !dir.is_dir() {
+        bail!(
+            "no lake at {}: nothing has been ingested there yet (start `tacet serve` and post events), or pass --data-dir",
+            dir.display()
+        );
+    }
+    let lake = Lake::local(&dir)?;
+    Ok(QueryEngine::new(
+        Arc::clone(lake.store()),
+        config.query.clone(),
+    )?)
+}
+
+fn print_output(out: &QueryOutput, format: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let bytes = match Format::parse(format) {
+        Some(Format::Json) => to_json(&out.batches)?,
+        Some(Format::Csv) => to_csv(&out.batches)?,
+        _ => to_table(&out.batches)?.into_bytes(),
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&bytes)?;
+    if !bytes.ends_with(b"\n") {
+        stdout.write_all(b"\n")?;
+    }
+    if out.truncated {
+        eprintln!(
+            "note: the answer was cut at {} rows (query.max_rows); aggregate or add a LIMIT",
+            out.num_rows()
+        );
+    }
+    Ok(())
+}
+
+fn init_logging() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("TACET_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}
+
+async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
+    init_logging();
+    let tenants = config.tenants(env_var)?;
+    let tenants = Arc::new(Tenants::new(tenants)?);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let geo = match &config.geoip {
+        None => None,
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| {
+                format!(
+                    "cannot read the GeoIP database {} (setting geoip)",
+                    path.display()
+                )
+            })?;
+            let db =
+                GeoDb::from_bytes(bytes).with_context(|| format!("geoip = {}", path.display()))?;
+            info!(database_type = db.database_type(), "GeoIP database loaded");
+            Some(db)
+        }
+    };
+    let keys = KeyStore::open(&config.keys_dir(), clock.clone())?;
+    let lake = Lake::local(&config.lake_dir())?;
+    let query = Arc::new(QueryEngine::new(
+        Arc::clone(lake.store()),
+        config.query.clone(),
+    )?);
+    let pipeline = Arc::new(Pipeline::new(
+        Privacy::new(geo),
+        keys,
+        lake,
+        clock,
+        config.ingest.clone(),
+    ));
+    let flusher = pipeline.spawn_flusher();
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (is another server running there? use --listen)",
+                config.listen
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    let state = AppState {
+        pipeline: Arc::clone(&pipeline),
+        query,
+        tenants: Arc::clone(&tenants),
+        config: Arc::new(config.http.clone()),
+        trusted_proxies: Arc::new(config.trusted_proxies.clone()),
+    };
+    println!(
+        "tacet {} listening on http://{addr}",
+        env!("CARGO_PKG_VERSION")
+    );
+    println!("data directory: {}", config.data_dir.display());
+    match &source {
+        Source::Embedded => {
+            for t in tenants.iter() {
+                println!(
+                    "tenant {:?}: ingest key {:?}, read key {:?} (embedded demo configuration)",
+                    t.id.as_str(),
+                    t.ingest_key,
+                    t.read_key
+                );
+            }
+        }
+        Source::File(path) => {
+            println!("configuration: {}", path.display());
+            for t in tenants.iter() {
+                println!("tenant {:?}: ingest key {:?}", t.id.as_str(), t.ingest_key);
+            }
+        }
+    }
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the HTTP server failed")?;
+
+    info!("shutting down: writing buffered events");
+    flusher.abort();
+    let summary = pipeline.flush().await;
+    if pipeline.buffered() > 0 {
+        bail!(
+            "{} buffered events could not be written at shutdown (see the log above); they are lost",
+            pipeline.buffered()
+        );
+    }
+    info!(
+        events = summary.events,
+        files = summary.files,
+        "stopped cleanly"
+    );
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

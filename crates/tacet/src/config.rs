@@ -1,0 +1,248 @@
+//! Configuration: a TOML file (or the embedded default), then `TACET_*` environment variables, then flags.
+//! Validated once, at start-up, with errors that name the setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use ipnet::IpNet;
+use serde::Deserialize;
+use tacet_ingest::IngestConfig;
+use tacet_model::TenantId;
+use tacet_privacy::{IpMode, TenantPolicy};
+use tacet_query::QueryConfig;
+use tacet_server::{ServerConfig, TenantEntry};
+
+/// The configuration used when no file is given: local disk, one demo tenant, localhost.
+pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address and port `tacet serve` listens on. Env: `TACET_LISTEN`.
+    pub listen: SocketAddr,
+    /// Where the lake (`lake/`) and the key store (`keys/`) live; relative paths are from the working
+    /// directory. Env: `TACET_DATA_DIR`.
+    pub data_dir: PathBuf,
+    /// Proxies (CIDR list) whose `X-Forwarded-For` header is believed. Empty: use the peer address.
+    pub trusted_proxies: Vec<IpNet>,
+    /// A MaxMind DB file (GeoLite2 or DB-IP Lite, City or Country) for country, region and city. Optional.
+    pub geoip: Option<PathBuf>,
+    pub ingest: IngestConfig,
+    pub query: QueryConfig,
+    pub http: ServerConfig,
+    /// The tenants (`[[tenant]]` tables).
+    pub tenant: Vec<TenantConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("tacet-data"),
+            trusted_proxies: Vec::new(),
+            geoip: None,
+            ingest: IngestConfig::default(),
+            query: QueryConfig::default(),
+            http: ServerConfig::default(),
+            tenant: Vec::new(),
+        }
+    }
+}
+
+/// One tenant (a client organisation, the data controller).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// 1 to 64 characters of `a-z`, `0-9`, `-`, `_`. Appears in lake paths.
+    pub id: String,
+    /// The public, write-only key web pages send beacons with.
+    pub ingest_key: Option<String>,
+    /// Or: the name of an environment variable holding it.
+    pub ingest_key_env: Option<String>,
+    /// The secret key for SQL and reports over this tenant's events.
+    pub read_key: Option<String>,
+    /// Or: the name of an environment variable holding it.
+    pub read_key_env: Option<String>,
+    /// `"drop"` (default) or `"truncate"` (keep IPv4 /24, IPv6 /48).
+    #[serde(default)]
+    pub ip_mode: IpMode,
+}
+
+/// Where the configuration came from, for the start-up banner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Embedded,
+    File(PathBuf),
+}
+
+impl Config {
+    /// Reads `file` (or the embedded default), applies the environment, and validates.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<(Self, Source)> {
+        let (text, source) = match file {
+            Some(path) => (
+                std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read the configuration file {}", path.display())
+                })?,
+                Source::File(path.to_owned()),
+            ),
+            None => (EMBEDDED_DEFAULT.to_owned(), Source::Embedded),
+        };
+        let mut config: Config = toml::from_str(&text).with_context(|| match &source {
+            Source::File(p) => format!("{} is not a valid configuration", p.display()),
+            Source::Embedded => "the embedded default configuration is invalid".to_owned(),
+        })?;
+        if let Some(listen) = env("TACET_LISTEN") {
+            config.listen = listen.parse().with_context(|| {
+                format!("TACET_LISTEN={listen:?} is not an address like 127.0.0.1:8080")
+            })?;
+        }
+        if let Some(dir) = env("TACET_DATA_DIR") {
+            config.data_dir = PathBuf::from(dir);
+        }
+        Ok((config, source))
+    }
+
+    /// The tenants with their keys resolved; fails on anything missing, duplicated or malformed.
+    pub fn tenants(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Vec<TenantEntry>> {
+        if self.tenant.is_empty() {
+            bail!(
+                "the configuration lists no tenants: add a [[tenant]] table with id, ingest_key and read_key"
+            );
+        }
+        let resolve = |t: &TenantConfig,
+                       what: &str,
+                       value: &Option<String>,
+                       var: &Option<String>|
+         -> anyhow::Result<String> {
+            match (value, var) {
+                (Some(v), None) => Ok(v.clone()),
+                (None, Some(var)) => env(var).filter(|v| !v.is_empty()).with_context(|| {
+                    format!("tenant {:?}: {what}_env names the environment variable {var}, which is not set", t.id)
+                }),
+                (Some(_), Some(_)) => bail!("tenant {:?}: give {what} or {what}_env, not both", t.id),
+                (None, None) => bail!("tenant {:?}: {what} (or {what}_env) is required", t.id),
+            }
+        };
+        self.tenant
+            .iter()
+            .map(|t| {
+                Ok(TenantEntry {
+                    id: TenantId::new(&t.id)?,
+                    policy: TenantPolicy { ip_mode: t.ip_mode },
+                    ingest_key: resolve(t, "ingest_key", &t.ingest_key, &t.ingest_key_env)?,
+                    read_key: resolve(t, "read_key", &t.read_key, &t.read_key_env)?,
+                })
+            })
+            .collect()
+    }
+
+    pub fn lake_dir(&self) -> PathBuf {
+        self.data_dir.join("lake")
+    }
+
+    pub fn keys_dir(&self) -> PathBuf {
+        self.data_dir.join("keys")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn embedded_default_has_the_demo_tenant() {
+        let (c, source) = Config::load(None, no_env).unwrap();
+        assert_eq!(source, Source::Embedded);
+        let tenants = c.tenants(no_env).unwrap();
+        assert_eq!(tenants.len(), 1);
+        assert_eq!(
+            (tenants[0].id.as_str(), tenants[0].ingest_key.as_str()),
+            ("demo", "demo-ingest-key")
+        );
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    /// deploy/tacet.example.toml documents every setting at its default value; keep it in step.
+    #[test]
+    fn example_config_matches_the_defaults() {
+        let text = include_str!("../../../deploy/tacet.example.toml");
+        let example: Config = toml::from_str(text).unwrap();
+        let defaults = Config::default();
+        assert_eq!(example.ingest, defaults.ingest);
+        assert_eq!(example.query, defaults.query);
+        assert_eq!(example.http, defaults.http);
+        assert_eq!(example.listen, defaults.listen);
+        assert_eq!(example.data_dir, defaults.data_dir);
+        assert_eq!(example.trusted_proxies, defaults.trusted_proxies);
+        assert!(!example.tenant.is_empty());
+    }
+
+    #[test]
+    fn keys_from_environment_and_clear_errors() {
+        let text = r#"
+            [[tenant]]
+            id = "acme"
+            ingest_key = "ik"
+            read_key_env = "ACME_READ_KEY"
+        "#;
+        let c: Config = toml::from_str(text).unwrap();
+        let env = |k: &str| (k == "ACME_READ_KEY").then(|| "secret".to_owned());
+        assert_eq!(c.tenants(env).unwrap()[0].read_key, "secret");
+        let err = c.tenants(no_env).unwrap_err().to_string();
+        assert!(err.contains("ACME_READ_KEY, which is not set"), "{err}");
+
+        let bad: Result<Config, _> = toml::from_str("listen = \"127.0.0.1:1\"\nlisen = 1");
+        assert!(
+            bad.unwrap_err()
+                .to_string()
+                .contains("unknown field `lisen`")
+        );
+        let c: Config =
+            toml::from_str("[[tenant]]\nid = \"Bad/Id\"\ningest_key = \"a\"\nread_key = \"b\"")
+                .unwrap();
+        assert!(
+            c.tenants(no_env)
+                .unwrap_err()
+                .to_string()
+                .contains("not valid")
+        );
+        let c: Config = toml::from_str("[ingest]\nflush_interval = \"250ms\"").unwrap();
+        assert_eq!(
+            c.ingest.flush_interval,
+            std::time::Duration::from_millis(250)
+        );
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let env = |k: &str| match k {
+            "TACET_LISTEN" => Some("0.0.0.0:9000".to_owned()),
+            "TACET_DATA_DIR" => Some("/srv/tacet".to_owned()),
+            _ => None,
+        };
+        let (c, _) = Config::load(None, env).unwrap();
+        assert_eq!(
+            (c.listen.to_string(), c.data_dir),
+            ("0.0.0.0:9000".into(), PathBuf::from("/srv/tacet"))
+        );
+        let bad = |k: &str| (k == "TACET_LISTEN").then(|| "localhost".to_owned());
+        assert!(
+            Config::load(None, bad)
+                .unwrap_err()
+                .to_string()
+                .contains("TACET_LISTEN")
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! The privacy scan: raw IPs, user ids, e-mail addresses and user-agent strings sent to the server must
+//! appear nowhere it wrote (data directory, keys, logs), neither as bytes nor inside decoded Parquet values.
+//!
+//! Extend `NEEDLES` and the places scanned whenever the server gains a new place that writes.
+
+use std::fs::File;
+
+use arrow::util::pretty::pretty_format_batches;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::json;
+
+use crate::server::{Server, files_under, two_tenant_config};
+
+const IPS: [&str; 4] = [
+    "198.51.100.23",
+    "203.0.113.199",
+    "2001:db8:85a3::8a2e:370:7334",
+    "192.0.2.77",
+];
+const USER_IDS: [&str; 2] = ["user-7f3a9c2e-private-id", "carol.danvers@example.org"];
+const EMAILS: [&str; 5] = [
+    "dave.probe@example.net",
+    "erin.probe@example.com",
+    "frank.probe@example.com",
+    "grace.probe@example.org",
+    "heidi.probe@example.co.uk",
+];
+const UAS: [&str; 2] = [
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) TacetPrivacyProbe/9.8.7 Chrome/121.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7; ProbeBuild/4242) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.2 Safari/605.1.15",
+];
+
+fn needles() -> Vec<&'static str> {
+    IPS.iter()
+        .chain(&USER_IDS)
+        .chain(&EMAILS)
+        .chain(&UAS)
+        .copied()
+        .collect()
+}
+
+#[tokio::test]
+async fn no_raw_identifier_reaches_disk_or_logs() {
+    let server = Server::start(&two_tenant_config(""));
+    let mut sent = 0u64;
+    for (i, ip) in IPS.iter().enumerate() {
+        let ua = UAS[i % UAS.len()];
+        let user = USER_IDS[i % USER_IDS.len()];
+        let batch = json!([
+            {"kind": "pageview", "user_id": user,
+             "url": format!("https://a.example/u/{}/profile?email={}&utm_source=probe", EMAILS[1], EMAILS[0]),
+             "referrer": format!("https://mail.example/?to={}", EMAILS[0])},
+            {"kind": "event", "name": "contact", "user_id": user, "url": "https://a.example/contact",
+             "props": {"contact": EMAILS[2], "password": "hunter2-probe", "note": format!("from {ip}")}},
+            {"kind": "crash", "user_id": user, "url": "https://a.example/app", "error_type": "AuthError",
+             "message": format!("login failed for {} from {ip}", EMAILS[3]),
+             "stack": [format!("at login ({}:1:1)", EMAILS[4]), "at main (app.js:2:1)"], "release": "2.0.0"},
+        ]);
+        for key in ["ingest-a", "ingest-b"] {
+            let (status, body) = server
+                .post_events(key, ua, ip, "application/json", batch.to_string())
+                .await;
+            assert_eq!(status, 202, "{body}");
+            sent += 3;
+        }
+    }
+    server.wait_for_count("read-a", sent / 2).await;
+    server.wait_for_count("read-b", sent / 2).await;
+    // Known users are kept as pseudonyms: one per user id, on every event that carried one.
+    let (_, users) = server
+        .sql(
+            "read-a",
+            "SELECT COUNT(user_pseudonym) AS n, COUNT(DISTINCT user_pseudonym) AS d FROM events",
+        )
+        .await;
+    assert_eq!(users, json!([{"n": sent / 2, "d": USER_IDS.len()}]));
+    let stopped = server.stop();
+
+    let mut places = files_under(&stopped.data_dir);
+    places.extend(files_under(&stopped.logs));
+    let parquet_files: Vec<_> = places
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .cloned()
+        .collect();
+    assert!(
+        parquet_files.len() >= 6,
+        "expected Parquet files for 2 tenants x 3 kinds: {places:?}"
+    );
+    assert!(
+        places.iter().any(|p| p.ends_with("stderr.log"))
+            && places.iter().any(|p| p.ends_with("lifecycle.jsonl"))
+    );
+
+    // 1. Raw bytes of every file the server wrote, logs included.
+    for path in &places {
+        let bytes = std::fs::read(path).unwrap();
+        for needle in needles() {
+            assert!(
+                !contains(&bytes, needle.as_bytes()),
+                "{needle:?} found in the raw bytes of {}",
+                path.display()
+            );
+        }
+    }
+
+    // 2. Decoded values of every Parquet file (compression hides strings from a byte search).
+    let mut rows = 0;
+    let mut decoded = String::new();
+    for path in &parquet_files {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        let batches: Vec<_> = reader.map(Result::unwrap).collect();
+        rows += batches.iter().map(|b| b.num_rows()).sum::<usize>();
+        decoded.push_str(&pretty_format_batches(&batches).unwrap().to_string());
+    }
+    assert_eq!(rows as u64, sent, "every event sent is stored");
+    for needle in needles() {
+        assert!(
+            !decoded.contains(needle),
+            "{needle:?} found in decoded Parquet values"
+        );
+    }
+    assert!(
+        !decoded.contains("hunter2-probe"),
+        "a value under a secret-named property key was stored"
+    );
+
+    // The scan must be able to see what is there: scrubbed placeholders and pseudonyms are stored.
+    for expected in [
+        "AuthError",
+        "[email]",
+        "[ip]",
+        "[redacted]",
+        "/u/[email]/profile",
+        "probe",
+        "198.51.100.0/24",
+    ] {
+        assert!(
+            decoded.contains(expected),
+            "{expected:?} should be in the decoded data"
+        );
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}

@@ -1,0 +1,220 @@
+//! Starting and stopping the real server, and talking to it.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tacet");
+
+/// A running `tacet serve`, with its stdout and stderr captured to files in `logs`.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub data_dir: PathBuf,
+    pub logs: PathBuf,
+    pub config: PathBuf,
+    pub http: reqwest::Client,
+    _tmp: tempfile::TempDir,
+}
+
+/// A configuration with tenants `a` and `b`, a fast flush, and loopback as a trusted proxy so tests can set
+/// the client address with `X-Forwarded-For`.
+pub fn two_tenant_config(extra: &str) -> String {
+    format!(
+        r#"
+trusted_proxies = ["127.0.0.1/32", "::1/128"]
+{extra}
+[ingest]
+flush_interval = "200ms"
+
+[[tenant]]
+id = "a"
+ingest_key = "ingest-a"
+read_key = "read-a"
+
+[[tenant]]
+id = "b"
+ingest_key = "ingest-b"
+read_key_env = "E2E_READ_KEY_B"
+ip_mode = "truncate"
+"#
+    )
+}
+
+impl Server {
+    pub fn start(config: &str) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().join("data");
+        let logs = tmp.path().join("logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let config_path = tmp.path().join("tacet.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config_path)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .env("E2E_READ_KEY_B", "read-b")
+            .env("TACET_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(File::create(logs.join("stderr.log")).unwrap())
+            .spawn()
+            .unwrap();
+        // The first stdout line names the address; the rest of stdout is copied to a log file.
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .rsplit("http://")
+            .next()
+            .filter(|_| line.contains("listening on"))
+            .unwrap_or_else(|| panic!("unexpected first line from tacet serve: {line:?}"))
+            .to_owned();
+        let mut out = File::create(logs.join("stdout.log")).unwrap();
+        out.write_all(line.as_bytes()).unwrap();
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut stdout, &mut out);
+        });
+        Server {
+            child,
+            base: format!("http://{addr}"),
+            data_dir,
+            logs,
+            config: config_path,
+            http: reqwest::Client::new(),
+            _tmp: tmp,
+        }
+    }
+
+    /// Posts a body to `/v1/events` with an ingest key, a user agent and a client address.
+    pub async fn post_events(
+        &self,
+        key: &str,
+        ua: &str,
+        client_ip: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}/v1/events", self.base))
+            .header("x-tacet-key", key)
+            .header("user-agent", ua)
+            .header("x-forwarded-for", client_ip)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn sql(&self, read_key: &str, sql: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}/v1/sql", self.base))
+            .bearer_auth(read_key)
+            .body(sql.to_owned())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Waits until `SELECT COUNT(*)` for a tenant reaches `n` (the flush runs every 200 ms).
+    pub async fn wait_for_count(&self, read_key: &str, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (status, body) = self.sql(read_key, "SELECT COUNT(*) AS n FROM events").await;
+            assert_eq!(status, 200, "{body}");
+            let got = body[0]["n"].as_u64().unwrap();
+            if got == n {
+                return;
+            }
+            assert!(got < n, "more rows than sent: {got} > {n}");
+            assert!(
+                Instant::now() < deadline,
+                "only {got} of {n} events became queryable within 15 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops the server with SIGTERM and waits for a clean exit.
+    pub fn stop(mut self) -> Stopped {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let exit = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tacet serve did not stop within 15 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let stderr = std::fs::read_to_string(self.logs.join("stderr.log")).unwrap();
+        assert!(exit.success(), "tacet serve exited with {exit}: {stderr}");
+        Stopped {
+            data_dir: self.data_dir.clone(),
+            logs: self.logs.clone(),
+            config: self.config.clone(),
+            _tmp: std::mem::replace(&mut self._tmp, tempfile::tempdir().unwrap()),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a stopped server left behind.
+pub struct Stopped {
+    pub data_dir: PathBuf,
+    pub logs: PathBuf,
+    pub config: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+/// Every regular file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Runs the `tacet` binary to completion.
+pub fn tacet(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("TACET_CONFIG")
+        .env_remove("TACET_DATA_DIR")
+        .output()
+        .unwrap()
+}
