@@ -548,6 +548,39 @@ mod tests {
         );
     }
 
+    /// `schemas/event.schema.json` documents the wire format; its fields and limits must match this code.
+    #[test]
+    fn json_schema_matches_the_validator() {
+        let schema: Value =
+            serde_json::from_str(include_str!("../../../schemas/event.schema.json")).unwrap();
+        let props = schema["properties"].as_object().unwrap();
+        let mut documented: Vec<&str> = props.keys().map(String::as_str).collect();
+        let mut known = KNOWN_FIELDS.to_vec();
+        documented.sort();
+        known.sort();
+        assert_eq!(documented, known);
+        let kinds: Vec<&str> = props["kind"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, Kind::ALL.map(Kind::as_str));
+        let max = |field: &str, key: &str| props[field][key].as_u64().unwrap() as usize;
+        assert_eq!(max("url", "maxLength"), MAX_URL_BYTES);
+        assert_eq!(max("referrer", "maxLength"), MAX_URL_BYTES);
+        assert_eq!(max("user_id", "maxLength"), MAX_USER_ID_BYTES);
+        assert_eq!(max("name", "maxLength"), MAX_NAME_BYTES);
+        assert_eq!(max("error_type", "maxLength"), MAX_SHORT_TEXT_BYTES);
+        assert_eq!(max("release", "maxLength"), MAX_SHORT_TEXT_BYTES);
+        assert_eq!(max("props", "maxProperties"), MAX_PROPS);
+        assert_eq!(
+            props["ts"]["oneOf"][1]["minimum"].as_i64().unwrap(),
+            MIN_TS_MILLIS
+        );
+        assert_eq!(schema["additionalProperties"], Value::Bool(false));
+    }
+
     #[test]
     fn debug_hides_identifiers() {
         let e = parse_event(
