@@ -1,28 +1,35 @@
-//! The ingestion pipeline, without HTTP: validate → pseudonymise → buffer → flush to the lake.
+//! The ingestion pipeline, without HTTP: pseudonymise → write-ahead log → buffer → flush to the lake.
 //!
 //! ```text
 //!  server ──RawEvent batch──► Pipeline::accept ──► Privacy::pseudonymise (keys from KeyStore)
-//!                                   │
+//!                                   │ one record per request (record.rs)
+//!                                   ▼
+//!                     Wal::append: group commit + fdatasync; the commit callback puts the events in
+//!                                   │ the buffer in sequence order, then the client hears "accepted"
 //!                                   ▼
 //!                     Buffer: partition (tenant, kind, day) → Vec<Event>
 //!                                   │  every flush_interval, at flush_events, on shutdown
 //!                                   ▼
-//!                     Lake::write: one Parquet file per partition per flush
+//!                     Wal::begin_flush(from, to) ─► Lake::write part-<from>-<to>.parquet per partition
+//!                                   (fsynced) ─► Wal::finish_flush(to): checkpoint, old segments deleted
 //! ```
 //!
-//! Until the write-ahead log lands, events acknowledged but not yet flushed live only in memory: a crash
-//! loses at most one flush interval of events. A failed flush puts its events back in the buffer, and
-//! [`Pipeline::accept`] refuses new events once `max_buffered_events` are waiting, so memory stays bounded.
+//! An acknowledged event is in an fsynced log record. After a crash, [`Pipeline::recover`] replays every
+//! record after the checkpoint; a flush the crash interrupted is redone with the same range, so it writes
+//! the same file names and no row is stored twice. A failed flush stays pending and is retried whole.
+//! Memory is bounded by `max_buffered_events` and disk by the log's `max_bytes`: past either, `accept`
+//! refuses (HTTP 503 with `Retry-After`).
 
 mod config;
 mod keystore;
 mod pipeline;
+mod record;
 
 use std::path::Path;
 
 pub use config::IngestConfig;
 pub use keystore::KeyStore;
-pub use pipeline::{FlushSummary, Pipeline};
+pub use pipeline::{FlushSummary, Pipeline, RecoverySummary};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -38,6 +45,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The write-ahead log refused or failed (full, disk full, I/O); nothing of the request was taken.
+    #[error("write-ahead log: {0}")]
+    Wal(#[from] tacet_wal::Error),
     #[error(transparent)]
     Lake(#[from] tacet_lake::Error),
     #[error("building an Arrow batch: {0}")]

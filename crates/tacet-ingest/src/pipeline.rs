@@ -1,4 +1,4 @@
-//! The buffer between requests and Parquet files.
+//! From accepted request to durable Parquet: write-ahead log, buffer, flush.
 
 use std::collections::HashMap;
 use std::mem;
@@ -8,10 +8,11 @@ use std::time::Instant;
 use tacet_lake::{Lake, PartitionKey};
 use tacet_model::{Clock, RawEvent, TenantId};
 use tacet_privacy::{Event, EventBatch, Privacy, RequestContext, TenantPolicy, parse_user_agent};
+use tacet_wal::{Replay, Wal};
 use tokio::sync::Notify;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
-use crate::{Error, IngestConfig, KeyStore, Result};
+use crate::{Error, IngestConfig, KeyStore, Result, record};
 
 /// Takes events in, writes them out.
 #[derive(Debug)]
@@ -19,26 +20,91 @@ pub struct Pipeline {
     privacy: Privacy,
     keys: KeyStore,
     lake: Lake,
+    wal: Arc<Wal>,
     clock: Arc<dyn Clock>,
     config: IngestConfig,
-    buffer: Mutex<Buffer>,
+    /// Shared with the write-ahead log's commit callbacks, which fill the buffer in sequence order.
+    state: Arc<Mutex<State>>,
     /// One flush at a time, so a slow write is never raced by the next tick.
     flushing: tokio::sync::Mutex<()>,
-    wake: Notify,
+    wake: Arc<Notify>,
 }
 
+#[derive(Debug, Default)]
+struct State {
+    buffer: Buffer,
+    /// A flush that has started (its range is in the log's checkpoint) and must finish before the next.
+    pending: Option<FlushSet>,
+}
+
+impl State {
+    fn buffered(&self) -> usize {
+        self.buffer.len + self.pending.as_ref().map_or(0, |p| p.len)
+    }
+
+    fn oldest_millis(&self) -> Option<i64> {
+        match (
+            self.pending.as_ref().map(|p| p.oldest_millis),
+            self.buffer.oldest_millis,
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Events committed to the log and not yet part of a flush.
 #[derive(Debug, Default)]
 struct Buffer {
     partitions: HashMap<PartitionKey, Vec<Event>>,
     len: usize,
+    /// The highest log sequence number whose events are here.
+    last_seq: u64,
+    /// When the oldest event here was received (for the persistence-lag gauge).
+    oldest_millis: Option<i64>,
 }
 
 impl Buffer {
-    fn push(&mut self, key: PartitionKey, events: impl IntoIterator<Item = Event>) {
-        let slot = self.partitions.entry(key).or_default();
-        let before = slot.len();
-        slot.extend(events);
-        self.len += slot.len() - before;
+    fn push(&mut self, seq: u64, tenant: &TenantId, events: Vec<Event>, now_millis: i64) {
+        self.len += events.len();
+        self.last_seq = self.last_seq.max(seq);
+        self.oldest_millis.get_or_insert(now_millis);
+        for e in events {
+            let key = PartitionKey::for_event(tenant.clone(), e.kind, e.ts_millis);
+            self.partitions.entry(key).or_default().push(e);
+        }
+    }
+}
+
+/// The events of log records `from..=to`, one file per partition.
+#[derive(Debug)]
+struct FlushSet {
+    from: u64,
+    to: u64,
+    /// Partitions, each with its events sorted by time and whether its file is already written.
+    partitions: Vec<(PartitionKey, Vec<Event>, bool)>,
+    len: usize,
+    oldest_millis: i64,
+}
+
+impl FlushSet {
+    fn new(from: u64, to: u64, buffer: Buffer) -> Self {
+        let mut partitions: Vec<_> = buffer
+            .partitions
+            .into_iter()
+            .map(|(k, mut events)| {
+                events.sort_by_key(|e| e.ts_millis);
+                (k, events, false)
+            })
+            .collect();
+        partitions.sort_by(|a, b| a.0.cmp(&b.0));
+        Self {
+            from,
+            to,
+            partitions,
+            len: buffer.len,
+            oldest_millis: buffer.oldest_millis.unwrap_or_default(),
+        }
     }
 }
 
@@ -47,8 +113,19 @@ impl Buffer {
 pub struct FlushSummary {
     pub files: usize,
     pub events: usize,
-    /// Events whose write failed; they are back in the buffer for the next flush.
+    /// Events whose write failed; the same flush is retried next time.
     pub failed: usize,
+}
+
+/// What recovery found in the write-ahead log.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RecoverySummary {
+    pub records: usize,
+    pub events: usize,
+    /// Records whose checksum was fine but whose content could not be decoded (skipped, logged).
+    pub undecodable: usize,
+    /// Bytes of torn or corrupt log tail that were cut off.
+    pub cut_bytes: u64,
 }
 
 impl Pipeline {
@@ -56,6 +133,7 @@ impl Pipeline {
         privacy: Privacy,
         keys: KeyStore,
         lake: Lake,
+        wal: Arc<Wal>,
         clock: Arc<dyn Clock>,
         config: IngestConfig,
     ) -> Self {
@@ -63,11 +141,12 @@ impl Pipeline {
             privacy,
             keys,
             lake,
+            wal,
             clock,
             config,
-            buffer: Mutex::default(),
+            state: Arc::default(),
             flushing: tokio::sync::Mutex::new(()),
-            wake: Notify::new(),
+            wake: Arc::new(Notify::new()),
         }
     }
 
@@ -79,94 +158,208 @@ impl Pipeline {
         &self.lake
     }
 
-    /// Events accepted but not yet in a Parquet file.
-    pub fn buffered(&self) -> usize {
-        self.buffer.lock().expect("buffer lock").len
+    pub fn wal(&self) -> &Arc<Wal> {
+        &self.wal
     }
 
-    /// Pseudonymises and buffers events of one request; returns how many were taken.
-    ///
-    /// All or nothing: when the buffer is full, none are taken and [`Error::Backpressure`] says so.
-    pub fn accept(
+    /// Events accepted (durable in the log) but not yet in a Parquet file.
+    pub fn buffered(&self) -> usize {
+        self.state.lock().expect("pipeline lock").buffered()
+    }
+
+    /// Puts what the log replayed back in the buffer; a flush that a crash interrupted is redone first, with
+    /// the same range, by the next [`Pipeline::flush`]. Call once, before accepting events.
+    pub fn recover(&self, replay: Replay) -> RecoverySummary {
+        let mut summary = RecoverySummary {
+            cut_bytes: replay.cut_bytes,
+            ..RecoverySummary::default()
+        };
+        let now = self.clock.now_millis();
+        let interrupted = replay.checkpoint.flushing;
+        let mut redo = Buffer::default();
+        let mut state = self.state.lock().expect("pipeline lock");
+        for (seq, payload) in replay.records {
+            match record::decode(&payload) {
+                Ok((tenant, events)) => {
+                    summary.records += 1;
+                    summary.events += events.len();
+                    match interrupted {
+                        Some((_, to)) if seq <= to => redo.push(seq, &tenant, events, now),
+                        _ => state.buffer.push(seq, &tenant, events, now),
+                    }
+                }
+                Err(e) => {
+                    summary.undecodable += 1;
+                    error!(seq, error = %e, "a write-ahead log record cannot be decoded; skipping it");
+                }
+            }
+        }
+        if let Some((from, to)) = interrupted {
+            info!(
+                from,
+                to,
+                events = redo.len,
+                "redoing a flush that was interrupted"
+            );
+            state.pending = Some(FlushSet::new(from, to, redo));
+        }
+        metrics::counter!("tacet_wal_replayed_records_total").increment(summary.records as u64);
+        summary
+    }
+
+    /// Pseudonymises the events of one request, writes them to the log (fsynced, grouped with concurrent
+    /// requests) and buffers them; returns how many were taken. All or nothing.
+    pub async fn accept(
         &self,
         tenant: &TenantId,
         policy: &TenantPolicy,
         ctx: RequestContext<'_>,
         events: Vec<RawEvent>,
     ) -> Result<usize> {
-        if events.is_empty() {
+        let n = events.len();
+        if n == 0 {
             return Ok(0);
         }
         let limit = self.config.max_buffered_events;
         let buffered = self.buffered();
-        if buffered + events.len() > limit {
+        if buffered + n > limit {
+            metrics::counter!("tacet_ingest_events_dropped_total", "tenant" => tenant.to_string(), "reason" => "buffer_full")
+                .increment(n as u64);
             return Err(Error::Backpressure { buffered, limit });
         }
         let keys = self.keys.keys_for(tenant)?;
         let ua = parse_user_agent(ctx.user_agent);
-        let n = events.len();
-        let mut by_partition: HashMap<PartitionKey, Vec<Event>> = HashMap::new();
-        for raw in events {
-            let key = PartitionKey::for_event(tenant.clone(), raw.kind, raw.ts_millis);
-            let event = self
-                .privacy
-                .pseudonymise(tenant, policy, &keys, ctx, &ua, raw);
-            by_partition.entry(key).or_default().push(event);
+        let events: Vec<Event> = events
+            .into_iter()
+            .map(|raw| {
+                self.privacy
+                    .pseudonymise(tenant, policy, &keys, ctx, &ua, raw)
+            })
+            .collect();
+        let payload = record::encode(tenant, &events);
+        let (state, wake, flush_events) = (
+            Arc::clone(&self.state),
+            Arc::clone(&self.wake),
+            self.config.flush_events,
+        );
+        let (owner, now) = (tenant.clone(), self.clock.now_millis());
+        let committed = self
+            .wal
+            .append(payload, move |seq| {
+                let mut st = state.lock().expect("pipeline lock");
+                st.buffer.push(seq, &owner, events, now);
+                if st.buffer.len >= flush_events {
+                    wake.notify_one();
+                }
+            })
+            .await;
+        if let Err(e) = committed {
+            let reason = if matches!(e, tacet_wal::Error::Full { .. }) {
+                "wal_full"
+            } else {
+                "wal_error"
+            };
+            metrics::counter!("tacet_ingest_events_dropped_total", "tenant" => tenant.to_string(), "reason" => reason)
+                .increment(n as u64);
+            return Err(Error::Wal(e));
         }
-        let len = {
-            let mut buf = self.buffer.lock().expect("buffer lock");
-            for (key, events) in by_partition {
-                buf.push(key, events);
-            }
-            buf.len
-        };
-        if len >= self.config.flush_events {
-            self.wake.notify_one();
-        }
+        metrics::counter!("tacet_ingest_events_accepted_total", "tenant" => tenant.to_string())
+            .increment(n as u64);
         Ok(n)
     }
 
-    /// Writes everything buffered: one Parquet file per partition, rows sorted by time.
+    /// Writes everything buffered, one Parquet file per partition named by the log range it covers, then
+    /// lets the log drop those records. A failure leaves the flush pending; the next call retries it whole.
     pub async fn flush(&self) -> FlushSummary {
         let _one_at_a_time = self.flushing.lock().await;
-        let taken = {
-            let mut buf = self.buffer.lock().expect("buffer lock");
-            mem::take(&mut *buf)
-        };
         let mut summary = FlushSummary::default();
-        if taken.len == 0 {
+        let started = Instant::now();
+        let (mut set, fresh) = {
+            let mut st = self.state.lock().expect("pipeline lock");
+            match st.pending.take() {
+                Some(set) => (set, false),
+                None if st.buffer.len == 0 => {
+                    self.publish_gauges(&st);
+                    return summary;
+                }
+                None => {
+                    let buffer = mem::take(&mut st.buffer);
+                    let from = self.wal.checkpoint().persisted + 1;
+                    (FlushSet::new(from, buffer.last_seq, buffer), true)
+                }
+            }
+        };
+        if fresh && let Err(e) = self.wal.begin_flush(set.from, set.to) {
+            warn!(error = %e, "cannot record the flush in the write-ahead log checkpoint; retrying later");
+            summary.failed = set.len;
+            self.keep_pending(set);
             return summary;
         }
-        let started = Instant::now();
-        for (key, mut events) in taken.partitions {
-            events.sort_by_key(|e| e.ts_millis);
-            match self.write(&key, &events).await {
-                Ok(()) => {
+        for (key, events, written) in &mut set.partitions {
+            if *written {
+                continue;
+            }
+            let result = match EventBatch::from_events(events.iter()) {
+                Ok(batch) => self
+                    .lake
+                    .write(key, (set.from, set.to), &batch)
+                    .await
+                    .map_err(Error::Lake),
+                Err(e) => Err(Error::Arrow(e)),
+            };
+            match result {
+                Ok(_) => {
+                    *written = true;
                     summary.files += 1;
                     summary.events += events.len();
                 }
                 Err(e) => {
                     warn!(partition = %key.prefix(), events = events.len(), error = %e,
-                        "flush failed; the events stay buffered and the next flush retries");
+                        "writing a Parquet file failed; the flush stays pending and is retried");
                     summary.failed += events.len();
-                    self.buffer.lock().expect("buffer lock").push(key, events);
                 }
             }
         }
-        info!(
-            files = summary.files,
-            events = summary.events,
-            failed = summary.failed,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "flushed"
-        );
+        metrics::counter!("tacet_lake_files_written_total").increment(summary.files as u64);
+        if summary.failed == 0 {
+            match self.wal.finish_flush(set.to) {
+                Ok(()) => {
+                    let elapsed = started.elapsed();
+                    metrics::histogram!("tacet_lake_flush_seconds").record(elapsed.as_secs_f64());
+                    info!(
+                        files = summary.files,
+                        events = summary.events,
+                        from = set.from,
+                        to = set.to,
+                        elapsed_ms = elapsed.as_millis() as u64,
+                        "flushed"
+                    );
+                    self.publish_gauges(&self.state.lock().expect("pipeline lock"));
+                    return summary;
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot advance the write-ahead log checkpoint; retrying later");
+                    summary.failed = set.len;
+                }
+            }
+        }
+        metrics::counter!("tacet_lake_flush_errors_total").increment(1);
+        self.keep_pending(set);
         summary
     }
 
-    async fn write(&self, key: &PartitionKey, events: &[Event]) -> Result<()> {
-        let batch = EventBatch::from_events(events.iter())?;
-        self.lake.write(key, &batch).await?;
-        Ok(())
+    fn keep_pending(&self, set: FlushSet) {
+        let mut st = self.state.lock().expect("pipeline lock");
+        st.pending = Some(set);
+        self.publish_gauges(&st);
+    }
+
+    fn publish_gauges(&self, st: &State) {
+        metrics::gauge!("tacet_ingest_buffered_events").set(st.buffered() as f64);
+        let lag = st.oldest_millis().map_or(0.0, |t| {
+            (self.clock.now_millis() - t).max(0) as f64 / 1000.0
+        });
+        metrics::gauge!("tacet_ingest_persistence_lag_seconds").set(lag);
     }
 
     /// Flushes every `flush_interval`, or sooner when `flush_events` are waiting, until the task is aborted.
@@ -189,16 +382,32 @@ mod tests {
     use super::*;
     use object_store::memory::InMemory;
     use tacet_model::{ManualClock, parse_event};
+    use tacet_wal::WalConfig;
 
-    fn pipeline(config: IngestConfig) -> (Arc<Pipeline>, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(1_764_400_000_000));
-        let keys = KeyStore::open(&dir.path().join("keys"), clock.clone()).unwrap();
-        let lake = Lake::new(Arc::new(InMemory::new()));
-        (
-            Arc::new(Pipeline::new(Privacy::default(), keys, lake, clock, config)),
-            dir,
-        )
+    struct Setup {
+        dir: tempfile::TempDir,
+        store: Arc<InMemory>,
+    }
+
+    impl Setup {
+        fn new() -> Self {
+            Self {
+                dir: tempfile::tempdir().unwrap(),
+                store: Arc::new(InMemory::new()),
+            }
+        }
+
+        /// A pipeline over this setup's log and store, as a restarted process would build it.
+        fn pipeline(&self, config: IngestConfig) -> (Arc<Pipeline>, RecoverySummary) {
+            let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(1_764_400_000_000));
+            let keys = KeyStore::open(&self.dir.path().join("keys"), clock.clone()).unwrap();
+            let (wal, replay) =
+                Wal::open(&self.dir.path().join("wal"), WalConfig::default()).unwrap();
+            let lake = Lake::new(self.store.clone());
+            let p = Pipeline::new(Privacy::default(), keys, lake, Arc::new(wal), clock, config);
+            let summary = p.recover(replay);
+            (Arc::new(p), summary)
+        }
     }
 
     fn events(n: usize) -> Vec<RawEvent> {
@@ -222,20 +431,54 @@ mod tests {
         }
     }
 
+    fn t() -> TenantId {
+        TenantId::new("t").unwrap()
+    }
+
+    async fn stored_rows(store: &InMemory) -> (Vec<String>, usize) {
+        use futures_lite::TryStreamExt as _;
+        use object_store::{ObjectStore, ObjectStoreExt};
+        let metas: Vec<_> = store.list(None).try_collect().await.unwrap();
+        let mut names = Vec::new();
+        let mut rows = 0;
+        for m in metas {
+            let bytes = store.get(&m.location).await.unwrap().bytes().await.unwrap();
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+                    .unwrap()
+                    .build()
+                    .unwrap();
+            rows += reader.map(|b| b.unwrap().num_rows()).sum::<usize>();
+            names.push(m.location.to_string());
+        }
+        names.sort();
+        (names, rows)
+    }
+
+    mod futures_lite {
+        pub use futures::TryStreamExt;
+    }
+
     #[tokio::test]
-    async fn flush_writes_one_file_per_partition() {
-        let (p, _dir) = pipeline(IngestConfig::default());
-        let t = TenantId::new("t").unwrap();
+    async fn flush_writes_one_file_per_partition_named_by_log_range() {
+        let s = Setup::new();
+        let (p, _) = s.pipeline(IngestConfig::default());
         assert_eq!(
-            p.accept(&t, &TenantPolicy::default(), ctx(), events(6))
+            p.accept(&t(), &TenantPolicy::default(), ctx(), events(4))
+                .await
                 .unwrap(),
-            6
+            4
+        );
+        assert_eq!(
+            p.accept(&t(), &TenantPolicy::default(), ctx(), events(2))
+                .await
+                .unwrap(),
+            2
         );
         assert_eq!(p.buffered(), 6);
-        let s = p.flush().await;
-        // 6 events an hour apart from 2025-11-28T03:20Z: kinds pageview/event, days 28th only.
+        let summary = p.flush().await;
         assert_eq!(
-            s,
+            summary,
             FlushSummary {
                 files: 2,
                 events: 6,
@@ -243,27 +486,103 @@ mod tests {
             }
         );
         assert_eq!(p.buffered(), 0);
-        let files = p.lake().list_tenant_files(&t).await.unwrap();
-        assert_eq!(files.len(), 2);
-        assert!(
-            files[0]
-                .location
-                .as_ref()
-                .starts_with("events/tenant=t/kind=event/date=2025-11-28/part-")
+        let (names, rows) = stored_rows(&s.store).await;
+        assert_eq!(rows, 6);
+        assert_eq!(
+            names,
+            [
+                "events/tenant=t/kind=event/date=2025-11-28/part-00000000000000000001-00000000000000000002.parquet",
+                "events/tenant=t/kind=pageview/date=2025-11-28/part-00000000000000000001-00000000000000000002.parquet",
+            ]
+        );
+        assert_eq!(p.wal().checkpoint().persisted, 2);
+    }
+
+    #[tokio::test]
+    async fn accepted_events_survive_a_restart_without_a_flush() {
+        let s = Setup::new();
+        let (p, _) = s.pipeline(IngestConfig::default());
+        p.accept(&t(), &TenantPolicy::default(), ctx(), events(3))
+            .await
+            .unwrap();
+        drop(p); // a crash: nothing flushed
+        let (p, recovered) = s.pipeline(IngestConfig::default());
+        assert_eq!((recovered.records, recovered.events), (1, 3));
+        assert_eq!(p.buffered(), 3);
+        p.flush().await;
+        assert_eq!(stored_rows(&s.store).await.1, 3);
+        // After a flush nothing is replayed again.
+        drop(p);
+        let (p, recovered) = s.pipeline(IngestConfig::default());
+        assert_eq!((recovered.records, p.buffered()), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_flush_is_redone_with_the_same_names_and_no_duplicates() {
+        let s = Setup::new();
+        let (p, _) = s.pipeline(IngestConfig::default());
+        p.accept(&t(), &TenantPolicy::default(), ctx(), events(4))
+            .await
+            .unwrap();
+        // Simulate a crash in the middle of a flush: the range is recorded and one file of two is written.
+        p.wal().begin_flush(1, 1).unwrap();
+        let first = {
+            let st = p.state.lock().unwrap();
+            let (key, evs) = st
+                .buffer
+                .partitions
+                .iter()
+                .next()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .unwrap();
+            (key, evs)
+        };
+        let batch = EventBatch::from_events(first.1.iter()).unwrap();
+        p.lake().write(&first.0, (1, 1), &batch).await.unwrap();
+        drop(p);
+        // Events that arrive after the restart belong to a later range.
+        let (p, _) = s.pipeline(IngestConfig::default());
+        p.accept(&t(), &TenantPolicy::default(), ctx(), events(2))
+            .await
+            .unwrap();
+        assert_eq!(p.buffered(), 6);
+        let first_flush = p.flush().await;
+        assert_eq!(
+            first_flush.events, 4,
+            "the interrupted range is redone alone"
+        );
+        p.flush().await;
+        let (names, rows) = stored_rows(&s.store).await;
+        assert_eq!(rows, 6, "{names:?}");
+        assert_eq!(
+            names
+                .iter()
+                .filter(|n| n.contains("part-00000000000000000001-00000000000000000001"))
+                .count(),
+            2
+        );
+        assert_eq!(
+            names
+                .iter()
+                .filter(|n| n.contains("part-00000000000000000002-00000000000000000002"))
+                .count(),
+            2
         );
     }
 
     #[tokio::test]
     async fn full_buffer_refuses_all_of_a_request() {
-        let (p, _dir) = pipeline(IngestConfig {
+        let s = Setup::new();
+        let (p, _) = s.pipeline(IngestConfig {
             max_buffered_events: 5,
             ..IngestConfig::default()
         });
-        let t = TenantId::new("t").unwrap();
-        p.accept(&t, &TenantPolicy::default(), ctx(), events(4))
+        p.accept(&t(), &TenantPolicy::default(), ctx(), events(4))
+            .await
             .unwrap();
         let err = p
-            .accept(&t, &TenantPolicy::default(), ctx(), events(2))
+            .accept(&t(), &TenantPolicy::default(), ctx(), events(2))
+            .await
             .unwrap_err();
         assert!(
             matches!(
@@ -278,7 +597,8 @@ mod tests {
         assert_eq!(p.buffered(), 4);
         p.flush().await;
         assert_eq!(
-            p.accept(&t, &TenantPolicy::default(), ctx(), events(2))
+            p.accept(&t(), &TenantPolicy::default(), ctx(), events(2))
+                .await
                 .unwrap(),
             2
         );

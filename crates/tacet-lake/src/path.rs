@@ -46,15 +46,12 @@ impl PartitionKey {
 pub struct ParquetFilePath(object_store::path::Path);
 
 impl ParquetFilePath {
-    /// A fresh name in `partition`: `part-<millis>-<16 random hex>.parquet`, which cannot collide across
-    /// flushes or nodes.
-    pub fn new_unique(partition: &PartitionKey) -> Self {
-        let mut random = [0u8; 8];
-        getrandom::fill(&mut random).expect("the OS random source is available");
-        let millis = chrono::Utc::now().timestamp_millis();
-        let name = format!("part-{millis:013}-{}.parquet", hex::encode(random));
+    /// The file of `partition` written by the flush of write-ahead-log records `from..=to`:
+    /// `part-<from>-<to>.parquet`, 20 digits each. Redoing the same flush after a crash writes the same name,
+    /// so it replaces a half-finished file instead of adding a second copy of its rows.
+    pub fn for_wal_range(partition: &PartitionKey, from: u64, to: u64) -> Self {
         Self(object_store::path::Path::from(format!(
-            "{}/{name}",
+            "{}/part-{from:020}-{to:020}.parquet",
             partition.prefix()
         )))
     }
@@ -82,12 +79,10 @@ mod tests {
             1_764_400_000_000,
         );
         assert_eq!(p.prefix(), "events/tenant=acme/kind=crash/date=2025-11-29");
-        let f = ParquetFilePath::new_unique(&p).to_string();
-        assert!(
-            f.starts_with("events/tenant=acme/kind=crash/date=2025-11-29/part-"),
-            "{f}"
+        let f = ParquetFilePath::for_wal_range(&p, 7, 1234).to_string();
+        assert_eq!(
+            f,
+            "events/tenant=acme/kind=crash/date=2025-11-29/part-00000000000000000007-00000000000000001234.parquet"
         );
-        assert!(f.ends_with(".parquet"));
-        assert_ne!(f, ParquetFilePath::new_unique(&p).to_string());
     }
 }

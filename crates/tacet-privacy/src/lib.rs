@@ -19,6 +19,7 @@
 //! This crate is pure and synchronous: no I/O, no logging of its inputs. Keys and the GeoIP database are
 //! handed in as bytes by the caller.
 
+mod codec;
 mod event;
 mod geo;
 mod policy;
@@ -30,6 +31,7 @@ mod useragent;
 use std::net::IpAddr;
 
 pub use arrow::error::ArrowError;
+pub use codec::DecodeError;
 pub use event::{Event, EventBatch};
 pub use geo::{GeoDb, GeoError, Location};
 pub use policy::{IpMode, TenantPolicy};

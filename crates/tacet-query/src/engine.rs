@@ -211,7 +211,7 @@ mod tests {
             visitor_salt: [3; 32],
             subject_key: [4; 32],
         };
-        for &(tenant, kind, hours_ago, ip) in events {
+        for (i, &(tenant, kind, hours_ago, ip)) in events.iter().enumerate() {
             let t = TenantId::new(tenant).unwrap();
             let ua = parse_user_agent(
                 "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",
@@ -230,9 +230,13 @@ mod tests {
             let raw = parse_event(v, NOW).unwrap();
             let key = PartitionKey::for_event(t.clone(), raw.kind, raw.ts_millis);
             let e = privacy.pseudonymise(&t, &TenantPolicy::default(), &keys, ctx, &ua, raw);
-            lake.write(&key, &EventBatch::from_events([e].iter()).unwrap())
-                .await
-                .unwrap();
+            lake.write(
+                &key,
+                (i as u64 + 1, i as u64 + 1),
+                &EventBatch::from_events([e].iter()).unwrap(),
+            )
+            .await
+            .unwrap();
         }
         (dir, lake)
     }
@@ -396,8 +400,12 @@ mod tests {
         .await;
         for f in crate::engine::tests::all_files(more.0.path()) {
             let rel = f.strip_prefix(more.0.path()).unwrap();
-            std::fs::create_dir_all(dir.path().join(rel).parent().unwrap()).unwrap();
-            std::fs::copy(&f, dir.path().join(rel)).unwrap();
+            let dest = dir
+                .path()
+                .join(rel)
+                .with_file_name(format!("copy-{}", f.file_name().unwrap().to_str().unwrap()));
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(&f, dest).unwrap();
         }
         assert_eq!(
             count(q.sql(&t("a"), "SELECT COUNT(*) FROM events").await.unwrap()),

@@ -28,6 +28,15 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, message)
     }
 
+    /// 503 with `Retry-After: 1`: nothing was stored, and the same request may succeed shortly.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: message.into(),
+            retry_after_secs: Some(1),
+        }
+    }
+
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
         Self::new(
@@ -79,12 +88,17 @@ impl From<tacet_query::Error> for ApiError {
 
 impl From<tacet_ingest::Error> for ApiError {
     fn from(e: tacet_ingest::Error) -> Self {
+        use tacet_ingest::Error as I;
         match e {
-            tacet_ingest::Error::Backpressure { .. } => Self {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                message: format!("{e}"),
-                retry_after_secs: Some(1),
-            },
+            I::Backpressure { .. } => Self::unavailable(e.to_string()),
+            I::Wal(w) if w.is_retryable() || matches!(w, tacet_wal::Error::Closed) => {
+                tracing::warn!(error = %w, "write-ahead log refused a request");
+                Self::unavailable(match w {
+                    tacet_wal::Error::Full { .. } => w.to_string(),
+                    tacet_wal::Error::Closed => "the server is shutting down; retry against another node or later".into(),
+                    _ => "cannot write the write-ahead log (the disk may be full); nothing was stored, retry later".into(),
+                })
+            }
             other => Self::internal(other),
         }
     }

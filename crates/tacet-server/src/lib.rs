@@ -5,7 +5,8 @@
 //!                         → Pipeline::accept → 202 {accepted, rejected: []} | 422 with the rejected items
 //!  POST /v1/sql           read key (Authorization: Bearer)          → QueryEngine::sql    → JSON rows
 //!  GET  /v1/reports/NAME  read key                                  → QueryEngine::report → JSON rows
-//!  GET  /healthz, /readyz
+//!  GET  /healthz, /readyz  liveness; readiness (503 while the write-ahead log is replayed)
+//!  GET  /metrics          Prometheus text format
 //! ```
 //!
 //! Every refusal is a 4xx with a JSON body `{"error": "…"}` that says what to fix; 503 and 429 carry
@@ -20,6 +21,7 @@ mod routes;
 mod tenants;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use ipnet::IpNet;
 use tacet_ingest::Pipeline;
@@ -40,4 +42,18 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<Vec<IpNet>>,
+    /// False while the write-ahead log is replayed at start: `/readyz` and `/v1/events` answer 503.
+    pub ready: Arc<AtomicBool>,
+    /// Renders `/metrics`; the binary installs the recorder and hands this in.
+    pub metrics: Option<MetricsRender>,
+}
+
+/// A function rendering the Prometheus exposition text.
+#[derive(Clone)]
+pub struct MetricsRender(pub Arc<dyn Fn() -> String + Send + Sync>);
+
+impl std::fmt::Debug for MetricsRender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsRender")
+    }
 }

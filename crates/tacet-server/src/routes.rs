@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Path, Query, State};
@@ -27,7 +28,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sql", post(post_sql))
         .route("/v1/reports/{name}", get(get_report))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(|| async { "ready\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -35,6 +37,34 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .with_state(state)
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.ready.load(Ordering::SeqCst) {
+        "ready\n".into_response()
+    } else {
+        ApiError::unavailable("starting: replaying the write-ahead log").into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    match &state.metrics {
+        Some(render) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            (render.0)(),
+        )
+            .into_response(),
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "metrics are not enabled in this process",
+        )
+        .into_response(),
+    }
+}
+
+/// Counts a request refused before its events could be looked at.
+fn refused(reason: &'static str) {
+    metrics::counter!("tacet_http_ingest_requests_refused_total", "reason" => reason).increment(1);
 }
 
 /// One rejected item of a batch.
@@ -110,30 +140,40 @@ async fn ingest(
         .and_then(|v| v.to_str().ok())
         .or(query.get("key").map(String::as_str))
         .ok_or_else(|| {
+            refused("unauthorized");
             ApiError::unauthorized(
                 "missing ingest key: send it in the X-Tacet-Key header or the key query parameter",
             )
         })?;
-    let tenant = state
-        .tenants
-        .by_ingest_key(key)
-        .ok_or_else(|| ApiError::unauthorized("unknown ingest key"))?;
-    let body = read_body(body, headers, state.config.max_body_bytes).await?;
+    let tenant = state.tenants.by_ingest_key(key).ok_or_else(|| {
+        refused("unauthorized");
+        ApiError::unauthorized("unknown ingest key")
+    })?;
+    if !state.ready.load(Ordering::SeqCst) {
+        refused("not_ready");
+        return Err(ApiError::unavailable(
+            "starting: replaying the write-ahead log; retry shortly",
+        ));
+    }
+    let body = read_body(body, headers, state.config.max_body_bytes)
+        .await
+        .inspect_err(|_| refused("bad_body"))?;
     let items = decode_body(
         header_str(headers, header::CONTENT_TYPE),
         header_str(headers, header::CONTENT_ENCODING),
         &body,
         &state.config,
-    )?;
+    )
+    .inspect_err(|_| refused("bad_body"))?;
 
     let now = state.pipeline.clock().now_millis();
     let mut events = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
-        match item
+        let parsed = item
             .map_err(|reason| ("(line)".to_owned(), reason))
-            .and_then(|v| parse_event(v, now).map_err(|e| (e.field, e.problem)))
-        {
+            .and_then(|v| parse_event(v, now).map_err(|e| (e.field, e.problem)));
+        match parsed {
             Ok(event) => events.push(event),
             Err((field, reason)) => rejected.push(Rejected {
                 index,
@@ -142,13 +182,19 @@ async fn ingest(
             }),
         }
     }
+    if !rejected.is_empty() {
+        metrics::counter!("tacet_ingest_events_dropped_total",
+            "tenant" => tenant.id.to_string(), "reason" => "invalid")
+        .increment(rejected.len() as u64);
+    }
     let ctx = RequestContext {
         ip: client_ip(peer, headers, &state.trusted_proxies),
         user_agent: header_str(headers, header::USER_AGENT).unwrap_or_default(),
     };
     let accepted = state
         .pipeline
-        .accept(&tenant.id, &tenant.policy, ctx, events)?;
+        .accept(&tenant.id, &tenant.policy, ctx, events)
+        .await?;
     let (status, error) = if rejected.is_empty() {
         (StatusCode::ACCEPTED, None)
     } else {

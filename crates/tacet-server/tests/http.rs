@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
@@ -16,12 +17,14 @@ use tacet_model::{Clock, SystemClock, TenantId};
 use tacet_privacy::{Privacy, TenantPolicy};
 use tacet_query::{QueryConfig, QueryEngine};
 use tacet_server::{AppState, ServerConfig, TenantEntry, Tenants, router};
+use tacet_wal::{Wal, WalConfig};
 use tower::ServiceExt;
 
 const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
 
 struct Harness {
     app: axum::Router,
+    ready: Arc<AtomicBool>,
     pipeline: Arc<Pipeline>,
     _dir: tempfile::TempDir,
 }
@@ -31,10 +34,12 @@ fn harness(ingest: IngestConfig, http: ServerConfig) -> Harness {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = Arc::new(InMemory::new());
     let keys = KeyStore::open(&dir.path().join("keys"), clock.clone()).unwrap();
+    let (wal, _) = Wal::open(&dir.path().join("wal"), WalConfig::default()).unwrap();
     let pipeline = Arc::new(Pipeline::new(
         Privacy::default(),
         keys,
         Lake::new(store.clone()),
+        Arc::new(wal),
         clock,
         ingest,
     ));
@@ -51,9 +56,12 @@ fn harness(ingest: IngestConfig, http: ServerConfig) -> Harness {
         tenants: Arc::new(Tenants::new(vec![tenant("a"), tenant("b")]).unwrap()),
         config: Arc::new(http),
         trusted_proxies: Arc::new(vec![]),
+        ready: Arc::new(AtomicBool::new(true)),
+        metrics: None,
     };
     let peer: SocketAddr = "203.0.113.50:5000".parse().unwrap();
     Harness {
+        ready: state.ready.clone(),
         app: router(state).layer(MockConnectInfo(peer)),
         pipeline,
         _dir: dir,
@@ -374,4 +382,24 @@ async fn sql_and_reports_over_http() {
     let (s, _, b) = send(&h.app, report("/v1/reports/daily?from=yesterday")).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(b["error"].as_str().unwrap().contains("YYYY-MM-DD"));
+}
+
+#[tokio::test]
+async fn not_ready_while_replaying() {
+    let h = default_harness();
+    h.ready.store(false, Ordering::SeqCst);
+    let req = Request::get("/readyz").body(Body::empty()).unwrap();
+    let (s, headers, _) = send(&h.app, req).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(headers.get(header::RETRY_AFTER).unwrap(), "1");
+    let (s, _, b) = send(
+        &h.app,
+        post_events(Some("ik-a"), "application/json", pageview("/").to_string()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(b["error"].as_str().unwrap().contains("replaying"), "{b}");
+    h.ready.store(true, Ordering::SeqCst);
+    let (s, _, _) = send(&h.app, Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::OK);
 }

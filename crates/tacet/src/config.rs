@@ -12,6 +12,7 @@ use tacet_model::TenantId;
 use tacet_privacy::{IpMode, TenantPolicy};
 use tacet_query::QueryConfig;
 use tacet_server::{ServerConfig, TenantEntry};
+use tacet_wal::WalConfig;
 
 /// The configuration used when no file is given: local disk, one demo tenant, localhost.
 pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
@@ -22,7 +23,7 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
 pub struct Config {
     /// Address and port `tacet serve` listens on. Env: `TACET_LISTEN`.
     pub listen: SocketAddr,
-    /// Where the lake (`lake/`) and the key store (`keys/`) live; relative paths are from the working
+    /// Where the lake (`lake/`), the write-ahead log (`wal/`) and the key store (`keys/`) live; relative paths are from the working
     /// directory. Env: `TACET_DATA_DIR`.
     pub data_dir: PathBuf,
     /// Proxies (CIDR list) whose `X-Forwarded-For` header is believed. Empty: use the peer address.
@@ -30,6 +31,7 @@ pub struct Config {
     /// A MaxMind DB file (GeoLite2 or DB-IP Lite, City or Country) for country, region and city. Optional.
     pub geoip: Option<PathBuf>,
     pub ingest: IngestConfig,
+    pub wal: WalConfig,
     pub query: QueryConfig,
     pub http: ServerConfig,
     /// The tenants (`[[tenant]]` tables).
@@ -44,6 +46,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             geoip: None,
             ingest: IngestConfig::default(),
+            wal: WalConfig::default(),
             query: QueryConfig::default(),
             http: ServerConfig::default(),
             tenant: Vec::new(),
@@ -148,6 +151,10 @@ impl Config {
         self.data_dir.join("lake")
     }
 
+    pub fn wal_dir(&self) -> PathBuf {
+        self.data_dir.join("wal")
+    }
+
     pub fn keys_dir(&self) -> PathBuf {
         self.data_dir.join("keys")
     }
@@ -181,6 +188,7 @@ mod tests {
         let example: Config = toml::from_str(text).unwrap();
         let defaults = Config::default();
         assert_eq!(example.ingest, defaults.ingest);
+        assert_eq!(example.wal, defaults.wal);
         assert_eq!(example.query, defaults.query);
         assert_eq!(example.http, defaults.http);
         assert_eq!(example.listen, defaults.listen);

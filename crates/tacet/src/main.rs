@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -17,7 +18,8 @@ use tacet_model::{Clock, SystemClock, TenantId};
 use tacet_privacy::{GeoDb, Privacy};
 use tacet_query::format::{Format, to_csv, to_json, to_table};
 use tacet_query::{QueryEngine, QueryOutput, REPORTS, Report, ReportParams};
-use tacet_server::{AppState, Tenants, router};
+use tacet_server::{AppState, MetricsRender, Tenants, router};
+use tacet_wal::Wal;
 use tracing::info;
 
 use crate::config::{Config, Source};
@@ -226,8 +228,23 @@ fn init_logging() {
         .init();
 }
 
+/// Installs the Prometheus recorder; returns what renders `/metrics`.
+fn init_metrics() -> anyhow::Result<MetricsRender> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    const SECONDS: &[f64] = &[
+        0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+        2.5, 5.0, 10.0,
+    ];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)?
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    Ok(MetricsRender(Arc::new(move || handle.render())))
+}
+
 async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
     init_logging();
+    let metrics = init_metrics()?;
     let tenants = config.tenants(env_var)?;
     let tenants = Arc::new(Tenants::new(tenants)?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -248,6 +265,13 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
     };
     let keys = KeyStore::open(&config.keys_dir(), clock.clone())?;
     let lake = Lake::local(&config.lake_dir())?;
+    let (wal, replay) = Wal::open(&config.wal_dir(), config.wal.clone()).with_context(|| {
+        format!(
+            "cannot open the write-ahead log in {}",
+            config.wal_dir().display()
+        )
+    })?;
+    let wal = Arc::new(wal);
     let query = Arc::new(QueryEngine::new(
         Arc::clone(lake.store()),
         config.query.clone(),
@@ -256,10 +280,10 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
         Privacy::new(geo),
         keys,
         lake,
+        Arc::clone(&wal),
         clock,
         config.ingest.clone(),
     ));
-    let flusher = pipeline.spawn_flusher();
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -270,12 +294,15 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
             )
         })?;
     let addr = listener.local_addr()?;
+    let ready = Arc::new(AtomicBool::new(false));
     let state = AppState {
         pipeline: Arc::clone(&pipeline),
         query,
         tenants: Arc::clone(&tenants),
         config: Arc::new(config.http.clone()),
         trusted_proxies: Arc::new(config.trusted_proxies.clone()),
+        ready: Arc::clone(&ready),
+        metrics: Some(metrics),
     };
     println!(
         "tacet {} listening on http://{addr}",
@@ -301,17 +328,46 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
         }
     }
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("the HTTP server failed")?;
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+    });
 
+    // Not ready (503 on /readyz and /v1/events) until what the log holds is back in the pipeline.
+    let recovered = pipeline.recover(replay);
+    if recovered.records > 0 || recovered.cut_bytes > 0 {
+        info!(
+            records = recovered.records,
+            events = recovered.events,
+            undecodable = recovered.undecodable,
+            cut_bytes = recovered.cut_bytes,
+            "recovered from the write-ahead log"
+        );
+        pipeline.flush().await;
+    }
+    ready.store(true, Ordering::SeqCst);
+    let flusher = pipeline.spawn_flusher();
+
+    server
+        .await
+        .context("the HTTP server task failed")?
+        .context("the HTTP server failed")?;
     info!("shutting down: writing buffered events");
     flusher.abort();
-    let summary = pipeline.flush().await;
+    let mut summary = pipeline.flush().await;
+    for _ in 0..3 {
+        if pipeline.buffered() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        summary = pipeline.flush().await;
+    }
+    wal.close();
     if pipeline.buffered() > 0 {
         bail!(
-            "{} buffered events could not be written at shutdown (see the log above); they are lost",
+            "{} events could not be written to Parquet at shutdown (see the log above); they are safe in the \
+             write-ahead log and will be written at the next start",
             pipeline.buffered()
         );
     }
