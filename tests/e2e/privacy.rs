@@ -1,5 +1,5 @@
 //! The privacy scan: raw IPs, user ids, e-mail addresses and user-agent strings sent to the server must
-//! appear nowhere it wrote (data directory, keys, logs), neither as bytes nor inside decoded Parquet values.
+//! appear nowhere it wrote (lake, write-ahead log, keys, logs), neither as bytes nor inside decoded Parquet values.
 //!
 //! Extend `NEEDLES` and the places scanned whenever the server gains a new place that writes.
 

@@ -48,10 +48,17 @@ ip_mode = "truncate"
 impl Server {
     pub fn start(config: &str) -> Server {
         let tmp = tempfile::tempdir().unwrap();
-        let data_dir = tmp.path().join("data");
-        let logs = tmp.path().join("logs");
+        let root = tmp.path().to_owned();
+        Self::start_in(config, &root, "logs", tmp)
+    }
+
+    /// Starts a server whose data directory is `root/data` (kept across restarts), logging to `root/<logs>`;
+    /// `tmp` is dropped with the server.
+    pub fn start_in(config: &str, root: &Path, logs: &str, tmp: tempfile::TempDir) -> Server {
+        let data_dir = root.join("data");
+        let logs = root.join(logs);
         std::fs::create_dir_all(&logs).unwrap();
-        let config_path = tmp.path().join("tacet.toml");
+        let config_path = root.join("tacet.toml");
         std::fs::write(&config_path, config).unwrap();
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
@@ -172,6 +179,34 @@ impl Server {
             logs: self.logs.clone(),
             config: self.config.clone(),
             _tmp: std::mem::replace(&mut self._tmp, tempfile::tempdir().unwrap()),
+        }
+    }
+}
+
+impl Server {
+    /// Kills the server with SIGKILL, as a crash or power cut would (usable while clients hold it).
+    pub fn crash(&self) {
+        let status = Command::new("kill")
+            .args(["-KILL", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits until `/readyz` answers 200 (the write-ahead log is replayed and flushed).
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self.http.get(format!("{}/readyz", self.base)).send().await
+                && r.status().as_u16() == 200
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tacet serve was not ready within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
