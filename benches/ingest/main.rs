@@ -1,0 +1,342 @@
+//! Ingestion load harness: `cargo bench --bench ingest` (a release build; see the README for its cost).
+//!
+//! In one run, on this machine, it measures:
+//! 1. a bare hyper server that reads a POST body and answers 204: requests/s (the baseline);
+//! 2. `tacet serve` with single-event beacons (~500 bytes of JSON, 64 keep-alive connections): events/s,
+//!    p50/p99 acknowledgement latency;
+//! 3. `tacet serve` with NDJSON batches of 1,000 events: events/s, per core;
+//! 4. fdatasync p50/p99 on the same disk (the latency floor of a durable acknowledgement);
+//! 5. single beacons again, paced at half of the peak from (2): p50/p99 against the fdatasync p99.
+//!
+//! and prints the ratios the brief aims for. The load generator, the servers and the disk share this
+//! machine's cores, so only ratios within one run mean anything. `TACET_BENCH_SECS` sets each phase's length
+//! (default 5). Latency is measured from each request's send, so a stalled server under closed-loop load
+//! shows up as lower throughput rather than higher latency (no coordinated-omission correction).
+
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
+const UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+
+fn beacon(i: usize) -> String {
+    format!(
+        r#"{{"kind":"pageview","url":"https://shop.example.com/catalogue/category-{}/product-{}?utm_source=newsletter&utm_medium=email&utm_campaign=winter-sale&ref=abc","referrer":"https://www.google.com/search?q=winter+boots+waterproof+size+42","user_id":"customer-{:08}","props":{{"plan":"pro","experiment":"checkout-v2","variant":"b","cart_items":"3","screen":"1920x1080","lang":"en-GB","title":"Waterproof winter boots for hiking - Shop Example - free delivery over 50"}},"release":"web-2026.11.3"}}"#,
+        i % 37,
+        i % 1013,
+        i % 50_000
+    )
+}
+
+/// One phase's answers: how many requests, and each one's latency.
+struct Run {
+    requests: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Run {
+    fn per_sec(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn pct(&self, p: f64) -> Duration {
+        percentile(&self.latencies, p)
+    }
+}
+
+fn percentile(samples: &[Duration], p: f64) -> Duration {
+    let mut v = samples.to_vec();
+    v.sort();
+    v.get(((v.len() as f64 - 1.0) * p).round() as usize)
+        .copied()
+        .unwrap_or_default()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Drives `conns` keep-alive connections posting `bodies` round-robin for `secs`; with `rate`, each
+/// connection is paced to its share of `rate` requests per second.
+async fn load(
+    addr: SocketAddr,
+    path: &str,
+    content_type: &'static str,
+    bodies: &[Bytes],
+    conns: usize,
+    secs: f64,
+    rate: Option<f64>,
+) -> Run {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(secs);
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        let bodies = bodies.to_vec();
+        let uri = format!("http://{addr}{path}");
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            stream.set_nodelay(true).unwrap();
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .expect("handshake");
+            tokio::spawn(conn);
+            let interval = rate.map(|r| Duration::from_secs_f64(conns as f64 / r));
+            let mut latencies = Vec::new();
+            let mut i = c;
+            loop {
+                let scheduled = interval.map(|iv| {
+                    started + iv.mul_f64((latencies.len() as f64) + c as f64 / conns as f64)
+                });
+                if let Some(at) = scheduled {
+                    tokio::time::sleep_until(at.into()).await;
+                }
+                if Instant::now() >= deadline {
+                    break;
+                }
+                let req = Request::post(&uri)
+                    .header("content-type", content_type)
+                    .header("x-tacet-key", "bench-ingest")
+                    .header("user-agent", UA)
+                    .body(Full::new(bodies[i % bodies.len()].clone()))
+                    .unwrap();
+                i += conns;
+                let t = Instant::now();
+                let resp = sender.send_request(req).await.expect("request");
+                let status = resp.status();
+                resp.into_body().collect().await.expect("body");
+                assert!(status.is_success(), "the server answered {status}");
+                latencies.push(t.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.unwrap());
+    }
+    Run {
+        requests: latencies.len(),
+        elapsed: started.elapsed(),
+        latencies,
+    }
+}
+
+/// The baseline: hyper reading each body and answering 204, on its own two-thread runtime.
+fn bare_hyper() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                stream.set_nodelay(true).unwrap();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        |req: Request<hyper::body::Incoming>| async move {
+                            let _ = req.into_body().collect().await;
+                            Ok::<_, Infallible>(
+                                Response::builder()
+                                    .status(StatusCode::NO_CONTENT)
+                                    .body(Full::new(Bytes::new()))
+                                    .unwrap(),
+                            )
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+    });
+    addr
+}
+
+/// `tacet serve` from this build, on a temporary data directory.
+fn tacet(dir: &std::path::Path) -> (std::process::Child, SocketAddr) {
+    let config = dir.join("tacet.toml");
+    std::fs::write(
+        &config,
+        r#"
+[ingest]
+flush_interval = "1s"
+max_buffered_events = 2000000
+[http]
+max_body_bytes = 8388608
+max_decompressed_bytes = 16777216
+[[tenant]]
+id = "bench"
+ingest_key = "bench-ingest"
+read_key = "bench-read"
+"#,
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tacet"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .env("TACET_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start tacet serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .unwrap()
+        .parse()
+        .expect("the listening address");
+    (child, addr)
+}
+
+/// fdatasync latency of 4 KiB appends in `dir`.
+fn fsync_latencies(dir: &std::path::Path, n: usize) -> Vec<Duration> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("fsync-probe"))
+        .unwrap();
+    let block = [0u8; 4096];
+    (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            f.write_all(&block).unwrap();
+            f.sync_data().unwrap();
+            t.elapsed()
+        })
+        .collect()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // cargo bench --list
+    }
+    let secs: f64 = std::env::var("TACET_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5.0);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let tmp = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
+    let singles: Vec<Bytes> = (0..1000).map(|i| Bytes::from(beacon(i))).collect();
+    let avg_single = singles.iter().map(Bytes::len).sum::<usize>() / singles.len();
+    let batches: Vec<Bytes> = (0..8)
+        .map(|b| {
+            Bytes::from(
+                (0..1000)
+                    .map(|i| beacon(b * 1000 + i) + "\n")
+                    .collect::<String>(),
+            )
+        })
+        .collect();
+    println!(
+        "tacet ingestion benchmark: {secs} s a phase, {cores} cores, single beacon {avg_single} bytes, batch {} bytes",
+        batches[0].len()
+    );
+
+    let bare = bare_hyper();
+    let base = load(bare, "/", "application/json", &singles, 64, secs, None).await;
+    println!(
+        "1. bare hyper, 64 connections:            {:>10.0} requests/s",
+        base.per_sec()
+    );
+
+    let (mut child, addr) = tacet(tmp.path());
+    let single = load(
+        addr,
+        "/v1/events",
+        "application/json",
+        &singles,
+        64,
+        secs,
+        None,
+    )
+    .await;
+    println!(
+        "2. tacet, single beacons, 64 connections: {:>10.0} events/s   p50 {:.2} ms  p99 {:.2} ms",
+        single.per_sec(),
+        ms(single.pct(0.5)),
+        ms(single.pct(0.99))
+    );
+    let batch = load(
+        addr,
+        "/v1/events",
+        "application/x-ndjson",
+        &batches,
+        4,
+        secs,
+        None,
+    )
+    .await;
+    let batch_eps = batch.per_sec() * 1000.0;
+    println!(
+        "3. tacet, NDJSON x1000, 4 connections:    {:>10.0} events/s   ({:.0} per core; p50 {:.1} ms a batch)",
+        batch_eps,
+        batch_eps / cores as f64,
+        ms(batch.pct(0.5))
+    );
+    let fsync = fsync_latencies(tmp.path(), 2000);
+    let (fs50, fs99) = (percentile(&fsync, 0.5), percentile(&fsync, 0.99));
+    println!(
+        "4. fdatasync of 4 KiB, same disk:         p50 {:.3} ms  p99 {:.3} ms",
+        ms(fs50),
+        ms(fs99)
+    );
+    let half = single.per_sec() / 2.0;
+    let paced = load(
+        addr,
+        "/v1/events",
+        "application/json",
+        &singles,
+        64,
+        secs,
+        Some(half),
+    )
+    .await;
+    println!(
+        "5. tacet, single beacons at {:.0}/s (half of peak): p50 {:.2} ms  p99 {:.2} ms  ({:.0} events/s achieved)",
+        half,
+        ms(paced.pct(0.5)),
+        ms(paced.pct(0.99)),
+        paced.per_sec()
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+
+    println!("\nratios (aims from shared/BRIEF.md):");
+    println!(
+        "  single beacons / bare hyper:         {:.2}x   (aim >= 0.50x)",
+        single.per_sec() / base.per_sec()
+    );
+    println!(
+        "  NDJSON batches, events/s per core:   {:.0}   (aim >= 200000)",
+        batch_eps / cores as f64
+    );
+    println!(
+        "  p99 at half peak - fdatasync p99:    {:+.2} ms (aim <= +2.00 ms)",
+        ms(paced.pct(0.99)) - ms(fs99)
+    );
+}
