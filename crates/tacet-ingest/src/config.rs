@@ -7,7 +7,7 @@ use serde::Deserialize;
 #[serde(default, deny_unknown_fields)]
 pub struct IngestConfig {
     /// How often buffered events are written to Parquet, e.g. `"2s"`. Events become queryable after at
-    /// most this long; until the write-ahead log lands, a crash can lose this much.
+    /// most this long; they are durable earlier, in the write-ahead log, from the moment they are accepted.
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
     /// Write early once this many events are buffered.

@@ -184,31 +184,29 @@ const STRING_COLUMNS: usize = 22;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Keys, Privacy, RequestContext, TenantPolicy, parse_user_agent};
-    use tacet_model::{TenantId, parse_event};
+    use crate::TenantPolicy;
+    use crate::testing::event;
 
     #[test]
     fn batch_matches_the_file_schema() {
-        let p = Privacy::default();
-        let keys = Keys {
-            visitor_salt: [1; 32],
-            subject_key: [2; 32],
-        };
-        let tenant = TenantId::new("t").unwrap();
-        let ctx = RequestContext {
-            ip: "203.0.113.5".parse().unwrap(),
-            user_agent: "curl/8",
-        };
-        let ua = parse_user_agent(ctx.user_agent);
-        let raw = |v| parse_event(v, 1_764_400_000_000).unwrap();
+        let policy = TenantPolicy::default();
         let events = [
-            p.pseudonymise(&tenant, &TenantPolicy::default(), &keys, ctx, &ua,
-                raw(serde_json::json!({"kind": "pageview", "url": "https://a.example/x?utm_source=n", "user_id": "u1"}))),
-            p.pseudonymise(&tenant, &TenantPolicy::default(), &keys, ctx, &ua,
-                raw(serde_json::json!({"kind": "event", "name": "signup", "url": "https://a.example/", "props": {"plan": "pro"}}))),
-            p.pseudonymise(&tenant, &TenantPolicy::default(), &keys, ctx, &ua,
-                raw(serde_json::json!({"kind": "crash", "url": "https://a.example/", "error_type": "E",
-                    "message": "bad mail bob@example.com", "stack": ["a", "b"]}))),
+            event(
+                serde_json::json!({"kind": "pageview", "url": "https://a.example/x?utm_source=n", "user_id": "u1"}),
+                &policy,
+                "curl/8",
+            ),
+            event(
+                serde_json::json!({"kind": "event", "name": "signup", "url": "https://a.example/", "props": {"plan": "pro"}}),
+                &policy,
+                "curl/8",
+            ),
+            event(
+                serde_json::json!({"kind": "crash", "url": "https://a.example/", "error_type": "E",
+                "message": "bad mail bob@example.com", "stack": ["a", "b"]}),
+                &policy,
+                "curl/8",
+            ),
         ];
         let batch = EventBatch::from_events(events.iter()).unwrap();
         assert_eq!(batch.num_rows(), 3);

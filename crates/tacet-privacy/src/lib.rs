@@ -131,3 +131,31 @@ impl Privacy {
         }
     }
 }
+
+/// Fixtures for this crate's tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// Pseudonymises a JSON event with fixed keys, tenant `t` and client 203.0.113.5.
+    pub fn event(json: serde_json::Value, policy: &TenantPolicy, user_agent: &str) -> Event {
+        let keys = Keys {
+            visitor_salt: [1; 32],
+            subject_key: [2; 32],
+        };
+        let tenant = TenantId::new("t").unwrap();
+        let ctx = RequestContext {
+            ip: "203.0.113.5".parse().unwrap(),
+            user_agent,
+        };
+        let raw = tacet_model::parse_event(json, 1_764_400_000_000).unwrap();
+        Privacy::default().pseudonymise(
+            &tenant,
+            policy,
+            &keys,
+            ctx,
+            &parse_user_agent(user_agent),
+            raw,
+        )
+    }
+}
