@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use tacet_lake::{Lake, PartitionKey};
 use tacet_model::{Clock, RawEvent, TenantId};
-use tacet_privacy::{Event, EventBatch, Privacy, RequestContext, TenantPolicy, parse_user_agent};
+use tacet_privacy::{
+    Event, EventBatch, Privacy, RequestContext, TenantPolicy, UserAgent, parse_user_agent,
+};
 use tacet_wal::{Replay, Wal};
 use tokio::sync::Notify;
 use tracing::{error, info, warn};
@@ -28,7 +30,12 @@ pub struct Pipeline {
     /// One flush at a time, so a slow write is never raced by the next tick.
     flushing: tokio::sync::Mutex<()>,
     wake: Arc<Notify>,
+    /// Parsed user agents, in memory only; a handful of strings cover most traffic.
+    user_agents: Mutex<HashMap<String, UserAgent>>,
 }
+
+/// Entries kept in the user-agent cache before it is cleared.
+const USER_AGENT_CACHE: usize = 4096;
 
 #[derive(Debug, Default)]
 struct State {
@@ -147,7 +154,21 @@ impl Pipeline {
             state: Arc::default(),
             flushing: tokio::sync::Mutex::new(()),
             wake: Arc::new(Notify::new()),
+            user_agents: Mutex::default(),
         }
+    }
+
+    fn user_agent(&self, ua: &str) -> UserAgent {
+        let mut cache = self.user_agents.lock().expect("user agent cache lock");
+        if let Some(parsed) = cache.get(ua) {
+            return parsed.clone();
+        }
+        let parsed = parse_user_agent(ua);
+        if cache.len() >= USER_AGENT_CACHE {
+            cache.clear();
+        }
+        cache.insert(ua.to_owned(), parsed.clone());
+        parsed
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
@@ -228,7 +249,7 @@ impl Pipeline {
             return Err(Error::Backpressure { buffered, limit });
         }
         let keys = self.keys.keys_for(tenant)?;
-        let ua = parse_user_agent(ctx.user_agent);
+        let ua = self.user_agent(ctx.user_agent);
         let events: Vec<Event> = events
             .into_iter()
             .map(|raw| {

@@ -24,6 +24,11 @@ use tracing::info;
 
 use crate::config::{Config, Source};
 
+/// Ingestion allocates many short-lived strings and JSON values; under batch load glibc's allocator took
+/// about 40% of the CPU (perf, see the README's benchmark section). mimalloc is the binary's choice alone.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Tacet: privacy-first telemetry and analytics.
 ///
 /// Beacons in, pseudonymised Parquet out, SQL reports back. With no --config, runs the embedded default:
