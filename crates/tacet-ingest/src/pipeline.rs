@@ -457,7 +457,7 @@ mod tests {
     }
 
     async fn stored_rows(store: &InMemory) -> (Vec<String>, usize) {
-        use futures_lite::TryStreamExt as _;
+        use futures::TryStreamExt as _;
         use object_store::{ObjectStore, ObjectStoreExt};
         let metas: Vec<_> = store.list(None).try_collect().await.unwrap();
         let mut names = Vec::new();
@@ -474,10 +474,6 @@ mod tests {
         }
         names.sort();
         (names, rows)
-    }
-
-    mod futures_lite {
-        pub use futures::TryStreamExt;
     }
 
     #[tokio::test]
