@@ -83,6 +83,12 @@ pub struct RawEvent {
     pub message: Option<String>,
     pub stack: Vec<String>,
     pub release: Option<String>,
+    /// `consent: true`: the visitor agreed to identified tracking (tenants may require it for `user_id`).
+    pub consent: bool,
+    /// `dnt: true`: the page saw `navigator.doNotTrack == "1"`.
+    pub dnt: bool,
+    /// `gpc: true`: the page saw `navigator.globalPrivacyControl`.
+    pub gpc: bool,
 }
 
 // Debug must not print raw identifiers: the struct may end up in a log line by mistake.
@@ -126,6 +132,9 @@ const KNOWN_FIELDS: &[&str] = &[
     "message",
     "stack",
     "release",
+    "consent",
+    "dnt",
+    "gpc",
 ];
 
 /// Validates one JSON value as an event. `now_millis` fills a missing `ts` and bounds a given one.
@@ -175,6 +184,9 @@ pub fn parse_event(value: Value, now_millis: i64) -> Result<RawEvent, FieldError
     let message = optional_text(&mut obj, "message", MAX_MESSAGE_BYTES)?;
     let stack = parse_stack(obj.remove("stack"))?;
     let release = optional_string(&mut obj, "release", MAX_SHORT_TEXT_BYTES)?;
+    let consent = optional_bool(&mut obj, "consent")?;
+    let dnt = optional_bool(&mut obj, "dnt")?;
+    let gpc = optional_bool(&mut obj, "gpc")?;
 
     match kind {
         Kind::Event if name.as_deref().is_none_or(|n| n.trim().is_empty()) => {
@@ -219,7 +231,21 @@ pub fn parse_event(value: Value, now_millis: i64) -> Result<RawEvent, FieldError
         message,
         stack,
         release,
+        consent,
+        dnt,
+        gpc,
     })
+}
+
+fn optional_bool(obj: &mut Map<String, Value>, field: &str) -> Result<bool, FieldError> {
+    match obj.remove(field) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(b),
+        Some(other) => Err(FieldError::new(
+            field,
+            format!("expected true or false, got {}", type_name(&other)),
+        )),
+    }
 }
 
 fn type_name(v: &Value) -> &'static str {

@@ -39,7 +39,7 @@ static FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let s = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
     Arc::new(Schema::new(vec![
         Field::new("ts", ts_type(), false),
-        Field::new("visitor_id", DataType::Int64, false),
+        Field::new("visitor_id", DataType::Int64, true),
         s("user_pseudonym", true),
         s("browser", false),
         s("browser_version", false),
@@ -53,18 +53,23 @@ static FILE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         s("ip_prefix", true),
         s("url_host", false),
         s("url_path", false),
+        s("url_query", true),
         s("utm_source", true),
         s("utm_medium", true),
         s("utm_campaign", true),
         s("utm_term", true),
         s("utm_content", true),
         s("referrer_host", true),
+        s("referrer_class", true),
+        s("referrer_source", true),
         s("name", true),
         Field::new("props", DataType::Map(props_entries(), false), true),
         s("error_type", true),
         s("message", true),
         Field::new("stack", DataType::List(stack_item()), true),
         s("release", true),
+        s("fingerprint", true),
+        s("anonymised", true),
     ]))
 });
 

@@ -1,7 +1,8 @@
 //! A compact binary form of [`Event`] for the write-ahead log. Only this crate may build an `Event`, so
 //! decoding lives here too.
 //!
-//! Layout: kind u8, ts i64, visitor_id i64, is_bot u8, device u8, then strings as `u32 length + UTF-8`,
+//! Layout: kind u8, ts i64, visitor_id tag u8 (0 none, 1 some) + i64, is_bot u8, device u8,
+//! referrer_class u8, anonymised u8 (0 none, else 1 + index), then strings as `u32 length + UTF-8`,
 //! optional strings with a leading 0/1 byte, `props` and `stack` as a u32 count and their strings.
 
 use tacet_model::Kind;
@@ -14,6 +15,17 @@ use crate::Event;
 pub struct DecodeError(&'static str);
 
 const DEVICES: [&str; 6] = ["desktop", "mobile", "tablet", "appliance", "bot", "unknown"];
+/// Referrer classes; the codec stores an index, so only append.
+pub(crate) const REFERRER_CLASSES: [&str; 6] =
+    ["direct", "internal", "search", "social", "email", "other"];
+/// Reasons for anonymisation; the codec stores an index, so only append.
+pub(crate) const ANONYMISED: [&str; 3] = ["dnt", "gpc", "consent"];
+
+fn index_of(list: &[&str], v: &str) -> u8 {
+    list.iter()
+        .position(|x| *x == v)
+        .expect("a value from the codec's list") as u8
+}
 
 impl Event {
     /// Appends this event's binary form to `buf`.
@@ -24,7 +36,13 @@ impl Event {
             .expect("a known kind") as u8;
         buf.push(kind);
         buf.extend_from_slice(&self.ts_millis.to_le_bytes());
-        buf.extend_from_slice(&self.visitor_id.to_le_bytes());
+        match self.visitor_id {
+            None => buf.push(0),
+            Some(v) => {
+                buf.push(1);
+                buf.extend_from_slice(&v.to_le_bytes());
+            }
+        }
         buf.push(u8::from(self.is_bot));
         buf.push(
             DEVICES
@@ -32,6 +50,8 @@ impl Event {
                 .position(|d| *d == self.device)
                 .unwrap_or(DEVICES.len() - 1) as u8,
         );
+        buf.push(index_of(&REFERRER_CLASSES, self.referrer_class));
+        buf.push(self.anonymised.map_or(0, |a| 1 + index_of(&ANONYMISED, a)));
         for s in [
             &self.browser,
             &self.browser_version,
@@ -48,16 +68,19 @@ impl Event {
             &self.region,
             &self.city,
             &self.ip_prefix,
+            &self.url_query,
             &self.utm_source,
             &self.utm_medium,
             &self.utm_campaign,
             &self.utm_term,
             &self.utm_content,
             &self.referrer_host,
+            &self.referrer_source,
             &self.name,
             &self.error_type,
             &self.message,
             &self.release,
+            &self.fingerprint,
         ] {
             match o {
                 None => buf.push(0),
@@ -85,11 +108,26 @@ impl Event {
             .get(take_u8(r)? as usize)
             .ok_or(DecodeError("unknown kind"))?;
         let ts_millis = i64::from_le_bytes(take(r, 8)?.try_into().expect("8 bytes"));
-        let visitor_id = i64::from_le_bytes(take(r, 8)?.try_into().expect("8 bytes"));
+        let visitor_id = match take_u8(r)? {
+            0 => None,
+            1 => Some(i64::from_le_bytes(take(r, 8)?.try_into().expect("8 bytes"))),
+            _ => return Err(DecodeError("bad visitor tag")),
+        };
         let is_bot = take_u8(r)? != 0;
         let device = *DEVICES
             .get(take_u8(r)? as usize)
             .ok_or(DecodeError("unknown device"))?;
+        let referrer_class = *REFERRER_CLASSES
+            .get(take_u8(r)? as usize)
+            .ok_or(DecodeError("unknown referrer class"))?;
+        let anonymised = match take_u8(r)? {
+            0 => None,
+            i => Some(
+                *ANONYMISED
+                    .get(i as usize - 1)
+                    .ok_or(DecodeError("unknown anonymisation reason"))?,
+            ),
+        };
         let (browser, browser_version, os, os_version, url_host, url_path) = (
             get_str(r)?,
             get_str(r)?,
@@ -105,12 +143,12 @@ impl Event {
                 _ => Err(DecodeError("bad option tag")),
             }
         };
-        let (user_pseudonym, country, region, city, ip_prefix) =
-            (opt()?, opt()?, opt()?, opt()?, opt()?);
+        let (user_pseudonym, country, region, city, ip_prefix, url_query) =
+            (opt()?, opt()?, opt()?, opt()?, opt()?, opt()?);
         let (utm_source, utm_medium, utm_campaign, utm_term, utm_content) =
             (opt()?, opt()?, opt()?, opt()?, opt()?);
-        let (referrer_host, name, error_type, message, release) =
-            (opt()?, opt()?, opt()?, opt()?, opt()?);
+        let (referrer_host, referrer_source, name, error_type, message, release, fingerprint) =
+            (opt()?, opt()?, opt()?, opt()?, opt()?, opt()?, opt()?);
         let n = take_u32(r)? as usize;
         let mut props = Vec::with_capacity(n.min(64));
         for _ in 0..n {
@@ -138,18 +176,23 @@ impl Event {
             ip_prefix,
             url_host,
             url_path,
+            url_query,
             utm_source,
             utm_medium,
             utm_campaign,
             utm_term,
             utm_content,
             referrer_host,
+            referrer_class,
+            referrer_source,
             name,
             props,
             error_type,
             message,
             stack,
             release,
+            fingerprint,
+            anonymised,
         })
     }
 }
@@ -190,23 +233,38 @@ mod tests {
     #[test]
     fn round_trip_and_truncation() {
         let e = event(
-            serde_json::json!({"kind": "crash", "url": "https://a.example/x?utm_source=n&utm_term=t", "user_id": "u",
+            serde_json::json!({"kind": "crash", "url": "https://a.example/x?utm_source=n&utm_term=t&page=3", "user_id": "u",
                 "referrer": "https://r.example/", "error_type": "E", "message": "m", "stack": ["a", "b"], "release": "1",
                 "props": {"k": "v", "n": 2}}),
             &TenantPolicy {
-                ip_mode: IpMode::Truncate,
+                ip: IpMode::Truncate,
+                query_params: vec!["page".into()],
+                ..TenantPolicy::default()
             },
             "Mozilla/5.0 (iPad; CPU OS 17_1 like Mac OS X)",
         );
         assert_eq!(
-            (e.device, e.ip_prefix.as_deref()),
-            ("tablet", Some("203.0.113.0/24"))
+            (e.device, e.ip_prefix.as_deref(), e.url_query.as_deref()),
+            ("tablet", Some("203.0.113.0/24"), Some("page=3"))
+        );
+        assert!(e.fingerprint.is_some() && e.visitor_id.is_some());
+        let anonymous = event(
+            serde_json::json!({"kind": "pageview", "url": "https://a.example/", "dnt": true,
+                "referrer": "https://www.google.com/"}),
+            &TenantPolicy::default(),
+            "Mozilla/5.0 (iPad; CPU OS 17_1 like Mac OS X)",
+        );
+        assert_eq!(
+            (anonymous.anonymised, anonymous.visitor_id, anonymous.referrer_source.as_deref()),
+            (Some("dnt"), None, Some("Google"))
         );
         let mut buf = Vec::new();
         e.encode(&mut buf);
+        anonymous.encode(&mut buf);
         e.encode(&mut buf);
         let mut r = &buf[..];
         assert_eq!(Event::decode(&mut r).unwrap(), e);
+        assert_eq!(Event::decode(&mut r).unwrap(), anonymous);
         assert_eq!(Event::decode(&mut r).unwrap(), e);
         assert!(r.is_empty());
         for cut in [1, 10, buf.len() / 4] {

@@ -19,7 +19,8 @@ use tacet_model::schema::{TS_TZ, file_schema};
 pub struct Event {
     pub kind: Kind,
     pub ts_millis: i64,
-    pub visitor_id: i64,
+    /// `None` for anonymised events.
+    pub visitor_id: Option<i64>,
     pub user_pseudonym: Option<String>,
     pub browser: String,
     pub browser_version: String,
@@ -33,18 +34,24 @@ pub struct Event {
     pub ip_prefix: Option<String>,
     pub url_host: String,
     pub url_path: String,
+    pub url_query: Option<String>,
     pub utm_source: Option<String>,
     pub utm_medium: Option<String>,
     pub utm_campaign: Option<String>,
     pub utm_term: Option<String>,
     pub utm_content: Option<String>,
     pub referrer_host: Option<String>,
+    pub referrer_class: &'static str,
+    pub referrer_source: Option<String>,
     pub name: Option<String>,
     pub props: Vec<(String, String)>,
     pub error_type: Option<String>,
     pub message: Option<String>,
     pub stack: Vec<String>,
     pub release: Option<String>,
+    pub fingerprint: Option<String>,
+    /// Why identifiers were left out: `dnt`, `gpc` or `consent`.
+    pub anonymised: Option<&'static str>,
 }
 
 /// A record batch of pseudonymised events in the lake's file schema. Only [`EventBatch::from_events`]
@@ -76,7 +83,7 @@ impl EventBatch {
         let mut stack = ListBuilder::new(StringBuilder::new());
         for e in events {
             ts.append_value(e.ts_millis);
-            visitor.append_value(e.visitor_id);
+            visitor.append_option(e.visitor_id);
             is_bot.append_value(e.is_bot);
             let cols: [Option<&str>; STRING_COLUMNS] = [
                 e.user_pseudonym.as_deref(),
@@ -91,16 +98,21 @@ impl EventBatch {
                 e.ip_prefix.as_deref(),
                 Some(&e.url_host),
                 Some(&e.url_path),
+                e.url_query.as_deref(),
                 e.utm_source.as_deref(),
                 e.utm_medium.as_deref(),
                 e.utm_campaign.as_deref(),
                 e.utm_term.as_deref(),
                 e.utm_content.as_deref(),
                 e.referrer_host.as_deref(),
+                Some(e.referrer_class),
+                e.referrer_source.as_deref(),
                 e.name.as_deref(),
                 e.error_type.as_deref(),
                 e.message.as_deref(),
                 e.release.as_deref(),
+                e.fingerprint.as_deref(),
+                e.anonymised,
             ];
             for (b, v) in strings.iter_mut().zip(cols) {
                 b.append_option(v);
@@ -123,50 +135,33 @@ impl EventBatch {
                 stack.append(true);
             }
         }
-        let mut s = strings
+        let mut strings = strings
             .into_iter()
             .map(|mut b| Arc::new(b.finish()) as ArrayRef);
-        let mut next = || s.next().expect("one builder per string column");
         let schema = file_schema();
-        let ts: ArrayRef = Arc::new(ts.finish());
-        // The order here is the order of the schema (tacet_model::schema).
-        let (pseudonym, browser, browser_version, os, os_version, device) =
-            (next(), next(), next(), next(), next(), next());
-        let (country, region, city, ip_prefix, url_host, url_path) =
-            (next(), next(), next(), next(), next(), next());
-        let (utm_source, utm_medium, utm_campaign, utm_term, utm_content) =
-            (next(), next(), next(), next(), next());
-        let (referrer_host, name, error_type, message, release) =
-            (next(), next(), next(), next(), next());
-        let columns: Vec<ArrayRef> = vec![
-            ts,
-            Arc::new(visitor.finish()),
-            pseudonym,
-            browser,
-            browser_version,
-            os,
-            os_version,
-            device,
-            Arc::new(is_bot.finish()),
-            country,
-            region,
-            city,
-            ip_prefix,
-            url_host,
-            url_path,
-            utm_source,
-            utm_medium,
-            utm_campaign,
-            utm_term,
-            utm_content,
-            referrer_host,
-            name,
-            Arc::new(props.finish()),
-            error_type,
-            message,
-            Arc::new(stack.finish()),
-            release,
-        ];
+        let (mut ts, mut visitor, mut is_bot, mut props, mut stack) = (
+            Some(Arc::new(ts.finish()) as ArrayRef),
+            Some(Arc::new(visitor.finish()) as ArrayRef),
+            Some(Arc::new(is_bot.finish()) as ArrayRef),
+            Some(Arc::new(props.finish()) as ArrayRef),
+            Some(Arc::new(stack.finish()) as ArrayRef),
+        );
+        // Strings come in the schema's order of Utf8 columns (STRING_NAMES, checked by a test).
+        let columns: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let special = match f.name().as_str() {
+                    "ts" => ts.take(),
+                    "visitor_id" => visitor.take(),
+                    "is_bot" => is_bot.take(),
+                    "props" => props.take(),
+                    "stack" => stack.take(),
+                    _ => None,
+                };
+                special.unwrap_or_else(|| strings.next().expect("one builder per string column"))
+            })
+            .collect();
         RecordBatch::try_new(schema, columns).map(Self)
     }
 
@@ -179,7 +174,37 @@ impl EventBatch {
     }
 }
 
-const STRING_COLUMNS: usize = 22;
+/// The Utf8 columns of the file schema, in order; `cols` in `from_events` lists their values.
+const STRING_NAMES: [&str; 27] = [
+    "user_pseudonym",
+    "browser",
+    "browser_version",
+    "os",
+    "os_version",
+    "device",
+    "country",
+    "region",
+    "city",
+    "ip_prefix",
+    "url_host",
+    "url_path",
+    "url_query",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "referrer_host",
+    "referrer_class",
+    "referrer_source",
+    "name",
+    "error_type",
+    "message",
+    "release",
+    "fingerprint",
+    "anonymised",
+];
+const STRING_COLUMNS: usize = STRING_NAMES.len();
 
 #[cfg(test)]
 mod tests {
@@ -188,24 +213,36 @@ mod tests {
     use crate::testing::event;
 
     #[test]
+    fn string_columns_are_listed_in_schema_order() {
+        let schema = file_schema();
+        let names: Vec<&str> = schema
+            .fields()
+            .iter()
+            .filter(|f| f.data_type() == &arrow::datatypes::DataType::Utf8)
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(names, STRING_NAMES);
+    }
+
+    #[test]
     fn batch_matches_the_file_schema() {
         let policy = TenantPolicy::default();
         let events = [
             event(
                 serde_json::json!({"kind": "pageview", "url": "https://a.example/x?utm_source=n", "user_id": "u1"}),
                 &policy,
-                "curl/8",
+                "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",
             ),
             event(
                 serde_json::json!({"kind": "event", "name": "signup", "url": "https://a.example/", "props": {"plan": "pro"}}),
                 &policy,
-                "curl/8",
+                "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",
             ),
             event(
                 serde_json::json!({"kind": "crash", "url": "https://a.example/", "error_type": "E",
                 "message": "bad mail bob@example.com", "stack": ["a", "b"]}),
                 &policy,
-                "curl/8",
+                "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",
             ),
         ];
         let batch = EventBatch::from_events(events.iter()).unwrap();

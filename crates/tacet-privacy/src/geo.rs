@@ -237,34 +237,56 @@ mod tests {
         );
         assert!(GeoDb::from_bytes(b"not a database".to_vec()).is_err());
 
-        // Through the privacy step: location columns filled, the address itself gone.
+        // Through the privacy step: location kept to the policy's level, the address itself gone.
         let privacy = crate::Privacy::new(Some(db));
         let keys = crate::Keys {
             visitor_salt: [1; 32],
             subject_key: [2; 32],
         };
-        let ctx = crate::RequestContext {
-            ip: "203.0.113.77".parse().unwrap(),
-            user_agent: "curl/8",
-        };
-        let raw = tacet_model::parse_event(
-            serde_json::json!({"kind": "pageview", "url": "https://a.example/"}),
-            1_764_400_000_000,
-        )
-        .unwrap();
+        let ua = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
+        let ctx = crate::RequestContext::new("203.0.113.77".parse().unwrap(), ua);
         let tenant = tacet_model::TenantId::new("t").unwrap();
-        let e = privacy.pseudonymise(
-            &tenant,
-            &crate::TenantPolicy::default(),
-            &keys,
-            ctx,
-            &crate::parse_user_agent("curl/8"),
-            raw,
+        let stored = |policy: &str| {
+            let raw = tacet_model::parse_event(
+                serde_json::json!({"kind": "pageview", "url": "https://a.example/"}),
+                1_764_400_000_000,
+            )
+            .unwrap();
+            let policy: crate::TenantPolicy = toml::from_str(policy).unwrap();
+            match privacy.pseudonymise(
+                &tenant,
+                &policy,
+                &keys,
+                ctx,
+                &crate::parse_user_agent(ua),
+                raw,
+                &mut crate::Tally::default(),
+            ) {
+                crate::Outcome::Keep(e) => (e.country, e.region, e.city, e.ip_prefix),
+                crate::Outcome::Drop(r) => panic!("{r:?}"),
+            }
+        };
+        let gb = || Some("GB".to_owned());
+        assert_eq!(
+            stored("geo = \"city\""),
+            (gb(), london.region.clone(), london.city.clone(), None)
         );
         assert_eq!(
-            (e.country, e.region, e.city),
-            (london.country, london.region, london.city)
+            stored("geo = \"region\""),
+            (gb(), london.region.clone(), None, None)
         );
-        assert_eq!(e.ip_prefix, None);
+        assert_eq!(stored(""), (gb(), None, None, None), "country by default");
+        assert_eq!(stored("geo = \"none\""), (None, None, None, None));
+        assert_eq!(
+            stored("geo = \"city\"\nip = \"geo_only\""),
+            (gb(), None, None, None)
+        );
+        assert_eq!(
+            stored("ip = \"truncate\""),
+            (gb(), None, None, Some("203.0.113.0/24".into()))
+        );
+        // A reloaded database replaces the old one; none at all stores no location.
+        privacy.set_geo(None);
+        assert_eq!(stored("geo = \"city\""), (None, None, None, None));
     }
 }

@@ -1,19 +1,26 @@
 //! Everything Tacet does to personal data before anything is written: pseudonyms, enrichment, scrubbing.
 //!
 //! ```text
-//!   RawEvent (tacet-model) + RequestContext (IP, user agent) + Keys (salt of the day, subject key)
+//!   RawEvent (tacet-model) + RequestContext (IP, user agent, DNT/GPC headers)
+//!   + TenantPolicy (the controller's choices) + Keys (the tenant's salt of the day, its subject key)
 //!        │
 //!        ▼  Privacy::pseudonymise
+//!   ├─ bots            → dropped (or flagged, per policy): crawlers, headless browsers, HTTP tools
+//!   ├─ DNT / GPC       → ignored, anonymised (no identifiers) or suppressed (dropped), per policy;
+//!   │                    identified events without `consent: true` anonymised when the policy requires it
 //!   ├─ visitor_id      = blake3-keyed(daily salt; tenant, IP, user agent) → i64
 //!   ├─ user_pseudonym  = HMAC-SHA256(subject key; tenant, user_id)      → 32 hex chars
-//!   ├─ geography       = GeoDb lookup of the IP (country, region, city), then the IP is dropped
-//!   │                    (or truncated to /24 or /48 for tenants with ip_mode = "truncate")
-//!   ├─ user agent      → browser, version, OS, device, crawler flag (woothee); the string is dropped
-//!   ├─ URL             → host + path (query and fragment dropped, utm_* kept); referrer → host
-//!   └─ free text       → scrubbed (e-mail addresses, IPs, secrets under sensitive property keys)
+//!   ├─ geography       = GeoDb lookup of the IP, kept to the policy's level (none/country/region/city);
+//!   │                    then the IP is dropped, or truncated to /24 or /48 when ip = "truncate"
+//!   ├─ user agent      → browser, version, OS, device, bot flag (woothee); the string is dropped
+//!   ├─ URL             → host + path + allowed query parameters + utm_*; referrer → host, class, source
+//!   ├─ free text       → scrubbed: e-mails, IPs, cards, IBANs, keys, tokens, JWTs, passwords, home dirs,
+//!   │                    the tenant's own patterns (counted per rule in a Tally)
+//!   └─ crashes         → fingerprint (type + normalised in-app frames, or the masked message)
 //!        │
 //!        ▼
-//!   Event (#[non_exhaustive]: only this crate builds one) ──► EventBatch (Arrow) ──► WAL / lake
+//!   Outcome::Keep(Event) (#[non_exhaustive]: only this crate builds one) ──► EventBatch ──► WAL / lake
+//!   Outcome::Drop(reason)
 //! ```
 //!
 //! This crate is pure and synchronous: no I/O, no logging of its inputs. Keys and the GeoIP database are
@@ -21,50 +28,111 @@
 
 mod codec;
 mod event;
+pub mod explain;
+pub mod fingerprint;
 mod geo;
 mod policy;
 mod pseudonym;
+pub mod referrer;
 mod scrub;
 mod url_clean;
 mod useragent;
 
 use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
 
 pub use arrow::error::ArrowError;
 pub use codec::DecodeError;
 pub use event::{Event, EventBatch};
 pub use geo::{GeoDb, GeoError, Location};
-pub use policy::{IpMode, TenantPolicy};
+pub use policy::{
+    BotMode, CustomRule, DEFAULT_RETENTION_DAYS, GeoLevel, IpMode, SignalMode, TenantPolicy,
+};
 pub use pseudonym::{Keys, user_pseudonym, visitor_id};
-pub use scrub::Scrubber;
+pub use scrub::{RULES, Scrubber, Tally, is_secret_key};
 pub use url_clean::{CleanUrl, clean_url, referrer_host};
-pub use useragent::{UserAgent, parse_user_agent};
+pub use useragent::{UserAgent, is_automation, parse_user_agent};
 
-use tacet_model::{RawEvent, TenantId};
+use tacet_model::{Kind, RawEvent, TenantId};
 
 /// What the server knows about the request an event came in: used, then forgotten.
 #[derive(Clone, Copy)]
 pub struct RequestContext<'a> {
     pub ip: IpAddr,
     pub user_agent: &'a str,
+    /// The request carried `DNT: 1`.
+    pub dnt: bool,
+    /// The request carried `Sec-GPC: 1`.
+    pub gpc: bool,
 }
 
-/// The privacy step, built once at start-up and shared by every request.
+impl<'a> RequestContext<'a> {
+    /// A request without privacy signals.
+    pub fn new(ip: IpAddr, user_agent: &'a str) -> Self {
+        Self {
+            ip,
+            user_agent,
+            dnt: false,
+            gpc: false,
+        }
+    }
+}
+
+/// Why the privacy step dropped an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// A crawler, headless browser or HTTP tool, for a tenant with `bots = "drop"`.
+    Bot,
+    /// Do-Not-Track, for a tenant with `dnt = "suppress"`.
+    Dnt,
+    /// Global Privacy Control, for a tenant with `gpc = "suppress"`.
+    Gpc,
+}
+
+impl DropReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Bot => "bot",
+            DropReason::Dnt => "dnt",
+            DropReason::Gpc => "gpc",
+        }
+    }
+}
+
+/// What the privacy step made of one event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Keep(Event),
+    Drop(DropReason),
+}
+
+/// The privacy step, built once at start-up and shared by every request. The GeoIP database can be swapped
+/// while running (the binary reloads it when its file changes).
 #[derive(Debug, Default)]
 pub struct Privacy {
-    geo: Option<GeoDb>,
-    scrubber: Scrubber,
+    geo: RwLock<Option<Arc<GeoDb>>>,
 }
 
 impl Privacy {
     pub fn new(geo: Option<GeoDb>) -> Self {
         Self {
-            geo,
-            scrubber: Scrubber,
+            geo: RwLock::new(geo.map(Arc::new)),
         }
     }
 
-    /// Turns a raw event into one that can be stored. Identifiers go in; only pseudonyms come out.
+    /// Replaces the GeoIP database; events after this call use the new one.
+    pub fn set_geo(&self, geo: Option<GeoDb>) {
+        *self.geo.write().expect("geo lock") = geo.map(Arc::new);
+    }
+
+    /// The GeoIP database in use, if any.
+    pub fn geo(&self) -> Option<Arc<GeoDb>> {
+        self.geo.read().expect("geo lock").clone()
+    }
+
+    /// Applies the tenant's policy to one event. Identifiers go in; only pseudonyms come out, or nothing.
+    /// Scrubbing replacements are counted into `tally`.
+    #[allow(clippy::too_many_arguments)]
     pub fn pseudonymise(
         &self,
         tenant: &TenantId,
@@ -73,25 +141,86 @@ impl Privacy {
         ctx: RequestContext<'_>,
         ua: &UserAgent,
         raw: RawEvent,
-    ) -> Event {
-        let location = self
-            .geo
-            .as_ref()
-            .map(|g| g.lookup(ctx.ip))
-            .unwrap_or_default();
-        let ip_prefix = match policy.ip_mode {
-            IpMode::Drop => None,
-            IpMode::Truncate => Some(policy::truncate_ip(ctx.ip)),
+        tally: &mut Tally,
+    ) -> Outcome {
+        if ua.is_bot && policy.bots == BotMode::Drop {
+            return Outcome::Drop(DropReason::Bot);
+        }
+        let mut anonymised = None;
+        for (signalled, mode, reason, drop) in [
+            (ctx.gpc || raw.gpc, policy.gpc, "gpc", DropReason::Gpc),
+            (ctx.dnt || raw.dnt, policy.dnt, "dnt", DropReason::Dnt),
+        ] {
+            match (signalled, mode) {
+                (true, SignalMode::Suppress) => return Outcome::Drop(drop),
+                (true, SignalMode::Anonymous) => anonymised = anonymised.or(Some(reason)),
+                _ => {}
+            }
+        }
+        if policy.require_consent && raw.user_id.is_some() && !raw.consent {
+            anonymised = anonymised.or(Some("consent"));
+        }
+        let identified = anonymised.is_none();
+
+        let level = policy.geo_level();
+        let location = match self.geo.read().expect("geo lock").as_ref() {
+            Some(g) if level > GeoLevel::None => g.lookup(ctx.ip),
+            _ => Location::default(),
         };
-        let url = clean_url(&raw.url);
-        let s = &self.scrubber;
-        Event {
+        let ip_prefix = match policy.ip {
+            IpMode::Truncate if identified => Some(policy::truncate_ip(ctx.ip)),
+            _ => None,
+        };
+        let detailed = |v: Option<String>, needed: GeoLevel| {
+            v.filter(|_| level >= needed && (identified || needed <= GeoLevel::Country))
+        };
+        let url = clean_url(&raw.url, &policy.query_params);
+        let referrer = raw.referrer.as_deref().and_then(referrer_host);
+        let class = referrer::classify(referrer.as_deref(), &url.host, url.utm_medium.as_deref());
+        let s = Scrubber::new(&policy.scrub);
+        let mut text = |v: &str| s.text(v, tally);
+        let url_host = text(&url.host);
+        let url_path = text(&url.path);
+        let url_query = url.query.map(|q| text(&q));
+        let utm = [
+            url.utm_source,
+            url.utm_medium,
+            url.utm_campaign,
+            url.utm_term,
+            url.utm_content,
+        ]
+        .map(|v| v.map(|v| text(&v)));
+        let referrer_host = referrer.map(|h| text(&h));
+        let name = raw.name.map(|n| text(&n));
+        let error_type = raw.error_type.map(|t| text(&t));
+        let message = raw.message.map(|m| text(&m));
+        let stack: Vec<String> = raw.stack.iter().map(|f| text(f)).collect();
+        let release = raw.release.map(|r| text(&r));
+        let props = if identified {
+            raw.props
+                .into_iter()
+                .filter(|(k, _)| policy.keeps_prop(k))
+                .map(|(k, v)| {
+                    let v = s.property(&k, &v, tally);
+                    (s.text(&k, tally), v)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let fingerprint = (raw.kind == Kind::Crash).then(|| {
+            fingerprint::fingerprint(error_type.as_deref(), message.as_deref(), &stack)
+        });
+        let [utm_source, utm_medium, utm_campaign, utm_term, utm_content] = utm;
+        Outcome::Keep(Event {
             kind: raw.kind,
             ts_millis: raw.ts_millis,
-            visitor_id: visitor_id(&keys.visitor_salt, tenant, ctx.ip, ctx.user_agent),
+            visitor_id: identified
+                .then(|| visitor_id(&keys.visitor_salt, tenant, ctx.ip, ctx.user_agent)),
             user_pseudonym: raw
                 .user_id
                 .as_deref()
+                .filter(|_| identified)
                 .map(|u| user_pseudonym(&keys.subject_key, tenant, u)),
             browser: ua.browser.clone(),
             browser_version: ua.browser_version.clone(),
@@ -99,36 +228,30 @@ impl Privacy {
             os_version: ua.os_version.clone(),
             device: ua.device,
             is_bot: ua.is_bot,
-            country: location.country,
-            region: location.region,
-            city: location.city,
+            country: detailed(location.country, GeoLevel::Country),
+            region: detailed(location.region, GeoLevel::Region),
+            city: detailed(location.city, GeoLevel::City),
             ip_prefix,
-            url_host: s.text(&url.host),
-            url_path: s.text(&url.path),
-            utm_source: url.utm_source.map(|v| s.text(&v)),
-            utm_medium: url.utm_medium.map(|v| s.text(&v)),
-            utm_campaign: url.utm_campaign.map(|v| s.text(&v)),
-            utm_term: url.utm_term.map(|v| s.text(&v)),
-            utm_content: url.utm_content.map(|v| s.text(&v)),
-            referrer_host: raw
-                .referrer
-                .as_deref()
-                .and_then(referrer_host)
-                .map(|h| s.text(&h)),
-            name: raw.name.map(|n| s.text(&n)),
-            props: raw
-                .props
-                .into_iter()
-                .map(|(k, v)| {
-                    let v = s.property(&k, &v);
-                    (s.text(&k), v)
-                })
-                .collect(),
-            error_type: raw.error_type.map(|t| s.text(&t)),
-            message: raw.message.map(|m| s.text(&m)),
-            stack: raw.stack.iter().map(|f| s.text(f)).collect(),
-            release: raw.release.map(|r| s.text(&r)),
-        }
+            url_host,
+            url_path,
+            url_query,
+            utm_source,
+            utm_medium,
+            utm_campaign,
+            utm_term,
+            utm_content,
+            referrer_host,
+            referrer_class: class.class,
+            referrer_source: class.source.map(str::to_owned),
+            name,
+            props,
+            error_type,
+            message,
+            stack,
+            release,
+            fingerprint,
+            anonymised,
+        })
     }
 }
 
@@ -137,25 +260,30 @@ impl Privacy {
 pub(crate) mod testing {
     use super::*;
 
-    /// Pseudonymises a JSON event with fixed keys, tenant `t` and client 203.0.113.5.
+    /// Pseudonymises a JSON event with fixed keys, tenant `t` and client 203.0.113.5; panics if dropped.
     pub fn event(json: serde_json::Value, policy: &TenantPolicy, user_agent: &str) -> Event {
+        match outcome(json, policy, RequestContext::new("203.0.113.5".parse().unwrap(), user_agent)) {
+            Outcome::Keep(e) => e,
+            Outcome::Drop(r) => panic!("dropped: {r:?}"),
+        }
+    }
+
+    /// The outcome for a JSON event with fixed keys and tenant `t`.
+    pub fn outcome(json: serde_json::Value, policy: &TenantPolicy, ctx: RequestContext<'_>) -> Outcome {
         let keys = Keys {
             visitor_salt: [1; 32],
             subject_key: [2; 32],
         };
         let tenant = TenantId::new("t").unwrap();
-        let ctx = RequestContext {
-            ip: "203.0.113.5".parse().unwrap(),
-            user_agent,
-        };
         let raw = tacet_model::parse_event(json, 1_764_400_000_000).unwrap();
         Privacy::default().pseudonymise(
             &tenant,
             policy,
             &keys,
             ctx,
-            &parse_user_agent(user_agent),
+            &parse_user_agent(ctx.user_agent),
             raw,
+            &mut Tally::default(),
         )
     }
 }

@@ -97,4 +97,58 @@ mod tests {
         };
         assert_eq!(format!("{k:?}"), "Keys { .. }");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn tenant() -> impl Strategy<Value = TenantId> {
+            "[a-z0-9][a-z0-9_-]{0,15}".prop_map(|t| TenantId::new(&t).unwrap())
+        }
+
+        fn ip() -> impl Strategy<Value = IpAddr> {
+            prop_oneof![
+                any::<[u8; 4]>().prop_map(IpAddr::from),
+                any::<[u8; 16]>().prop_map(IpAddr::from),
+            ]
+        }
+
+        proptest! {
+            /// The same visitor (tenant, IP, user agent) on the same day (salt) always gets the same id.
+            #[test]
+            fn same_visitor_same_day_same_id(salt: [u8; 32], t in tenant(), ip in ip(), ua in ".{0,200}") {
+                prop_assert_eq!(visitor_id(&salt, &t, ip, &ua), visitor_id(&salt, &t, ip, &ua));
+            }
+
+            /// Across days (salts) the same visitor's ids are unrelated.
+            #[test]
+            fn other_day_other_id(a: [u8; 32], b: [u8; 32], t in tenant(), ip in ip(), ua in ".{0,200}") {
+                prop_assume!(a != b);
+                prop_assert_ne!(visitor_id(&a, &t, ip, &ua), visitor_id(&b, &t, ip, &ua));
+            }
+
+            /// Across tenants the same visitor's ids are unrelated, even on the same day.
+            #[test]
+            fn other_tenant_other_id(salt: [u8; 32], t1 in tenant(), t2 in tenant(), ip in ip(), ua in ".{0,200}") {
+                prop_assume!(t1 != t2);
+                prop_assert_ne!(visitor_id(&salt, &t1, ip, &ua), visitor_id(&salt, &t2, ip, &ua));
+            }
+
+            /// Different visitors on the same day get different ids.
+            #[test]
+            fn other_visitor_other_id(salt: [u8; 32], t in tenant(), ip1 in ip(), ip2 in ip(), ua in ".{0,50}") {
+                prop_assume!(ip1 != ip2);
+                prop_assert_ne!(visitor_id(&salt, &t, ip1, &ua), visitor_id(&salt, &t, ip2, &ua));
+            }
+
+            /// User pseudonyms are stable under one key, and differ across keys (rotation) and tenants.
+            #[test]
+            fn user_pseudonyms(k1: [u8; 32], k2: [u8; 32], t1 in tenant(), t2 in tenant(), user in ".{1,64}") {
+                prop_assert_eq!(user_pseudonym(&k1, &t1, &user), user_pseudonym(&k1, &t1, &user));
+                prop_assume!(k1 != k2 && t1 != t2);
+                prop_assert_ne!(user_pseudonym(&k1, &t1, &user), user_pseudonym(&k2, &t1, &user));
+                prop_assert_ne!(user_pseudonym(&k1, &t1, &user), user_pseudonym(&k1, &t2, &user));
+            }
+        }
+    }
 }

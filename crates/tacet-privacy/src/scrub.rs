@@ -1,82 +1,413 @@
-//! Scrubbing of free text: what looks like personal data is replaced by a typed placeholder.
+//! Scrubbing of free text: what looks like personal data or a secret is replaced by a typed placeholder.
 //!
-//! This first rule set covers e-mail addresses, IPv4 and IPv6 addresses, and the values of properties whose
-//! key names a secret. The privacy-engine issue grows it to Sentry Relay's `@common` set.
+//! The built-in rules cover Sentry Relay's default (`@common`) set and more:
+//!
+//! | rule | finds | becomes |
+//! |---|---|---|
+//! | `private_key` | PEM private keys (`-----BEGIN ... PRIVATE KEY-----` to its end) | `[private_key]` |
+//! | `url_credentials` | `user:password@` in URLs | `scheme://[credentials]@host` |
+//! | `jwt` | JSON Web Tokens (`eyJ...`.`...`.`...`) | `[jwt]` |
+//! | `bearer` | `Bearer`/`Basic`/`Token` authorisation values | `Bearer [token]` |
+//! | `api_token` | well-known token formats (AWS, GitHub, GitLab, Slack, Stripe, Google, npm) | `[token]` |
+//! | `secret` | values after secret-naming keys (`password=`, `"api_key": "..."`, `token: ...`) | `key=[secret]` |
+//! | `email` | e-mail addresses | `[email]` |
+//! | `card` | payment card numbers of a known issuer range, Luhn-checked | `[card]` |
+//! | `iban` | IBANs of a known country and length, mod-97-checked | `[iban]` |
+//! | `ip` | IPv4 and IPv6 addresses (checked by the standard library's parser) | `[ip]` |
+//! | `home_user` | user names in home-directory paths (`/home/x`, `/Users/x`, `C:\Users\x`) | `/home/[user]` |
+//!
+//! Tenants add their own rules (`custom:<name>`, replaced by `[<name>]`). Every replacement is counted per
+//! rule in a [`Tally`]. Each rule runs only when a cheap precondition holds (a byte, a digit count, a
+//! literal), so ordinary text costs a few scans and one copy.
 
 use std::borrow::Cow;
-use std::net::Ipv6Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::LazyLock;
 
-use regex::Regex;
+use regex::{Captures, Regex};
 
-static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)[a-z0-9._%+\-]+@[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.[a-z]{2,}")
-        .expect("valid regex")
+use crate::policy::CustomRule;
+
+fn re(pattern: &str) -> Regex {
+    Regex::new(pattern).expect("valid built-in regex")
+}
+
+static PRIVATE_KEY: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----(?s:.*?)(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\z)",
+    )
 });
+static URL_CREDENTIALS: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@:]*:[^/\s@]*@"));
+static JWT: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*")
+});
+static BEARER: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"\b([Bb]earer|BEARER|[Bb]asic|BASIC|[Dd]igest|[Nn]egotiate)(\s+)([A-Za-z0-9._~+/=\-]{8,})")
+});
+static API_TOKEN: LazyLock<Regex> = LazyLock::new(|| {
+    re(concat!(
+        r"\b(?:",
+        r"(?:AKIA|ASIA)[0-9A-Z]{16}",
+        r"|gh[pousr]_[A-Za-z0-9]{30,}",
+        r"|github_pat_[A-Za-z0-9_]{30,}",
+        r"|glpat-[A-Za-z0-9_\-]{20,}",
+        r"|xox[abposr]-[A-Za-z0-9\-]{10,}",
+        r"|(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}",
+        r"|AIza[0-9A-Za-z_\-]{35}",
+        r"|npm_[A-Za-z0-9]{36}",
+        r")\b"
+    ))
+});
+/// A key that names a secret, then `=`, `:` or `": "`, then the value (quoted or up to a delimiter).
+static SECRET_VALUE: LazyLock<Regex> = LazyLock::new(|| {
+    re(concat!(
+        r#"(?i)((?:\b|_)(?:[a-z0-9]+[_\-.])*"#,
+        r"(?:pass(?:word|wd|phrase)?|pwd|secret|token|api[_\-]?key|apikey|access[_\-]?key|auth(?:orization)?",
+        r"|credentials?|private[_\-]?key|session(?:[_\-]?id)?|sid|cookie|signature)",
+        r#"(?:[_\-][a-z0-9]+)*["']?\s*(?:=|:)\s*)"#,
+        r#"("[^"]*"|'[^']*'|(?:bearer|basic)\s+[^\s"'&,;)}]+|[^\s"'&,;)}]+)"#
+    ))
+});
+/// Keys whose unquoted `key: value` is taken as a secret even when the value looks like a word.
+static STRONG_KEY: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"(?i)pass(?:word|wd|phrase)?|pwd|secret|api[_\-]?key|apikey|access[_\-]?key|credentials?|private[_\-]?key")
+});
+static EMAIL: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(?i)[a-z0-9._%+\-]+@[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.[a-z]{2,}"));
+static CARD: LazyLock<Regex> = LazyLock::new(|| re(r"\b\d(?:[ \-]?\d){12,18}\b"));
+static IBAN: LazyLock<Regex> =
+    LazyLock::new(|| re(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"));
 static IPV4: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\b(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\b")
-        .expect("valid regex")
+    re(
+        r"\b(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\b",
+    )
 });
 /// Candidates only: each match is checked with the standard library's IPv6 parser. The embedded-IPv4
 /// form comes first so that leftmost-first matching prefers it.
 static IPV6: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?i)(?:[0-9a-f]{0,4}:){2,6}(?:\d{1,3}\.){3}\d{1,3}|[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}",
-    )
-    .expect("valid regex")
+    re(r"(?i)(?:[0-9a-f]{0,4}:){2,6}(?:\d{1,3}\.){3}\d{1,3}|[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}")
 });
+static HOME_USER: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"(/home/|/Users/|/var/home/|(?i:[a-z]:\\{1,2}users\\{1,2}|[a-z]:/users/))([^/\\\s:*?<>|\[\]]+)")
+});
+/// Property keys whose values are dropped whole.
 static SECRET_KEY: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)pass(?:word|wd)?|secret|token|api[_-]?key|auth|credential|session|cookie")
-        .expect("valid regex")
+    re(
+        r"(?i)pass(?:word|wd|phrase)?|pwd|secret|token|api[_\-]?key|access[_\-]?key|auth|credential|private[_\-]?key|session|cookie|signature",
+    )
 });
 
-/// The scrubber; stateless, shared.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Scrubber;
+/// Replacements made, per rule; and what the privacy step dropped or anonymised. Cheap to keep per request.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Tally {
+    /// (rule, replacements); built-in rule names, or `custom:<name>`.
+    pub scrubbed: Vec<(Cow<'static, str>, u64)>,
+}
 
-impl Scrubber {
-    /// Scrubs free text: e-mail addresses become `[email]`, IP addresses `[ip]`.
-    ///
-    /// Each rule runs only when its cheap precondition holds (an `@`, a `:`, three dots and a digit), so
-    /// ordinary text costs a few byte scans and one copy.
-    pub fn text(&self, s: &str) -> String {
-        let mut out = Cow::Borrowed(s);
-        if out.contains('@') {
-            out = Cow::Owned(EMAIL.replace_all(&out, "[email]").into_owned());
+impl Tally {
+    fn count(&mut self, rule: Cow<'static, str>, n: u64) {
+        if n == 0 {
+            return;
         }
-        out = replace_ipv6(out);
-        if out.bytes().filter(|b| *b == b'.').count() >= 3
-            && out.bytes().any(|b| b.is_ascii_digit())
-        {
-            out = Cow::Owned(IPV4.replace_all(&out, "[ip]").into_owned());
+        match self.scrubbed.iter_mut().find(|(r, _)| *r == rule) {
+            Some((_, c)) => *c += n,
+            None => self.scrubbed.push((rule, n)),
         }
-        out.into_owned()
     }
 
-    /// Scrubs a property value; values under keys that name a secret are dropped whole.
-    pub fn property(&self, key: &str, value: &str) -> String {
-        if SECRET_KEY.is_match(key) {
-            "[redacted]".to_owned()
-        } else {
-            self.text(value)
+    /// Replacements made by `rule`.
+    pub fn get(&self, rule: &str) -> u64 {
+        self.scrubbed
+            .iter()
+            .find(|(r, _)| r == rule)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// Adds another tally's counts to this one.
+    pub fn merge(&mut self, other: &Tally) {
+        for (rule, n) in &other.scrubbed {
+            self.count(rule.clone(), *n);
         }
     }
 }
 
-fn replace_ipv6(s: Cow<'_, str>) -> Cow<'_, str> {
-    if !s.contains(':') {
-        return s;
+/// The names of the built-in rules, in the order they run.
+pub const RULES: [&str; 11] = [
+    "private_key",
+    "url_credentials",
+    "jwt",
+    "bearer",
+    "api_token",
+    "secret",
+    "email",
+    "card",
+    "iban",
+    "ip",
+    "home_user",
+];
+
+/// The scrubber; holds a tenant's own rules, borrowed from its policy.
+#[derive(Debug, Clone, Copy)]
+pub struct Scrubber<'a> {
+    custom: &'a [CustomRule],
+}
+
+impl Default for Scrubber<'_> {
+    fn default() -> Self {
+        Self { custom: &[] }
     }
-    let bytes = s.as_bytes();
-    let is_word = |i: usize| {
-        bytes
-            .get(i)
-            .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+}
+
+impl<'a> Scrubber<'a> {
+    pub fn new(custom: &'a [CustomRule]) -> Self {
+        Self { custom }
+    }
+
+    /// Scrubs free text, counting replacements into `tally`.
+    pub fn text(&self, s: &str, tally: &mut Tally) -> String {
+        let mut out = Cow::Borrowed(s);
+        let t = tally;
+        if out.contains("-----BEGIN") {
+            apply(&mut out, t, "private_key", &PRIVATE_KEY, |_| {
+                Some("[private_key]".into())
+            });
+        }
+        if out.contains("://") && out.contains('@') {
+            apply(&mut out, t, "url_credentials", &URL_CREDENTIALS, |c| {
+                Some(format!("{}[credentials]@", &c[1]))
+            });
+        }
+        if out.contains("eyJ") {
+            apply(&mut out, t, "jwt", &JWT, |_| Some("[jwt]".into()));
+        }
+        if out.len() >= 12 {
+            apply(&mut out, t, "bearer", &BEARER, |c| {
+                looks_random(&c[3]).then(|| format!("{}{}[token]", &c[1], &c[2]))
+            });
+            apply(&mut out, t, "api_token", &API_TOKEN, |_| Some("[token]".into()));
+        }
+        if out.contains('=') || out.contains(':') {
+            apply(&mut out, t, "secret", &SECRET_VALUE, |c| {
+                let (key, value) = (&c[1], &c[2]);
+                let bare = value.trim_matches(['"', '\'']);
+                let last_word = bare.split_whitespace().last().unwrap_or_default();
+                if bare.is_empty() || is_placeholder(last_word) {
+                    return None;
+                }
+                let quoted = matches!(value.as_bytes()[0], b'"' | b'\'');
+                // `key: value` without quotes is also ordinary prose ("token: expired"): unless the key is
+                // a password-like one, the value must look machine-made.
+                let prose_like = key.trim_end().ends_with(':') && !quoted;
+                if prose_like && !STRONG_KEY.is_match(key) && !looks_random(bare) {
+                    return None;
+                }
+                Some(if quoted {
+                    let q = &value[..1];
+                    format!("{key}{q}[secret]{q}")
+                } else {
+                    format!("{key}[secret]")
+                })
+            });
+        }
+        if out.contains('@') {
+            apply(&mut out, t, "email", &EMAIL, |_| Some("[email]".into()));
+        }
+        let digits = out.bytes().filter(u8::is_ascii_digit).count();
+        if digits >= 13 {
+            apply(&mut out, t, "card", &CARD, |c| {
+                is_card(&c[0]).then(|| "[card]".into())
+            });
+        }
+        if digits >= 4 && out.len() >= 15 {
+            apply(&mut out, t, "iban", &IBAN, |c| {
+                is_iban(&c[0]).then(|| "[iban]".into())
+            });
+        }
+        if out.contains(':') {
+            let (text, n) = replace_ipv6(&out);
+            if n > 0 {
+                out = Cow::Owned(text);
+                t.count(Cow::Borrowed("ip"), n);
+            }
+        }
+        if out.bytes().filter(|b| *b == b'.').count() >= 3 && digits > 0 {
+            let (text, n) = replace_ipv4(&out);
+            if n > 0 {
+                out = Cow::Owned(text);
+                t.count(Cow::Borrowed("ip"), n);
+            }
+        }
+        if out.contains("/Users/") || out.contains("/home/") || out.contains(['\\', ':']) {
+            apply(&mut out, t, "home_user", &HOME_USER, |c| {
+                Some(format!("{}[user]", &c[1]))
+            });
+        }
+        for rule in self.custom {
+            let mut n = 0;
+            let replaced = rule.regex.replace_all(&out, |_: &Captures| {
+                n += 1;
+                rule.placeholder.clone()
+            });
+            if n > 0 {
+                let replaced = replaced.into_owned();
+                out = Cow::Owned(replaced);
+                t.count(Cow::Owned(format!("custom:{}", rule.name)), n);
+            }
+        }
+        out.into_owned()
+    }
+
+    /// Scrubs a property value; values under keys that name a secret are dropped whole (`[secret]`).
+    pub fn property(&self, key: &str, value: &str, tally: &mut Tally) -> String {
+        if is_secret_key(key) {
+            tally.count(Cow::Borrowed("secret"), 1);
+            "[secret]".to_owned()
+        } else {
+            self.text(value, tally)
+        }
+    }
+}
+
+/// True for property or parameter names that name a secret (`password`, `api_key`, `sessionToken`...).
+pub fn is_secret_key(key: &str) -> bool {
+    SECRET_KEY.is_match(key)
+}
+
+/// Runs one rule over `out`; `f` returns the replacement, or `None` to keep a match.
+fn apply(
+    out: &mut Cow<'_, str>,
+    tally: &mut Tally,
+    rule: &'static str,
+    re: &Regex,
+    f: impl Fn(&Captures) -> Option<String>,
+) {
+    let mut n = 0;
+    let replaced = re
+        .replace_all(out, |c: &Captures| match f(c) {
+            Some(r) => {
+                n += 1;
+                r
+            }
+            None => c[0].to_owned(),
+        })
+        .into_owned();
+    if n > 0 {
+        *out = Cow::Owned(replaced);
+        tally.count(Cow::Borrowed(rule), n);
+    }
+}
+
+/// A placeholder an earlier rule left (`[token]`).
+fn is_placeholder(s: &str) -> bool {
+    s.len() > 2 && s.starts_with('[') && s.ends_with(']') && !s[1..s.len() - 1].contains(['[', ']'])
+}
+
+/// Machine-made rather than a word: a digit, a symbol, or a capital after the first letter.
+fn looks_random(s: &str) -> bool {
+    s.bytes().enumerate().any(|(i, b)| {
+        b.is_ascii_digit() || b"+/=_-.~".contains(&b) || (i > 0 && b.is_ascii_uppercase())
+    })
+}
+
+/// A card number: 13 to 19 digits, a known issuer prefix, and a valid Luhn check digit.
+fn is_card(candidate: &str) -> bool {
+    let digits: Vec<u8> = candidate
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .map(|b| b - b'0')
+        .collect();
+    if !(13..=19).contains(&digits.len()) {
+        return false;
+    }
+    let prefix = |n: usize| {
+        digits[..n]
+            .iter()
+            .fold(0u32, |acc, d| acc * 10 + u32::from(*d))
     };
+    let known_issuer = match digits[0] {
+        4 => true,                                                                 // Visa
+        5 => (51..=55).contains(&prefix(2)) || (50..=59).contains(&prefix(2)),     // Mastercard, Maestro
+        2 => (2221..=2720).contains(&prefix(4)),                                   // Mastercard 2-series
+        3 => matches!(prefix(2), 34 | 37 | 35 | 36 | 38 | 39) || (300..=305).contains(&prefix(3)), // Amex, JCB, Diners
+        6 => true,                                                                 // Discover, UnionPay, Maestro
+        _ => false,
+    };
+    known_issuer && luhn(&digits)
+}
+
+fn luhn(digits: &[u8]) -> bool {
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            let d = u32::from(d);
+            if i % 2 == 1 {
+                let x = d * 2;
+                if x > 9 { x - 9 } else { x }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+/// IBAN lengths by country (ISO 13616 registry).
+const IBAN_LENGTHS: &[(&str, usize)] = &[
+    ("AD", 24), ("AE", 23), ("AL", 28), ("AT", 20), ("AZ", 28), ("BA", 20), ("BE", 16), ("BG", 22),
+    ("BH", 22), ("BR", 29), ("BY", 28), ("CH", 21), ("CR", 22), ("CY", 28), ("CZ", 24), ("DE", 22),
+    ("DK", 18), ("DO", 28), ("EE", 20), ("EG", 29), ("ES", 24), ("FI", 18), ("FO", 18), ("FR", 27),
+    ("GB", 22), ("GE", 22), ("GI", 23), ("GL", 18), ("GR", 27), ("GT", 28), ("HR", 21), ("HU", 28),
+    ("IE", 22), ("IL", 23), ("IQ", 23), ("IS", 26), ("IT", 27), ("JO", 30), ("KW", 30), ("KZ", 20),
+    ("LB", 28), ("LC", 32), ("LI", 21), ("LT", 20), ("LU", 20), ("LV", 21), ("MC", 27), ("MD", 24),
+    ("ME", 22), ("MK", 19), ("MR", 27), ("MT", 31), ("MU", 30), ("NL", 18), ("NO", 15), ("PK", 24),
+    ("PL", 28), ("PS", 29), ("PT", 25), ("QA", 29), ("RO", 24), ("RS", 22), ("SA", 24), ("SC", 31),
+    ("SE", 24), ("SI", 19), ("SK", 24), ("SM", 27), ("ST", 25), ("SV", 28), ("TL", 23), ("TN", 24),
+    ("TR", 26), ("UA", 29), ("VA", 22), ("VG", 24), ("XK", 20),
+];
+
+/// An IBAN: a known country, that country's length, and a valid mod-97 check.
+fn is_iban(candidate: &str) -> bool {
+    let compact: Vec<u8> = candidate.bytes().filter(|b| *b != b' ').collect();
+    let Some(&(_, len)) = IBAN_LENGTHS
+        .iter()
+        .find(|(cc, _)| cc.as_bytes() == &compact[..2])
+    else {
+        return false;
+    };
+    if compact.len() != len {
+        return false;
+    }
+    let mut rem: u32 = 0;
+    for &b in compact[4..].iter().chain(&compact[..4]) {
+        let v = match b {
+            b'0'..=b'9' => u32::from(b - b'0'),
+            b'A'..=b'Z' => u32::from(b - b'A') + 10,
+            _ => return false,
+        };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
+    }
+    rem == 1
+}
+
+fn is_word(bytes: &[u8], i: usize) -> bool {
+    bytes
+        .get(i)
+        .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+}
+
+fn replace_ipv6(s: &str) -> (String, u64) {
+    let bytes = s.as_bytes();
     let mut out = String::with_capacity(s.len());
-    let mut last = 0;
-    for m in IPV6.find_iter(&s) {
-        let standalone = (m.start() == 0 || !is_word(m.start() - 1)) && !is_word(m.end());
+    let (mut last, mut n) = (0, 0);
+    for m in IPV6.find_iter(s) {
+        let standalone = (m.start() == 0 || !is_word(bytes, m.start() - 1)) && !is_word(bytes, m.end());
         let text = m.as_str();
         if standalone
             && text.bytes().any(|b| b.is_ascii_hexdigit())
@@ -85,38 +416,116 @@ fn replace_ipv6(s: Cow<'_, str>) -> Cow<'_, str> {
             out.push_str(&s[last..m.start()]);
             out.push_str("[ip]");
             last = m.end();
+            n += 1;
         }
     }
-    if last == 0 {
-        return s;
+    out.push_str(&s[last..]);
+    (out, n)
+}
+
+/// IPv4 addresses, except where a dotted quad is a version: after `v`, after a product token
+/// (`Chrome/120.0.0.0`), after the word version/release/build, followed by another `.digit` or by a
+/// pre-release tag (`-beta`). A bare four-part version with none of these cues is scrubbed: privacy wins
+/// the tie.
+fn version_word_before(head: &str) -> bool {
+    let word = head
+        .trim_end_matches([' ', ':', '='])
+        .rsplit([' ', '(', '[', ','])
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    ["version", "ver", "release", "build", "firmware"]
+        .iter()
+        .any(|w| word.ends_with(w))
+}
+
+fn replace_ipv4(s: &str) -> (String, u64) {
+    let bytes = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let (mut last, mut n) = (0, 0);
+    for m in IPV4.find_iter(s) {
+        let before = |k: usize| m.start().checked_sub(k).map(|i| bytes[i]);
+        let version = matches!(before(1), Some(b'v' | b'V'))
+            || (before(1) == Some(b'/') && before(2).is_some_and(|b| b.is_ascii_alphanumeric()))
+            || before(1) == Some(b'.')
+            || (bytes.get(m.end()) == Some(&b'.') && bytes.get(m.end() + 1).is_some_and(u8::is_ascii_digit))
+            || (bytes.get(m.end()) == Some(&b'-') && bytes.get(m.end() + 1).is_some_and(u8::is_ascii_alphabetic))
+            || version_word_before(&s[..m.start()]);
+        if version || m.as_str().parse::<Ipv4Addr>().is_err() {
+            continue;
+        }
+        out.push_str(&s[last..m.start()]);
+        out.push_str("[ip]");
+        last = m.end();
+        n += 1;
     }
     out.push_str(&s[last..]);
-    Cow::Owned(out)
+    (out, n)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn scrub(s: &str) -> String {
+        Scrubber::default().text(s, &mut Tally::default())
+    }
+
     #[test]
     fn replaces_emails_and_ips() {
-        let s = Scrubber;
         assert_eq!(
-            s.text("user alice.smith+x@mail.example.co.uk failed"),
+            scrub("user alice.smith+x@mail.example.co.uk failed"),
             "user [email] failed"
         );
-        assert_eq!(s.text("from 203.0.113.42:8080"), "from [ip]:8080");
-        assert_eq!(s.text("peer 2001:db8::7 closed"), "peer [ip] closed");
-        assert_eq!(s.text("mapped ::ffff:198.51.100.7 too"), "mapped [ip] too");
+        assert_eq!(scrub("from 203.0.113.42:8080"), "from [ip]:8080");
+        assert_eq!(scrub("peer 2001:db8::7 closed"), "peer [ip] closed");
+        assert_eq!(scrub("mapped ::ffff:198.51.100.7 too"), "mapped [ip] too");
         assert_eq!(
-            s.text("/users/bob@example.org/settings"),
+            scrub("/users/bob@example.org/settings"),
             "/users/[email]/settings"
+        );
+        assert_eq!(scrub("GET http://10.0.0.1/x"), "GET http://[ip]/x");
+    }
+
+    #[test]
+    fn secrets_are_typed() {
+        assert_eq!(
+            scrub("card 4111 1111 1111 1111 declined"),
+            "card [card] declined"
+        );
+        assert_eq!(scrub("card 4111 1111 1111 1112 declined"), "card 4111 1111 1111 1112 declined");
+        assert_eq!(scrub("pay to DE89 3704 0044 0532 0130 00 now"), "pay to [iban] now");
+        assert_eq!(scrub("pay to GB82WEST12345698765432"), "pay to [iban]");
+        assert_eq!(
+            scrub("postgres://app:hunter2@db.internal:5432/app"),
+            "postgres://[credentials]@db.internal:5432/app"
+        );
+        assert_eq!(
+            scrub("Authorization: Bearer abcdef1234567890"),
+            "Authorization: Bearer [token]"
+        );
+        assert_eq!(scrub("login failed password=hunter2 for"), "login failed password=[secret] for");
+        assert_eq!(scrub(r#"{"api_key": "k-123456"}"#), r#"{"api_key": "[secret]"}"#);
+        assert_eq!(
+            scrub("at /home/alice/app/src/main.rs"),
+            "at /home/[user]/app/src/main.rs"
+        );
+        assert_eq!(
+            scrub(r"at C:\Users\bob\AppData\x.dll"),
+            r"at C:\Users\[user]\AppData\x.dll"
+        );
+        assert_eq!(
+            scrub("-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY----- tail"),
+            "[private_key] tail"
+        );
+        assert_eq!(
+            scrub("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJl end"),
+            "jwt [jwt] end"
         );
     }
 
     #[test]
     fn leaves_ordinary_text_alone() {
-        let s = Scrubber;
         for plain in [
             "at main (app.js:10:15)",
             "released 2026-11-29T10:15:30Z",
@@ -125,16 +534,37 @@ mod tests {
             "ratio 3:4",
             "Vec::new()",
             "a::b::c",
+            "Chrome/120.0.0.0",
+            "v10.0.0.1",
+            "version 1.2.3.4.5",
+            "order 20261129101530123",
+            "token expired",
+            "auth failed",
+            "the password is wrong",
         ] {
-            assert_eq!(s.text(plain), plain);
+            assert_eq!(scrub(plain), plain);
         }
     }
 
     #[test]
-    fn secret_keys_are_redacted() {
-        let s = Scrubber;
-        assert_eq!(s.property("password", "hunter2"), "[redacted]");
-        assert_eq!(s.property("API_KEY", "k"), "[redacted]");
-        assert_eq!(s.property("plan", "pro"), "pro");
+    fn secret_keys_are_dropped_and_counted() {
+        let s = Scrubber::default();
+        let mut tally = Tally::default();
+        assert_eq!(s.property("password", "hunter2", &mut tally), "[secret]");
+        assert_eq!(s.property("API_KEY", "k", &mut tally), "[secret]");
+        assert_eq!(s.property("plan", "pro", &mut tally), "pro");
+        s.text("a@b.example and c@d.example from 192.0.2.1", &mut tally);
+        assert_eq!((tally.get("secret"), tally.get("email"), tally.get("ip")), (2, 2, 1));
+    }
+
+    #[test]
+    fn custom_rules_run_last_and_are_counted() {
+        let rules = [CustomRule::new("order", r"ORD-\d{6}").unwrap()];
+        let mut tally = Tally::default();
+        assert_eq!(
+            Scrubber::new(&rules).text("refund ORD-123456 and ORD-654321", &mut tally),
+            "refund [order] and [order]"
+        );
+        assert_eq!(tally.get("custom:order"), 2);
     }
 }

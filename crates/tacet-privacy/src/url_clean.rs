@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use percent_encoding::percent_decode_str;
 use url::Url;
 
-/// A page URL without query string, fragment or credentials; only `utm_*` parameters survive.
+/// A page URL without fragment or credentials; of the query, `utm_*` parameters and allowed ones survive.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CleanUrl {
     pub host: String,
@@ -15,10 +15,13 @@ pub struct CleanUrl {
     pub utm_campaign: Option<String>,
     pub utm_term: Option<String>,
     pub utm_content: Option<String>,
+    /// The allowed query parameters, in URL order, form-encoded (`page=2&sort=price`).
+    pub query: Option<String>,
 }
 
-/// Cleans a page URL. A relative or unparseable URL keeps only its path part (before `?` and `#`).
-pub fn clean_url(raw: &str) -> CleanUrl {
+/// Cleans a page URL, keeping the query parameters named in `allowed`. A relative or unparseable URL keeps
+/// only its path part (before `?` and `#`).
+pub fn clean_url(raw: &str, allowed: &[String]) -> CleanUrl {
     let Ok(url) = Url::parse(raw) else {
         let path = raw.split(['?', '#']).next().unwrap_or_default();
         return CleanUrl {
@@ -31,7 +34,14 @@ pub fn clean_url(raw: &str) -> CleanUrl {
         path: decode(url.path()).into_owned(),
         ..CleanUrl::default()
     };
+    let mut kept = url::form_urlencoded::Serializer::new(String::new());
+    let mut any_kept = false;
     for (k, v) in url.query_pairs() {
+        if allowed.iter().any(|a| *a == k) {
+            kept.append_pair(&k, &v);
+            any_kept = true;
+            continue;
+        }
         let slot = match k.as_ref() {
             "utm_source" => &mut clean.utm_source,
             "utm_medium" => &mut clean.utm_medium,
@@ -43,6 +53,9 @@ pub fn clean_url(raw: &str) -> CleanUrl {
         if !v.is_empty() && slot.is_none() {
             *slot = Some(v.into_owned());
         }
+    }
+    if any_kept {
+        clean.query = Some(kept.finish());
     }
     clean
 }
@@ -68,17 +81,26 @@ mod tests {
     fn drops_query_except_utm() {
         let c = clean_url(
             "https://User:pw@Shop.Example/Cart/Item%20One?email=a@b.c&utm_source=news&utm_medium=mail#frag",
+            &[],
         );
         assert_eq!(c.host, "shop.example");
         assert_eq!(c.path, "/Cart/Item One");
         assert_eq!(c.utm_source.as_deref(), Some("news"));
         assert_eq!(c.utm_medium.as_deref(), Some("mail"));
-        assert_eq!(c.utm_campaign, None);
-        let relative = clean_url("/settings?token=abc");
+        assert_eq!((c.utm_campaign, c.query), (None, None));
+        let relative = clean_url("/settings?token=abc", &[]);
         assert_eq!(
             (relative.host.as_str(), relative.path.as_str()),
             ("", "/settings")
         );
+    }
+
+    #[test]
+    fn allowed_parameters_are_kept_in_order() {
+        let allowed = ["page".to_owned(), "q".to_owned()];
+        let c = clean_url("https://s.example/list?q=red+shoes&token=x&page=2&utm_source=a", &allowed);
+        assert_eq!(c.query.as_deref(), Some("q=red+shoes&page=2"));
+        assert_eq!(c.utm_source.as_deref(), Some("a"));
     }
 
     #[test]

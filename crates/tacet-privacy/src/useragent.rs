@@ -1,4 +1,9 @@
-//! User agent → browser, OS, device category and crawler flag, with woothee.
+//! User agent → browser, OS, device category and bot flag, with woothee plus lists of automation.
+//!
+//! A bot is woothee's `crawler` category, a headless or automated browser (HeadlessChrome, PhantomJS,
+//! Puppeteer, Playwright, Selenium, Lighthouse...), or an HTTP tool or library (curl, Wget,
+//! python-requests, Go-http-client, okhttp, ...). An empty user agent is not: server-side senders of crash
+//! reports often send none.
 
 use std::sync::LazyLock;
 
@@ -18,27 +23,89 @@ static PARSER: LazyLock<woothee::parser::Parser> = LazyLock::new(woothee::parser
 
 const UNKNOWN: &str = "UNKNOWN";
 
+/// Substrings (lower case) of automation and tool user agents woothee does not call crawlers.
+const AUTOMATION: &[&str] = &[
+    "headlesschrome",
+    "phantomjs",
+    "slimerjs",
+    "puppeteer",
+    "playwright",
+    "selenium",
+    "webdriver",
+    "cypress",
+    "chrome-lighthouse",
+    "lighthouse",
+    "pagespeed",
+    "gtmetrix",
+    "pingdom",
+    "uptimerobot",
+    "statuscake",
+    "datadog synthetic",
+    "curl/",
+    "wget/",
+    "python-requests",
+    "python-urllib",
+    "python-httpx",
+    "aiohttp",
+    "httpx/",
+    "go-http-client",
+    "okhttp",
+    "java/",
+    "apache-httpclient",
+    "libwww-perl",
+    "lwp::",
+    "axios/",
+    "node-fetch",
+    "undici",
+    "got (https://github.com/sindresorhus/got)",
+    "postmanruntime",
+    "insomnia",
+    "httpie",
+    "scrapy",
+    "guzzlehttp",
+    "ruby",
+    "faraday",
+    "dart:io",
+    "rest-client",
+    "powershell",
+    "winhttp",
+    "bot",
+    "crawler",
+    "spider",
+    "scraper",
+    "headless",
+];
+
+/// Whether a user agent is an automated client, by the list above (case-insensitive).
+pub fn is_automation(ua: &str) -> bool {
+    let lower = ua.to_ascii_lowercase();
+    AUTOMATION.iter().any(|m| lower.contains(m))
+        // Microsoft's "Cubot" phones and the like contain "bot" inside a word; a real marker stands alone.
+        && !(lower.contains("cubot") && !lower.contains("bot/") && !lower.contains("bot;"))
+}
+
 /// Parses a user-agent string. Never fails: what woothee does not recognise is `UNKNOWN`.
 pub fn parse_user_agent(ua: &str) -> UserAgent {
+    let automated = !ua.is_empty() && is_automation(ua);
     let Some(r) = PARSER.parse(ua) else {
         return UserAgent {
             browser: UNKNOWN.into(),
             browser_version: UNKNOWN.into(),
             os: UNKNOWN.into(),
             os_version: UNKNOWN.into(),
-            device: "unknown",
-            is_bot: false,
+            device: if automated { "bot" } else { "unknown" },
+            is_bot: automated,
         };
     };
-    let is_bot = r.category == "crawler";
+    let is_bot = r.category == "crawler" || automated;
     // woothee files tablets under "smartphone"; an iPad, or Android without "Mobile", is a tablet.
     let tablet = ua.contains("iPad") || (ua.contains("Android") && !ua.contains("Mobile"));
     let device = match r.category {
+        _ if is_bot => "bot",
         "pc" => "desktop",
         "smartphone" if tablet => "tablet",
         "smartphone" | "mobilephone" => "mobile",
         "appliance" => "appliance",
-        "crawler" => "bot",
         _ => "unknown",
     };
     let or_unknown = |s: &str| {
@@ -88,6 +155,22 @@ mod tests {
         );
         assert!(bot.is_bot);
         assert_eq!(bot.device, "bot");
+        for automated in [
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36",
+            "curl/8.5.0",
+            "python-requests/2.31.0",
+            "Go-http-client/1.1",
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 Chrome-Lighthouse",
+            "Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)",
+            "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm) Chrome/116.0.1938.76 Safari/537.36",
+            "okhttp/4.12.0",
+            "PostmanRuntime/7.36.0",
+        ] {
+            let parsed = parse_user_agent(automated);
+            assert!(parsed.is_bot, "{automated}");
+            assert_eq!(parsed.device, "bot", "{automated}");
+        }
+        assert!(!parse_user_agent("Mozilla/5.0 (Linux; Android 10; CUBOT X30) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36").is_bot);
         let none = parse_user_agent("");
         assert_eq!((none.browser.as_str(), none.device), ("UNKNOWN", "unknown"));
     }
