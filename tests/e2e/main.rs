@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `tacet` binary on an ephemeral port, a temporary data directory, real HTTP.
 
 mod crash;
+mod policy;
 mod privacy;
 mod server;
 mod skeleton;

@@ -30,11 +30,26 @@ const UAS: [&str; 2] = [
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7; ProbeBuild/4242) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.2 Safari/605.1.15",
 ];
 
+/// Secrets planted in crash messages, stack frames, properties and URLs: each must be scrubbed.
+const SECRETS: [&str; 10] = [
+    "4539 1488 0343 6467",
+    "DE89370400440532013000",
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJwcm9iZS11c2VyIn0.c2lnbmF0dXJlLXByb2Jl",
+    "probe-bearer-9f8e7d6c5b4a",
+    "ghp_ProbeToken0123456789abcdefghijklmnopqr",
+    "probe-db-pass-77",
+    "probeuser-home",
+    "MIIEprobeKEYbody0123456789",
+    "probe-api-key-5150",
+    "hunter2-probe",
+];
+
 fn needles() -> Vec<&'static str> {
     IPS.iter()
         .chain(&USER_IDS)
         .chain(&EMAILS)
         .chain(&UAS)
+        .chain(&SECRETS)
         .copied()
         .collect()
 }
@@ -55,13 +70,20 @@ async fn no_raw_identifier_reaches_disk_or_logs() {
             {"kind": "crash", "user_id": user, "url": "https://a.example/app", "error_type": "AuthError",
              "message": format!("login failed for {} from {ip}", EMAILS[3]),
              "stack": [format!("at login ({}:1:1)", EMAILS[4]), "at main (app.js:2:1)"], "release": "2.0.0"},
+            {"kind": "crash", "url": format!("https://a.example/pay/{}", SECRETS[0]), "error_type": "PaymentError",
+             "message": format!("card {} declined; refund to {}; token {}; Authorization: Bearer {}; \
+                 postgres://app:{}@db.internal/app; -----BEGIN RSA PRIVATE KEY-----\n{}\n-----END RSA PRIVATE KEY-----",
+                 SECRETS[0], SECRETS[1], SECRETS[2], SECRETS[3], SECRETS[5], SECRETS[7]),
+             "stack": [format!("at pay (/home/{}/app/pay.js:3:1)", SECRETS[6]), format!("at git ({})", SECRETS[4])]},
+            {"kind": "event", "name": "checkout", "url": "https://a.example/checkout",
+             "props": {"iban": SECRETS[1], "api_key": SECRETS[8], "note": format!("paid with {}", SECRETS[0])}},
         ]);
         for key in ["ingest-a", "ingest-b"] {
             let (status, body) = server
                 .post_events(key, ua, ip, "application/json", batch.to_string())
                 .await;
             assert_eq!(status, 202, "{body}");
-            sent += 3;
+            sent += 5;
         }
     }
     server.wait_for_count("read-a", sent / 2).await;
@@ -73,7 +95,7 @@ async fn no_raw_identifier_reaches_disk_or_logs() {
             "SELECT COUNT(user_pseudonym) AS n, COUNT(DISTINCT user_pseudonym) AS d FROM events",
         )
         .await;
-    assert_eq!(users, json!([{"n": sent / 2, "d": USER_IDS.len()}]));
+    assert_eq!(users, json!([{"n": sent / 2 * 3 / 5, "d": USER_IDS.len()}]));
     let stopped = server.stop();
 
     let mut places = files_under(&stopped.data_dir);
@@ -133,7 +155,15 @@ async fn no_raw_identifier_reaches_disk_or_logs() {
         "AuthError",
         "[email]",
         "[ip]",
-        "[redacted]",
+        "[secret]",
+        "[card]",
+        "[iban]",
+        "[jwt]",
+        "Bearer [token]",
+        "[token]",
+        "postgres://[credentials]@db.internal/app",
+        "[private_key]",
+        "/home/[user]/app/pay.js",
         "/u/[email]/profile",
         "probe",
         "198.51.100.0/24",

@@ -40,7 +40,8 @@ read_key = "read-a"
 id = "b"
 ingest_key = "ingest-b"
 read_key_env = "E2E_READ_KEY_B"
-ip_mode = "truncate"
+[tenant.privacy]
+ip = "truncate"
 "#
     )
 }
@@ -108,17 +109,29 @@ impl Server {
         content_type: &str,
         body: impl Into<reqwest::Body>,
     ) -> (u16, Value) {
-        let resp = self
+        self.post_with_headers(key, ua, client_ip, &[("content-type", content_type)], body)
+            .await
+    }
+
+    /// Like `post_events`, with any extra headers (`DNT`, `Sec-GPC`...).
+    pub async fn post_with_headers(
+        &self,
+        key: &str,
+        ua: &str,
+        client_ip: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
+        let mut req = self
             .http
             .post(format!("{}/v1/events", self.base))
             .header("x-tacet-key", key)
             .header("user-agent", ua)
-            .header("x-forwarded-for", client_ip)
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+            .header("x-forwarded-for", client_ip);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let resp = req.body(body).send().await.unwrap();
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }

@@ -1,14 +1,19 @@
-//! The key store: daily visitor salts and per-tenant subject keys, as files under `<data dir>/keys/`.
+//! The key store: per-tenant daily visitor salts and subject keys, as files under `<data dir>/keys/`.
 //!
 //! ```text
-//! keys/                      (0700)
-//!   salts/<YYYY-MM-DD>.key   32 random bytes (0600); destroyed 48 h after the UTC day ends
-//!   subject/<tenant>.v1.key  32 random bytes (0600); the tenant's key for user pseudonyms
-//!   lifecycle.jsonl          one line per creation or destruction: time, action, key id; never a key
+//! keys/                              (0700)
+//!   salts/<tenant>/<YYYY-MM-DD>.key  32 random bytes (0600); the day is the tenant's (UTC or its time
+//!                                    zone); destroyed 48 h after that day ends
+//!   subject/<tenant>.v<N>.key        32 random bytes (0600); the tenant's keys for user pseudonyms, the
+//!                                    highest version in use, older ones kept to serve subject rights
+//!   lifecycle.jsonl                  one line per creation, rotation or destruction: time, action, tenant,
+//!                                    key id; never a key
 //! ```
 //!
-//! Salts are per day of receipt, shared by all tenants (the visitor hash includes the tenant). Once a salt
-//! file is gone, no visitor id of that day can be recomputed from anything on disk.
+//! Salts are per tenant and per day of receipt. Once a salt file is gone, no visitor id of that day can be
+//! recomputed from anything on disk. Expired salts are destroyed when a new one is made, when the store
+//! opens, and whenever [`KeyStore::destroy_expired`] runs (the pipeline's flusher calls it every tick), so
+//! a quiet tenant's salt does not outlive its 48 hours.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
@@ -17,14 +22,17 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use chrono::{Days, NaiveDate};
+use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
 use tacet_model::{Clock, TenantId};
 use tacet_privacy::Keys;
 
 use crate::{Error, Result};
 
-/// How many whole days after its own a salt survives: destroyed once its day ended 48 hours ago.
-const SALT_DAYS_KEPT_AFTER: u64 = 2;
+/// How long after its day ends a salt survives.
+const SALT_KEPT_AFTER_DAY_MILLIS: i64 = 48 * 3_600_000;
+/// How often a cached subject key is checked for a newer version written by `tacet keys rotate`.
+const SUBJECT_RECHECK_MILLIS: i64 = 10_000;
 
 #[derive(Debug)]
 pub struct KeyStore {
@@ -33,23 +41,47 @@ pub struct KeyStore {
     state: Mutex<State>,
 }
 
+struct Subject {
+    key: [u8; 32],
+    checked_at: i64,
+}
+
 #[derive(Default)]
 struct State {
-    salts: BTreeMap<NaiveDate, [u8; 32]>,
-    subject: HashMap<TenantId, [u8; 32]>,
+    salts: BTreeMap<(TenantId, NaiveDate), [u8; 32]>,
+    subject: HashMap<TenantId, Subject>,
+    zones: HashMap<TenantId, Tz>,
 }
 
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("State")
-            .field("salt_days", &self.salts.keys().collect::<Vec<_>>())
+            .field("salts", &self.salts.keys().collect::<Vec<_>>())
             .field("subject_keys", &self.subject.len())
             .finish()
     }
 }
 
+/// The instant a tenant's day ends (the next local midnight), in UTC.
+fn day_end(day: NaiveDate, tz: Tz) -> DateTime<Utc> {
+    let next = day
+        .checked_add_days(Days::new(1))
+        .unwrap_or(day)
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight exists");
+    // A midnight skipped by a DST change: the earliest instant after it.
+    tz.from_local_datetime(&next)
+        .earliest()
+        .or_else(|| {
+            tz.from_local_datetime(&(next + chrono::Duration::hours(1)))
+                .earliest()
+        })
+        .map_or_else(|| next.and_utc(), |t| t.with_timezone(&Utc))
+}
+
 impl KeyStore {
-    /// Opens (or creates) the key store in `dir`, loads what is there and destroys expired salts.
+    /// Opens (or creates) the key store in `dir` and loads what is there. Call [`KeyStore::set_zone`] for
+    /// tenants with a time zone, then [`KeyStore::destroy_expired`].
     pub fn open(dir: &Path, clock: Arc<dyn Clock>) -> Result<Self> {
         for sub in ["", "salts", "subject"] {
             let d = dir.join(sub);
@@ -58,100 +90,267 @@ impl KeyStore {
                 .map_err(|e| Error::keys(&d, e))?;
         }
         let mut state = State::default();
-        for entry in fs::read_dir(dir.join("salts")).map_err(|e| Error::keys(dir, e))? {
-            let path = entry.map_err(|e| Error::keys(dir, e))?.path();
-            let Some(day) = path
-                .file_stem()
+        let salts = dir.join("salts");
+        for entry in fs::read_dir(&salts).map_err(|e| Error::keys(&salts, e))? {
+            let path = entry.map_err(|e| Error::keys(&salts, e))?.path();
+            let Some(tenant) = path
+                .file_name()
                 .and_then(|s| s.to_str())
-                .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+                .and_then(|s| TenantId::new(s).ok())
+                .filter(|_| path.is_dir())
             else {
+                // A salt of the earlier shared layout (salts/<day>.key): destroy it now.
+                if path.extension().is_some_and(|e| e == "key") {
+                    fs::remove_file(&path).map_err(|e| Error::keys(&path, e))?;
+                }
                 continue;
             };
-            state.salts.insert(day, read_key(&path)?);
+            for entry in fs::read_dir(&path).map_err(|e| Error::keys(&path, e))? {
+                let file = entry.map_err(|e| Error::keys(&path, e))?.path();
+                let Some(day) = file
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+                    .filter(|_| file.extension().is_some_and(|e| e == "key"))
+                else {
+                    continue;
+                };
+                state.salts.insert((tenant.clone(), day), read_key(&file)?);
+            }
         }
-        let store = Self {
+        Ok(Self {
             dir: dir.to_owned(),
             clock,
             state: Mutex::new(state),
-        };
-        store.destroy_expired()?;
-        Ok(store)
-    }
-
-    /// The keys for an event of `tenant` received now: today's salt and the tenant's subject key.
-    pub fn keys_for(&self, tenant: &TenantId) -> Result<Keys> {
-        let today = self.clock.now().date_naive();
-        let mut state = self.state.lock().expect("key store lock");
-        let visitor_salt = match state.salts.get(&today) {
-            Some(s) => *s,
-            None => {
-                let salt = self.create_key(&self.salt_path(today), &format!("salt/{today}"))?;
-                state.salts.insert(today, salt);
-                drop(state);
-                self.destroy_expired()?;
-                state = self.state.lock().expect("key store lock");
-                salt
-            }
-        };
-        let subject_key = match state.subject.get(tenant) {
-            Some(k) => *k,
-            None => {
-                let path = self.dir.join("subject").join(format!("{tenant}.v1.key"));
-                let key = if path.exists() {
-                    read_key(&path)?
-                } else {
-                    self.create_key(&path, &format!("subject/{tenant}/v1"))?
-                };
-                state.subject.insert(tenant.clone(), key);
-                key
-            }
-        };
-        Ok(Keys {
-            visitor_salt,
-            subject_key,
         })
     }
 
-    /// Destroys every salt whose day ended more than 48 hours ago; returns the days destroyed.
-    pub fn destroy_expired(&self) -> Result<Vec<NaiveDate>> {
-        let today = self.clock.now().date_naive();
-        let Some(cutoff) = today.checked_sub_days(Days::new(SALT_DAYS_KEPT_AFTER)) else {
-            return Ok(Vec::new());
-        };
+    /// Sets the time zone whose days a tenant's salts cover (UTC if never set).
+    pub fn set_zone(&self, tenant: &TenantId, tz: Option<Tz>) {
         let mut state = self.state.lock().expect("key store lock");
-        let expired: Vec<NaiveDate> = state.salts.range(..cutoff).map(|(d, _)| *d).collect();
-        for day in &expired {
-            let path = self.salt_path(*day);
+        match tz {
+            Some(tz) => state.zones.insert(tenant.clone(), tz),
+            None => state.zones.remove(tenant),
+        };
+    }
+
+    fn zone(state: &State, tenant: &TenantId) -> Tz {
+        state.zones.get(tenant).copied().unwrap_or(Tz::UTC)
+    }
+
+    /// The keys for an event of `tenant` received now: the tenant's salt of today, its newest subject key.
+    pub fn keys_for(&self, tenant: &TenantId) -> Result<Keys> {
+        let now = self.clock.now();
+        let mut state = self.state.lock().expect("key store lock");
+        let today = now.with_timezone(&Self::zone(&state, tenant)).date_naive();
+        let slot = (tenant.clone(), today);
+        let visitor_salt = match state.salts.get(&slot) {
+            Some(s) => *s,
+            None => {
+                let dir = self.dir.join("salts").join(tenant.as_str());
+                fs::create_dir_all(&dir).map_err(|e| Error::keys(&dir, e))?;
+                let salt = self.create_key(
+                    &dir.join(format!("{today}.key")),
+                    tenant,
+                    &format!("salt/{tenant}/{today}"),
+                    "created",
+                )?;
+                state.salts.insert(slot, salt);
+                self.destroy_expired_locked(&mut state)?;
+                salt
+            }
+        };
+        let now_ms = now.timestamp_millis();
+        let fresh = state
+            .subject
+            .get(tenant)
+            .is_some_and(|s| now_ms - s.checked_at < SUBJECT_RECHECK_MILLIS);
+        if !fresh {
+            let key = match self.latest_subject(tenant)? {
+                Some((_, key)) => key,
+                None => self.create_key(
+                    &self.subject_path(tenant, 1),
+                    tenant,
+                    &format!("subject/{tenant}/v1"),
+                    "created",
+                )?,
+            };
+            state.subject.insert(
+                tenant.clone(),
+                Subject {
+                    key,
+                    checked_at: now_ms,
+                },
+            );
+        }
+        let subject = &state.subject[tenant];
+        Ok(Keys {
+            visitor_salt,
+            subject_key: subject.key,
+        })
+    }
+
+    /// Every subject key version a tenant has, oldest first: a user's pseudonym under each is what a
+    /// subject-rights request searches for.
+    pub fn subject_keys(&self, tenant: &TenantId) -> Result<Vec<(u32, [u8; 32])>> {
+        let mut versions = self.subject_versions(tenant)?;
+        versions.sort_unstable();
+        versions
+            .into_iter()
+            .map(|v| Ok((v, read_key(&self.subject_path(tenant, v))?)))
+            .collect()
+    }
+
+    /// Creates the next version of a tenant's subject key; new events use it (a running server within
+    /// 10 seconds). Older versions stay, so rights requests still find events pseudonymised under them.
+    pub fn rotate_subject(&self, tenant: &TenantId) -> Result<u32> {
+        let next = self
+            .subject_versions(tenant)?
+            .into_iter()
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let key = self.create_key(
+            &self.subject_path(tenant, next),
+            tenant,
+            &format!("subject/{tenant}/v{next}"),
+            if next == 1 { "created" } else { "rotated" },
+        )?;
+        let mut state = self.state.lock().expect("key store lock");
+        state.subject.insert(
+            tenant.clone(),
+            Subject {
+                key,
+                checked_at: self.clock.now_millis(),
+            },
+        );
+        Ok(next)
+    }
+
+    /// The version of the subject key new events of `tenant` use, if it has one yet.
+    pub fn subject_version(&self, tenant: &TenantId) -> Result<Option<u32>> {
+        Ok(self.subject_versions(tenant)?.into_iter().max())
+    }
+
+    fn subject_path(&self, tenant: &TenantId, version: u32) -> PathBuf {
+        self.dir
+            .join("subject")
+            .join(format!("{tenant}.v{version}.key"))
+    }
+
+    fn subject_versions(&self, tenant: &TenantId) -> Result<Vec<u32>> {
+        let dir = self.dir.join("subject");
+        let prefix = format!("{tenant}.v");
+        let mut versions = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(|e| Error::keys(&dir, e))? {
+            let name = entry.map_err(|e| Error::keys(&dir, e))?.file_name();
+            if let Some(v) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(&prefix))
+                .and_then(|n| n.strip_suffix(".key"))
+                .and_then(|n| n.parse::<u32>().ok())
+            {
+                versions.push(v);
+            }
+        }
+        Ok(versions)
+    }
+
+    fn latest_subject(&self, tenant: &TenantId) -> Result<Option<(u32, [u8; 32])>> {
+        match self.subject_versions(tenant)?.into_iter().max() {
+            Some(v) => Ok(Some((v, read_key(&self.subject_path(tenant, v))?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Destroys every salt whose day ended more than 48 hours ago; returns what it destroyed.
+    pub fn destroy_expired(&self) -> Result<Vec<(TenantId, NaiveDate)>> {
+        let mut state = self.state.lock().expect("key store lock");
+        self.destroy_expired_locked(&mut state)
+    }
+
+    fn destroy_expired_locked(&self, state: &mut State) -> Result<Vec<(TenantId, NaiveDate)>> {
+        let now = self.clock.now();
+        let expired: Vec<(TenantId, NaiveDate)> = state
+            .salts
+            .keys()
+            .filter(|(tenant, day)| {
+                let end = day_end(*day, Self::zone(state, tenant));
+                (now - end).num_milliseconds() >= SALT_KEPT_AFTER_DAY_MILLIS
+            })
+            .cloned()
+            .collect();
+        for (tenant, day) in &expired {
+            let dir = self.dir.join("salts").join(tenant.as_str());
+            let path = dir.join(format!("{day}.key"));
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(Error::keys(&path, e)),
             }
-            state.salts.remove(day);
-            self.record("destroyed", &format!("salt/{day}"))?;
-        }
-        if !expired.is_empty() {
-            sync_dir(&self.dir.join("salts"))?;
+            sync_dir(&dir)?;
+            state.salts.remove(&(tenant.clone(), *day));
+            self.record("destroyed", tenant, &format!("salt/{tenant}/{day}"))?;
         }
         Ok(expired)
     }
 
-    /// The days whose salts exist now.
-    pub fn salt_days(&self) -> Vec<NaiveDate> {
+    /// Destroys every key of a tenant: its salts and all subject key versions (end of contract). Events
+    /// already stored keep their pseudonyms, which can no longer be linked to anyone.
+    pub fn destroy_tenant(&self, tenant: &TenantId) -> Result<usize> {
+        let mut state = self.state.lock().expect("key store lock");
+        let days: Vec<NaiveDate> = state
+            .salts
+            .keys()
+            .filter(|(t, _)| t == tenant)
+            .map(|(_, d)| *d)
+            .collect();
+        let mut destroyed = 0;
+        for day in days {
+            let path = self
+                .dir
+                .join("salts")
+                .join(tenant.as_str())
+                .join(format!("{day}.key"));
+            fs::remove_file(&path).map_err(|e| Error::keys(&path, e))?;
+            state.salts.remove(&(tenant.clone(), day));
+            self.record("destroyed", tenant, &format!("salt/{tenant}/{day}"))?;
+            destroyed += 1;
+        }
+        let dir = self.dir.join("salts").join(tenant.as_str());
+        if dir.exists() {
+            fs::remove_dir(&dir).map_err(|e| Error::keys(&dir, e))?;
+        }
+        for v in self.subject_versions(tenant)? {
+            let path = self.subject_path(tenant, v);
+            fs::remove_file(&path).map_err(|e| Error::keys(&path, e))?;
+            self.record("destroyed", tenant, &format!("subject/{tenant}/v{v}"))?;
+            destroyed += 1;
+        }
+        state.subject.remove(tenant);
+        sync_dir(&self.dir.join("subject"))?;
+        sync_dir(&self.dir.join("salts"))?;
+        Ok(destroyed)
+    }
+
+    /// The (tenant, day) pairs whose salts exist now.
+    pub fn salt_days(&self) -> Vec<(TenantId, NaiveDate)> {
         self.state
             .lock()
             .expect("key store lock")
             .salts
             .keys()
-            .copied()
+            .cloned()
             .collect()
     }
 
-    fn salt_path(&self, day: NaiveDate) -> PathBuf {
-        self.dir.join("salts").join(format!("{day}.key"))
-    }
-
-    fn create_key(&self, path: &Path, id: &str) -> Result<[u8; 32]> {
+    fn create_key(
+        &self,
+        path: &Path,
+        tenant: &TenantId,
+        id: &str,
+        action: &str,
+    ) -> Result<[u8; 32]> {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key)
             .map_err(|e| Error::keys(path, std::io::Error::other(e.to_string())))?;
@@ -168,15 +367,16 @@ impl KeyStore {
             .map_err(|e| Error::keys(&tmp, e))?;
         fs::rename(&tmp, path).map_err(|e| Error::keys(path, e))?;
         sync_dir(path.parent().unwrap_or(&self.dir))?;
-        self.record("created", id)?;
+        self.record(action, tenant, id)?;
         Ok(key)
     }
 
-    fn record(&self, action: &str, id: &str) -> Result<()> {
+    fn record(&self, action: &str, tenant: &TenantId, id: &str) -> Result<()> {
         let path = self.dir.join("lifecycle.jsonl");
         let line = serde_json::json!({
             "at": self.clock.now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             "action": action,
+            "tenant": tenant.as_str(),
             "key": id,
         });
         let mut f = OpenOptions::new()
@@ -214,36 +414,72 @@ mod tests {
     use super::*;
     use tacet_model::ManualClock;
 
-    const DAY: i64 = 86_400_000;
+    const HOUR: i64 = 3_600_000;
+    const DAY: i64 = 24 * HOUR;
+
+    fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let mut stack = vec![dir.to_owned()];
+        while let Some(d) = stack.pop() {
+            for entry in fs::read_dir(&d).unwrap() {
+                let p = entry.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if fs::read(&p)
+                    .unwrap()
+                    .windows(needle.len())
+                    .any(|w| w == needle)
+                {
+                    found.push(p);
+                }
+            }
+        }
+        found
+    }
 
     #[test]
-    fn salts_rotate_daily_and_are_destroyed_after_48_hours() {
+    fn salts_rotate_daily_per_tenant_and_are_destroyed_48_hours_after_their_day() {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(1_764_374_400_000)); // 2025-11-29T00:00Z
         let ks = KeyStore::open(dir.path(), clock.clone()).unwrap();
-        let t = TenantId::new("t").unwrap();
+        let (t, u) = (TenantId::new("t").unwrap(), TenantId::new("u").unwrap());
         let k1 = ks.keys_for(&t).unwrap();
         assert_eq!(ks.keys_for(&t).unwrap().visitor_salt, k1.visitor_salt);
+        assert_ne!(
+            ks.keys_for(&u).unwrap().visitor_salt,
+            k1.visitor_salt,
+            "salts are per tenant"
+        );
         clock.advance(DAY);
         let k2 = ks.keys_for(&t).unwrap();
         assert_ne!(k1.visitor_salt, k2.visitor_salt);
         assert_eq!(k1.subject_key, k2.subject_key);
-        // Day 1 ended at the start of day 2; 48 hours later (start of day 4) it must be gone.
-        clock.advance(DAY);
-        ks.keys_for(&t).unwrap();
-        assert_eq!(ks.salt_days().len(), 3);
-        clock.advance(DAY);
-        ks.keys_for(&t).unwrap();
-        let days: Vec<String> = ks.salt_days().iter().map(|d| d.to_string()).collect();
-        assert_eq!(days, ["2025-11-30", "2025-12-01", "2025-12-02"]);
-        assert!(!dir.path().join("salts/2025-11-29.key").exists());
+        // Day 1 ended at the start of day 2; just before 48 hours later it survives, at 48 hours it is gone,
+        // even with no event arriving (the flusher calls destroy_expired).
+        clock.advance(2 * DAY - 1);
+        assert!(ks.destroy_expired().unwrap().is_empty());
+        assert!(!files_containing(dir.path(), &k1.visitor_salt).is_empty());
+        clock.advance(1);
+        let destroyed = ks.destroy_expired().unwrap();
+        assert_eq!(
+            destroyed.len(),
+            2,
+            "t's and u's salts of 2025-11-29: {destroyed:?}"
+        );
+        assert!(!dir.path().join("salts/t/2025-11-29.key").exists());
+        // Nothing on disk holds the destroyed salt any more: no id of that day can be recomputed.
+        assert_eq!(
+            files_containing(dir.path(), &k1.visitor_salt),
+            Vec::<PathBuf>::new()
+        );
         let log = fs::read_to_string(dir.path().join("lifecycle.jsonl")).unwrap();
         assert!(
             log.contains(
-                r#""action":"destroyed","at":"2025-12-02T00:00:00.000Z","key":"salt/2025-11-29""#
+                r#""action":"destroyed","at":"2025-12-02T00:00:00.000Z","key":"salt/t/2025-11-29","tenant":"t""#
             ),
             "{log}"
         );
+        assert!(!log.contains(&hex::encode(k1.visitor_salt)));
 
         // Reopening keeps the same keys; a key file is private to the owner.
         let reopened = KeyStore::open(dir.path(), clock.clone()).unwrap();
@@ -253,5 +489,60 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_tenant_time_zone_moves_its_day() {
+        let dir = tempfile::tempdir().unwrap();
+        // 2025-11-29T23:30Z is already 2025-11-30 in Berlin (UTC+1).
+        let clock = Arc::new(ManualClock::new(
+            1_764_374_400_000 + 23 * HOUR + 30 * 60_000,
+        ));
+        let ks = KeyStore::open(dir.path(), clock.clone()).unwrap();
+        let t = TenantId::new("berlin").unwrap();
+        ks.set_zone(&t, Some(chrono_tz::Europe::Berlin));
+        let before = ks.keys_for(&t).unwrap();
+        assert!(dir.path().join("salts/berlin/2025-11-30.key").exists());
+        clock.advance(HOUR); // 00:30Z: same Berlin day
+        assert_eq!(ks.keys_for(&t).unwrap().visitor_salt, before.visitor_salt);
+        // The Berlin day 2025-11-30 ends at 2025-11-30T23:00Z; destroyed at 2025-12-02T23:00Z.
+        clock.set(1_764_374_400_000 + 3 * DAY + 23 * HOUR - 1);
+        ks.keys_for(&t).unwrap();
+        assert!(dir.path().join("salts/berlin/2025-11-30.key").exists());
+        clock.advance(1);
+        ks.destroy_expired().unwrap();
+        assert!(!dir.path().join("salts/berlin/2025-11-30.key").exists());
+    }
+
+    #[test]
+    fn subject_keys_rotate_with_versions_and_old_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_764_374_400_000));
+        let ks = KeyStore::open(dir.path(), clock.clone()).unwrap();
+        let t = TenantId::new("t").unwrap();
+        let v1 = ks.keys_for(&t).unwrap().subject_key;
+        // Another process (the CLI) rotates; this store notices within ten seconds.
+        let cli = KeyStore::open(dir.path(), clock.clone()).unwrap();
+        assert_eq!(cli.rotate_subject(&t).unwrap(), 2);
+        assert_eq!(ks.keys_for(&t).unwrap().subject_key, v1, "cached");
+        clock.advance(SUBJECT_RECHECK_MILLIS);
+        let v2 = ks.keys_for(&t).unwrap().subject_key;
+        assert_ne!(v1, v2);
+        assert_eq!(ks.subject_version(&t).unwrap(), Some(2));
+        let all = ks.subject_keys(&t).unwrap();
+        assert_eq!(all, vec![(1, v1), (2, v2)]);
+        let log = fs::read_to_string(dir.path().join("lifecycle.jsonl")).unwrap();
+        assert!(
+            log.contains(r#""action":"rotated""#) && log.contains("subject/t/v2"),
+            "{log}"
+        );
+
+        assert_eq!(
+            ks.destroy_tenant(&t).unwrap(),
+            3,
+            "one salt and two subject keys"
+        );
+        assert!(ks.subject_keys(&t).unwrap().is_empty());
+        assert_eq!(files_containing(dir.path(), &v1), Vec::<PathBuf>::new());
     }
 }

@@ -29,7 +29,7 @@ use std::path::Path;
 
 pub use config::IngestConfig;
 pub use keystore::KeyStore;
-pub use pipeline::{FlushSummary, Pipeline, RecoverySummary};
+pub use pipeline::{Accepted, FlushSummary, Pipeline, RecoverySummary};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

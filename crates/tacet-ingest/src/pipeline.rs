@@ -8,7 +8,8 @@ use std::time::Instant;
 use tacet_lake::{Lake, PartitionKey};
 use tacet_model::{Clock, RawEvent, TenantId};
 use tacet_privacy::{
-    Event, EventBatch, Privacy, RequestContext, TenantPolicy, UserAgent, parse_user_agent,
+    DropReason, Event, EventBatch, Outcome, Privacy, RequestContext, Tally, TenantPolicy,
+    UserAgent, parse_user_agent,
 };
 use tacet_wal::{Replay, Wal};
 use tokio::sync::Notify;
@@ -32,6 +33,23 @@ pub struct Pipeline {
     wake: Arc<Notify>,
     /// Parsed user agents, in memory only; a handful of strings cover most traffic.
     user_agents: Mutex<HashMap<String, UserAgent>>,
+}
+
+/// What became of the events of one request.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// Events written to the log (and so, soon, to the lake).
+    pub stored: usize,
+    /// Of those, events stored without identifiers (DNT, GPC, missing consent).
+    pub anonymised: usize,
+    /// Events the tenant's policy dropped, by reason.
+    pub dropped: Vec<(DropReason, usize)>,
+}
+
+impl Accepted {
+    pub fn dropped_total(&self) -> usize {
+        self.dropped.iter().map(|(_, n)| n).sum()
+    }
 }
 
 /// Entries kept in the user-agent cache before it is cleared.
@@ -175,6 +193,14 @@ impl Pipeline {
         &self.clock
     }
 
+    pub fn keys(&self) -> &KeyStore {
+        &self.keys
+    }
+
+    pub fn privacy(&self) -> &Privacy {
+        &self.privacy
+    }
+
     pub fn lake(&self) -> &Lake {
         &self.lake
     }
@@ -228,18 +254,18 @@ impl Pipeline {
         summary
     }
 
-    /// Pseudonymises the events of one request, writes them to the log (fsynced, grouped with concurrent
-    /// requests) and buffers them; returns how many were taken. All or nothing.
+    /// Applies the tenant's policy to the events of one request, writes what it keeps to the log (fsynced,
+    /// grouped with concurrent requests) and buffers it. All or nothing: on error, nothing was taken.
     pub async fn accept(
         &self,
         tenant: &TenantId,
         policy: &TenantPolicy,
         ctx: RequestContext<'_>,
         events: Vec<RawEvent>,
-    ) -> Result<usize> {
+    ) -> Result<Accepted> {
         let n = events.len();
         if n == 0 {
-            return Ok(0);
+            return Ok(Accepted::default());
         }
         let limit = self.config.max_buffered_events;
         let buffered = self.buffered();
@@ -250,13 +276,43 @@ impl Pipeline {
         }
         let keys = self.keys.keys_for(tenant)?;
         let ua = self.user_agent(ctx.user_agent);
-        let events: Vec<Event> = events
-            .into_iter()
-            .map(|raw| {
-                self.privacy
-                    .pseudonymise(tenant, policy, &keys, ctx, &ua, raw)
-            })
-            .collect();
+        let mut tally = Tally::default();
+        let mut answer = Accepted::default();
+        let mut kept = Vec::with_capacity(n);
+        for raw in events {
+            match self
+                .privacy
+                .pseudonymise(tenant, policy, &keys, ctx, &ua, raw, &mut tally)
+            {
+                Outcome::Keep(e) => {
+                    if let Some(reason) = e.anonymised {
+                        answer.anonymised += 1;
+                        metrics::counter!("tacet_privacy_anonymised_total", "tenant" => tenant.to_string(), "reason" => reason)
+                            .increment(1);
+                    }
+                    kept.push(e);
+                }
+                Outcome::Drop(reason) => {
+                    match answer.dropped.iter_mut().find(|(r, _)| *r == reason) {
+                        Some((_, c)) => *c += 1,
+                        None => answer.dropped.push((reason, 1)),
+                    }
+                }
+            }
+        }
+        for (reason, count) in &answer.dropped {
+            metrics::counter!("tacet_ingest_events_dropped_total", "tenant" => tenant.to_string(), "reason" => reason.as_str())
+                .increment(*count as u64);
+        }
+        for (rule, count) in &tally.scrubbed {
+            metrics::counter!("tacet_privacy_scrubbed_total", "tenant" => tenant.to_string(), "rule" => rule.to_string())
+                .increment(*count);
+        }
+        if kept.is_empty() {
+            return Ok(answer);
+        }
+        let events = kept;
+        let n = events.len();
         let payload = record::encode(tenant, &events);
         let (state, wake, flush_events) = (
             Arc::clone(&self.state),
@@ -286,7 +342,8 @@ impl Pipeline {
         }
         metrics::counter!("tacet_ingest_events_accepted_total", "tenant" => tenant.to_string())
             .increment(n as u64);
-        Ok(n)
+        answer.stored = n;
+        Ok(answer)
     }
 
     /// Writes everything buffered, one Parquet file per partition named by the log range it covers, then
@@ -393,6 +450,9 @@ impl Pipeline {
                     () = me.wake.notified() => {}
                 }
                 me.flush().await;
+                if let Err(e) = me.keys.destroy_expired() {
+                    error!(error = %e, "cannot destroy expired visitor salts; retrying at the next tick");
+                }
             }
         })
     }
@@ -446,10 +506,28 @@ mod tests {
     }
 
     fn ctx() -> RequestContext<'static> {
-        RequestContext {
-            ip: "203.0.113.1".parse().unwrap(),
-            user_agent: "curl/8.0",
-        }
+        RequestContext::new("203.0.113.1".parse().unwrap(), FIREFOX)
+    }
+
+    const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
+
+    #[tokio::test]
+    async fn the_policy_drops_bots_and_anonymises_signals_before_the_log() {
+        let s = Setup::new();
+        let (p, _) = s.pipeline(IngestConfig::default());
+        let policy: TenantPolicy = toml::from_str("gpc = \"suppress\"").unwrap();
+        let bot = RequestContext::new("203.0.113.1".parse().unwrap(), "curl/8.0");
+        let answer = p.accept(&t(), &policy, bot, events(3)).await.unwrap();
+        assert_eq!((answer.stored, answer.dropped_total()), (0, 3));
+        assert_eq!(answer.dropped, vec![(DropReason::Bot, 3)]);
+        let gpc = RequestContext { gpc: true, ..ctx() };
+        let answer = p.accept(&t(), &policy, gpc, events(2)).await.unwrap();
+        assert_eq!(answer.dropped, vec![(DropReason::Gpc, 2)]);
+        let dnt = RequestContext { dnt: true, ..ctx() };
+        let answer = p.accept(&t(), &policy, dnt, events(2)).await.unwrap();
+        assert_eq!((answer.stored, answer.anonymised), (2, 2));
+        assert_eq!(p.buffered(), 2, "only the anonymised events were logged");
+        assert_eq!(p.wal().checkpoint().persisted, 0);
     }
 
     fn t() -> TenantId {
@@ -483,13 +561,15 @@ mod tests {
         assert_eq!(
             p.accept(&t(), &TenantPolicy::default(), ctx(), events(4))
                 .await
-                .unwrap(),
+                .unwrap()
+                .stored,
             4
         );
         assert_eq!(
             p.accept(&t(), &TenantPolicy::default(), ctx(), events(2))
                 .await
-                .unwrap(),
+                .unwrap()
+                .stored,
             2
         );
         assert_eq!(p.buffered(), 6);
@@ -616,7 +696,8 @@ mod tests {
         assert_eq!(
             p.accept(&t(), &TenantPolicy::default(), ctx(), events(2))
                 .await
-                .unwrap(),
+                .unwrap()
+                .stored,
             2
         );
     }

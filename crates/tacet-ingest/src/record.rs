@@ -1,12 +1,12 @@
 //! What one write-ahead-log record holds: the pseudonymised events of one request, for one tenant.
 //!
-//! Layout: version u8 (1), tenant id as u16 length + bytes, event count u32, then each event as encoded by
+//! Layout: version u8 (2; 1 was the event layout before the privacy engine's columns), tenant id as u16 length + bytes, event count u32, then each event as encoded by
 //! `tacet_privacy::Event::encode`.
 
 use tacet_model::TenantId;
 use tacet_privacy::Event;
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 pub(crate) fn encode(tenant: &TenantId, events: &[Event]) -> Vec<u8> {
     let mut buf = Vec::with_capacity(64 + events.len() * 160);
@@ -30,8 +30,16 @@ pub(crate) fn decode(mut payload: &[u8]) -> Result<(TenantId, Vec<Event>), Strin
         *r = tail;
         Ok(head)
     };
-    if take(1)?[0] != VERSION {
-        return Err("unknown record version".into());
+    match take(1)?[0] {
+        VERSION => {}
+        1 => {
+            return Err(
+                "a version 1 record, written before the privacy engine's columns existed; \
+                 replay it with the Tacet release that wrote it"
+                    .into(),
+            );
+        }
+        v => return Err(format!("unknown record version {v}")),
     }
     let n = u16::from_le_bytes(take(2)?.try_into().expect("2 bytes")) as usize;
     let tenant = std::str::from_utf8(take(n)?).map_err(|_| "tenant id is not UTF-8".to_owned())?;

@@ -255,7 +255,11 @@ mod tests {
             "Mozilla/5.0 (iPad; CPU OS 17_1 like Mac OS X)",
         );
         assert_eq!(
-            (anonymous.anonymised, anonymous.visitor_id, anonymous.referrer_source.as_deref()),
+            (
+                anonymous.anonymised,
+                anonymous.visitor_id,
+                anonymous.referrer_source.as_deref()
+            ),
             (Some("dnt"), None, Some("Google"))
         );
         let mut buf = Vec::new();

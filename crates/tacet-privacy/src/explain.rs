@@ -18,7 +18,7 @@ pub struct Installation {
 
 fn days(d: std::time::Duration) -> String {
     let days = d.as_secs() / 86_400;
-    if days % 365 == 0 {
+    if days.is_multiple_of(365) {
         format!("{} year{}", days / 365, if days == 365 { "" } else { "s" })
     } else {
         format!("{days} days")
@@ -27,9 +27,7 @@ fn days(d: std::time::Duration) -> String {
 
 fn signal(name: &str, mode: SignalMode) -> String {
     match mode {
-        SignalMode::Ignore => format!(
-            "A {name} signal does not change what is collected."
-        ),
+        SignalMode::Ignore => format!("A {name} signal does not change what is collected."),
         SignalMode::Anonymous => format!(
             "When the browser sends a {name} signal, the event is only counted: it is stored without a visitor \
              identifier, user pseudonym, network prefix, region, city or custom properties."
@@ -77,7 +75,9 @@ pub fn explain(tenant: &str, policy: &TenantPolicy, inst: &Installation) -> Stri
         "- **Location**: {}",
         match (geo, inst.geo_database.as_deref()) {
             (GeoLevel::None, _) => "not determined; no location is stored.".to_owned(),
-            (_, None) => "no GeoIP database is configured on this server, so no location is stored.".to_owned(),
+            (_, None) =>
+                "no GeoIP database is configured on this server, so no location is stored."
+                    .to_owned(),
             (level, Some(db)) => format!(
                 "looked up in a local database ({db}); stored to the level of the {}. The lookup never leaves \
                  the server.",
@@ -116,10 +116,7 @@ pub fn explain(tenant: &str, policy: &TenantPolicy, inst: &Installation) -> Stri
         "- **Browser, operating system, device**: derived from the user agent (family, version, desktop, \
          mobile or tablet); the user-agent string itself is not stored."
     );
-    let _ = writeln!(
-        w,
-        "- **Date and time**: stored to the millisecond, in UTC."
-    );
+    let _ = writeln!(w, "- **Date and time**: stored to the millisecond, in UTC.");
     let _ = writeln!(
         w,
         "- **Page address**: host and path are stored; the query string is dropped except the campaign \
@@ -174,14 +171,20 @@ pub fn explain(tenant: &str, policy: &TenantPolicy, inst: &Installation) -> Stri
         }
     );
     let _ = writeln!(w, "\n## Privacy signals and automated traffic\n");
-    let _ = writeln!(w, "- {}", signal("Global Privacy Control (Sec-GPC)", policy.gpc));
+    let _ = writeln!(
+        w,
+        "- {}",
+        signal("Global Privacy Control (Sec-GPC)", policy.gpc)
+    );
     let _ = writeln!(w, "- {}", signal("Do Not Track (DNT)", policy.dnt));
     let _ = writeln!(
         w,
         "- {}",
         match policy.bots {
-            BotMode::Drop => "Events from crawlers, headless browsers and HTTP tools are not stored.",
-            BotMode::Flag => "Events from crawlers, headless browsers and HTTP tools are stored, marked as bots.",
+            BotMode::Drop =>
+                "Events from crawlers, headless browsers and HTTP tools are not stored.",
+            BotMode::Flag =>
+                "Events from crawlers, headless browsers and HTTP tools are stored, marked as bots.",
         }
     );
     let _ = writeln!(w, "\n## Retention\n");
@@ -221,9 +224,15 @@ mod tests {
         let text = explain("acme", &strict, &Installation::default());
         assert!(text.contains("Nothing of it is stored."), "{text}");
         assert!(text.contains("no location is stored"), "{text}");
-        assert!(text.contains("Do Not Track (DNT) signal, nothing about the event is stored"), "{text}");
+        assert!(
+            text.contains("Do Not Track (DNT) signal, nothing about the event is stored"),
+            "{text}"
+        );
         assert!(text.contains("custom properties are not stored"), "{text}");
-        assert!(text.contains("crash events are deleted 30 days after"), "{text}");
+        assert!(
+            text.contains("crash events are deleted 30 days after"),
+            "{text}"
+        );
         assert!(!text.contains("DB-IP"), "{text}");
 
         let open: TenantPolicy = toml::from_str(

@@ -18,9 +18,8 @@ fn re(pattern: &str) -> Regex {
 }
 
 static ORIGIN: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)\b[a-z][a-z0-9+.\-]*://[^/\s)]*"));
-static UUID: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?i)\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
-});
+static UUID: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(?i)\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b"));
 static HEX: LazyLock<Regex> = LazyLock::new(|| re(r"(?i)\b0x[0-9a-f]+\b|\b[0-9a-f]*\d[0-9a-f]*\b"));
 /// `:12:34`, `:12`, ` line 12`, `(12:34)`: positions in a file.
 static POSITION: LazyLock<Regex> = LazyLock::new(|| re(r"(?i):\d+(?::\d+)?\b|\bline \d+\b"));
@@ -166,9 +165,18 @@ mod tests {
 
     #[test]
     fn library_frames_are_skipped_unless_nothing_else_remains() {
-        let app = frames(&["at main (app.js:1:1)", "at x (node_modules/lib/index.js:5:5)"]);
-        let app2 = frames(&["at y (node_modules/lib/index.js:9:9)", "at main (app.js:3:3)"]);
-        assert_eq!(fingerprint(None, None, &app), fingerprint(None, None, &app2));
+        let app = frames(&[
+            "at main (app.js:1:1)",
+            "at x (node_modules/lib/index.js:5:5)",
+        ]);
+        let app2 = frames(&[
+            "at y (node_modules/lib/index.js:9:9)",
+            "at main (app.js:3:3)",
+        ]);
+        assert_eq!(
+            fingerprint(None, None, &app),
+            fingerprint(None, None, &app2)
+        );
         let lib_only = frames(&["at x (node_modules/lib/index.js:5:5)"]);
         let lib_only2 = frames(&["at z (node_modules/lib/other.js:5:5)"]);
         assert_ne!(

@@ -44,7 +44,7 @@ use std::sync::{Arc, RwLock};
 pub use arrow::error::ArrowError;
 pub use codec::DecodeError;
 pub use event::{Event, EventBatch};
-pub use geo::{GeoDb, GeoError, Location};
+pub use geo::{GeoDb, GeoError, Location, testdb};
 pub use policy::{
     BotMode, CustomRule, DEFAULT_RETENTION_DAYS, GeoLevel, IpMode, SignalMode, TenantPolicy,
 };
@@ -100,6 +100,8 @@ impl DropReason {
 }
 
 /// What the privacy step made of one event.
+// Returned by value and matched at once; boxing the event would cost an allocation per event.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Keep(Event),
@@ -208,9 +210,8 @@ impl Privacy {
         } else {
             Vec::new()
         };
-        let fingerprint = (raw.kind == Kind::Crash).then(|| {
-            fingerprint::fingerprint(error_type.as_deref(), message.as_deref(), &stack)
-        });
+        let fingerprint = (raw.kind == Kind::Crash)
+            .then(|| fingerprint::fingerprint(error_type.as_deref(), message.as_deref(), &stack));
         let [utm_source, utm_medium, utm_campaign, utm_term, utm_content] = utm;
         Outcome::Keep(Event {
             kind: raw.kind,
@@ -262,14 +263,22 @@ pub(crate) mod testing {
 
     /// Pseudonymises a JSON event with fixed keys, tenant `t` and client 203.0.113.5; panics if dropped.
     pub fn event(json: serde_json::Value, policy: &TenantPolicy, user_agent: &str) -> Event {
-        match outcome(json, policy, RequestContext::new("203.0.113.5".parse().unwrap(), user_agent)) {
+        match outcome(
+            json,
+            policy,
+            RequestContext::new("203.0.113.5".parse().unwrap(), user_agent),
+        ) {
             Outcome::Keep(e) => e,
             Outcome::Drop(r) => panic!("dropped: {r:?}"),
         }
     }
 
     /// The outcome for a JSON event with fixed keys and tenant `t`.
-    pub fn outcome(json: serde_json::Value, policy: &TenantPolicy, ctx: RequestContext<'_>) -> Outcome {
+    pub fn outcome(
+        json: serde_json::Value,
+        policy: &TenantPolicy,
+        ctx: RequestContext<'_>,
+    ) -> Outcome {
         let keys = Keys {
             visitor_salt: [1; 32],
             subject_key: [2; 32],

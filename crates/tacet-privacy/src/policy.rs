@@ -375,7 +375,10 @@ mod tests {
         assert!(p.keeps_prop("plan") && !p.keeps_prop("email"));
         assert_eq!(p.timezone, Some(chrono_tz::Europe::Berlin));
         assert_eq!(p.retention[&Kind::Crash], Duration::from_secs(30 * 86_400));
-        assert_eq!(p.retention[&Kind::Pageview], Duration::from_secs(395 * 86_400));
+        assert_eq!(
+            p.retention[&Kind::Pageview],
+            Duration::from_secs(395 * 86_400)
+        );
         assert_eq!(p.scrub[0].name, "order");
     }
 
@@ -383,7 +386,10 @@ mod tests {
     fn defaults_are_privacy_first() {
         let p = TenantPolicy::default();
         assert_eq!((p.ip, p.geo), (IpMode::Drop, GeoLevel::Country));
-        assert_eq!((p.dnt, p.gpc), (SignalMode::Anonymous, SignalMode::Anonymous));
+        assert_eq!(
+            (p.dnt, p.gpc),
+            (SignalMode::Anonymous, SignalMode::Anonymous)
+        );
         assert_eq!(p.bots, BotMode::Drop);
         assert_eq!(p.kinds, Kind::ALL);
         assert_eq!(parse("").unwrap(), p);
@@ -396,9 +402,18 @@ mod tests {
             ("kinds = [\"click\"]", "unknown kind \"click\""),
             ("kinds = []", "at least one event kind"),
             ("timezone = \"Mars/Olympus\"", "not an IANA time zone"),
-            ("scrub = [{ name = \"x\", pattern = \"(\" }]", "not a valid regex"),
-            ("scrub = [{ name = \"x\", pattern = \"a*\" }]", "matches the empty string"),
-            ("scrub = [{ name = \"Bad Name\", pattern = \"a\" }]", "must be 1 to 32"),
+            (
+                "scrub = [{ name = \"x\", pattern = \"(\" }]",
+                "not a valid regex",
+            ),
+            (
+                "scrub = [{ name = \"x\", pattern = \"a*\" }]",
+                "matches the empty string",
+            ),
+            (
+                "scrub = [{ name = \"Bad Name\", pattern = \"a\" }]",
+                "must be 1 to 32",
+            ),
             ("query_params = [\"token\"]", "names a secret"),
             ("[retention]\ncrash = \"soon\"", "not a duration"),
             ("[retention]\nclick = \"9d\"", "unknown kind \"click\""),

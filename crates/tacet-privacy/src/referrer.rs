@@ -84,7 +84,11 @@ fn strip_www(host: &str) -> &str {
 
 /// Classifies a visit by its referrer host (already lower case) and page host, with `utm_medium` as the
 /// tiebreak for visits without a referrer (newsletters often send none).
-pub fn classify(referrer_host: Option<&str>, page_host: &str, utm_medium: Option<&str>) -> Referrer {
+pub fn classify(
+    referrer_host: Option<&str>,
+    page_host: &str,
+    utm_medium: Option<&str>,
+) -> Referrer {
     let medium = utm_medium.map(str::to_ascii_lowercase);
     let by_medium = match medium.as_deref() {
         Some("email" | "e-mail" | "newsletter" | "mail") => Some("email"),
@@ -123,13 +127,25 @@ mod tests {
     #[test]
     fn known_hosts_and_subdomains() {
         assert_eq!(c(Some("www.google.com"), None), ("search", Some("Google")));
-        assert_eq!(c(Some("www.google.co.uk"), None), ("search", Some("Google")));
+        assert_eq!(
+            c(Some("www.google.co.uk"), None),
+            ("search", Some("Google"))
+        );
         assert_eq!(c(Some("google.de"), None), ("search", Some("Google")));
         assert_eq!(c(Some("mail.google.com"), None), ("email", Some("Gmail")));
-        assert_eq!(c(Some("l.facebook.com"), None), ("social", Some("Facebook")));
-        assert_eq!(c(Some("news.ycombinator.com"), None), ("social", Some("Hacker News")));
+        assert_eq!(
+            c(Some("l.facebook.com"), None),
+            ("social", Some("Facebook"))
+        );
+        assert_eq!(
+            c(Some("news.ycombinator.com"), None),
+            ("social", Some("Hacker News"))
+        );
         assert_eq!(c(Some("t.co"), None), ("social", Some("X")));
-        assert_eq!(c(Some("duckduckgo.com"), None), ("search", Some("DuckDuckGo")));
+        assert_eq!(
+            c(Some("duckduckgo.com"), None),
+            ("search", Some("DuckDuckGo"))
+        );
         // A look-alike is not Google.
         assert_eq!(c(Some("google.evil-example.net"), None), ("other", None));
         assert_eq!(c(Some("notgoogle.com"), None), ("other", None));
@@ -142,7 +158,10 @@ mod tests {
         assert_eq!(c(Some("blog.shop.example"), None), ("internal", None));
         assert_eq!(c(None, None), ("direct", None));
         assert_eq!(c(None, Some("Email")), ("email", None));
-        assert_eq!(c(Some("partner.example"), Some("newsletter")), ("email", None));
+        assert_eq!(
+            c(Some("partner.example"), Some("newsletter")),
+            ("email", None)
+        );
         assert_eq!(c(Some("partner.example"), None), ("other", None));
     }
 

@@ -39,9 +39,8 @@ static PRIVATE_KEY: LazyLock<Regex> = LazyLock::new(|| {
 });
 static URL_CREDENTIALS: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@:]*:[^/\s@]*@"));
-static JWT: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*")
-});
+static JWT: LazyLock<Regex> =
+    LazyLock::new(|| re(r"\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*"));
 static BEARER: LazyLock<Regex> = LazyLock::new(|| {
     re(r"\b([Bb]earer|BEARER|[Bb]asic|BASIC|[Dd]igest|[Nn]egotiate)(\s+)([A-Za-z0-9._~+/=\-]{8,})")
 });
@@ -71,7 +70,9 @@ static SECRET_VALUE: LazyLock<Regex> = LazyLock::new(|| {
 });
 /// Keys whose unquoted `key: value` is taken as a secret even when the value looks like a word.
 static STRONG_KEY: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?i)pass(?:word|wd|phrase)?|pwd|secret|api[_\-]?key|apikey|access[_\-]?key|credentials?|private[_\-]?key")
+    re(
+        r"(?i)pass(?:word|wd|phrase)?|pwd|secret|api[_\-]?key|apikey|access[_\-]?key|credentials?|private[_\-]?key",
+    )
 });
 static EMAIL: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?i)[a-z0-9._%+\-]+@[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.[a-z]{2,}"));
@@ -89,7 +90,9 @@ static IPV6: LazyLock<Regex> = LazyLock::new(|| {
     re(r"(?i)(?:[0-9a-f]{0,4}:){2,6}(?:\d{1,3}\.){3}\d{1,3}|[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}")
 });
 static HOME_USER: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(/home/|/Users/|/var/home/|(?i:[a-z]:\\{1,2}users\\{1,2}|[a-z]:/users/))([^/\\\s:*?<>|\[\]]+)")
+    re(
+        r"(/home/|/Users/|/var/home/|(?i:[a-z]:\\{1,2}users\\{1,2}|[a-z]:/users/))([^/\\\s:*?<>|\[\]]+)",
+    )
 });
 /// Property keys whose values are dropped whole.
 static SECRET_KEY: LazyLock<Regex> = LazyLock::new(|| {
@@ -148,15 +151,9 @@ pub const RULES: [&str; 11] = [
 ];
 
 /// The scrubber; holds a tenant's own rules, borrowed from its policy.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Scrubber<'a> {
     custom: &'a [CustomRule],
-}
-
-impl Default for Scrubber<'_> {
-    fn default() -> Self {
-        Self { custom: &[] }
-    }
 }
 
 impl<'a> Scrubber<'a> {
@@ -185,7 +182,9 @@ impl<'a> Scrubber<'a> {
             apply(&mut out, t, "bearer", &BEARER, |c| {
                 looks_random(&c[3]).then(|| format!("{}{}[token]", &c[1], &c[2]))
             });
-            apply(&mut out, t, "api_token", &API_TOKEN, |_| Some("[token]".into()));
+            apply(&mut out, t, "api_token", &API_TOKEN, |_| {
+                Some("[token]".into())
+            });
         }
         if out.contains('=') || out.contains(':') {
             apply(&mut out, t, "secret", &SECRET_VALUE, |c| {
@@ -326,11 +325,11 @@ fn is_card(candidate: &str) -> bool {
             .fold(0u32, |acc, d| acc * 10 + u32::from(*d))
     };
     let known_issuer = match digits[0] {
-        4 => true,                                                                 // Visa
-        5 => (51..=55).contains(&prefix(2)) || (50..=59).contains(&prefix(2)),     // Mastercard, Maestro
-        2 => (2221..=2720).contains(&prefix(4)),                                   // Mastercard 2-series
-        3 => matches!(prefix(2), 34 | 37 | 35 | 36 | 38 | 39) || (300..=305).contains(&prefix(3)), // Amex, JCB, Diners
-        6 => true,                                                                 // Discover, UnionPay, Maestro
+        4 => true,                                                               // Visa
+        5 => (51..=55).contains(&prefix(2)) || (50..=59).contains(&prefix(2)), // Mastercard, Maestro
+        2 => (2221..=2720).contains(&prefix(4)), // Mastercard 2-series
+        3 => (34..=39).contains(&prefix(2)) || (300..=305).contains(&prefix(3)), // Amex, JCB, Diners
+        6 => true, // Discover, UnionPay, Maestro
         _ => false,
     };
     known_issuer && luhn(&digits)
@@ -351,21 +350,88 @@ fn luhn(digits: &[u8]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// IBAN lengths by country (ISO 13616 registry).
 const IBAN_LENGTHS: &[(&str, usize)] = &[
-    ("AD", 24), ("AE", 23), ("AL", 28), ("AT", 20), ("AZ", 28), ("BA", 20), ("BE", 16), ("BG", 22),
-    ("BH", 22), ("BR", 29), ("BY", 28), ("CH", 21), ("CR", 22), ("CY", 28), ("CZ", 24), ("DE", 22),
-    ("DK", 18), ("DO", 28), ("EE", 20), ("EG", 29), ("ES", 24), ("FI", 18), ("FO", 18), ("FR", 27),
-    ("GB", 22), ("GE", 22), ("GI", 23), ("GL", 18), ("GR", 27), ("GT", 28), ("HR", 21), ("HU", 28),
-    ("IE", 22), ("IL", 23), ("IQ", 23), ("IS", 26), ("IT", 27), ("JO", 30), ("KW", 30), ("KZ", 20),
-    ("LB", 28), ("LC", 32), ("LI", 21), ("LT", 20), ("LU", 20), ("LV", 21), ("MC", 27), ("MD", 24),
-    ("ME", 22), ("MK", 19), ("MR", 27), ("MT", 31), ("MU", 30), ("NL", 18), ("NO", 15), ("PK", 24),
-    ("PL", 28), ("PS", 29), ("PT", 25), ("QA", 29), ("RO", 24), ("RS", 22), ("SA", 24), ("SC", 31),
-    ("SE", 24), ("SI", 19), ("SK", 24), ("SM", 27), ("ST", 25), ("SV", 28), ("TL", 23), ("TN", 24),
-    ("TR", 26), ("UA", 29), ("VA", 22), ("VG", 24), ("XK", 20),
+    ("AD", 24),
+    ("AE", 23),
+    ("AL", 28),
+    ("AT", 20),
+    ("AZ", 28),
+    ("BA", 20),
+    ("BE", 16),
+    ("BG", 22),
+    ("BH", 22),
+    ("BR", 29),
+    ("BY", 28),
+    ("CH", 21),
+    ("CR", 22),
+    ("CY", 28),
+    ("CZ", 24),
+    ("DE", 22),
+    ("DK", 18),
+    ("DO", 28),
+    ("EE", 20),
+    ("EG", 29),
+    ("ES", 24),
+    ("FI", 18),
+    ("FO", 18),
+    ("FR", 27),
+    ("GB", 22),
+    ("GE", 22),
+    ("GI", 23),
+    ("GL", 18),
+    ("GR", 27),
+    ("GT", 28),
+    ("HR", 21),
+    ("HU", 28),
+    ("IE", 22),
+    ("IL", 23),
+    ("IQ", 23),
+    ("IS", 26),
+    ("IT", 27),
+    ("JO", 30),
+    ("KW", 30),
+    ("KZ", 20),
+    ("LB", 28),
+    ("LC", 32),
+    ("LI", 21),
+    ("LT", 20),
+    ("LU", 20),
+    ("LV", 21),
+    ("MC", 27),
+    ("MD", 24),
+    ("ME", 22),
+    ("MK", 19),
+    ("MR", 27),
+    ("MT", 31),
+    ("MU", 30),
+    ("NL", 18),
+    ("NO", 15),
+    ("PK", 24),
+    ("PL", 28),
+    ("PS", 29),
+    ("PT", 25),
+    ("QA", 29),
+    ("RO", 24),
+    ("RS", 22),
+    ("SA", 24),
+    ("SC", 31),
+    ("SE", 24),
+    ("SI", 19),
+    ("SK", 24),
+    ("SM", 27),
+    ("ST", 25),
+    ("SV", 28),
+    ("TL", 23),
+    ("TN", 24),
+    ("TR", 26),
+    ("UA", 29),
+    ("VA", 22),
+    ("VG", 24),
+    ("XK", 20),
 ];
 
 /// An IBAN: a known country, that country's length, and a valid mod-97 check.
@@ -407,7 +473,8 @@ fn replace_ipv6(s: &str) -> (String, u64) {
     let mut out = String::with_capacity(s.len());
     let (mut last, mut n) = (0, 0);
     for m in IPV6.find_iter(s) {
-        let standalone = (m.start() == 0 || !is_word(bytes, m.start() - 1)) && !is_word(bytes, m.end());
+        let standalone =
+            (m.start() == 0 || !is_word(bytes, m.start() - 1)) && !is_word(bytes, m.end());
         let text = m.as_str();
         if standalone
             && text.bytes().any(|b| b.is_ascii_hexdigit())
@@ -448,8 +515,10 @@ fn replace_ipv4(s: &str) -> (String, u64) {
         let version = matches!(before(1), Some(b'v' | b'V'))
             || (before(1) == Some(b'/') && before(2).is_some_and(|b| b.is_ascii_alphanumeric()))
             || before(1) == Some(b'.')
-            || (bytes.get(m.end()) == Some(&b'.') && bytes.get(m.end() + 1).is_some_and(u8::is_ascii_digit))
-            || (bytes.get(m.end()) == Some(&b'-') && bytes.get(m.end() + 1).is_some_and(u8::is_ascii_alphabetic))
+            || (bytes.get(m.end()) == Some(&b'.')
+                && bytes.get(m.end() + 1).is_some_and(u8::is_ascii_digit))
+            || (bytes.get(m.end()) == Some(&b'-')
+                && bytes.get(m.end() + 1).is_some_and(u8::is_ascii_alphabetic))
             || version_word_before(&s[..m.start()]);
         if version || m.as_str().parse::<Ipv4Addr>().is_err() {
             continue;
@@ -493,8 +562,14 @@ mod tests {
             scrub("card 4111 1111 1111 1111 declined"),
             "card [card] declined"
         );
-        assert_eq!(scrub("card 4111 1111 1111 1112 declined"), "card 4111 1111 1111 1112 declined");
-        assert_eq!(scrub("pay to DE89 3704 0044 0532 0130 00 now"), "pay to [iban] now");
+        assert_eq!(
+            scrub("card 4111 1111 1111 1112 declined"),
+            "card 4111 1111 1111 1112 declined"
+        );
+        assert_eq!(
+            scrub("pay to DE89 3704 0044 0532 0130 00 now"),
+            "pay to [iban] now"
+        );
         assert_eq!(scrub("pay to GB82WEST12345698765432"), "pay to [iban]");
         assert_eq!(
             scrub("postgres://app:hunter2@db.internal:5432/app"),
@@ -504,8 +579,14 @@ mod tests {
             scrub("Authorization: Bearer abcdef1234567890"),
             "Authorization: Bearer [token]"
         );
-        assert_eq!(scrub("login failed password=hunter2 for"), "login failed password=[secret] for");
-        assert_eq!(scrub(r#"{"api_key": "k-123456"}"#), r#"{"api_key": "[secret]"}"#);
+        assert_eq!(
+            scrub("login failed password=hunter2 for"),
+            "login failed password=[secret] for"
+        );
+        assert_eq!(
+            scrub(r#"{"api_key": "k-123456"}"#),
+            r#"{"api_key": "[secret]"}"#
+        );
         assert_eq!(
             scrub("at /home/alice/app/src/main.rs"),
             "at /home/[user]/app/src/main.rs"
@@ -554,7 +635,10 @@ mod tests {
         assert_eq!(s.property("API_KEY", "k", &mut tally), "[secret]");
         assert_eq!(s.property("plan", "pro", &mut tally), "pro");
         s.text("a@b.example and c@d.example from 192.0.2.1", &mut tally);
-        assert_eq!((tally.get("secret"), tally.get("email"), tally.get("ip")), (2, 2, 1));
+        assert_eq!(
+            (tally.get("secret"), tally.get("email"), tally.get("ip")),
+            (2, 2, 1)
+        );
     }
 
     #[test]

@@ -98,7 +98,10 @@ mod tests {
     #[test]
     fn allowed_parameters_are_kept_in_order() {
         let allowed = ["page".to_owned(), "q".to_owned()];
-        let c = clean_url("https://s.example/list?q=red+shoes&token=x&page=2&utm_source=a", &allowed);
+        let c = clean_url(
+            "https://s.example/list?q=red+shoes&token=x&page=2&utm_source=a",
+            &allowed,
+        );
         assert_eq!(c.query.as_deref(), Some("q=red+shoes&page=2"));
         assert_eq!(c.utm_source.as_deref(), Some("a"));
     }

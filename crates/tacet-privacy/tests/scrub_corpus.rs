@@ -62,8 +62,13 @@ fn every_planted_secret_is_scrubbed() {
         assert!(tally.get(rule) > 0, "rule {rule} never fired: {tally:?}");
     }
     let replaced: u64 = tally.scrubbed.iter().map(|(_, n)| n).sum();
-    assert!(replaced >= planted_total as u64, "{replaced} < {planted_total}: {tally:?}");
-    eprintln!("{planted_total} planted secrets, all scrubbed; by corpus rule {per_rule:?}; tally {tally:?}");
+    assert!(
+        replaced >= planted_total as u64,
+        "{replaced} < {planted_total}: {tally:?}"
+    );
+    eprintln!(
+        "{planted_total} planted secrets, all scrubbed; by corpus rule {per_rule:?}; tally {tally:?}"
+    );
 }
 
 #[test]

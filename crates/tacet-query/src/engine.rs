@@ -196,7 +196,7 @@ mod tests {
     use tacet_lake::{Lake, PartitionKey};
     use tacet_model::parse_event;
     use tacet_privacy::{
-        EventBatch, Keys, Privacy, RequestContext, TenantPolicy, parse_user_agent,
+        EventBatch, Keys, Outcome, Privacy, RequestContext, TenantPolicy, parse_user_agent,
     };
 
     const NOW: i64 = 1_764_400_000_000; // 2025-11-29T07:06:40Z
@@ -216,10 +216,7 @@ mod tests {
             let ua = parse_user_agent(
                 "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",
             );
-            let ctx = RequestContext {
-                ip: ip.parse().unwrap(),
-                user_agent: "ua",
-            };
+            let ctx = RequestContext::new(ip.parse().unwrap(), "ua");
             let mut v = serde_json::json!({"kind": kind, "url": format!("https://{tenant}.example/p"), "ts": NOW - hours_ago * HOUR});
             if kind == "event" {
                 v["name"] = "signup".into();
@@ -229,7 +226,12 @@ mod tests {
             }
             let raw = parse_event(v, NOW).unwrap();
             let key = PartitionKey::for_event(t.clone(), raw.kind, raw.ts_millis);
-            let e = privacy.pseudonymise(&t, &TenantPolicy::default(), &keys, ctx, &ua, raw);
+            let tally = &mut Default::default();
+            let Outcome::Keep(e) =
+                privacy.pseudonymise(&t, &TenantPolicy::default(), &keys, ctx, &ua, raw, tally)
+            else {
+                panic!("a browser event is kept");
+            };
             lake.write(
                 &key,
                 (i as u64 + 1, i as u64 + 1),

@@ -79,8 +79,19 @@ struct Rejected {
 struct IngestAnswer {
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// Events taken: stored, or dropped by the tenant's policy (a beacon must not be retried for those).
     accepted: usize,
+    /// Of the accepted, those the tenant's policy dropped, by reason (`bot`, `dnt`, `gpc`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    dropped: BTreeMap<&'static str, usize>,
+    /// Of the accepted, those stored without identifiers (DNT, GPC, missing consent).
+    #[serde(skip_serializing_if = "is_zero")]
+    anonymised: usize,
     rejected: Vec<Rejected>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Browsers post beacons from any page of the tenant's sites; CORS is open on this one write-only route.
@@ -172,7 +183,20 @@ async fn ingest(
     for (index, item) in items.into_iter().enumerate() {
         let parsed = item
             .map_err(|reason| ("(line)".to_owned(), reason))
-            .and_then(|v| parse_event(v, now).map_err(|e| (e.field, e.problem)));
+            .and_then(|v| parse_event(v, now).map_err(|e| (e.field, e.problem)))
+            .and_then(|e| {
+                if tenant.policy.accepts(e.kind) {
+                    Ok(e)
+                } else {
+                    Err((
+                        "kind".to_owned(),
+                        format!(
+                            "this tenant does not accept kind {:?} (its policy's kinds setting)",
+                            e.kind.as_str()
+                        ),
+                    ))
+                }
+            });
         match parsed {
             Ok(event) => events.push(event),
             Err((field, reason)) => rejected.push(Rejected {
@@ -187,14 +211,18 @@ async fn ingest(
             "tenant" => tenant.id.to_string(), "reason" => "invalid")
         .increment(rejected.len() as u64);
     }
+    let flag = |name: &str| header_str_named(headers, name).is_some_and(|v| v.trim() == "1");
     let ctx = RequestContext {
         ip: client_ip(peer, headers, &state.trusted_proxies),
         user_agent: header_str(headers, header::USER_AGENT).unwrap_or_default(),
+        dnt: flag("dnt"),
+        gpc: flag("sec-gpc"),
     };
-    let accepted = state
+    let outcome = state
         .pipeline
         .accept(&tenant.id, &tenant.policy, ctx, events)
         .await?;
+    let accepted = outcome.stored + outcome.dropped_total();
     let (status, error) = if rejected.is_empty() {
         (StatusCode::ACCEPTED, None)
     } else {
@@ -210,6 +238,12 @@ async fn ingest(
         Json(IngestAnswer {
             error,
             accepted,
+            dropped: outcome
+                .dropped
+                .iter()
+                .map(|(r, n)| (r.as_str(), *n))
+                .collect(),
+            anonymised: outcome.anonymised,
             rejected,
         }),
     )
@@ -244,6 +278,10 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
 }
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn header_str_named<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 

@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use tacet_ingest::IngestConfig;
 use tacet_model::TenantId;
-use tacet_privacy::{IpMode, TenantPolicy};
+use tacet_privacy::TenantPolicy;
 use tacet_query::QueryConfig;
 use tacet_server::{ServerConfig, TenantEntry};
 use tacet_wal::WalConfig;
@@ -29,7 +29,11 @@ pub struct Config {
     /// Proxies (CIDR list) whose `X-Forwarded-For` header is believed. Empty: use the peer address.
     pub trusted_proxies: Vec<IpNet>,
     /// A MaxMind DB file (GeoLite2 or DB-IP Lite, City or Country) for country, region and city. Optional.
+    /// Reloaded when the file changes (checked every `geoip_check_interval`).
     pub geoip: Option<PathBuf>,
+    /// How often the GeoIP file is checked for a new version; "0s" never checks.
+    #[serde(with = "humantime_serde")]
+    pub geoip_check_interval: std::time::Duration,
     pub ingest: IngestConfig,
     pub wal: WalConfig,
     pub query: QueryConfig,
@@ -45,6 +49,7 @@ impl Default for Config {
             data_dir: PathBuf::from("tacet-data"),
             trusted_proxies: Vec::new(),
             geoip: None,
+            geoip_check_interval: std::time::Duration::from_secs(30),
             ingest: IngestConfig::default(),
             wal: WalConfig::default(),
             query: QueryConfig::default(),
@@ -68,9 +73,10 @@ pub struct TenantConfig {
     pub read_key: Option<String>,
     /// Or: the name of an environment variable holding it.
     pub read_key_env: Option<String>,
-    /// `"drop"` (default) or `"truncate"` (keep IPv4 /24, IPv6 /48).
+    /// The tenant's privacy policy (`[tenant.privacy]`): IP handling, geography, DNT/GPC, consent, allowed
+    /// properties and query parameters, kinds, bots, time zone, own scrubbing rules, retention.
     #[serde(default)]
-    pub ip_mode: IpMode,
+    pub privacy: TenantPolicy,
 }
 
 /// Where the configuration came from, for the start-up banner.
@@ -139,7 +145,7 @@ impl Config {
             .map(|t| {
                 Ok(TenantEntry {
                     id: TenantId::new(&t.id)?,
-                    policy: TenantPolicy { ip_mode: t.ip_mode },
+                    policy: t.privacy.clone(),
                     ingest_key: resolve(t, "ingest_key", &t.ingest_key, &t.ingest_key_env)?,
                     read_key: resolve(t, "read_key", &t.read_key, &t.read_key_env)?,
                 })
@@ -194,7 +200,10 @@ mod tests {
         assert_eq!(example.listen, defaults.listen);
         assert_eq!(example.data_dir, defaults.data_dir);
         assert_eq!(example.trusted_proxies, defaults.trusted_proxies);
+        assert_eq!(example.geoip_check_interval, defaults.geoip_check_interval);
         assert!(!example.tenant.is_empty());
+        // The first example tenant spells out every policy setting at its default.
+        assert_eq!(example.tenant[0].privacy, TenantPolicy::default());
     }
 
     #[test]
@@ -230,6 +239,24 @@ mod tests {
         assert_eq!(
             c.ingest.flush_interval,
             std::time::Duration::from_millis(250)
+        );
+    }
+
+    #[test]
+    fn a_bad_policy_names_the_tenant_table_and_setting() {
+        let text = "[[tenant]]\nid = \"acme\"\ningest_key = \"a\"\nread_key = \"b\"\n[tenant.privacy]\ngeo = \"street\"\n";
+        let err = toml::from_str::<Config>(text).unwrap_err().to_string();
+        assert!(
+            err.contains("unknown variant `street`") && err.contains("line 6"),
+            "{err}"
+        );
+        let text = "[[tenant]]\nid = \"acme\"\ningest_key = \"a\"\nread_key = \"b\"\n[tenant.privacy]\nip = \"truncate\"\n[tenant.privacy.retention]\ncrash = \"30d\"\n";
+        let c: Config = toml::from_str(text).unwrap();
+        let t = &c.tenants(no_env).unwrap()[0];
+        assert_eq!(t.policy.ip, tacet_privacy::IpMode::Truncate);
+        assert_eq!(
+            t.policy.retention[&tacet_model::Kind::Crash],
+            std::time::Duration::from_secs(30 * 86_400)
         );
     }
 

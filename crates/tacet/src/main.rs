@@ -15,12 +15,13 @@ use clap::{Parser, Subcommand};
 use tacet_ingest::{KeyStore, Pipeline};
 use tacet_lake::Lake;
 use tacet_model::{Clock, SystemClock, TenantId};
+use tacet_privacy::explain::{Installation, explain};
 use tacet_privacy::{GeoDb, Privacy};
 use tacet_query::format::{Format, to_csv, to_json, to_table};
 use tacet_query::{QueryEngine, QueryOutput, REPORTS, Report, ReportParams};
 use tacet_server::{AppState, MetricsRender, Tenants, router};
 use tacet_wal::Wal;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::{Config, Source};
 
@@ -87,6 +88,39 @@ enum Command {
         /// List the reports with what they answer, and exit.
         #[arg(long)]
         list: bool,
+    },
+    /// What the server does with personal data, per tenant.
+    Privacy {
+        #[command(subcommand)]
+        command: PrivacyCommand,
+    },
+    /// The key store: visitor salts and subject keys (never printed).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PrivacyCommand {
+    /// Print, in plain words (Markdown), what the server does with each field for one tenant, from its
+    /// policy: a controller can paste it into their privacy notice.
+    Explain {
+        /// Tenant id, as in the configuration.
+        tenant: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// List each tenant's salt days and subject key versions, and the last lifecycle records.
+    Status,
+    /// Create the next version of a tenant's subject key. New user pseudonyms use it (a running server
+    /// picks it up within 10 seconds); older versions are kept so subject-rights requests still find events
+    /// pseudonymised under them. Pseudonyms of the same user before and after do not match.
+    Rotate {
+        /// Tenant id, as in the configuration.
+        tenant: String,
     },
 }
 
@@ -171,7 +205,138 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
             print_output(&out, &format)
         }
+        Command::Privacy {
+            command: PrivacyCommand::Explain { tenant },
+        } => {
+            let id = known_tenant(&config, &tenant)?;
+            let entry = config
+                .tenant
+                .iter()
+                .find(|t| t.id == id.as_str())
+                .expect("known tenant");
+            let geo = config.geoip.as_deref().map(load_geo).transpose()?;
+            print!(
+                "{}",
+                explain(id.as_str(), &entry.privacy, &installation(geo.as_ref()))
+            );
+            Ok(())
+        }
+        Command::Keys { command } => keys_command(&config, command),
     }
+}
+
+fn key_store(config: &Config) -> anyhow::Result<KeyStore> {
+    let dir = config.keys_dir();
+    if !dir.is_dir() {
+        bail!(
+            "no key store at {}: the server has not run with this data directory yet (or pass --data-dir)",
+            dir.display()
+        );
+    }
+    Ok(KeyStore::open(&dir, Arc::new(SystemClock))?)
+}
+
+fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
+    let keys = key_store(config)?;
+    match command {
+        KeysCommand::Rotate { tenant } => {
+            let tenant = known_tenant(config, &tenant)?;
+            let version = keys.rotate_subject(&tenant)?;
+            println!(
+                "tenant {tenant}: subject key v{version} created; new user pseudonyms use it (a running server \
+                 within 10 seconds). Recorded in {}.",
+                config.keys_dir().join("lifecycle.jsonl").display()
+            );
+        }
+        KeysCommand::Status => {
+            let salts = keys.salt_days();
+            for t in &config.tenant {
+                let id = TenantId::new(&t.id)?;
+                let days: Vec<String> = salts
+                    .iter()
+                    .filter(|(x, _)| *x == id)
+                    .map(|(_, d)| d.to_string())
+                    .collect();
+                let versions: Vec<String> = keys
+                    .subject_keys(&id)?
+                    .iter()
+                    .map(|(v, _)| format!("v{v}"))
+                    .collect();
+                println!(
+                    "{id}: salts for {} (day in {}); subject keys {}",
+                    if days.is_empty() {
+                        "no day".to_owned()
+                    } else {
+                        days.join(", ")
+                    },
+                    t.privacy.timezone.map_or("UTC", |z| z.name()),
+                    if versions.is_empty() {
+                        "none yet".to_owned()
+                    } else {
+                        versions.join(", ")
+                    },
+                );
+            }
+            let log = std::fs::read_to_string(config.keys_dir().join("lifecycle.jsonl"))
+                .unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            println!("last lifecycle records ({} in all):", lines.len());
+            for l in lines.iter().rev().take(10).rev() {
+                println!("  {l}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn load_geo(path: &std::path::Path) -> anyhow::Result<GeoDb> {
+    let bytes = std::fs::read(path).with_context(|| {
+        format!(
+            "cannot read the GeoIP database {} (setting geoip)",
+            path.display()
+        )
+    })?;
+    GeoDb::from_bytes(bytes).with_context(|| format!("geoip = {}", path.display()))
+}
+
+fn installation(geo: Option<&GeoDb>) -> Installation {
+    Installation {
+        geo_database: geo.map(|g| g.database_type().to_owned()),
+        geo_is_dbip: geo.is_some_and(|g| g.database_type().to_ascii_lowercase().contains("dbip")),
+    }
+}
+
+/// Reloads the GeoIP database when its file changes (size or modification time), keeping the old one if
+/// the new one cannot be read.
+fn spawn_geo_reloader(pipeline: Arc<Pipeline>, path: PathBuf, every: std::time::Duration) {
+    if every.is_zero() {
+        return;
+    }
+    let stamp = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.len(), m.modified().ok()))
+    };
+    tokio::spawn(async move {
+        let mut seen = stamp(&path);
+        loop {
+            tokio::time::sleep(every).await;
+            let now = stamp(&path);
+            if now == seen || now.is_none() {
+                continue;
+            }
+            seen = now;
+            match load_geo(&path) {
+                Ok(db) => {
+                    info!(database_type = db.database_type(), path = %path.display(), "GeoIP database reloaded");
+                    pipeline.privacy().set_geo(Some(db));
+                }
+                Err(e) => {
+                    warn!(error = %format!("{e:#}"), "the changed GeoIP database cannot be loaded; keeping the previous one")
+                }
+            }
+        }
+    });
 }
 
 fn known_tenant(config: &Config, id: &str) -> anyhow::Result<TenantId> {
@@ -256,19 +421,25 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
     let geo = match &config.geoip {
         None => None,
         Some(path) => {
-            let bytes = std::fs::read(path).with_context(|| {
-                format!(
-                    "cannot read the GeoIP database {} (setting geoip)",
-                    path.display()
-                )
-            })?;
-            let db =
-                GeoDb::from_bytes(bytes).with_context(|| format!("geoip = {}", path.display()))?;
+            let db = load_geo(path)?;
             info!(database_type = db.database_type(), "GeoIP database loaded");
+            if installation(Some(&db)).geo_is_dbip {
+                info!("IP geolocation by DB-IP (https://db-ip.com), licensed under CC BY 4.0");
+            }
             Some(db)
         }
     };
     let keys = KeyStore::open(&config.keys_dir(), clock.clone())?;
+    for t in tenants.iter() {
+        keys.set_zone(&t.id, t.policy.timezone);
+    }
+    let destroyed = keys.destroy_expired()?;
+    if !destroyed.is_empty() {
+        info!(
+            salts = destroyed.len(),
+            "destroyed visitor salts older than 48 hours after their day"
+        );
+    }
     let lake = Lake::local(&config.lake_dir())?;
     let (wal, replay) = Wal::open(&config.wal_dir(), config.wal.clone()).with_context(|| {
         format!(
@@ -289,6 +460,14 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
         clock,
         config.ingest.clone(),
     ));
+
+    if let Some(path) = &config.geoip {
+        spawn_geo_reloader(
+            Arc::clone(&pipeline),
+            path.clone(),
+            config.geoip_check_interval,
+        );
+    }
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
