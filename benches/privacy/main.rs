@@ -13,8 +13,7 @@ use serde_json::{Value, json};
 use tacet_model::{RawEvent, TenantId, parse_event};
 use tacet_privacy::testdb::{Network, build};
 use tacet_privacy::{
-    GeoDb, Keys, Outcome, Privacy, RequestContext, Scrubber, Tally, TenantPolicy,
-    parse_user_agent,
+    GeoDb, Keys, Outcome, Privacy, RequestContext, Scrubber, Tally, TenantPolicy, parse_user_agent,
 };
 
 const NOW: i64 = 1_764_400_000_000;
@@ -32,18 +31,18 @@ fn custom_event() -> Value {
 
 fn crash() -> Value {
     json!({"kind": "crash", "url": "https://shop.example/checkout", "error_type": "TypeError",
-        "message": "Cannot read properties of undefined (reading 'total') for order 4711 at 2026-11-29T10:15:30Z",
-        "release": "2026.11.29",
-        "stack": [
-            "at renderTotal (https://cdn.shop.example/assets/app.3f9a2c1d.js:120:33)",
-            "at Cart.render (https://cdn.shop.example/assets/app.3f9a2c1d.js:88:12)",
-            "at updateComponent (https://cdn.shop.example/assets/vendor.77e01b9a.js:3990:14)",
-            "at node_modules/react-dom/cjs/react-dom.production.min.js:200:5",
-            "at commitRoot (https://cdn.shop.example/assets/vendor.77e01b9a.js:4100:2)",
-            "at performWork (https://cdn.shop.example/assets/vendor.77e01b9a.js:4200:9)",
-            "at onClick (https://cdn.shop.example/assets/app.3f9a2c1d.js:42:7)",
-            "at HTMLButtonElement.dispatch (https://cdn.shop.example/assets/vendor.77e01b9a.js:10:1)"
-        ]})
+    "message": "Cannot read properties of undefined (reading 'total') for order 4711 at 2026-11-29T10:15:30Z",
+    "release": "2026.11.29",
+    "stack": [
+        "at renderTotal (https://cdn.shop.example/assets/app.3f9a2c1d.js:120:33)",
+        "at Cart.render (https://cdn.shop.example/assets/app.3f9a2c1d.js:88:12)",
+        "at updateComponent (https://cdn.shop.example/assets/vendor.77e01b9a.js:3990:14)",
+        "at node_modules/react-dom/cjs/react-dom.production.min.js:200:5",
+        "at commitRoot (https://cdn.shop.example/assets/vendor.77e01b9a.js:4100:2)",
+        "at performWork (https://cdn.shop.example/assets/vendor.77e01b9a.js:4200:9)",
+        "at onClick (https://cdn.shop.example/assets/app.3f9a2c1d.js:42:7)",
+        "at HTMLButtonElement.dispatch (https://cdn.shop.example/assets/vendor.77e01b9a.js:10:1)"
+    ]})
 }
 
 fn crash_with_secrets() -> Value {
@@ -103,7 +102,8 @@ fn bench(c: &mut Criterion) {
                 || template.clone(),
                 |r| {
                     let mut tally = Tally::default();
-                    let out = privacy.pseudonymise(&tenant, &policy, &keys, ctx, &ua, r, &mut tally);
+                    let out =
+                        privacy.pseudonymise(&tenant, &policy, &keys, ctx, &ua, r, &mut tally);
                     assert!(matches!(out, Outcome::Keep(_)));
                     black_box((out, tally))
                 },
@@ -115,7 +115,41 @@ fn bench(c: &mut Criterion) {
     g.bench_function("privacy/pageview_dnt_anonymised", |b| {
         b.iter_batched(
             || template.clone(),
-            |r| black_box(privacy.pseudonymise(&tenant, &policy, &keys, dnt, &ua, r, &mut Tally::default())),
+            |r| {
+                black_box(privacy.pseudonymise(
+                    &tenant,
+                    &policy,
+                    &keys,
+                    dnt,
+                    &ua,
+                    r,
+                    &mut Tally::default(),
+                ))
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    // A batch of 100 events in one request: what depends only on the request is computed once.
+    let batch: Vec<RawEvent> = (0..100)
+        .map(|i| match i % 10 {
+            0 => raw(crash()),
+            1..=3 => raw(custom_event()),
+            _ => raw(pageview()),
+        })
+        .collect();
+    g.throughput(Throughput::Elements(batch.len() as u64));
+    g.bench_function("baseline_clone_raw/batch_100_mixed", |b| {
+        b.iter(|| black_box(batch.clone()))
+    });
+    g.bench_function("privacy/batch_100_mixed", |b| {
+        b.iter_batched(
+            || batch.clone(),
+            |rs| {
+                let mut tally = Tally::default();
+                black_box(
+                    privacy.pseudonymise_all(&tenant, &policy, &keys, ctx, &ua, rs, &mut tally),
+                )
+            },
             BatchSize::SmallInput,
         )
     });
@@ -124,9 +158,18 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("scrub");
     let scrubber = Scrubber::default();
     for (name, text) in [
-        ("ordinary_message", "Cannot read properties of undefined (reading 'total') for order 4711 at 2026-11-29T10:15:30Z"),
-        ("ordinary_frame", "at renderTotal (https://cdn.shop.example/assets/app.3f9a2c1d.js:120:33)"),
-        ("secret_message", "card 4111 1111 1111 1111 declined for alice@example.com from 203.0.113.7; password=hunter2"),
+        (
+            "ordinary_message",
+            "Cannot read properties of undefined (reading 'total') for order 4711 at 2026-11-29T10:15:30Z",
+        ),
+        (
+            "ordinary_frame",
+            "at renderTotal (https://cdn.shop.example/assets/app.3f9a2c1d.js:120:33)",
+        ),
+        (
+            "secret_message",
+            "card 4111 1111 1111 1111 declined for alice@example.com from 203.0.113.7; password=hunter2",
+        ),
     ] {
         g.throughput(Throughput::Bytes(text.len() as u64));
         g.bench_function(name, |b| {

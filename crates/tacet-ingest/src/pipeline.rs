@@ -279,16 +279,18 @@ impl Pipeline {
         let mut tally = Tally::default();
         let mut answer = Accepted::default();
         let mut kept = Vec::with_capacity(n);
-        for raw in events {
-            match self
-                .privacy
-                .pseudonymise(tenant, policy, &keys, ctx, &ua, raw, &mut tally)
-            {
+        let mut anonymised: Vec<(&'static str, u64)> = Vec::new();
+        let outcomes = self
+            .privacy
+            .pseudonymise_all(tenant, policy, &keys, ctx, &ua, events, &mut tally);
+        for outcome in outcomes {
+            match outcome {
                 Outcome::Keep(e) => {
                     if let Some(reason) = e.anonymised {
-                        answer.anonymised += 1;
-                        metrics::counter!("tacet_privacy_anonymised_total", "tenant" => tenant.to_string(), "reason" => reason)
-                            .increment(1);
+                        match anonymised.iter_mut().find(|(r, _)| *r == reason) {
+                            Some((_, c)) => *c += 1,
+                            None => anonymised.push((reason, 1)),
+                        }
                     }
                     kept.push(e);
                 }
@@ -299,6 +301,11 @@ impl Pipeline {
                     }
                 }
             }
+        }
+        for (reason, count) in anonymised {
+            answer.anonymised += count as usize;
+            metrics::counter!("tacet_privacy_anonymised_total", "tenant" => tenant.to_string(), "reason" => reason)
+                .increment(count);
         }
         for (reason, count) in &answer.dropped {
             metrics::counter!("tacet_ingest_events_dropped_total", "tenant" => tenant.to_string(), "reason" => reason.as_str())

@@ -145,6 +145,96 @@ impl Privacy {
         raw: RawEvent,
         tally: &mut Tally,
     ) -> Outcome {
+        Scope::new(self, tenant, policy, keys, ctx, ua).apply(raw, tally)
+    }
+
+    /// Applies the tenant's policy to every event of one request. What depends only on the request (the
+    /// geography lookup, the visitor id, the IP prefix) is computed once, and a user id repeated in the
+    /// request is pseudonymised once.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pseudonymise_all(
+        &self,
+        tenant: &TenantId,
+        policy: &TenantPolicy,
+        keys: &Keys,
+        ctx: RequestContext<'_>,
+        ua: &UserAgent,
+        raws: Vec<RawEvent>,
+        tally: &mut Tally,
+    ) -> Vec<Outcome> {
+        let mut scope = Scope::new(self, tenant, policy, keys, ctx, ua);
+        raws.into_iter()
+            .map(|raw| scope.apply(raw, tally))
+            .collect()
+    }
+}
+
+/// One request's worth of the privacy step, with what is shared by its events computed at most once.
+struct Scope<'a> {
+    privacy: &'a Privacy,
+    tenant: &'a TenantId,
+    policy: &'a TenantPolicy,
+    keys: &'a Keys,
+    ctx: RequestContext<'a>,
+    ua: &'a UserAgent,
+    location: Option<Location>,
+    ip_prefix: Option<String>,
+    visitor: Option<i64>,
+    user: Option<(String, String)>,
+}
+
+impl<'a> Scope<'a> {
+    fn new(
+        privacy: &'a Privacy,
+        tenant: &'a TenantId,
+        policy: &'a TenantPolicy,
+        keys: &'a Keys,
+        ctx: RequestContext<'a>,
+        ua: &'a UserAgent,
+    ) -> Self {
+        Self {
+            privacy,
+            tenant,
+            policy,
+            keys,
+            ctx,
+            ua,
+            location: None,
+            ip_prefix: None,
+            visitor: None,
+            user: None,
+        }
+    }
+
+    fn location(&mut self) -> &Location {
+        let (privacy, ip, level) = (self.privacy, self.ctx.ip, self.policy.geo_level());
+        self.location
+            .get_or_insert_with(|| match privacy.geo.read().expect("geo lock").as_ref() {
+                Some(g) if level > GeoLevel::None => g.lookup(ip),
+                _ => Location::default(),
+            })
+    }
+
+    fn visitor(&mut self) -> i64 {
+        let (keys, tenant, ctx) = (self.keys, self.tenant, self.ctx);
+        *self
+            .visitor
+            .get_or_insert_with(|| visitor_id(&keys.visitor_salt, tenant, ctx.ip, ctx.user_agent))
+    }
+
+    fn user(&mut self, user_id: &str) -> String {
+        match &self.user {
+            Some((id, pseudonym)) if id == user_id => pseudonym.clone(),
+            _ => {
+                let pseudonym = user_pseudonym(&self.keys.subject_key, self.tenant, user_id);
+                self.user = Some((user_id.to_owned(), pseudonym.clone()));
+                pseudonym
+            }
+        }
+    }
+
+    fn apply(&mut self, raw: RawEvent, tally: &mut Tally) -> Outcome {
+        let (policy, ctx, ua) = (self.policy, self.ctx, self.ua);
         if ua.is_bot && policy.bots == BotMode::Drop {
             return Outcome::Drop(DropReason::Bot);
         }
@@ -165,12 +255,13 @@ impl Privacy {
         let identified = anonymised.is_none();
 
         let level = policy.geo_level();
-        let location = match self.geo.read().expect("geo lock").as_ref() {
-            Some(g) if level > GeoLevel::None => g.lookup(ctx.ip),
-            _ => Location::default(),
-        };
+        let location = self.location().clone();
         let ip_prefix = match policy.ip {
-            IpMode::Truncate if identified => Some(policy::truncate_ip(ctx.ip)),
+            IpMode::Truncate if identified => Some(
+                self.ip_prefix
+                    .get_or_insert_with(|| policy::truncate_ip(ctx.ip))
+                    .clone(),
+            ),
             _ => None,
         };
         let detailed = |v: Option<String>, needed: GeoLevel| {
@@ -180,10 +271,10 @@ impl Privacy {
         let referrer = raw.referrer.as_deref().and_then(referrer_host);
         let class = referrer::classify(referrer.as_deref(), &url.host, url.utm_medium.as_deref());
         let s = Scrubber::new(&policy.scrub);
-        let mut text = |v: &str| s.text(v, tally);
-        let url_host = text(&url.host);
-        let url_path = text(&url.path);
-        let url_query = url.query.map(|q| text(&q));
+        let mut text = |v: String| s.text_owned(v, tally);
+        let url_host = text(url.host);
+        let url_path = text(url.path);
+        let url_query = url.query.map(&mut text);
         let utm = [
             url.utm_source,
             url.utm_medium,
@@ -191,20 +282,24 @@ impl Privacy {
             url.utm_term,
             url.utm_content,
         ]
-        .map(|v| v.map(|v| text(&v)));
-        let referrer_host = referrer.map(|h| text(&h));
-        let name = raw.name.map(|n| text(&n));
-        let error_type = raw.error_type.map(|t| text(&t));
-        let message = raw.message.map(|m| text(&m));
-        let stack: Vec<String> = raw.stack.iter().map(|f| text(f)).collect();
-        let release = raw.release.map(|r| text(&r));
+        .map(|v| v.map(&mut text));
+        let referrer_host = referrer.map(&mut text);
+        let name = raw.name.map(&mut text);
+        let error_type = raw.error_type.map(&mut text);
+        let message = raw.message.map(&mut text);
+        let stack: Vec<String> = raw.stack.into_iter().map(&mut text).collect();
+        let release = raw.release.map(&mut text);
         let props = if identified {
             raw.props
                 .into_iter()
                 .filter(|(k, _)| policy.keeps_prop(k))
                 .map(|(k, v)| {
-                    let v = s.property(&k, &v, tally);
-                    (s.text(&k, tally), v)
+                    let v = if is_secret_key(&k) {
+                        s.property(&k, &v, tally)
+                    } else {
+                        s.text_owned(v, tally)
+                    };
+                    (s.text_owned(k, tally), v)
                 })
                 .collect()
         } else {
@@ -216,13 +311,12 @@ impl Privacy {
         Outcome::Keep(Event {
             kind: raw.kind,
             ts_millis: raw.ts_millis,
-            visitor_id: identified
-                .then(|| visitor_id(&keys.visitor_salt, tenant, ctx.ip, ctx.user_agent)),
+            visitor_id: identified.then(|| self.visitor()),
             user_pseudonym: raw
                 .user_id
                 .as_deref()
                 .filter(|_| identified)
-                .map(|u| user_pseudonym(&keys.subject_key, tenant, u)),
+                .map(|u| self.user(u)),
             browser: ua.browser.clone(),
             browser_version: ua.browser_version.clone(),
             os: ua.os.clone(),

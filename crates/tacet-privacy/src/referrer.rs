@@ -65,17 +65,20 @@ fn lookup(host: &str) -> Option<Referrer> {
         if let Some(entry) = known.exact.get(candidate) {
             return Some(source(entry));
         }
-        if let Some((name, suffix)) = candidate.split_once('.') {
-            let labels: Vec<&str> = suffix.split('.').collect();
-            if labels.len() <= 2
-                && labels.iter().all(|l| (2..=3).contains(&l.len()))
-                && let Some(entry) = known.wildcard.get(name)
-            {
-                return Some(source(entry));
-            }
+        if let Some((name, suffix)) = candidate.split_once('.')
+            && suffix.split('.').count() <= 2
+            && suffix.split('.').all(|l| (2..=3).contains(&l.len()))
+            && let Some(entry) = known.wildcard.get(name)
+        {
+            return Some(source(entry));
         }
         candidate = candidate.split_once('.')?.1;
     }
+}
+
+/// `a` is a subdomain of `of` (`blog.shop.example` of `shop.example`).
+fn is_subdomain(a: &str, of: &str) -> bool {
+    a.len() > of.len() && a.ends_with(of) && a.as_bytes()[a.len() - of.len() - 1] == b'.'
 }
 
 fn strip_www(host: &str) -> &str {
@@ -103,7 +106,7 @@ pub fn classify(
         };
     };
     let (r, p) = (strip_www(host), strip_www(page_host));
-    if !p.is_empty() && (r == p || r.ends_with(&format!(".{p}")) || p.ends_with(&format!(".{r}"))) {
+    if !p.is_empty() && (r == p || is_subdomain(r, p) || is_subdomain(p, r)) {
         return Referrer {
             class: "internal",
             source: None,

@@ -68,6 +68,10 @@ static SECRET_VALUE: LazyLock<Regex> = LazyLock::new(|| {
         r#"("[^"]*"|'[^']*'|(?:bearer|basic)\s+[^\s"'&,;)}]+|[^\s"'&,;)}]+)"#
     ))
 });
+/// The words `SECRET_VALUE` needs, as a cheap literal prefilter (the full regex has no literal prefix).
+static SECRET_WORD: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"(?i)pass|pwd|secret|token|key|auth|credential|session|sid|cookie|signature")
+});
 /// Keys whose unquoted `key: value` is taken as a secret even when the value looks like a word.
 static STRONG_KEY: LazyLock<Regex> = LazyLock::new(|| {
     re(
@@ -163,30 +167,50 @@ impl<'a> Scrubber<'a> {
 
     /// Scrubs free text, counting replacements into `tally`.
     pub fn text(&self, s: &str, tally: &mut Tally) -> String {
+        self.scrub(s, tally).into_owned()
+    }
+
+    /// Like [`Scrubber::text`], taking the string: unchanged text (the usual case) is returned as it came,
+    /// without a copy.
+    pub fn text_owned(&self, s: String, tally: &mut Tally) -> String {
+        match self.scrub(&s, tally) {
+            Cow::Borrowed(_) => s,
+            Cow::Owned(o) => o,
+        }
+    }
+
+    fn scrub<'s>(&self, s: &'s str, tally: &mut Tally) -> Cow<'s, str> {
         let mut out = Cow::Borrowed(s);
         let t = tally;
-        if out.contains("-----BEGIN") {
+        // One pass over the bytes decides which rules can match at all. Replacements only remove
+        // features (placeholders are letters, `_` and brackets), so the shape of the input stays a safe
+        // over-estimate for every later rule.
+        let shape = Shape::of(s.as_bytes());
+        if shape.dash && out.contains("-----BEGIN") {
             apply(&mut out, t, "private_key", &PRIVATE_KEY, |_| {
                 Some("[private_key]".into())
             });
         }
-        if out.contains("://") && out.contains('@') {
+        if shape.at && shape.slash && shape.colons > 0 && out.contains("://") {
             apply(&mut out, t, "url_credentials", &URL_CREDENTIALS, |c| {
                 Some(format!("{}[credentials]@", &c[1]))
             });
         }
-        if out.contains("eyJ") {
+        if shape.upper_j && out.contains("eyJ") {
             apply(&mut out, t, "jwt", &JWT, |_| Some("[jwt]".into()));
         }
-        if out.len() >= 12 {
+        // `Bearer x`: needs whitespace. Known token formats: a `_` or `-`, or AKIA/ASIA/AIza.
+        if shape.space && out.len() >= 12 {
             apply(&mut out, t, "bearer", &BEARER, |c| {
                 looks_random(&c[3]).then(|| format!("{}{}[token]", &c[1], &c[2]))
             });
+        }
+        if (shape.underscore || shape.dash || shape.upper_a) && out.len() >= 16 {
             apply(&mut out, t, "api_token", &API_TOKEN, |_| {
                 Some("[token]".into())
             });
         }
-        if out.contains('=') || out.contains(':') {
+        if (shape.equals || shape.colons > 0) && SECRET_WORD.is_match(&out) {
             apply(&mut out, t, "secret", &SECRET_VALUE, |c| {
                 let (key, value) = (&c[1], &c[2]);
                 let bare = value.trim_matches(['"', '\'']);
@@ -209,40 +233,47 @@ impl<'a> Scrubber<'a> {
                 })
             });
         }
-        if out.contains('@') {
+        if shape.at {
             apply(&mut out, t, "email", &EMAIL, |_| Some("[email]".into()));
         }
-        let digits = out.bytes().filter(u8::is_ascii_digit).count();
-        if digits >= 13 {
+        if shape.digits >= 13 {
             apply(&mut out, t, "card", &CARD, |c| {
                 is_card(&c[0]).then(|| "[card]".into())
             });
         }
-        if digits >= 4 && out.len() >= 15 {
+        if shape.iban_start && out.len() >= 15 {
             apply(&mut out, t, "iban", &IBAN, |c| {
                 is_iban(&c[0]).then(|| "[iban]".into())
             });
         }
-        if out.contains(':') {
+        if shape.double_colon || shape.colons >= 6 {
             let (text, n) = replace_ipv6(&out);
             if n > 0 {
                 out = Cow::Owned(text);
                 t.count(Cow::Borrowed("ip"), n);
             }
         }
-        if out.bytes().filter(|b| *b == b'.').count() >= 3 && digits > 0 {
+        if shape.digit_dot_digit >= 3 {
             let (text, n) = replace_ipv4(&out);
             if n > 0 {
                 out = Cow::Owned(text);
                 t.count(Cow::Borrowed("ip"), n);
             }
         }
-        if out.contains("/Users/") || out.contains("/home/") || out.contains(['\\', ':']) {
+        if (shape.slash || shape.backslash)
+            && (out.contains("/home/")
+                || out.contains("Users")
+                || out.contains("users\\")
+                || out.contains(":/users/"))
+        {
             apply(&mut out, t, "home_user", &HOME_USER, |c| {
                 Some(format!("{}[user]", &c[1]))
             });
         }
         for rule in self.custom {
+            if !rule.regex.is_match(&out) {
+                continue;
+            }
             let mut n = 0;
             let replaced = rule.regex.replace_all(&out, |_: &Captures| {
                 n += 1;
@@ -254,7 +285,7 @@ impl<'a> Scrubber<'a> {
                 t.count(Cow::Owned(format!("custom:{}", rule.name)), n);
             }
         }
-        out.into_owned()
+        out
     }
 
     /// Scrubs a property value; values under keys that name a secret are dropped whole (`[secret]`).
@@ -281,19 +312,81 @@ fn apply(
     re: &Regex,
     f: impl Fn(&Captures) -> Option<String>,
 ) {
+    if !re.is_match(out) {
+        return;
+    }
     let mut n = 0;
-    let replaced = re
-        .replace_all(out, |c: &Captures| match f(c) {
-            Some(r) => {
-                n += 1;
-                r
-            }
-            None => c[0].to_owned(),
-        })
-        .into_owned();
+    let replaced = re.replace_all(out, |c: &Captures| match f(c) {
+        Some(r) => {
+            n += 1;
+            r
+        }
+        None => c[0].to_owned(),
+    });
     if n > 0 {
+        let replaced = replaced.into_owned();
         *out = Cow::Owned(replaced);
         tally.count(Cow::Borrowed(rule), n);
+    }
+}
+
+/// What a text is made of, from one pass over its bytes: enough to skip most rules without a search.
+#[derive(Debug, Default)]
+struct Shape {
+    at: bool,
+    colons: usize,
+    double_colon: bool,
+    equals: bool,
+    dash: bool,
+    slash: bool,
+    backslash: bool,
+    upper_j: bool,
+    upper_a: bool,
+    underscore: bool,
+    space: bool,
+    digits: usize,
+    /// `digit.digit` places: an IPv4 address has three.
+    digit_dot_digit: usize,
+    /// Two capitals then two digits: how every IBAN starts.
+    iban_start: bool,
+}
+
+impl Shape {
+    fn of(s: &[u8]) -> Shape {
+        let mut shape = Shape::default();
+        let mut prev = [0u8; 3];
+        for &b in s {
+            match b {
+                b'@' => shape.at = true,
+                b':' => {
+                    shape.colons += 1;
+                    shape.double_colon |= prev[2] == b':';
+                }
+                b'=' => shape.equals = true,
+                b'-' => shape.dash = true,
+                b'/' => shape.slash = true,
+                b'\\' => shape.backslash = true,
+                b'J' => shape.upper_j = true,
+                b'A' => shape.upper_a = true,
+                b'_' => shape.underscore = true,
+                b' ' | b'\t' | b'\n' | b'\r' => shape.space = true,
+                b'0'..=b'9' => {
+                    shape.digits += 1;
+                    if prev[2] == b'.' && prev[1].is_ascii_digit() {
+                        shape.digit_dot_digit += 1;
+                    }
+                    if prev[2].is_ascii_digit()
+                        && prev[1].is_ascii_uppercase()
+                        && prev[0].is_ascii_uppercase()
+                    {
+                        shape.iban_start = true;
+                    }
+                }
+                _ => {}
+            }
+            prev = [prev[1], prev[2], b];
+        }
+        shape
     }
 }
 

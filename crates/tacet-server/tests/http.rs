@@ -403,3 +403,38 @@ async fn not_ready_while_replaying() {
     let (s, _, _) = send(&h.app, Request::get("/readyz").body(Body::empty()).unwrap()).await;
     assert_eq!(s, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn dnt_and_gpc_headers_reach_the_policy_and_the_answer_says_what_happened() {
+    let h = default_harness();
+    for (header_name, value, anonymised) in [
+        ("dnt", "0", None),
+        ("dnt", "1", Some(1)),
+        ("sec-gpc", "1", Some(1)),
+        ("sec-gpc", "yes", None),
+    ] {
+        let mut req = post_events(Some("ik-a"), "application/json", pageview("/").to_string());
+        req.headers_mut()
+            .insert(header_name, value.parse().unwrap());
+        let (s, _, b) = send(&h.app, req).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+        assert_eq!(
+            b["anonymised"].as_u64(),
+            anonymised,
+            "{header_name}: {value}: {b}"
+        );
+    }
+    // A crawler's events are taken (no retry storm) but not stored, and the answer says so.
+    let mut req = post_events(Some("ik-a"), "application/json", pageview("/").to_string());
+    req.headers_mut()
+        .insert(header::USER_AGENT, "curl/8.5.0".parse().unwrap());
+    let (s, _, b) = send(&h.app, req).await;
+    assert_eq!(
+        (s, b),
+        (
+            StatusCode::ACCEPTED,
+            json!({"accepted": 1, "dropped": {"bot": 1}, "rejected": []})
+        )
+    );
+    assert_eq!(h.pipeline.buffered(), 4);
+}
