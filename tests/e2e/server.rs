@@ -53,17 +53,32 @@ impl Server {
         Self::start_in(config, &root, "logs", tmp)
     }
 
+    /// Starts the embedded default configuration (no --config), on a free port and a temporary directory.
+    pub fn start_embedded() -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_owned();
+        Self::spawn(None, &root, "logs", tmp)
+    }
+
     /// Starts a server whose data directory is `root/data` (kept across restarts), logging to `root/<logs>`;
     /// `tmp` is dropped with the server.
     pub fn start_in(config: &str, root: &Path, logs: &str, tmp: tempfile::TempDir) -> Server {
+        Self::spawn(Some(config), root, logs, tmp)
+    }
+
+    fn spawn(config: Option<&str>, root: &Path, logs: &str, tmp: tempfile::TempDir) -> Server {
         let data_dir = root.join("data");
         let logs = root.join(logs);
         std::fs::create_dir_all(&logs).unwrap();
         let config_path = root.join("tacet.toml");
-        std::fs::write(&config_path, config).unwrap();
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(&config_path)
+        let mut command = Command::new(BIN);
+        command.args(["serve", "--listen", "127.0.0.1:0"]);
+        if let Some(config) = config {
+            std::fs::write(&config_path, config).unwrap();
+            command.arg("--config").arg(&config_path);
+        }
+        let mut child = command
+            .env_remove("TACET_CONFIG")
             .arg("--data-dir")
             .arg(&data_dir)
             .env("E2E_READ_KEY_B", "read-b")

@@ -7,7 +7,13 @@
 //!  GET  /v1/reports/NAME  read key                                  → QueryEngine::report → JSON rows
 //!  GET  /healthz, /readyz  liveness; readiness (503 while the write-ahead log is replayed)
 //!  GET  /metrics          Prometheus text format
+//!  GET  /t.js             the tracker script (web.rs): cacheable, gzipped, integrity hash in the README
+//!  GET  /v1/pixel.gif     a page view without JavaScript (?key=&url=&ref=)
+//!  GET  /demo             a page with the tracker for the demo tenant (embedded configuration only)
 //! ```
+//!
+//! Beacons may come from any origin unless the tenant lists its `origins`; then a POST with another
+//! `Origin` is refused (403) and the allowed origin is echoed in `Access-Control-Allow-Origin`.
 //!
 //! Every refusal is a 4xx with a JSON body `{"error": "…"}` that says what to fix; 503 and 429 carry
 //! `Retry-After`; 500 bodies are generic and the details go to the log. Nothing here logs a payload, a key
@@ -19,6 +25,7 @@ mod config;
 mod error;
 mod routes;
 mod tenants;
+mod web;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -32,6 +39,14 @@ pub use client_ip::client_ip;
 pub use config::ServerConfig;
 pub use routes::router;
 pub use tenants::{TenantEntry, Tenants};
+pub use web::{TRACKER, tracker_integrity};
+
+/// The demo tenant's keys, for the `/demo` page (the embedded configuration's public demo keys only).
+#[derive(Debug, Clone)]
+pub struct DemoKeys {
+    pub ingest_key: String,
+    pub read_key: String,
+}
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -46,6 +61,8 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// Renders `/metrics`; the binary installs the recorder and hands this in.
     pub metrics: Option<MetricsRender>,
+    /// Serves `/demo` with these keys; `None` answers 404 there.
+    pub demo: Option<DemoKeys>,
 }
 
 /// A function rendering the Prometheus exposition text.

@@ -30,6 +30,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/t.js", get(crate::web::tracker))
+        .route("/v1/pixel.gif", get(crate::web::pixel))
+        .route("/demo", get(crate::web::demo))
+        .route("/demo/{*rest}", get(crate::web::demo))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -94,13 +98,22 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-/// Browsers post beacons from any page of the tenant's sites; CORS is open on this one write-only route.
-fn cors(mut resp: Response) -> Response {
+/// Browsers post beacons from the tenant's pages: CORS is open on this write-only route (`*`), or names the
+/// request's origin when the tenant lists its origins and this is one of them.
+fn cors(mut resp: Response, allowed_origin: Option<&HeaderValue>) -> Response {
     let h = resp.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
+    match allowed_origin {
+        Some(o) => {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o.clone());
+            h.insert(header::VARY, HeaderValue::from_static("origin"));
+        }
+        None => {
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            );
+        }
+    }
     h.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
         HeaderValue::from_static("retry-after"),
@@ -108,8 +121,11 @@ fn cors(mut resp: Response) -> Response {
     resp
 }
 
-async fn preflight() -> Response {
-    let mut resp = cors(StatusCode::NO_CONTENT.into_response());
+async fn preflight(headers: HeaderMap) -> Response {
+    let mut resp = cors(
+        StatusCode::NO_CONTENT.into_response(),
+        headers.get(header::ORIGIN),
+    );
     let h = resp.headers_mut();
     h.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
@@ -133,10 +149,13 @@ async fn post_events(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    cors(match ingest(&state, peer, &query, &headers, body).await {
+    let resp = match ingest(&state, peer, &query, &headers, body).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
-    })
+    };
+    // A tenant with origins gets its origin echoed; others (and errors before the tenant is known) `*`.
+    let restricted = tenant_of(&state, &query, &headers).is_some_and(|t| !t.origins.is_empty());
+    cors(resp, headers.get(header::ORIGIN).filter(|_| restricted))
 }
 
 async fn ingest(
@@ -160,6 +179,17 @@ async fn ingest(
         refused("unauthorized");
         ApiError::unauthorized("unknown ingest key")
     })?;
+    let origin = header_str_named(headers, "origin");
+    if !tenant.allows_origin(origin) {
+        refused("origin");
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "origin {:?} may not post events for this tenant; add it to the tenant's origins",
+                origin.unwrap_or_default()
+            ),
+        ));
+    }
     if !state.ready.load(Ordering::SeqCst) {
         refused("not_ready");
         return Err(ApiError::unavailable(
@@ -279,6 +309,15 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn tenant_of<'a>(
+    state: &'a AppState,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Option<&'a TenantEntry> {
+    let key = header_str_named(headers, "x-tacet-key").or(query.get("key").map(String::as_str))?;
+    state.tenants.by_ingest_key(key)
 }
 
 fn header_str_named<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

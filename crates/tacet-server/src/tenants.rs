@@ -15,6 +15,21 @@ pub struct TenantEntry {
     pub ingest_key: String,
     /// Secret: reads every report and runs SQL over the tenant's events.
     pub read_key: String,
+    /// Web origins (`https://shop.example`) whose pages may post beacons; empty: any origin.
+    pub origins: Vec<String>,
+}
+
+impl TenantEntry {
+    /// Whether a request from `origin` (the `Origin` header, if any) may post this tenant's events.
+    /// Requests without an `Origin` (servers, apps) are always allowed: the ingest key is their check.
+    pub fn allows_origin(&self, origin: Option<&str>) -> bool {
+        match origin {
+            None => true,
+            Some(o) => {
+                self.origins.is_empty() || self.origins.iter().any(|a| a.eq_ignore_ascii_case(o))
+            }
+        }
+    }
 }
 
 impl fmt::Debug for TenantEntry {
@@ -22,6 +37,7 @@ impl fmt::Debug for TenantEntry {
         f.debug_struct("TenantEntry")
             .field("id", &self.id)
             .field("policy", &self.policy)
+            .field("origins", &self.origins)
             .finish_non_exhaustive()
     }
 }

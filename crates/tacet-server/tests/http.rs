@@ -49,6 +49,11 @@ fn harness(ingest: IngestConfig, http: ServerConfig) -> Harness {
         policy: TenantPolicy::default(),
         ingest_key: format!("ik-{id}"),
         read_key: format!("rk-{id}"),
+        origins: if id == "b" {
+            vec!["https://shop-b.example".to_owned()]
+        } else {
+            vec![]
+        },
     };
     let state = AppState {
         pipeline: pipeline.clone(),
@@ -58,6 +63,7 @@ fn harness(ingest: IngestConfig, http: ServerConfig) -> Harness {
         trusted_proxies: Arc::new(vec![]),
         ready: Arc::new(AtomicBool::new(true)),
         metrics: None,
+        demo: None,
     };
     let peer: SocketAddr = "203.0.113.50:5000".parse().unwrap();
     Harness {
@@ -437,4 +443,152 @@ async fn dnt_and_gpc_headers_reach_the_policy_and_the_answer_says_what_happened(
         )
     );
     assert_eq!(h.pipeline.buffered(), 4);
+}
+
+#[tokio::test]
+async fn the_tracker_is_small_cacheable_and_its_integrity_hash_is_published() {
+    let h = default_harness();
+    // The size budget: 2 KB gzipped.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(tacet_server::TRACKER.as_bytes()).unwrap();
+    let gzipped = gz.finish().unwrap().len();
+    assert!(
+        gzipped <= 2048,
+        "t.js is {gzipped} bytes gzipped; the budget is 2048"
+    );
+    // The README publishes the integrity hash of exactly this script.
+    let readme = include_str!("../../../README.md");
+    let integrity = tacet_server::tracker_integrity();
+    assert!(
+        readme.contains(&integrity),
+        "README.md must show integrity=\"{integrity}\" for the current t.js"
+    );
+
+    let req = |encoding: Option<&str>, etag: Option<&str>| {
+        let mut b = Request::get("/t.js");
+        if let Some(e) = encoding {
+            b = b.header(header::ACCEPT_ENCODING, e);
+        }
+        if let Some(e) = etag {
+            b = b.header(header::IF_NONE_MATCH, e);
+        }
+        b.body(Body::empty()).unwrap()
+    };
+    let resp = h
+        .app
+        .clone()
+        .oneshot(req(Some("gzip, br"), None))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let headers = resp.headers().clone();
+    assert_eq!(headers[header::CONTENT_ENCODING], "gzip");
+    assert_eq!(headers[header::CACHE_CONTROL], "public, max-age=86400");
+    assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(body.len(), gzipped);
+    let etag = headers[header::ETAG].to_str().unwrap().to_owned();
+    let (s, plain_headers, _) = send(&h.app, req(None, None)).await;
+    assert_eq!(
+        (s, plain_headers.get(header::CONTENT_ENCODING)),
+        (StatusCode::OK, None)
+    );
+    let resp = h.app.clone().oneshot(req(None, Some(&etag))).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+}
+
+#[tokio::test]
+async fn the_pixel_counts_a_page_view_without_javascript() {
+    let h = default_harness();
+    let get = |uri: &str, referer: Option<&str>| {
+        let mut b = Request::get(uri).header(header::USER_AGENT, UA);
+        if let Some(r) = referer {
+            b = b.header(header::REFERER, r);
+        }
+        b.body(Body::empty()).unwrap()
+    };
+    let resp = h
+        .app
+        .clone()
+        .oneshot(get("/v1/pixel.gif?key=ik-a&url=https%3A%2F%2Fa.example%2Fnojs&ref=https%3A%2F%2Fwww.bing.com%2F", None))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "image/gif");
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    assert!(body.starts_with(b"GIF89a"));
+    // The page from the Referer header when there is no url parameter.
+    let (s, _, _) = send(
+        &h.app,
+        get(
+            "/v1/pixel.gif?key=ik-a",
+            Some("https://a.example/from-referer"),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, b) = send(&h.app, get("/v1/pixel.gif?key=ik-a", None)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["error"].as_str().unwrap().contains("Referer"), "{b}");
+    let (s, _, _) = send(&h.app, get("/v1/pixel.gif?key=nope&url=x", None)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    h.pipeline.flush().await;
+    let (s, _, rows) = send(
+        &h.app,
+        sql(
+            "rk-a",
+            "SELECT url_path, referrer_class, referrer_source FROM events ORDER BY url_path",
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{rows}");
+    assert_eq!(
+        rows,
+        json!([
+            {"url_path": "/from-referer", "referrer_class": "direct", "referrer_source": null},
+            {"url_path": "/nojs", "referrer_class": "search", "referrer_source": "Bing"}
+        ])
+    );
+}
+
+#[tokio::test]
+async fn a_tenant_with_origins_refuses_other_pages() {
+    let h = default_harness();
+    let post = |key: &str, origin: Option<&str>| {
+        let mut req = post_events(Some(key), "text/plain", pageview("/").to_string());
+        if let Some(o) = origin {
+            req.headers_mut().insert(header::ORIGIN, o.parse().unwrap());
+        }
+        req
+    };
+    // b lists https://shop-b.example: that origin is echoed, another is refused, no Origin is allowed.
+    let (s, headers, _) = send(&h.app, post("ik-b", Some("https://shop-b.example"))).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert_eq!(
+        headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "https://shop-b.example"
+    );
+    let (s, _, b) = send(&h.app, post("ik-b", Some("https://evil.example"))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(
+        b["error"]
+            .as_str()
+            .unwrap()
+            .contains("\"https://evil.example\" may not post"),
+        "{b}"
+    );
+    let (s, _, _) = send(&h.app, post("ik-b", None)).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    // a lists none: any origin, answered with `*`.
+    let (s, headers, _) = send(&h.app, post("ik-a", Some("https://anywhere.example"))).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    assert_eq!(h.pipeline.buffered(), 3);
+    // No demo page outside the embedded configuration.
+    let (s, _, _) = send(&h.app, Request::get("/demo").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
 }

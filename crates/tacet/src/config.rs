@@ -73,6 +73,10 @@ pub struct TenantConfig {
     pub read_key: Option<String>,
     /// Or: the name of an environment variable holding it.
     pub read_key_env: Option<String>,
+    /// Web origins whose pages may post beacons (`["https://shop.example"]`); a browser request from any
+    /// other origin is refused (403). Empty (the default): any origin, the ingest key being public anyway.
+    #[serde(default)]
+    pub origins: Vec<String>,
     /// The tenant's privacy policy (`[tenant.privacy]`): IP handling, geography, DNT/GPC, consent, allowed
     /// properties and query parameters, kinds, bots, time zone, own scrubbing rules, retention.
     #[serde(default)]
@@ -146,6 +150,11 @@ impl Config {
                 Ok(TenantEntry {
                     id: TenantId::new(&t.id)?,
                     policy: t.privacy.clone(),
+                    origins: t
+                        .origins
+                        .iter()
+                        .map(|o| normalise_origin(&t.id, o))
+                        .collect::<anyhow::Result<_>>()?,
                     ingest_key: resolve(t, "ingest_key", &t.ingest_key, &t.ingest_key_env)?,
                     read_key: resolve(t, "read_key", &t.read_key, &t.read_key_env)?,
                 })
@@ -164,6 +173,25 @@ impl Config {
     pub fn keys_dir(&self) -> PathBuf {
         self.data_dir.join("keys")
     }
+}
+
+/// `https://Shop.Example/` → `https://shop.example`; anything but scheme, host and port is an error.
+fn normalise_origin(tenant: &str, origin: &str) -> anyhow::Result<String> {
+    let bad = || {
+        anyhow::anyhow!(
+            "tenant {tenant:?}: origins entry {origin:?} is not an origin like \"https://shop.example\" \
+             (scheme, host and optional port; no path)"
+        )
+    };
+    let (scheme, rest) = origin.split_once("://").ok_or_else(bad)?;
+    let host = rest.strip_suffix('/').unwrap_or(rest);
+    if !matches!(scheme, "http" | "https")
+        || host.is_empty()
+        || host.contains(['/', '?', '#', '@', ' '])
+    {
+        return Err(bad());
+    }
+    Ok(format!("{scheme}://{}", host.to_ascii_lowercase()))
 }
 
 #[cfg(test)]
@@ -258,6 +286,23 @@ mod tests {
             t.policy.retention[&tacet_model::Kind::Crash],
             std::time::Duration::from_secs(30 * 86_400)
         );
+    }
+
+    #[test]
+    fn origins_are_checked_and_normalised() {
+        assert_eq!(
+            normalise_origin("t", "https://Shop.Example:8443/").unwrap(),
+            "https://shop.example:8443"
+        );
+        for bad in [
+            "shop.example",
+            "https://shop.example/path",
+            "ftp://x",
+            "https://",
+        ] {
+            let err = normalise_origin("t", bad).unwrap_err().to_string();
+            assert!(err.contains("not an origin"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ use tacet_privacy::explain::{Installation, explain};
 use tacet_privacy::{GeoDb, Privacy};
 use tacet_query::format::{Format, to_csv, to_json, to_table};
 use tacet_query::{QueryEngine, QueryOutput, REPORTS, Report, ReportParams};
-use tacet_server::{AppState, MetricsRender, Tenants, router};
+use tacet_server::{AppState, DemoKeys, MetricsRender, Tenants, router};
 use tacet_wal::Wal;
 use tracing::{info, warn};
 
@@ -487,6 +487,14 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
         trusted_proxies: Arc::new(config.trusted_proxies.clone()),
         ready: Arc::clone(&ready),
         metrics: Some(metrics),
+        // The demo page only for the embedded configuration, whose keys are public anyway.
+        demo: match &source {
+            Source::Embedded => tenants.iter().next().map(|t| DemoKeys {
+                ingest_key: t.ingest_key.clone(),
+                read_key: t.read_key.clone(),
+            }),
+            Source::File(_) => None,
+        },
     };
     println!(
         "tacet {} listening on http://{addr}",
@@ -503,6 +511,7 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
                     t.read_key
                 );
             }
+            println!("demo page (the tracker in action): http://{addr}/demo");
         }
         Source::File(path) => {
             println!("configuration: {}", path.display());

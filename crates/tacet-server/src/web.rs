@@ -1,0 +1,238 @@
+//! What web pages load: the tracker script (`/t.js`), the no-JavaScript pixel (`/v1/pixel.gif`), and the
+//! demo page (`/demo`, only with the embedded demo configuration).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::LazyLock;
+
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use sha2::Digest;
+use tacet_model::parse_event;
+use tacet_privacy::RequestContext;
+
+use crate::error::ApiError;
+use crate::{AppState, client_ip};
+
+/// The tracker, as served. Its size (gzipped) and integrity hash are checked by tests.
+pub const TRACKER: &str = include_str!("../assets/t.js");
+const DEMO: &str = include_str!("../assets/demo.html");
+
+struct Asset {
+    gzipped: Vec<u8>,
+    etag: String,
+}
+
+static TRACKER_ASSET: LazyLock<Asset> = LazyLock::new(|| {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(TRACKER.as_bytes()).expect("gzip into memory");
+    let gzipped = gz.finish().expect("gzip into memory");
+    let digest = sha2::Sha256::digest(TRACKER.as_bytes());
+    Asset {
+        gzipped,
+        etag: format!("\"{}\"", hex::encode(&digest[..12])),
+    }
+});
+
+/// The tracker's Subresource Integrity value (`sha384-…`), as the README publishes it.
+pub fn tracker_integrity() -> String {
+    format!(
+        "sha384-{}",
+        base64(&sha2::Sha384::digest(TRACKER.as_bytes()))
+    )
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// `GET /t.js`: cacheable for a day, gzipped when the client accepts it, revalidated by ETag.
+pub async fn tracker(headers: HeaderMap) -> Response {
+    let asset = &*TRACKER_ASSET;
+    let mut resp = if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == asset.etag)
+    {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else if headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("gzip"))
+    {
+        let mut r = asset.gzipped.clone().into_response();
+        r.headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        r
+    } else {
+        TRACKER.into_response()
+    };
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=86400"),
+    );
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&asset.etag).expect("hex is a valid header value"),
+    );
+    // Pages load it with integrity= and crossorigin=, which needs CORS.
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    resp
+}
+
+/// A transparent 1x1 GIF.
+const GIF: &[u8] = &[
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
+];
+
+/// `GET /v1/pixel.gif?key=…&url=…&ref=…`: a page view without JavaScript. `url` defaults to the
+/// `Referer` header (the page the image is on). Answers the GIF when the view was taken (stored or dropped
+/// by the tenant's policy), and a JSON error otherwise, so a misconfigured pixel shows up in curl.
+pub async fn pixel(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    match pixel_view(&state, peer, &query, &headers).await {
+        Ok(()) => (
+            [
+                (header::CONTENT_TYPE, "image/gif"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            GIF,
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn pixel_view(
+    state: &AppState,
+    peer: SocketAddr,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let key = query
+        .get("key")
+        .ok_or_else(|| ApiError::unauthorized("missing ingest key: add ?key=<ingest key>"))?;
+    let tenant = state
+        .tenants
+        .by_ingest_key(key)
+        .ok_or_else(|| ApiError::unauthorized("unknown ingest key"))?;
+    if !state.ready.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ApiError::unavailable(
+            "starting: replaying the write-ahead log; retry shortly",
+        ));
+    }
+    let header_str = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let url = query
+        .get("url")
+        .map(String::as_str)
+        .or(header_str("referer"))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "url: required (?url=<page URL>), or send a Referer header",
+            )
+        })?;
+    let mut event = serde_json::json!({"kind": "pageview", "url": url});
+    if let Some(r) = query.get("ref").filter(|r| !r.is_empty()) {
+        event["referrer"] = r.clone().into();
+    }
+    let now = state.pipeline.clock().now_millis();
+    let raw = parse_event(event, now)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    if !tenant.policy.accepts(raw.kind) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "this tenant does not accept kind \"pageview\" (its policy's kinds setting)",
+        ));
+    }
+    let flag = |name: &str| header_str(name).is_some_and(|v| v.trim() == "1");
+    let ctx = RequestContext {
+        ip: client_ip(peer, headers, &state.trusted_proxies),
+        user_agent: header_str("user-agent").unwrap_or_default(),
+        dnt: flag("dnt"),
+        gpc: flag("sec-gpc"),
+    };
+    state
+        .pipeline
+        .accept(&tenant.id, &tenant.policy, ctx, vec![raw])
+        .await?;
+    Ok(())
+}
+
+/// `GET /demo`: a page that loads the tracker for the demo tenant, with buttons for each kind of event.
+pub async fn demo(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(demo) = &state.demo else {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "the demo page is served only with the embedded demo configuration (tacet serve without --config)",
+        )
+        .into_response();
+    };
+    let origin = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(
+            || "http://127.0.0.1:8080".to_owned(),
+            |h| format!("http://{h}"),
+        );
+    let page = DEMO
+        .replace("{{INGEST_KEY}}", &demo.ingest_key)
+        .replace("{{READ_KEY}}", &demo.read_key)
+        .replace("{{ORIGIN}}", &origin);
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        page,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_standard() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+}
