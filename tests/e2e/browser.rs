@@ -55,17 +55,23 @@ fn page(tacet: &str, scenario: &str) -> String {
         // from an identified user, an SPA navigation, the same uncaught error twice (sent once), and an
         // unhandled rejection.
         "app" => format!(
-            r#"<!doctype html><html><head>{}</head><body><script>
+            r#"<!doctype html><html><head>{}</head><body>
+            <a id="out" href="https://example.org/pricing?ref=x">pricing</a><a id="in" href="/app/local">local</a>
+            <script>
             tacet.identify("user-42");
             tacet.track("signup", {{ plan: "pro" }});
             history.pushState({{}}, "", "/app/step-2");
+            // Outbound clicks are sent (the page keeps the browser here, as a router would).
+            document.addEventListener("click", function (e) {{ e.preventDefault(); }});
+            document.getElementById("out").click();
+            document.getElementById("in").click();
             function fail() {{ throw new TypeError("cart failed for alice@example.com"); }}
             setTimeout(fail, 10);
             setTimeout(fail, 20);
             Promise.reject(new RangeError("quota exceeded"));
             {done}
             </script></body></html>"#,
-            tracker("ingest-web", "")
+            tracker("ingest-web", r#"data-outbound="true""#)
         ),
         // The browser signals Global Privacy Control (Chromium has no switch for it; the page sets it as
         // Brave and Firefox do), for a tenant whose policy suppresses such events.
@@ -253,6 +259,7 @@ async fn the_tracker_in_chromium_sends_exactly_what_the_page_did() {
         json!([
             {"kind": "crash", "name": null, "url_path": "/app/step-2", "error_type": "RangeError", "message": "quota exceeded"},
             {"kind": "crash", "name": null, "url_path": "/app/step-2", "error_type": "TypeError", "message": "cart failed for [email]"},
+            {"kind": "event", "name": "outbound", "url_path": "/app/step-2", "error_type": null, "message": null},
             {"kind": "event", "name": "session_start", "url_path": "/app/start", "error_type": null, "message": null},
             {"kind": "event", "name": "signup", "url_path": "/app/start", "error_type": null, "message": null},
             {"kind": "pageview", "name": null, "url_path": "/app/start", "error_type": null, "message": null},
@@ -275,18 +282,19 @@ async fn the_tracker_in_chromium_sends_exactly_what_the_page_did() {
     let details = rows(
         &server,
         "read-web",
-        "SELECT name, props['plan'] AS plan, user_pseudonym IS NOT NULL AS identified, release, \
-         fingerprint IS NOT NULL AS grouped, cardinality(stack) > 0 AS has_stack \
+        "SELECT name, COALESCE(props['plan'], props['url']) AS prop, user_pseudonym IS NOT NULL AS identified, \
+         release, fingerprint IS NOT NULL AS grouped, cardinality(stack) > 0 AS has_stack \
          FROM events WHERE kind <> 'pageview' ORDER BY kind, name, error_type",
     )
     .await;
     assert_eq!(
         details,
         json!([
-            {"name": null, "plan": null, "identified": true, "release": "web@1.2.3", "grouped": true, "has_stack": true},
-            {"name": null, "plan": null, "identified": true, "release": "web@1.2.3", "grouped": true, "has_stack": true},
-            {"name": "session_start", "plan": null, "identified": false, "release": null, "grouped": false, "has_stack": null},
-            {"name": "signup", "plan": "pro", "identified": true, "release": null, "grouped": false, "has_stack": null},
+            {"name": null, "prop": null, "identified": true, "release": "web@1.2.3", "grouped": true, "has_stack": true},
+            {"name": null, "prop": null, "identified": true, "release": "web@1.2.3", "grouped": true, "has_stack": true},
+            {"name": "outbound", "prop": "https://example.org/pricing", "identified": true, "release": null, "grouped": false, "has_stack": null},
+            {"name": "session_start", "prop": null, "identified": false, "release": null, "grouped": false, "has_stack": null},
+            {"name": "signup", "prop": "pro", "identified": true, "release": null, "grouped": false, "has_stack": null},
         ])
     );
 
