@@ -128,8 +128,9 @@ async fn serve_pages() -> Pages {
     Pages { addr, tacet }
 }
 
-/// Loads a URL in headless Chromium, lets the page run for a few (virtual) seconds, and returns its DOM.
-async fn browse(chromium: &std::path::Path, url: &str) -> String {
+/// Loads a URL in headless Chromium, lets the page run for a few (virtual) seconds, and returns its DOM
+/// and what Chromium printed on stderr.
+async fn chromium_dom(chromium: &std::path::Path, url: &str) -> (String, String) {
     let profile = tempfile::tempdir().unwrap();
     let run = tokio::process::Command::new(chromium)
         .args([
@@ -153,13 +154,19 @@ async fn browse(chromium: &std::path::Path, url: &str) -> String {
         .await
         .expect("Chromium did not finish within 90 s")
         .expect("Chromium could not be started");
-    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs one of the scenario pages to its end.
+async fn browse(chromium: &std::path::Path, url: &str) {
+    let (dom, stderr) = chromium_dom(chromium, url).await;
     assert!(
         dom.contains("scenario-done"),
-        "the page did not finish its scenario; Chromium said:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        "the page did not finish its scenario; Chromium said:\n{stderr}"
     );
-    dom
 }
 
 async fn rows(server: &Server, key: &str, sql: &str) -> Value {
@@ -357,28 +364,7 @@ async fn the_demo_page_works_in_chromium() {
     let Some(chromium) = chromium() else { return };
     // The embedded configuration (demo tenant, demo page) on a free port.
     let server = Server::start_embedded();
-    let dom = {
-        let profile = tempfile::tempdir().unwrap();
-        let out = tokio::process::Command::new(&chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--virtual-time-budget=3000",
-                "--dump-dom",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg(format!("{}/demo", server.base))
-            .output()
-            .await
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let (dom, _) = chromium_dom(&chromium, &format!("{}/demo", server.base)).await;
     assert!(
         dom.contains("Tacet demo") && dom.contains("demo-read-key"),
         "{dom}"
