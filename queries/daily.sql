@@ -1,6 +1,7 @@
 -- name: daily
 -- title: Daily visitors, page views, custom events and crashes
--- params: from (YYYY-MM-DD, inclusive; default: 29 days before `to`), to (YYYY-MM-DD, inclusive; default: today, UTC)
+-- params: from (YYYY-MM-DD, inclusive; default: 29 days before `to`), to (YYYY-MM-DD, inclusive; default: today, UTC),
+--   the filters (page, country, browser, os, device, referrer_class, utm_source, utm_campaign, event, release, fingerprint)
 -- columns: day (YYYY-MM-DD, UTC), visitors (distinct visitor ids; ids rotate daily, so a day is the widest
 --          window in which a visitor is counted once), pageviews, events (custom), crashes
 SELECT
@@ -10,6 +11,6 @@ SELECT
     COUNT(*) FILTER (WHERE kind = 'event') AS events,
     COUNT(*) FILTER (WHERE kind = 'crash') AS crashes
 FROM events
-WHERE date >= $from AND date <= $to
+WHERE {{range}} AND {{filters}}
 GROUP BY date
 ORDER BY date

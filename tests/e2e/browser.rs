@@ -299,9 +299,9 @@ async fn the_tracker_in_chromium_sends_exactly_what_the_page_did() {
         json!([
             {"name": null, "prop": null, "identified": true, "release": "web@1.2.3", "grouped": true, "has_stack": true},
             {"name": null, "prop": null, "identified": true, "release": "web@1.2.3", "grouped": true, "has_stack": true},
-            {"name": "outbound", "prop": "https://example.org/pricing", "identified": true, "release": null, "grouped": false, "has_stack": null},
-            {"name": "session_start", "prop": null, "identified": false, "release": null, "grouped": false, "has_stack": null},
-            {"name": "signup", "prop": "pro", "identified": true, "release": null, "grouped": false, "has_stack": null},
+            {"name": "outbound", "prop": "https://example.org/pricing", "identified": true, "release": "web@1.2.3", "grouped": false, "has_stack": null},
+            {"name": "session_start", "prop": null, "identified": false, "release": "web@1.2.3", "grouped": false, "has_stack": null},
+            {"name": "signup", "prop": "pro", "identified": true, "release": "web@1.2.3", "grouped": false, "has_stack": null},
         ])
     );
 

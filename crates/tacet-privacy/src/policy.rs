@@ -133,6 +133,8 @@ pub struct TenantPolicy {
     pub scrub: Vec<CustomRule>,
     /// How long raw events of each kind are kept (enforced by the retention job).
     pub retention: BTreeMap<Kind, Duration>,
+    /// Canned reports leave out rows describing fewer than this many distinct visitors (1: none).
+    pub k_threshold: u64,
 }
 
 impl Default for TenantPolicy {
@@ -185,6 +187,7 @@ struct PolicyConfig {
     scrub: Vec<ScrubConfig>,
     #[serde(with = "retention_serde")]
     retention: BTreeMap<String, Duration>,
+    k_threshold: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -233,6 +236,7 @@ impl Default for PolicyConfig {
             timezone: None,
             scrub: Vec::new(),
             retention: BTreeMap::new(),
+            k_threshold: 5,
         }
     }
 }
@@ -294,7 +298,11 @@ impl TryFrom<PolicyConfig> for TenantPolicy {
             }
             retention.insert(kind, d);
         }
+        if c.k_threshold == 0 {
+            return Err("k_threshold: at least 1 (1 turns suppression off)".into());
+        }
         Ok(TenantPolicy {
+            k_threshold: c.k_threshold,
             ip: c.ip,
             geo: c.geo,
             dnt: c.dnt,

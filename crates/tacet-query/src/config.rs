@@ -13,6 +13,13 @@ pub struct QueryConfig {
     pub memory_limit_bytes: usize,
     /// Rows returned at most; the answer says when it was cut.
     pub max_rows: usize,
+    /// Worker threads of the query runtime, separate from the one ingestion runs on.
+    pub threads: usize,
+    /// Queries running at once; more wait for a slot up to `queue_timeout`, then are refused.
+    pub max_concurrent: usize,
+    /// How long a query waits for a slot before it is refused (HTTP 503 with Retry-After).
+    #[serde(with = "humantime_serde")]
+    pub queue_timeout: Duration,
 }
 
 impl Default for QueryConfig {
@@ -21,6 +28,9 @@ impl Default for QueryConfig {
             timeout: Duration::from_secs(30),
             memory_limit_bytes: 512 << 20,
             max_rows: 100_000,
+            threads: 2,
+            max_concurrent: 4,
+            queue_timeout: Duration::from_secs(5),
         }
     }
 }

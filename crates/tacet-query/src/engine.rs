@@ -25,12 +25,15 @@ use crate::{Error, QueryConfig, Result};
 /// The URL the lake's object store is registered under in DataFusion.
 const LAKE_URL: &str = "tacet://lake/";
 
-/// Rows of an answer, and whether `max_rows` cut it.
+/// Rows of an answer, whether `max_rows` (or a report's `limit`) cut it, and how many rows the k-threshold
+/// suppressed.
 #[derive(Debug)]
 pub struct QueryOutput {
     pub schema: SchemaRef,
     pub batches: Vec<RecordBatch>,
     pub truncated: bool,
+    /// Rows a canned report left out because they describe fewer than k distinct visitors.
+    pub suppressed: usize,
 }
 
 impl QueryOutput {
@@ -39,10 +42,29 @@ impl QueryOutput {
     }
 }
 
+/// Runs SQL and reports on its own tokio runtime (`threads` workers) behind a semaphore
+/// (`max_concurrent`), so a heavy query never delays ingestion; a query past its `timeout` is stopped by
+/// aborting its task, which drops its stream and frees its memory.
 #[derive(Debug)]
 pub struct QueryEngine {
+    inner: Arc<Inner>,
+    executor: Option<tokio::runtime::Runtime>,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+#[derive(Debug)]
+struct Inner {
     runtime: Arc<RuntimeEnv>,
     config: QueryConfig,
+}
+
+impl Drop for QueryEngine {
+    fn drop(&mut self) {
+        // Dropping a runtime from async code would block; let its threads wind down on their own.
+        if let Some(rt) = self.executor.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl QueryEngine {
@@ -59,13 +81,113 @@ impl QueryEngine {
             .map_err(Error::from_datafusion)?;
         let url = Url::parse(LAKE_URL).expect("a valid URL");
         runtime.register_object_store(&url, store);
-        Ok(Self { runtime, config })
+        let executor = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.threads.max(1))
+            .thread_name("tacet-query")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot start the query runtime: {e}")))?;
+        Ok(Self {
+            slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent.max(1))),
+            inner: Arc::new(Inner { runtime, config }),
+            executor: Some(executor),
+        })
     }
 
     pub fn config(&self) -> &QueryConfig {
-        &self.config
+        &self.inner.config
     }
 
+    /// Runs read-only SQL against `tenant`'s events.
+    pub async fn sql(&self, tenant: &TenantId, sql: &str) -> Result<QueryOutput> {
+        self.run(tenant, sql, None).await
+    }
+
+    /// Runs a canned report with bound parameters. Rows whose k column (`-- k: visitors`) is below
+    /// `k` are left out and counted in `suppressed`; then the answer is cut at `params.limit`.
+    pub async fn report(
+        &self,
+        tenant: &TenantId,
+        report: &Report,
+        params: &ReportParams,
+        k: u64,
+    ) -> Result<QueryOutput> {
+        params.check(report)?;
+        let mut out = self
+            .run(tenant, &report.expanded_sql(), Some(params.bind()))
+            .await?;
+        if let Some(column) = report.k_column().filter(|_| k > 1) {
+            let mut kept = Vec::with_capacity(out.batches.len());
+            for batch in &out.batches {
+                let (batch, dropped) = suppress_below(batch, &column, k)?;
+                out.suppressed += dropped;
+                kept.push(batch);
+            }
+            out.batches = kept;
+        }
+        if out.num_rows() > params.limit {
+            let mut left = params.limit;
+            out.batches = out
+                .batches
+                .iter()
+                .map(|b| {
+                    let take = left.min(b.num_rows());
+                    left -= take;
+                    b.slice(0, take)
+                })
+                .filter(|b| b.num_rows() > 0)
+                .collect();
+            out.truncated = true;
+        }
+        Ok(out)
+    }
+
+    async fn run(
+        &self,
+        tenant: &TenantId,
+        sql: &str,
+        params: Option<ParamValues>,
+    ) -> Result<QueryOutput> {
+        let config = &self.inner.config;
+        let permit = tokio::time::timeout(
+            config.queue_timeout,
+            Arc::clone(&self.slots).acquire_owned(),
+        )
+        .await
+        .map_err(|_| {
+            Error::Busy(format!(
+                "{} queries are already running and none finished within {}s; retry shortly",
+                config.max_concurrent,
+                config.queue_timeout.as_secs_f64()
+            ))
+        })?
+        .map_err(|_| Error::Internal("the query slots are closed".into()))?;
+        let inner = Arc::clone(&self.inner);
+        let (tenant, sql) = (tenant.clone(), sql.to_owned());
+        let executor = self
+            .executor
+            .as_ref()
+            .expect("the runtime lives as long as the engine");
+        let mut task = executor.spawn(async move {
+            let _slot = permit;
+            inner.run_unbounded(&tenant, &sql, params).await
+        });
+        let timeout = config.timeout;
+        match tokio::time::timeout(timeout, &mut task).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => Err(Error::Internal(format!("the query task failed: {e}"))),
+            Err(_) => {
+                task.abort();
+                Err(Error::Resources(format!(
+                    "the query ran longer than its limit of {}s; narrow the date range or aggregate more",
+                    timeout.as_secs_f64()
+                )))
+            }
+        }
+    }
+}
+
+impl Inner {
     /// A session that sees exactly one table, `events`, holding `tenant`'s rows.
     async fn session(&self, tenant: &TenantId) -> Result<SessionContext> {
         let config = SessionConfig::new()
@@ -95,37 +217,6 @@ impl QueryEngine {
         ctx.register_table("events", Arc::new(table))
             .map_err(Error::from_datafusion)?;
         Ok(ctx)
-    }
-
-    /// Runs read-only SQL against `tenant`'s events.
-    pub async fn sql(&self, tenant: &TenantId, sql: &str) -> Result<QueryOutput> {
-        self.run(tenant, sql, None).await
-    }
-
-    /// Runs a canned report with bound parameters.
-    pub async fn report(
-        &self,
-        tenant: &TenantId,
-        report: &Report,
-        params: &ReportParams,
-    ) -> Result<QueryOutput> {
-        self.run(tenant, report.sql, Some(params.bind())).await
-    }
-
-    async fn run(
-        &self,
-        tenant: &TenantId,
-        sql: &str,
-        params: Option<ParamValues>,
-    ) -> Result<QueryOutput> {
-        let timeout = self.config.timeout;
-        match tokio::time::timeout(timeout, self.run_unbounded(tenant, sql, params)).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::Resources(format!(
-                "the query ran longer than its limit of {}s; narrow the date range or aggregate more",
-                timeout.as_secs_f64()
-            ))),
-        }
     }
 
     async fn run_unbounded(
@@ -182,8 +273,30 @@ impl QueryEngine {
             schema,
             batches,
             truncated,
+            suppressed: 0,
         })
     }
+}
+
+/// The rows of `batch` whose `column` (an integer count of distinct visitors) is at least `k`, and how
+/// many were left out. A null count (no visitor at all) is below any k.
+fn suppress_below(batch: &RecordBatch, column: &str, k: u64) -> Result<(RecordBatch, usize)> {
+    use arrow::array::{Array, BooleanArray};
+    use arrow::compute::{cast, filter_record_batch};
+    let values = batch.column_by_name(column).ok_or_else(|| {
+        Error::Internal(format!("the report has no k-threshold column {column:?}"))
+    })?;
+    let values = cast(values, &DataType::UInt64).map_err(|e| Error::Internal(e.to_string()))?;
+    let values = values
+        .as_any()
+        .downcast_ref::<arrow::array::UInt64Array>()
+        .expect("cast to UInt64");
+    let keep: BooleanArray = (0..values.len())
+        .map(|i| Some(values.is_valid(i) && values.value(i) >= k))
+        .collect();
+    let dropped = keep.iter().filter(|v| *v == Some(false)).count();
+    let kept = filter_record_batch(batch, &keep).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok((kept, dropped))
 }
 
 #[cfg(test)]
@@ -278,7 +391,7 @@ mod tests {
             .date_naive();
         let params = ReportParams::parse(&BTreeMap::new(), today).unwrap();
         let out = q
-            .report(&t("a"), Report::find("daily").unwrap(), &params)
+            .report(&t("a"), Report::find("daily").unwrap(), &params, 5)
             .await
             .unwrap();
         let days: Vec<String> = out
@@ -303,7 +416,7 @@ mod tests {
         only_today.insert("from".to_owned(), "2025-11-29".to_owned());
         let params = ReportParams::parse(&only_today, today).unwrap();
         let out = q
-            .report(&t("a"), Report::find("daily").unwrap(), &params)
+            .report(&t("a"), Report::find("daily").unwrap(), &params, 5)
             .await
             .unwrap();
         assert_eq!(ints(&out, 2), [3]);
@@ -337,6 +450,52 @@ mod tests {
             count(q.sql(&t("c"), "SELECT COUNT(*) FROM events").await.unwrap()),
             0
         );
+    }
+
+    #[tokio::test]
+    async fn a_runaway_query_is_stopped_and_slots_are_bounded() {
+        let (_dir, lake) = lake_with(&[("a", "pageview", 1, "203.0.113.1")]).await;
+        let q = Arc::new(engine(
+            &lake,
+            QueryConfig {
+                timeout: std::time::Duration::from_millis(300),
+                max_concurrent: 1,
+                queue_timeout: std::time::Duration::from_millis(100),
+                ..QueryConfig::default()
+            },
+        ));
+        // Ten billion rows of a cross join: stopped at the time limit, on the query runtime, while this
+        // (ingestion's) runtime stays free.
+        let runaway = "SELECT COUNT(*) FROM (SELECT * FROM generate_series(1, 100000)) a, \
+                       (SELECT * FROM generate_series(1, 100000)) b";
+        let started = std::time::Instant::now();
+        let busy = {
+            let q = Arc::clone(&q);
+            tokio::spawn(async move { q.sql(&t("a"), runaway).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // The one slot is taken: the next query waits its queue_timeout, then is refused as busy.
+        let e = q.sql(&t("a"), "SELECT 1").await.unwrap_err();
+        assert!(matches!(e, Error::Busy(_)), "{e:?}");
+        let e = busy.await.unwrap().unwrap_err();
+        assert!(
+            matches!(e, Error::Resources(ref m) if m.contains("longer than its limit")),
+            "{e:?}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // The aborted query lets go of its slot at its next yield (DataFusion's operators yield
+        // cooperatively); then queries run again.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match q.sql(&t("a"), "SELECT 1 AS x").await {
+                Ok(out) => {
+                    assert_eq!(out.num_rows(), 1);
+                    break;
+                }
+                Err(Error::Busy(_)) if std::time::Instant::now() < deadline => {}
+                Err(e) => panic!("the slot was not freed: {e:?}"),
+            }
+        }
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
-//! Answers as text: a table for people, JSON rows and CSV for programs.
+//! Answers: a table for people; JSON rows, CSV, Arrow IPC streams and Parquet for programs.
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 
 /// Output formats for SQL answers and reports.
@@ -9,6 +10,9 @@ pub enum Format {
     Table,
     Json,
     Csv,
+    /// An Arrow IPC stream (`application/vnd.apache.arrow.stream`).
+    Arrow,
+    Parquet,
 }
 
 impl Format {
@@ -17,9 +21,82 @@ impl Format {
             "table" => Some(Self::Table),
             "json" => Some(Self::Json),
             "csv" => Some(Self::Csv),
+            "arrow" => Some(Self::Arrow),
+            "parquet" => Some(Self::Parquet),
             _ => None,
         }
     }
+
+    /// The format an `Accept` header asks for, if it names one of ours.
+    pub fn from_accept(accept: &str) -> Option<Self> {
+        accept
+            .split(',')
+            .find_map(|m| match m.split(';').next().unwrap_or_default().trim() {
+                "application/json" => Some(Self::Json),
+                "text/csv" => Some(Self::Csv),
+                "application/vnd.apache.arrow.stream" => Some(Self::Arrow),
+                "application/vnd.apache.parquet" | "application/x-parquet" => Some(Self::Parquet),
+                _ => None,
+            })
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Table => "text/plain; charset=utf-8",
+            Self::Json => "application/json",
+            Self::Csv => "text/csv; charset=utf-8",
+            Self::Arrow => "application/vnd.apache.arrow.stream",
+            Self::Parquet => "application/vnd.apache.parquet",
+        }
+    }
+}
+
+/// The answer in `format`.
+pub fn encode(
+    format: Format,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<Vec<u8>, ArrowError> {
+    match format {
+        Format::Table => to_table(batches).map(String::into_bytes),
+        Format::Json => to_json(batches),
+        Format::Csv => to_csv(batches),
+        Format::Arrow => to_arrow(schema, batches),
+        Format::Parquet => to_parquet(schema, batches),
+    }
+}
+
+/// An Arrow IPC stream: the schema, then the batches.
+pub fn to_arrow(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, ArrowError> {
+    let mut buf = Vec::new();
+    {
+        let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut buf, schema)?;
+        for b in batches {
+            w.write(b)?;
+        }
+        w.finish()?;
+    }
+    Ok(buf)
+}
+
+/// A Parquet file (zstd) holding the answer.
+pub fn to_parquet(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, ArrowError> {
+    use datafusion::parquet::arrow::ArrowWriter;
+    use datafusion::parquet::basic::{Compression, ZstdLevel};
+    use datafusion::parquet::file::properties::WriterProperties;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build();
+    let mut buf = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut buf, schema.clone(), Some(props))
+        .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+    for b in batches {
+        w.write(b)
+            .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+    }
+    w.close()
+        .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+    Ok(buf)
 }
 
 /// A JSON array of row objects, nulls written out.

@@ -34,6 +34,9 @@ pub enum Error {
     /// The query needed more time or memory than its limits allow. HTTP 422.
     #[error("{0}")]
     Resources(String),
+    /// Every query slot is taken; retry shortly. HTTP 503 with Retry-After.
+    #[error("{0}")]
+    Busy(String),
     /// Something on our side failed. HTTP 500; the details go to the log only.
     #[error("internal error: {0}")]
     Internal(String),

@@ -1,7 +1,15 @@
 //! The report catalogue: one SQL file per report under `queries/`, compiled into the binary.
 //!
-//! Each file starts with `-- key: value` header lines (`name`, `title`, `params`, `columns`). Parameters are
-//! bound as values (`$from`, `$to`), never spliced into the SQL text.
+//! Each file starts with `-- key: value` header lines (`name`, `title`, `params`, `columns`, and `k` naming
+//! the distinct-visitor column the k-threshold applies to). Parameters are bound as values (`$from`, `$to`,
+//! `$page`, …), never spliced into the SQL text. Files may use three fixed macros, expanded from constants in
+//! this module (never from input): `{{range}}` (the date range), `{{filters}}` (every optional filter), and
+//! `{{visits}}` (common table expressions `scoped`, `marked`, `tagged` and `visits`, below).
+//!
+//! A visit is a run of one visitor id's events with no gap longer than 30 minutes. Visitor ids rotate
+//! daily (the salt), so a visit never spans midnight in the tenant's salt day, and over a range of days
+//! `visitors` counts visitor-days. Anonymised events (no visitor id) count as page views and events but
+//! belong to no visit and no visitor.
 
 use std::collections::BTreeMap;
 
@@ -17,11 +25,84 @@ pub struct Report {
     pub sql: &'static str,
 }
 
+macro_rules! reports {
+    ($($name:literal),* $(,)?) => {
+        &[$(Report { name: $name, sql: include_str!(concat!("../../../queries/", $name, ".sql")) }),*]
+    };
+}
+
 /// Every report, in the order `tacet report --list` shows them.
-pub const REPORTS: &[Report] = &[Report {
-    name: "daily",
-    sql: include_str!("../../../queries/daily.sql"),
-}];
+pub const REPORTS: &[Report] = reports![
+    "daily",
+    "overview",
+    "timeseries",
+    "pages",
+    "entry_pages",
+    "exit_pages",
+    "referrers",
+    "campaigns",
+    "browsers",
+    "operating_systems",
+    "devices",
+    "countries",
+    "events",
+    "event_properties",
+    "realtime",
+    "crash_groups",
+    "crash_trend",
+    "release_health",
+];
+
+/// The optional filters every report takes: parameter name and the column it matches exactly.
+pub const FILTERS: &[(&str, &str)] = &[
+    ("page", "url_path"),
+    ("country", "country"),
+    ("browser", "browser"),
+    ("os", "os"),
+    ("device", "device"),
+    ("referrer_class", "referrer_class"),
+    ("utm_source", "utm_source"),
+    ("utm_campaign", "utm_campaign"),
+    ("event", "name"),
+    ("release", "release"),
+    ("fingerprint", "fingerprint"),
+];
+
+const RANGE: &str = "date >= $from AND date <= $to";
+
+const VISITS: &str = "scoped AS (
+    SELECT * FROM events WHERE {{range}} AND {{filters}}
+),
+marked AS (
+    SELECT *,
+        CASE
+            WHEN visitor_id IS NULL THEN NULL
+            WHEN LAG(ts) OVER (PARTITION BY visitor_id ORDER BY ts) IS NULL THEN 1
+            WHEN CAST(ts AS BIGINT) - CAST(LAG(ts) OVER (PARTITION BY visitor_id ORDER BY ts) AS BIGINT) > 1800000 THEN 1
+            ELSE 0
+        END AS visit_start
+    FROM scoped
+),
+tagged AS (
+    SELECT *,
+        SUM(visit_start) OVER (PARTITION BY visitor_id ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS visit_no
+    FROM marked
+),
+visits AS (
+    SELECT visitor_id, visit_no, MIN(ts) AS started, MAX(ts) AS ended,
+        COUNT(*) FILTER (WHERE kind = 'pageview') AS pageviews
+    FROM tagged
+    WHERE visitor_id IS NOT NULL
+    GROUP BY visitor_id, visit_no
+)";
+
+fn filters_sql() -> String {
+    FILTERS
+        .iter()
+        .map(|(param, column)| format!("(${param} IS NULL OR {column} = ${param})"))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
 
 impl Report {
     pub fn find(name: &str) -> Result<&'static Report> {
@@ -32,6 +113,26 @@ impl Report {
                 names.join(", ")
             ))
         })
+    }
+
+    /// The SQL with the macros expanded (constants only; parameters stay placeholders).
+    pub fn expanded_sql(&self) -> String {
+        self.sql
+            .replace("{{visits}}", VISITS)
+            .replace("{{range}}", RANGE)
+            .replace("{{filters}}", &filters_sql())
+    }
+
+    /// The column the k-threshold applies to (`-- k: visitors`), if any.
+    pub fn k_column(&self) -> Option<String> {
+        self.header("k")
+    }
+
+    /// Parameters this report requires beyond the common ones (`-- requires: event, prop`).
+    pub fn required(&self) -> Vec<String> {
+        self.header("requires")
+            .map(|r| r.split(',').map(|s| s.trim().to_owned()).collect())
+            .unwrap_or_default()
     }
 
     /// The value of a `-- key:` header line (continuation lines `--   …` are joined).
@@ -60,20 +161,45 @@ impl Report {
     }
 }
 
-/// The parameters every date-ranged report takes.
+/// Bucket sizes of the time series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interval {
+    Hour,
+    Day,
+}
+
+/// The parameters of a report run, parsed and typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportParams {
     pub from: NaiveDate,
     pub to: NaiveDate,
+    /// Rows returned at most (after the k-threshold), 1 to 10,000; default 100.
+    pub limit: usize,
+    pub interval: Interval,
+    /// Filters that were given (name → exact value).
+    pub filters: BTreeMap<&'static str, String>,
+    /// The property key `event_properties` breaks down.
+    pub prop: Option<String>,
 }
 
+/// Most rows a report may be asked for.
+pub const MAX_LIMIT: usize = 10_000;
+
 impl ReportParams {
-    /// Parses `from` and `to` (`YYYY-MM-DD`, inclusive). Defaults: `to` = `today`, `from` = 29 days before
-    /// `to`. Unknown parameters are refused by name.
+    /// Parses `from` and `to` (`YYYY-MM-DD`, inclusive; default: `to` = `today`, `from` = 29 days before
+    /// `to`), `limit`, `interval` (`day` or `hour`), `prop`, and the filters. Unknown parameters are
+    /// refused by name, with the list of known ones.
     pub fn parse(given: &BTreeMap<String, String>, today: NaiveDate) -> Result<Self> {
-        if let Some(unknown) = given.keys().find(|k| !matches!(k.as_str(), "from" | "to")) {
+        let known = |k: &str| {
+            matches!(k, "from" | "to" | "limit" | "interval" | "prop")
+                || FILTERS.iter().any(|(f, _)| *f == k)
+        };
+        if let Some(unknown) = given.keys().find(|k| !known(k)) {
+            let mut names = vec!["from", "to", "limit", "interval", "prop"];
+            names.extend(FILTERS.iter().map(|(f, _)| *f));
             return Err(Error::User(format!(
-                "unknown report parameter {unknown:?}; reports take from and to"
+                "unknown report parameter {unknown:?}; reports take {}",
+                names.join(", ")
             )));
         }
         let date = |key: &str| -> Result<Option<NaiveDate>> {
@@ -92,12 +218,87 @@ impl ReportParams {
         if from > to {
             return Err(Error::User(format!("from ({from}) is after to ({to})")));
         }
-        Ok(Self { from, to })
+        let limit = match given.get("limit") {
+            None => 100,
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    Error::User(format!(
+                        "limit: {v:?} is not a number from 1 to {MAX_LIMIT}"
+                    ))
+                })?,
+        };
+        let interval = match given.get("interval").map(String::as_str) {
+            None | Some("day") => Interval::Day,
+            Some("hour") => Interval::Hour,
+            Some(other) => {
+                return Err(Error::User(format!(
+                    "interval: {other:?} is not \"day\" or \"hour\""
+                )));
+            }
+        };
+        let mut filters = BTreeMap::new();
+        for (name, _) in FILTERS {
+            if let Some(v) = given.get(*name) {
+                if v.is_empty() || v.len() > 1024 {
+                    return Err(Error::User(format!(
+                        "{name}: give a value of 1 to 1024 bytes"
+                    )));
+                }
+                filters.insert(*name, v.clone());
+            }
+        }
+        Ok(Self {
+            from,
+            to,
+            limit,
+            interval,
+            filters,
+            prop: given.get("prop").cloned(),
+        })
+    }
+
+    /// Fails when a report's required parameters are missing.
+    pub(crate) fn check(&self, report: &Report) -> Result<()> {
+        for r in report.required() {
+            let given = match r.as_str() {
+                "prop" => self.prop.is_some(),
+                f => self.filters.contains_key(f),
+            };
+            if !given {
+                return Err(Error::User(format!(
+                    "report {} needs the parameter {r} (e.g. ?{r}=…)",
+                    report.name
+                )));
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn bind(&self) -> ParamValues {
-        let s = |d: NaiveDate| ScalarValue::Utf8(Some(d.format("%Y-%m-%d").to_string()));
-        ParamValues::from(vec![("from", s(self.from)), ("to", s(self.to))])
+        let text = |v: Option<&str>| ScalarValue::Utf8(v.map(str::to_owned));
+        let day = |d: NaiveDate| text(Some(&d.format("%Y-%m-%d").to_string()));
+        let mut values = vec![
+            ("from".to_owned(), day(self.from)),
+            ("to".to_owned(), day(self.to)),
+            (
+                "interval".to_owned(),
+                text(Some(match self.interval {
+                    Interval::Hour => "hour",
+                    Interval::Day => "day",
+                })),
+            ),
+            ("prop".to_owned(), text(self.prop.as_deref())),
+        ];
+        for (name, _) in FILTERS {
+            values.push((
+                (*name).to_owned(),
+                text(self.filters.get(name).map(String::as_str)),
+            ));
+        }
+        ParamValues::from(values)
     }
 }
 
@@ -121,7 +322,7 @@ mod tests {
             Report::find("nope")
                 .unwrap_err()
                 .to_string()
-                .contains("reports are: daily")
+                .contains("reports are: daily, overview")
         );
     }
 
@@ -152,10 +353,10 @@ mod tests {
                 .contains("after")
         );
         assert!(
-            ReportParams::parse(&m(&[("limit", "5")]), today)
+            ReportParams::parse(&m(&[("colour", "5")]), today)
                 .unwrap_err()
                 .to_string()
-                .contains("\"limit\"")
+                .contains("\"colour\"")
         );
     }
 }

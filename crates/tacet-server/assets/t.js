@@ -27,6 +27,7 @@
     if (consent) e.consent = true;
     if (gpc) e.gpc = true;
     if (dnt) e.dnt = true;
+    if (release) e.release = release;
     q.push(e);
     if (!timer) timer = setTimeout(send, 0);
   }
@@ -58,9 +59,7 @@
     if (seen[k]) return;
     seen[k] = 1;
     errors++;
-    var e = { kind: "crash", error_type: t, message: m, stack: st.slice(0, 50) };
-    if (release) e.release = release;
-    push(e);
+    push({ kind: "crash", error_type: t, message: m, stack: st.slice(0, 50) });
   }
 
   ["pushState", "replaceState"].forEach(function (m) {

@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use tacet_model::parse_event;
 use tacet_privacy::RequestContext;
-use tacet_query::format::{Format, to_csv, to_json};
+use tacet_query::format::{Format, encode};
 use tacet_query::{QueryOutput, Report, ReportParams};
 
 use crate::error::ApiError;
@@ -337,13 +337,16 @@ fn read_tenant<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a Tenan
         .ok_or_else(|| ApiError::unauthorized("unknown read key"))
 }
 
-fn output_format(query: &HashMap<String, String>) -> Result<Format, ApiError> {
+/// `?format=` (json, csv, arrow, parquet) or else the `Accept` header; JSON by default.
+fn output_format(query: &HashMap<String, String>, headers: &HeaderMap) -> Result<Format, ApiError> {
     match query.get("format").map(String::as_str) {
-        None => Ok(Format::Json),
+        None => Ok(header_str(headers, header::ACCEPT)
+            .and_then(Format::from_accept)
+            .unwrap_or(Format::Json)),
         Some(f) => match Format::parse(f) {
             Some(Format::Table) | None => Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
-                format!("format {f:?} is not offered here; use json or csv"),
+                format!("format {f:?} is not offered here; use json, csv, arrow or parquet"),
             )),
             Some(format) => Ok(format),
         },
@@ -351,14 +354,10 @@ fn output_format(query: &HashMap<String, String>) -> Result<Format, ApiError> {
 }
 
 fn answer(out: QueryOutput, format: Format) -> Result<Response, ApiError> {
-    let (bytes, content_type) = match format {
-        Format::Csv => (to_csv(&out.batches), "text/csv; charset=utf-8"),
-        _ => (to_json(&out.batches), "application/json"),
-    };
-    let bytes = bytes.map_err(ApiError::internal)?;
+    let bytes = encode(format, &out.schema, &out.batches).map_err(ApiError::internal)?;
     let mut resp = (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, content_type)],
+        [(header::CONTENT_TYPE, format.content_type())],
         bytes,
     )
         .into_response();
@@ -368,6 +367,7 @@ fn answer(out: QueryOutput, format: Format) -> Result<Response, ApiError> {
         "x-tacet-truncated",
         HeaderValue::from_static(if out.truncated { "true" } else { "false" }),
     );
+    h.insert("x-tacet-suppressed", HeaderValue::from(out.suppressed));
     Ok(resp)
 }
 
@@ -378,7 +378,7 @@ async fn post_sql(
     body: Body,
 ) -> Result<Response, ApiError> {
     let tenant = read_tenant(&state, &headers)?;
-    let format = output_format(&query)?;
+    let format = output_format(&query, &headers)?;
     let body = read_body(body, &headers, state.config.max_sql_bytes).await?;
     let is_json = header_str(&headers, header::CONTENT_TYPE)
         .is_some_and(|ct| ct.starts_with("application/json"));
@@ -411,12 +411,15 @@ async fn get_report(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let tenant = read_tenant(&state, &headers)?;
-    let format = output_format(&query)?;
+    let format = output_format(&query, &headers)?;
     query.remove("format");
     let report =
         Report::find(&name).map_err(|e| ApiError::new(StatusCode::NOT_FOUND, e.to_string()))?;
     let params: BTreeMap<String, String> = query.into_iter().collect();
     let params = ReportParams::parse(&params, state.pipeline.clock().now().date_naive())?;
-    let out = state.query.report(&tenant.id, report, &params).await?;
+    let out = state
+        .query
+        .report(&tenant.id, report, &params, tenant.policy.k_threshold)
+        .await?;
     answer(out, format)
 }

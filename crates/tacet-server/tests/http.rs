@@ -592,3 +592,70 @@ async fn a_tenant_with_origins_refuses_other_pages() {
     let (s, _, _) = send(&h.app, Request::get("/demo").body(Body::empty()).unwrap()).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn reports_take_typed_parameters_and_answer_in_every_format() {
+    let h = default_harness();
+    for path in ["/a", "/a", "/b"] {
+        let (s, _, _) = send(
+            &h.app,
+            post_events(Some("ik-a"), "application/json", pageview(path).to_string()),
+        )
+        .await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+    }
+    h.pipeline.flush().await;
+    let get = |uri: &str, accept: Option<&str>| {
+        let mut b = Request::get(uri).header(header::AUTHORIZATION, "Bearer rk-a");
+        if let Some(a) = accept {
+            b = b.header(header::ACCEPT, a);
+        }
+        b.body(Body::empty()).unwrap()
+    };
+    // One visitor: below the default k = 5, so the pages report leaves both rows out and says so.
+    let (s, headers, body) = send(&h.app, get("/v1/reports/pages", None)).await;
+    assert_eq!((s, body), (StatusCode::OK, json!([])));
+    assert_eq!(headers["x-tacet-suppressed"], "2");
+    let (s, headers, body) = send(&h.app, get("/v1/reports/overview", None)).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body[0]["pageviews"], 3);
+    assert_eq!(headers["x-tacet-suppressed"], "0");
+    for (uri, accept, content_type) in [
+        (
+            "/v1/reports/overview?format=arrow",
+            None,
+            "application/vnd.apache.arrow.stream",
+        ),
+        (
+            "/v1/reports/overview",
+            Some("application/vnd.apache.parquet"),
+            "application/vnd.apache.parquet",
+        ),
+        (
+            "/v1/reports/overview?format=csv",
+            Some("application/vnd.apache.parquet"),
+            "text/csv; charset=utf-8",
+        ),
+    ] {
+        let resp = h.app.clone().oneshot(get(uri, accept)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{uri}");
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], content_type, "{uri}");
+    }
+    for (uri, expected) in [
+        ("/v1/reports/pages?limit=0", "limit"),
+        ("/v1/reports/timeseries?interval=week", "interval"),
+        (
+            "/v1/reports/pages?colour=red",
+            "unknown report parameter \"colour\"",
+        ),
+        ("/v1/reports/crash_trend", "needs the parameter fingerprint"),
+        ("/v1/reports/pages?format=xml", "format \"xml\""),
+    ] {
+        let (s, _, b) = send(&h.app, get(uri, None)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{uri}: {b}");
+        assert!(
+            b["error"].as_str().unwrap().contains(expected),
+            "{uri}: {b}"
+        );
+    }
+}

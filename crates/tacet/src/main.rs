@@ -17,7 +17,7 @@ use tacet_lake::Lake;
 use tacet_model::{Clock, SystemClock, TenantId};
 use tacet_privacy::explain::{Installation, explain};
 use tacet_privacy::{GeoDb, Privacy};
-use tacet_query::format::{Format, to_csv, to_json, to_table};
+use tacet_query::format::{Format, encode};
 use tacet_query::{QueryEngine, QueryOutput, REPORTS, Report, ReportParams};
 use tacet_server::{AppState, DemoKeys, MetricsRender, Tenants, router};
 use tacet_wal::Wal;
@@ -62,8 +62,8 @@ enum Command {
         /// Tenant id, as in the configuration.
         #[arg(long)]
         tenant: String,
-        /// Output format.
-        #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
+        /// Output format (arrow and parquet write binary to stdout).
+        #[arg(long, default_value = "table", value_parser = ["table", "json", "csv", "arrow", "parquet"])]
         format: String,
         /// The query, e.g. "SELECT kind, COUNT(*) FROM events GROUP BY kind".
         query: String,
@@ -82,8 +82,21 @@ enum Command {
         /// Last day, YYYY-MM-DD (inclusive); default today (UTC).
         #[arg(long)]
         to: Option<String>,
-        /// Output format.
-        #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
+        /// Rows at most (1 to 10000; default 100).
+        #[arg(long)]
+        limit: Option<String>,
+        /// Time-series buckets: day or hour.
+        #[arg(long)]
+        interval: Option<String>,
+        /// The property key event_properties breaks down.
+        #[arg(long)]
+        prop: Option<String>,
+        /// A filter, NAME=VALUE (repeatable): page, country, browser, os, device, referrer_class,
+        /// utm_source, utm_campaign, event, release, fingerprint.
+        #[arg(long = "filter", value_name = "NAME=VALUE")]
+        filters: Vec<String>,
+        /// Output format (arrow and parquet write binary to stdout).
+        #[arg(long, default_value = "table", value_parser = ["table", "json", "csv", "arrow", "parquet"])]
         format: String,
         /// List the reports with what they answer, and exit.
         #[arg(long)]
@@ -188,6 +201,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tenant,
             from,
             to,
+            limit,
+            interval,
+            prop,
+            filters,
             format,
             list: false,
         } => {
@@ -199,10 +216,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut given = BTreeMap::new();
             given.extend(from.map(|v| ("from".to_owned(), v)));
             given.extend(to.map(|v| ("to".to_owned(), v)));
+            given.extend(limit.map(|v| ("limit".to_owned(), v)));
+            given.extend(interval.map(|v| ("interval".to_owned(), v)));
+            given.extend(prop.map(|v| ("prop".to_owned(), v)));
+            for f in filters {
+                let (k, v) = f.split_once('=').with_context(|| {
+                    format!("--filter {f:?}: write NAME=VALUE, e.g. --filter country=DE")
+                })?;
+                given.insert(k.to_owned(), v.to_owned());
+            }
             let params = ReportParams::parse(&given, SystemClock.now().date_naive())?;
+            let k = config
+                .tenant
+                .iter()
+                .find(|t| t.id == tenant.as_str())
+                .map_or(5, |t| t.privacy.k_threshold);
             let out = query_engine(&config)?
-                .report(&tenant, report, &params)
+                .report(&tenant, report, &params, k)
                 .await?;
+            if out.suppressed > 0 {
+                eprintln!(
+                    "note: {} rows describing fewer than {k} visitors were left out (the tenant's k_threshold)",
+                    out.suppressed
+                );
+            }
             print_output(&out, &format)
         }
         Command::Privacy {
@@ -367,14 +404,11 @@ fn query_engine(config: &Config) -> anyhow::Result<QueryEngine> {
 
 fn print_output(out: &QueryOutput, format: &str) -> anyhow::Result<()> {
     use std::io::Write;
-    let bytes = match Format::parse(format) {
-        Some(Format::Json) => to_json(&out.batches)?,
-        Some(Format::Csv) => to_csv(&out.batches)?,
-        _ => to_table(&out.batches)?.into_bytes(),
-    };
+    let format = Format::parse(format).unwrap_or(Format::Table);
+    let bytes = encode(format, &out.schema, &out.batches)?;
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(&bytes)?;
-    if !bytes.ends_with(b"\n") {
+    if matches!(format, Format::Table | Format::Json | Format::Csv) && !bytes.ends_with(b"\n") {
         stdout.write_all(b"\n")?;
     }
     if out.truncated {

@@ -1,0 +1,722 @@
+//! Every canned report on a generated fixture, against answers computed here in Rust from the fixture's own
+//! description (not by the same SQL): visits by the 30-minute rule, k-threshold suppression, filters, empty
+//! ranges, a single visitor, and a visit cut by midnight (visitor ids rotate with the daily salt).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use serde_json::{Value, json};
+use tacet_lake::{Lake, PartitionKey};
+use tacet_model::{TenantId, parse_event};
+use tacet_privacy::{
+    EventBatch, Keys, Outcome, Privacy, RequestContext, Tally, TenantPolicy, parse_user_agent,
+};
+use tacet_query::format::to_json;
+use tacet_query::{QueryConfig, QueryEngine, QueryOutput, Report, ReportParams};
+
+/// Visitor-days: a person on one day (visitor ids are daily).
+type Visitors = BTreeSet<(u32, i64)>;
+
+const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
+/// 2025-11-28T00:00:00Z
+const DAY0: i64 = 1_764_288_000_000;
+const MIN: i64 = 60_000;
+const DAY: i64 = 1_440 * MIN;
+
+/// One event of the fixture, as a client would send it.
+#[derive(Debug, Clone)]
+struct Spec {
+    visitor: u32,
+    ts: i64,
+    kind: &'static str,
+    path: String,
+    referrer: Option<&'static str>,
+    name: Option<&'static str>,
+    plan: Option<&'static str>,
+    release: Option<&'static str>,
+    error: Option<(&'static str, String)>,
+}
+
+impl Spec {
+    /// Days since the fixture's first day.
+    fn day(&self) -> i64 {
+        (self.ts - DAY0).div_euclid(DAY)
+    }
+    /// Visitor ids are daily: the same person on two days is two visitor ids.
+    fn visitor_day(&self) -> (u32, i64) {
+        (self.visitor, self.day())
+    }
+}
+
+/// A small deterministic generator (xorshift), so the fixture is the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+const PATHS: [&str; 7] = [
+    "/", "/pricing", "/docs", "/blog/a", "/blog/b", "/cart", "/rare",
+];
+const REFERRERS: [Option<&str>; 4] = [
+    None,
+    Some("https://www.google.com/search?q=x"),
+    Some("https://l.facebook.com/"),
+    Some("https://partner.example/list"),
+];
+
+/// 60 visitors over two days, 1 to 3 visits each, 1 to 5 page views a visit, custom events, crashes; plus
+/// one visit that crosses midnight.
+fn fixture() -> Vec<Spec> {
+    let mut rng = Rng(0x5eed_1234_abcd);
+    let mut out = Vec::new();
+    for visitor in 0..60u32 {
+        let day = i64::from(visitor % 2);
+        let release = if visitor % 3 == 0 { "2.0.0" } else { "1.9.0" };
+        let mut t = DAY0 + day * DAY + (60 + rng.below(600) as i64) * MIN;
+        for _visit in 0..=rng.below(3) {
+            let views = 1 + rng.below(5);
+            for view in 0..views {
+                // "/rare" only by two visitors: below k = 5.
+                let path = if visitor < 2 && view == 0 {
+                    "/rare"
+                } else {
+                    PATHS[rng.below(6) as usize]
+                };
+                out.push(Spec {
+                    visitor,
+                    ts: t,
+                    kind: "pageview",
+                    path: path.into(),
+                    referrer: if view == 0 {
+                        REFERRERS[rng.below(4) as usize]
+                    } else {
+                        None
+                    },
+                    name: None,
+                    plan: None,
+                    release: Some(release),
+                    error: None,
+                });
+                if rng.below(4) == 0 {
+                    out.push(Spec {
+                        ts: t + 30_000,
+                        kind: "event",
+                        name: Some("signup"),
+                        plan: Some(["pro", "free", "team"][rng.below(3) as usize]),
+                        referrer: None,
+                        ..out.last().unwrap().clone()
+                    });
+                }
+                if rng.below(6) == 0 {
+                    let (kind, line) =
+                        [("TypeError", 10), ("RangeError", 20)][rng.below(2) as usize];
+                    out.push(Spec {
+                        ts: t + 40_000,
+                        kind: "crash",
+                        name: None,
+                        plan: None,
+                        referrer: None,
+                        error: Some((kind, format!("at f (app.js:{line}:{})", rng.below(90)))),
+                        ..out.last().unwrap().clone()
+                    });
+                }
+                t += (1 + rng.below(20) as i64) * MIN;
+            }
+            t += (31 + rng.below(90) as i64) * MIN; // a new visit
+        }
+    }
+    // Visitor 99: 23:50 and 00:10 — one sitting, but two visitor ids (two salts), so two visits.
+    for ts in [DAY0 + DAY - 10 * MIN, DAY0 + DAY + 10 * MIN] {
+        out.push(Spec {
+            visitor: 99,
+            ts,
+            kind: "pageview",
+            path: "/night".into(),
+            referrer: None,
+            name: None,
+            plan: None,
+            release: None,
+            error: None,
+        });
+    }
+    out
+}
+
+fn raw_json(s: &Spec) -> Value {
+    let mut v =
+        json!({"kind": s.kind, "url": format!("https://shop.example{}", s.path), "ts": s.ts});
+    if let Some(r) = s.referrer {
+        v["referrer"] = r.into();
+    }
+    if let Some(n) = s.name {
+        v["name"] = n.into();
+    }
+    if let Some(p) = s.plan {
+        v["props"] = json!({"plan": p});
+    }
+    if let Some(r) = s.release {
+        v["release"] = r.into();
+    }
+    if let Some((t, frame)) = &s.error {
+        v["error_type"] = (*t).into();
+        v["message"] = format!("{t} happened").into();
+        v["stack"] = json!([frame]);
+    }
+    v
+}
+
+/// Writes the fixture to a lake the way the pipeline does: pseudonymised, one file per partition.
+async fn write(lake: &Lake, tenant: &TenantId, specs: &[Spec]) {
+    let privacy = Privacy::default();
+    let ua = parse_user_agent(UA);
+    let mut partitions: BTreeMap<String, (PartitionKey, Vec<tacet_privacy::Event>)> =
+        BTreeMap::new();
+    for s in specs {
+        // The salt of the event's day, as the key store hands out.
+        let keys = Keys {
+            visitor_salt: [s.day() as u8; 32],
+            subject_key: [7; 32],
+        };
+        let ip = format!("198.51.{}.{}", s.visitor / 200, s.visitor % 200 + 1);
+        let ctx = RequestContext::new(ip.parse().unwrap(), UA);
+        let raw = parse_event(raw_json(s), DAY0 + 10 * DAY).unwrap();
+        let key = PartitionKey::for_event(tenant.clone(), raw.kind, raw.ts_millis);
+        let Outcome::Keep(e) = privacy.pseudonymise(
+            tenant,
+            &TenantPolicy::default(),
+            &keys,
+            ctx,
+            &ua,
+            raw,
+            &mut Tally::default(),
+        ) else {
+            panic!("kept")
+        };
+        partitions
+            .entry(format!("{key:?}"))
+            .or_insert_with(|| (key, Vec::new()))
+            .1
+            .push(e);
+    }
+    for (i, (key, events)) in partitions.into_values().enumerate() {
+        let batch = EventBatch::from_events(events.iter()).unwrap();
+        lake.write(&key, (i as u64 + 1, i as u64 + 1), &batch)
+            .await
+            .unwrap();
+    }
+}
+
+/// Visits by the documented rule, computed here: per visitor-day, sorted by time, a new visit after a gap
+/// of more than 30 minutes. Returns each visit's events.
+fn visits(specs: &[&Spec]) -> Vec<Vec<Spec>> {
+    let mut by_visitor: BTreeMap<(u32, i64), Vec<&Spec>> = BTreeMap::new();
+    for s in specs {
+        by_visitor.entry(s.visitor_day()).or_default().push(s);
+    }
+    let mut out = Vec::new();
+    for (_, mut events) in by_visitor {
+        events.sort_by_key(|s| s.ts);
+        let mut current: Vec<Spec> = Vec::new();
+        for s in events {
+            if current.last().is_some_and(|l| s.ts - l.ts > 30 * MIN) {
+                out.push(std::mem::take(&mut current));
+            }
+            current.push(s.clone());
+        }
+        out.push(current);
+    }
+    out
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    engine: QueryEngine,
+    specs: Vec<Spec>,
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::local(dir.path()).unwrap();
+    let specs = fixture();
+    write(&lake, &TenantId::new("shop").unwrap(), &specs).await;
+    let solo = [Spec {
+        visitor: 1,
+        ts: DAY0 + 12 * 60 * MIN,
+        kind: "pageview",
+        path: "/only".into(),
+        referrer: None,
+        name: None,
+        plan: None,
+        release: None,
+        error: None,
+    }];
+    write(&lake, &TenantId::new("solo").unwrap(), &solo).await;
+    let engine = QueryEngine::new(Arc::clone(lake.store()), QueryConfig::default()).unwrap();
+    Setup {
+        _dir: dir,
+        engine,
+        specs,
+    }
+}
+
+impl Setup {
+    async fn run(
+        &self,
+        tenant: &str,
+        report: &str,
+        params: &[(&str, &str)],
+        k: u64,
+    ) -> QueryOutput {
+        let mut given: BTreeMap<String, String> = params
+            .iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect();
+        given.entry("from".into()).or_insert("2025-11-28".into());
+        given.entry("to".into()).or_insert("2025-11-29".into());
+        let today = NaiveDate::from_ymd_opt(2025, 11, 29).unwrap();
+        let params = ReportParams::parse(&given, today).unwrap();
+        self.engine
+            .report(
+                &TenantId::new(tenant).unwrap(),
+                Report::find(report).unwrap(),
+                &params,
+                k,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{report}: {e}"))
+    }
+
+    async fn rows(&self, tenant: &str, report: &str, params: &[(&str, &str)], k: u64) -> Value {
+        let out = self.run(tenant, report, params, k).await;
+        canonical(serde_json::from_slice(&to_json(&out.batches).unwrap()).unwrap())
+    }
+}
+
+/// Rows in report order (visitors, then the count, descending), with ties put in one fixed order, so that
+/// answers compare whatever order an engine gives equal rows.
+fn canonical(rows: Value) -> Value {
+    let Value::Array(mut rows) = rows else {
+        return rows;
+    };
+    let num = |r: &Value, col: &str| r.get(col).and_then(Value::as_u64).unwrap_or(0);
+    let count = |r: &Value| {
+        ["pageviews", "visits", "events", "crashes"]
+            .iter()
+            .find(|c| r.get(**c).is_some())
+            .map_or(0, |c| num(r, c))
+    };
+    let is_breakdown = rows.first().is_some_and(|r| {
+        r.get("visitors").is_some()
+            && r.get("bucket").is_none()
+            && r.get("release").is_none()
+            && r.get("day").is_none()
+    });
+    if is_breakdown {
+        rows.sort_by(|a, b| {
+            num(b, "visitors")
+                .cmp(&num(a, "visitors"))
+                .then(count(b).cmp(&count(a)))
+                .then_with(|| a.to_string().cmp(&b.to_string()))
+        });
+    }
+    Value::Array(rows)
+}
+
+fn round(x: f64, places: i32) -> f64 {
+    let f = 10f64.powi(places);
+    (x * f).round() / f
+}
+
+/// The overview's numbers for a set of events, computed here.
+fn overview_of(specs: &[&Spec]) -> Value {
+    let vs = visits(specs);
+    let visitors: Visitors = specs.iter().map(|s| s.visitor_day()).collect();
+    let count = |kind: &str| specs.iter().filter(|s| s.kind == kind).count();
+    let views: Vec<usize> = vs
+        .iter()
+        .map(|v| v.iter().filter(|s| s.kind == "pageview").count())
+        .collect();
+    let n = vs.len() as f64;
+    let ratio = |x: f64, places| {
+        if vs.is_empty() {
+            Value::Null
+        } else {
+            json!(round(x / n, places))
+        }
+    };
+    let mean_ms = vs
+        .iter()
+        .map(|v| (v.last().unwrap().ts - v[0].ts) as f64)
+        .sum::<f64>();
+    json!([{
+        "visitors": visitors.len(),
+        "visits": vs.len(),
+        "pageviews": count("pageview"),
+        "views_per_visit": ratio(views.iter().sum::<usize>() as f64, 2),
+        "bounce_rate": ratio(views.iter().filter(|v| **v == 1).count() as f64, 4),
+        "visit_seconds": if vs.is_empty() { Value::Null } else { json!(round(mean_ms / n / 1000.0, 1)) },
+        "events": count("event"),
+        "crashes": count("crash"),
+    }])
+}
+
+#[tokio::test]
+async fn overview_timeseries_and_visits() {
+    let s = setup().await;
+    let all: Vec<&Spec> = s.specs.iter().collect();
+    assert_eq!(s.rows("shop", "overview", &[], 5).await, overview_of(&all));
+
+    // A filter restricts the events every number is computed from.
+    let search: Vec<&Spec> = all
+        .iter()
+        .copied()
+        .filter(|x| x.referrer.is_some_and(|r| r.contains("google")))
+        .collect();
+    assert!(!search.is_empty());
+    assert_eq!(
+        s.rows("shop", "overview", &[("referrer_class", "search")], 5)
+            .await,
+        overview_of(&search)
+    );
+
+    // Per day: the midnight visitor counts on both days, once each.
+    let rows = s.rows("shop", "timeseries", &[], 5).await;
+    for (i, day) in [0i64, 1].iter().enumerate() {
+        let of_day: Vec<&Spec> = all.iter().copied().filter(|x| x.day() == *day).collect();
+        let expected = &overview_of(&of_day)[0];
+        let row = &rows[i];
+        assert_eq!(
+            &row["bucket"].as_str().unwrap()[..10],
+            ["2025-11-28", "2025-11-29"][i]
+        );
+        for col in ["visitors", "visits", "pageviews", "events", "crashes"] {
+            assert_eq!(row[col], expected[col], "day {i} {col}");
+        }
+    }
+    // Hourly buckets add up to the same page views.
+    let hours = s
+        .rows("shop", "timeseries", &[("interval", "hour")], 5)
+        .await;
+    let total: u64 = hours
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["pageviews"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        total as usize,
+        all.iter().filter(|x| x.kind == "pageview").count()
+    );
+    assert!(hours.as_array().unwrap().len() > 2);
+
+    // Empty range: zero counts, no ratios.
+    let empty = s
+        .rows(
+            "shop",
+            "overview",
+            &[("from", "2020-01-01"), ("to", "2020-01-31")],
+            5,
+        )
+        .await;
+    assert_eq!(empty, overview_of(&[]));
+    // A single visitor with a single page view: one visit, all bounce, zero seconds.
+    assert_eq!(
+        s.rows("solo", "overview", &[], 5).await,
+        json!([{"visitors": 1, "visits": 1, "pageviews": 1, "views_per_visit": 1.0, "bounce_rate": 1.0,
+                "visit_seconds": 0.0, "events": 0, "crashes": 0}])
+    );
+}
+
+/// Rows of `(key, visitors, count)` sorted as the reports sort them, with those under k removed.
+fn breakdown(
+    groups: HashMap<Value, (Visitors, usize)>,
+    k: usize,
+    key_cols: &[&str],
+    count_col: &str,
+) -> (Value, usize) {
+    let mut rows: Vec<(Value, usize, usize)> = groups
+        .into_iter()
+        .map(|(key, (visitors, n))| (key, visitors.len(), n))
+        .collect();
+    let suppressed = rows.iter().filter(|r| r.1 < k).count();
+    rows.retain(|r| r.1 >= k);
+    rows.sort_by(|a, b| {
+        b.1.cmp(&a.1)
+            .then(b.2.cmp(&a.2))
+            .then_with(|| a.0.to_string().cmp(&b.0.to_string()))
+    });
+    let out: Vec<Value> = rows
+        .into_iter()
+        .map(|(key, visitors, n)| {
+            let mut row = serde_json::Map::new();
+            for (i, col) in key_cols.iter().enumerate() {
+                row.insert((*col).to_owned(), key[i].clone());
+            }
+            row.insert("visitors".into(), json!(visitors));
+            row.insert(count_col.into(), json!(n));
+            Value::Object(row)
+        })
+        .collect();
+    (canonical(Value::Array(out)), suppressed)
+}
+
+fn group<'a>(
+    specs: impl Iterator<Item = &'a Spec>,
+    key: impl Fn(&Spec) -> Value,
+) -> HashMap<Value, (Visitors, usize)> {
+    let mut groups: HashMap<Value, (Visitors, usize)> = HashMap::new();
+    for s in specs {
+        let g = groups.entry(key(s)).or_default();
+        g.0.insert(s.visitor_day());
+        g.1 += 1;
+    }
+    groups
+}
+
+#[tokio::test]
+async fn breakdowns_with_the_k_threshold() {
+    let s = setup().await;
+    let pageviews = || s.specs.iter().filter(|x| x.kind == "pageview");
+
+    let (expected, suppressed) = breakdown(
+        group(pageviews(), |x| json!([x.path])),
+        5,
+        &["page"],
+        "pageviews",
+    );
+    let out = s.run("shop", "pages", &[], 5).await;
+    assert_eq!(out.suppressed, suppressed);
+    assert!(suppressed >= 2, "/rare and /night are under k");
+    assert_eq!(
+        canonical(serde_json::from_slice::<Value>(&to_json(&out.batches).unwrap()).unwrap()),
+        expected
+    );
+    // k = 1 shows every row; a page filter keeps one; limit cuts.
+    let (all_rows, none) = breakdown(
+        group(pageviews(), |x| json!([x.path])),
+        1,
+        &["page"],
+        "pageviews",
+    );
+    assert_eq!((s.rows("shop", "pages", &[], 1).await, none), (all_rows, 0));
+    let docs = s.rows("shop", "pages", &[("page", "/docs")], 1).await;
+    assert_eq!(docs.as_array().unwrap().len(), 1);
+    assert_eq!(docs[0]["page"], "/docs");
+    let top2 = s.run("shop", "pages", &[("limit", "2")], 5).await;
+    assert_eq!((top2.num_rows(), top2.truncated), (2, true));
+    // The single visitor's only page is below k = 5: suppressed, and said so.
+    let solo = s.run("solo", "pages", &[], 5).await;
+    assert_eq!((solo.num_rows(), solo.suppressed), (0, 1));
+
+    // Referrers: only the first page view of a visit carries one; classes from the host list.
+    let class = |r: Option<&str>| match r {
+        None => json!(["direct", null, null]),
+        Some(u) if u.contains("google") => json!(["search", "Google", "www.google.com"]),
+        Some(u) if u.contains("facebook") => json!(["social", "Facebook", "l.facebook.com"]),
+        Some(_) => json!(["other", null, "partner.example"]),
+    };
+    let (expected, _) = breakdown(
+        group(pageviews(), |x| class(x.referrer)),
+        5,
+        &["referrer_class", "source", "host"],
+        "pageviews",
+    );
+    assert_eq!(s.rows("shop", "referrers", &[], 5).await, expected);
+
+    // Entry and exit pages: first and last page view of each visit.
+    let pv: Vec<&Spec> = pageviews().collect();
+    for (report, pick) in [("entry_pages", true), ("exit_pages", false)] {
+        let mut groups: HashMap<Value, (Visitors, usize)> = HashMap::new();
+        for v in visits(&pv) {
+            let s = if pick { &v[0] } else { v.last().unwrap() };
+            let g = groups.entry(json!([s.path])).or_default();
+            g.0.insert(s.visitor_day());
+            g.1 += 1;
+        }
+        let (expected, _) = breakdown(groups, 5, &["page"], "visits");
+        assert_eq!(s.rows("shop", report, &[], 5).await, expected, "{report}");
+    }
+
+    // Custom events, and one event's property values.
+    let events = || s.specs.iter().filter(|x| x.kind == "event");
+    let (expected, _) = breakdown(
+        group(events(), |x| json!([x.name])),
+        5,
+        &["event"],
+        "events",
+    );
+    assert_eq!(s.rows("shop", "events", &[], 5).await, expected);
+    let (expected, _) = breakdown(
+        group(events(), |x| json!([x.plan])),
+        1,
+        &["value"],
+        "events",
+    );
+    assert_eq!(
+        s.rows(
+            "shop",
+            "event_properties",
+            &[("event", "signup"), ("prop", "plan")],
+            1
+        )
+        .await,
+        expected
+    );
+    // Browsers: one user agent in the fixture.
+    let visitors: Visitors = pageviews().map(Spec::visitor_day).collect();
+    assert_eq!(
+        s.rows("shop", "browsers", &[], 5).await,
+        json!([{"browser": "Firefox", "visitors": visitors.len(), "pageviews": pageviews().count()}])
+    );
+}
+
+#[tokio::test]
+async fn crash_groups_trend_and_release_health() {
+    let s = setup().await;
+    let crashes: Vec<&Spec> = s.specs.iter().filter(|x| x.kind == "crash").collect();
+    // Groups: line and column numbers do not split them, so one per error type.
+    #[derive(Default)]
+    struct Group<'a> {
+        crashes: usize,
+        visitors: Visitors,
+        releases: BTreeSet<&'a str>,
+    }
+    let mut groups: BTreeMap<&str, Group> = BTreeMap::new();
+    for c in &crashes {
+        let g = groups.entry(c.error.as_ref().unwrap().0).or_default();
+        g.crashes += 1;
+        g.visitors.insert(c.visitor_day());
+        g.releases.insert(c.release.unwrap());
+    }
+    let rows = s.rows("shop", "crash_groups", &[], 1).await;
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), groups.len());
+    for row in rows {
+        let t = row["error_type"].as_str().unwrap();
+        let Group {
+            crashes: n,
+            visitors,
+            releases,
+        } = &groups[t];
+        assert_eq!(row["crashes"], json!(n), "{t}");
+        assert_eq!(row["visitors"], json!(visitors.len()), "{t}");
+        assert_eq!(row["example_message"], json!(format!("{t} happened")));
+        assert_eq!(
+            row["releases"],
+            json!(releases.iter().copied().collect::<Vec<_>>().join(", "))
+        );
+        let fingerprint = row["fingerprint"].as_str().unwrap();
+        assert_eq!(fingerprint.len(), 16);
+        // The trend of this group, day by day.
+        let trend = s
+            .rows("shop", "crash_trend", &[("fingerprint", fingerprint)], 1)
+            .await;
+        let per_day: u64 = trend
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["crashes"].as_u64().unwrap())
+            .sum();
+        assert_eq!(per_day as usize, *n);
+    }
+    // The trend needs its fingerprint.
+    let given: BTreeMap<String, String> = BTreeMap::new();
+    let params =
+        ReportParams::parse(&given, NaiveDate::from_ymd_opt(2025, 11, 29).unwrap()).unwrap();
+    let err = s
+        .engine
+        .report(
+            &TenantId::new("shop").unwrap(),
+            Report::find("crash_trend").unwrap(),
+            &params,
+            1,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("needs the parameter fingerprint"), "{err}");
+
+    // Release health: visits with an event of the release, and the share without a crash.
+    let with_release: Vec<&Spec> = s.specs.iter().filter(|x| x.release.is_some()).collect();
+    // visits, crashed visits, visitors, crashed visitors
+    type Health = (usize, usize, Visitors, Visitors);
+    let mut per_release: BTreeMap<&str, Health> = BTreeMap::new();
+    for v in visits(&with_release) {
+        let r = per_release.entry(v[0].release.unwrap()).or_default();
+        let crashed = v.iter().any(|x| x.kind == "crash");
+        r.0 += 1;
+        r.1 += usize::from(crashed);
+        r.2.insert(v[0].visitor_day());
+        if crashed {
+            r.3.insert(v[0].visitor_day());
+        }
+    }
+    let expected: Vec<Value> = per_release
+        .iter()
+        .map(|(release, (visits, crashed, visitors, crashed_visitors))| {
+            json!({
+                "release": release,
+                "visits": visits,
+                "crash_free_visits": round(1.0 - *crashed as f64 / *visits as f64, 4),
+                "visitors": visitors.len(),
+                "crash_free_visitors": round(1.0 - crashed_visitors.len() as f64 / visitors.len() as f64, 4),
+            })
+        })
+        .collect();
+    assert_eq!(
+        s.rows("shop", "release_health", &[], 1).await,
+        json!(expected)
+    );
+}
+
+#[tokio::test]
+async fn every_report_runs_and_formats_round_trip() {
+    let s = setup().await;
+    for report in tacet_query::REPORTS {
+        let mut params = vec![];
+        for r in report.required() {
+            params.push((
+                if r == "prop" { "prop" } else { r.as_str() }.to_owned(),
+                match r.as_str() {
+                    "event" => "signup",
+                    "prop" => "plan",
+                    _ => "0000000000000000",
+                }
+                .to_owned(),
+            ));
+        }
+        let p: Vec<(&str, &str)> = params
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let out = s.run("shop", report.name, &p, 5).await;
+        // Arrow and Parquet carry the schema even when there are no rows.
+        for format in [
+            tacet_query::format::Format::Arrow,
+            tacet_query::format::Format::Parquet,
+        ] {
+            let bytes = tacet_query::format::encode(format, &out.schema, &out.batches).unwrap();
+            assert!(!bytes.is_empty(), "{} {format:?}", report.name);
+        }
+        // Arrow IPC reads back to the same rows.
+        let bytes = tacet_query::format::to_arrow(&out.schema, &out.batches).unwrap();
+        let back: Vec<_> =
+            arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+        assert_eq!(
+            back.iter().map(|b| b.num_rows()).sum::<usize>(),
+            out.num_rows(),
+            "{}",
+            report.name
+        );
+    }
+}

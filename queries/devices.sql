@@ -1,0 +1,12 @@
+-- name: devices
+-- title: Device categories by visitors
+-- params: limit (rows, default 100), from, to (YYYY-MM-DD, inclusive; default the last 30 days), the filters (page, country, browser, os, device,
+--   referrer_class, utm_source, utm_campaign, event, release, fingerprint)
+-- columns: device (desktop, mobile, tablet, appliance, bot, unknown), visitors, pageviews
+-- k: visitors
+WITH {{visits}}
+SELECT device AS device, COUNT(DISTINCT visitor_id) AS visitors, COUNT(*) AS pageviews
+FROM scoped
+WHERE kind = 'pageview'
+GROUP BY 1
+ORDER BY visitors DESC, pageviews DESC, device

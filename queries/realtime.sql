@@ -1,0 +1,16 @@
+-- name: realtime
+-- title: The last 30 minutes, minute by minute (events written to Parquet; the flush interval behind)
+-- params: the filters (page, country, browser, os, device, referrer_class, utm_source, utm_campaign, event,
+--   release, fingerprint); from and to are ignored
+-- columns: minute (UTC), visitors, pageviews, events, crashes
+SELECT date_trunc('minute', ts) AS minute,
+    COUNT(DISTINCT visitor_id) AS visitors,
+    COUNT(*) FILTER (WHERE kind = 'pageview') AS pageviews,
+    COUNT(*) FILTER (WHERE kind = 'event') AS events,
+    COUNT(*) FILTER (WHERE kind = 'crash') AS crashes
+FROM events
+WHERE date >= to_char(now() - INTERVAL '1 day', '%Y-%m-%d')
+    AND ts >= now() - INTERVAL '30 minutes'
+    AND {{filters}}
+GROUP BY 1
+ORDER BY 1
