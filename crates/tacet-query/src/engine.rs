@@ -255,8 +255,9 @@ impl Inner {
                 .with_param_values(params)
                 .map_err(Error::from_datafusion)?;
         }
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let mut stream = df.execute_stream().await.map_err(Error::from_datafusion)?;
+        // The physical schema: a bound placeholder's type is only known here.
+        let schema: SchemaRef = stream.schema();
         let (mut batches, mut rows, mut truncated) = (Vec::new(), 0usize, false);
         let max = self.config.max_rows;
         while let Some(batch) = stream.next().await {

@@ -47,6 +47,9 @@ pub const REPORTS: &[Report] = reports![
     "countries",
     "events",
     "event_properties",
+    "goals",
+    "funnel",
+    "retention",
     "realtime",
     "crash_groups",
     "crash_trend",
@@ -180,6 +183,8 @@ pub struct ReportParams {
     pub filters: BTreeMap<&'static str, String>,
     /// The property key `event_properties` breaks down.
     pub prop: Option<String>,
+    /// The funnel's steps, `page:/path` or `event:name`, 2 to 8.
+    pub steps: Vec<String>,
 }
 
 /// Most rows a report may be asked for.
@@ -191,11 +196,11 @@ impl ReportParams {
     /// refused by name, with the list of known ones.
     pub fn parse(given: &BTreeMap<String, String>, today: NaiveDate) -> Result<Self> {
         let known = |k: &str| {
-            matches!(k, "from" | "to" | "limit" | "interval" | "prop")
+            matches!(k, "from" | "to" | "limit" | "interval" | "prop" | "steps")
                 || FILTERS.iter().any(|(f, _)| *f == k)
         };
         if let Some(unknown) = given.keys().find(|k| !known(k)) {
-            let mut names = vec!["from", "to", "limit", "interval", "prop"];
+            let mut names = vec!["from", "to", "limit", "interval", "prop", "steps"];
             names.extend(FILTERS.iter().map(|(f, _)| *f));
             return Err(Error::User(format!(
                 "unknown report parameter {unknown:?}; reports take {}",
@@ -250,6 +255,23 @@ impl ReportParams {
                 filters.insert(*name, v.clone());
             }
         }
+        let steps: Vec<String> = match given.get("steps") {
+            None => Vec::new(),
+            Some(v) => {
+                let steps: Vec<String> = v.split(',').map(|s| s.trim().to_owned()).collect();
+                if !(2..=8).contains(&steps.len())
+                    || steps.iter().any(|s| {
+                        !(s.strip_prefix("page:").or(s.strip_prefix("event:")))
+                            .is_some_and(|rest| !rest.is_empty())
+                    })
+                {
+                    return Err(Error::User(format!(
+                        "steps: {v:?} is not 2 to 8 comma-separated steps like page:/pricing or event:signup"
+                    )));
+                }
+                steps
+            }
+        };
         Ok(Self {
             from,
             to,
@@ -257,6 +279,7 @@ impl ReportParams {
             interval,
             filters,
             prop: given.get("prop").cloned(),
+            steps,
         })
     }
 
@@ -265,6 +288,7 @@ impl ReportParams {
         for r in report.required() {
             let given = match r.as_str() {
                 "prop" => self.prop.is_some(),
+                "steps" => !self.steps.is_empty(),
                 f => self.filters.contains_key(f),
             };
             if !given {
@@ -296,6 +320,12 @@ impl ReportParams {
             values.push((
                 (*name).to_owned(),
                 text(self.filters.get(name).map(String::as_str)),
+            ));
+        }
+        for i in 1..=8 {
+            values.push((
+                format!("step{i}"),
+                text(self.steps.get(i - 1).map(String::as_str)),
             ));
         }
         ParamValues::from(values)

@@ -174,19 +174,26 @@ fn raw_json(s: &Spec) -> Value {
 
 /// Writes the fixture to a lake the way the pipeline does: pseudonymised, one file per partition.
 async fn write(lake: &Lake, tenant: &TenantId, specs: &[Spec]) {
+    let events: Vec<(u32, Value)> = specs.iter().map(|s| (s.visitor, raw_json(s))).collect();
+    write_json(lake, tenant, &events).await;
+}
+
+/// Writes `(visitor, event JSON with a numeric ts)` pairs; a visitor is a client address.
+async fn write_json(lake: &Lake, tenant: &TenantId, events: &[(u32, Value)]) {
     let privacy = Privacy::default();
     let ua = parse_user_agent(UA);
     let mut partitions: BTreeMap<String, (PartitionKey, Vec<tacet_privacy::Event>)> =
         BTreeMap::new();
-    for s in specs {
+    for (visitor, json) in events {
+        let ts = json["ts"].as_i64().unwrap();
         // The salt of the event's day, as the key store hands out.
         let keys = Keys {
-            visitor_salt: [s.day() as u8; 32],
+            visitor_salt: [(ts - DAY0).div_euclid(DAY) as u8; 32],
             subject_key: [7; 32],
         };
-        let ip = format!("198.51.{}.{}", s.visitor / 200, s.visitor % 200 + 1);
+        let ip = format!("198.51.{}.{}", visitor / 200, visitor % 200 + 1);
         let ctx = RequestContext::new(ip.parse().unwrap(), UA);
-        let raw = parse_event(raw_json(s), DAY0 + 10 * DAY).unwrap();
+        let raw = parse_event(json.clone(), DAY0 + 60 * DAY).unwrap();
         let key = PartitionKey::for_event(tenant.clone(), raw.kind, raw.ts_millis);
         let Outcome::Keep(e) = privacy.pseudonymise(
             tenant,
@@ -258,6 +265,47 @@ async fn setup() -> Setup {
         error: None,
     }];
     write(&lake, &TenantId::new("solo").unwrap(), &solo).await;
+    // Funnels, goals and cohorts: a small hand-made tenant.
+    let page = |v: u32, minute: i64, path: &str, user: Option<&str>| {
+        let mut e = json!({"kind": "pageview", "url": format!("https://f.example{path}"), "ts": DAY0 + minute * MIN});
+        if let Some(u) = user {
+            e["user_id"] = u.into();
+        }
+        (v, e)
+    };
+    let event = |v: u32, minute: i64, name: &str| {
+        (
+            v,
+            json!({"kind": "event", "name": name, "url": "https://f.example/", "ts": DAY0 + minute * MIN}),
+        )
+    };
+    let week = 7 * 1_440;
+    let funnel = vec![
+        // A: / → /pricing → signup (all three steps)
+        page(1, 600, "/", None),
+        page(1, 605, "/pricing", None),
+        event(1, 606, "signup"),
+        // B: / → /pricing
+        page(2, 600, "/", None),
+        page(2, 601, "/pricing", None),
+        // C: / only
+        page(3, 600, "/", None),
+        // D: /pricing before / (the order counts: step 1 only)
+        page(4, 600, "/pricing", None),
+        page(4, 601, "/", None),
+        // E: signup without the pages
+        event(5, 600, "signup"),
+        event(5, 601, "newsletter"),
+        // Identified users over three weeks (2025-11-24 is a Monday): u1 weeks 0, 1, 2; u2 weeks 0 and 2;
+        // u3 from week 1.
+        page(6, 700, "/app", Some("u1")),
+        page(6, 700 + week, "/app", Some("u1")),
+        page(6, 700 + 2 * week, "/app", Some("u1")),
+        page(7, 700, "/app", Some("u2")),
+        page(7, 700 + 2 * week, "/app", Some("u2")),
+        page(8, 700 + week, "/app", Some("u3")),
+    ];
+    write_json(&lake, &TenantId::new("funnel").unwrap(), &funnel).await;
     let engine = QueryEngine::new(Arc::clone(lake.store()), QueryConfig::default()).unwrap();
     Setup {
         _dir: dir,
@@ -677,6 +725,77 @@ async fn crash_groups_trend_and_release_health() {
 }
 
 #[tokio::test]
+async fn funnels_goals_and_retention_cohorts() {
+    let s = setup().await;
+    let steps = [("steps", "page:/,page:/pricing,event:signup")];
+    assert_eq!(
+        s.rows("funnel", "funnel", &steps, 1).await,
+        json!([
+            {"step": 1, "name": "page:/", "visitors": 4, "conversion": 1.0},
+            {"step": 2, "name": "page:/pricing", "visitors": 2, "conversion": 0.5},
+            {"step": 3, "name": "event:signup", "visitors": 1, "conversion": 0.25},
+        ])
+    );
+    // Below k = 5 visitors every step is left out, and said so.
+    let out = s.run("funnel", "funnel", &steps, 5).await;
+    assert_eq!((out.num_rows(), out.suppressed), (0, 3));
+    // Eight visitor-days in all (the weekly users are other days); signup reached by 2, newsletter by 1.
+    assert_eq!(
+        s.rows(
+            "funnel",
+            "goals",
+            &[("from", "2025-11-28"), ("to", "2025-11-28")],
+            1
+        )
+        .await,
+        json!([
+            {"goal": "signup", "visitors": 2, "conversions": 2, "conversion_rate": 0.2857},
+            {"goal": "newsletter", "visitors": 1, "conversions": 1, "conversion_rate": 0.1429},
+        ])
+    );
+    let cohorts = s
+        .rows(
+            "funnel",
+            "retention",
+            &[("from", "2025-11-24"), ("to", "2025-12-21")],
+            1,
+        )
+        .await;
+    let cohorts: Vec<(String, i64, i64)> = cohorts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["cohort"].as_str().unwrap()[..10].to_owned(),
+                r["week"].as_i64().unwrap(),
+                r["users"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        cohorts,
+        [
+            ("2025-11-24".to_owned(), 0, 2),
+            ("2025-11-24".to_owned(), 1, 1),
+            ("2025-11-24".to_owned(), 2, 2),
+            ("2025-12-01".to_owned(), 0, 1),
+        ]
+    );
+    for bad in [
+        "page:/",
+        "page:/,",
+        "x:/,page:/",
+        "page:/,page:/,page:/,page:/,page:/,page:/,page:/,page:/,page:/",
+    ] {
+        let given = BTreeMap::from([("steps".to_owned(), bad.to_owned())]);
+        let e = ReportParams::parse(&given, NaiveDate::from_ymd_opt(2025, 11, 29).unwrap())
+            .unwrap_err();
+        assert!(e.to_string().contains("2 to 8"), "{bad}: {e}");
+    }
+}
+
+#[tokio::test]
 async fn every_report_runs_and_formats_round_trip() {
     let s = setup().await;
     for report in tacet_query::REPORTS {
@@ -687,6 +806,7 @@ async fn every_report_runs_and_formats_round_trip() {
                 match r.as_str() {
                     "event" => "signup",
                     "prop" => "plan",
+                    "steps" => "page:/,event:signup",
                     _ => "0000000000000000",
                 }
                 .to_owned(),
