@@ -261,8 +261,9 @@ impl ReportParams {
                 let steps: Vec<String> = v.split(',').map(|s| s.trim().to_owned()).collect();
                 if !(2..=8).contains(&steps.len())
                     || steps.iter().any(|s| {
-                        !(s.strip_prefix("page:").or(s.strip_prefix("event:")))
-                            .is_some_and(|rest| !rest.is_empty())
+                        s.strip_prefix("page:")
+                            .or(s.strip_prefix("event:"))
+                            .is_none_or(str::is_empty)
                     })
                 {
                     return Err(Error::User(format!(
