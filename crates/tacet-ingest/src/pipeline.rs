@@ -52,6 +52,32 @@ impl Accepted {
     }
 }
 
+/// A batch of the file schema with the partition columns `kind` and `date` appended, as the lake's
+/// listing table shows them.
+fn with_partition_columns(
+    batch: &arrow::array::RecordBatch,
+    key: &PartitionKey,
+) -> Result<arrow::array::RecordBatch, tacet_privacy::ArrowError> {
+    use arrow::array::{ArrayRef, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    let n = batch.num_rows();
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+    for (name, value) in [
+        ("kind", key.kind.as_str().to_owned()),
+        ("date", key.date.format("%Y-%m-%d").to_string()),
+    ] {
+        fields.push(Field::new(name, DataType::Utf8, false));
+        columns.push(std::sync::Arc::new(StringArray::from(vec![value; n])));
+    }
+    arrow::array::RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
+}
+
 /// Entries kept in the user-agent cache before it is cleared.
 const USER_AGENT_CACHE: usize = 4096;
 
@@ -60,6 +86,8 @@ struct State {
     buffer: Buffer,
     /// A flush that has started (its range is in the log's checkpoint) and must finish before the next.
     pending: Option<FlushSet>,
+    /// The flush running now: its first log sequence number and its partitions, for query snapshots.
+    in_flight: Option<InFlight>,
 }
 
 impl State {
@@ -77,6 +105,9 @@ impl State {
         }
     }
 }
+
+/// A running flush's first log sequence number and partitions.
+type InFlight = (u64, Vec<(PartitionKey, Arc<Vec<Event>>)>);
 
 /// Events committed to the log and not yet part of a flush.
 #[derive(Debug, Default)]
@@ -106,8 +137,9 @@ impl Buffer {
 struct FlushSet {
     from: u64,
     to: u64,
-    /// Partitions, each with its events sorted by time and whether its file is already written.
-    partitions: Vec<(PartitionKey, Vec<Event>, bool)>,
+    /// Partitions, each with its events sorted by time (shared with query snapshots while the flush
+    /// runs) and whether its file is already written.
+    partitions: Vec<(PartitionKey, Arc<Vec<Event>>, bool)>,
     len: usize,
     oldest_millis: i64,
 }
@@ -119,7 +151,7 @@ impl FlushSet {
             .into_iter()
             .map(|(k, mut events)| {
                 events.sort_by_key(|e| e.ts_millis);
-                (k, events, false)
+                (k, Arc::new(events), false)
             })
             .collect();
         partitions.sort_by(|a, b| a.0.cmp(&b.0));
@@ -207,6 +239,55 @@ impl Pipeline {
 
     pub fn wal(&self) -> &Arc<Wal> {
         &self.wal
+    }
+
+    /// The events of `tenant` that are durable in the log but may not be in the lake yet (buffered, in a
+    /// flush, or in a failed flush), as Arrow batches in the file schema plus the partition columns `kind`
+    /// and `date` (one batch per partition); and the highest log sequence number every lake file at or
+    /// below which holds none of them. A query that counts these events and hides the lake files whose
+    /// range starts above that number counts every event once, whatever flushes run meanwhile.
+    pub fn buffered_snapshot(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<(Vec<arrow::array::RecordBatch>, u64)> {
+        let (parts, threshold) = {
+            let st = self.state.lock().expect("pipeline lock");
+            let mut parts: Vec<(PartitionKey, Vec<Event>)> = st
+                .buffer
+                .partitions
+                .iter()
+                .filter(|(k, _)| k.tenant == *tenant)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let mut threshold = self.wal.checkpoint().persisted;
+            if let Some(p) = &st.pending {
+                threshold = threshold.min(p.from.saturating_sub(1));
+                parts.extend(
+                    p.partitions
+                        .iter()
+                        .filter(|(k, _, _)| k.tenant == *tenant)
+                        .map(|(k, v, _)| (k.clone(), v.as_ref().clone())),
+                );
+            }
+            if let Some((from, flight)) = &st.in_flight {
+                threshold = threshold.min(from.saturating_sub(1));
+                parts.extend(
+                    flight
+                        .iter()
+                        .filter(|(k, _)| k.tenant == *tenant)
+                        .map(|(k, v)| (k.clone(), v.as_ref().clone())),
+                );
+            }
+            (parts, threshold)
+        };
+        let batches = parts
+            .into_iter()
+            .map(|(key, events)| {
+                let batch = EventBatch::from_events(events.iter())?;
+                Ok(with_partition_columns(batch.record_batch(), &key)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((batches, threshold))
     }
 
     /// Events accepted (durable in the log) but not yet in a Parquet file.
@@ -357,11 +438,11 @@ impl Pipeline {
     /// lets the log drop those records. A failure leaves the flush pending; the next call retries it whole.
     pub async fn flush(&self) -> FlushSummary {
         let _one_at_a_time = self.flushing.lock().await;
-        let mut summary = FlushSummary::default();
+        let summary = FlushSummary::default();
         let started = Instant::now();
-        let (mut set, fresh) = {
+        let (set, fresh) = {
             let mut st = self.state.lock().expect("pipeline lock");
-            match st.pending.take() {
+            let (set, fresh) = match st.pending.take() {
                 Some(set) => (set, false),
                 None if st.buffer.len == 0 => {
                     self.publish_gauges(&st);
@@ -372,8 +453,29 @@ impl Pipeline {
                     let from = self.wal.checkpoint().persisted + 1;
                     (FlushSet::new(from, buffer.last_seq, buffer), true)
                 }
-            }
+            };
+            // Under the same lock: a query snapshot sees these events either here or in the buffer.
+            st.in_flight = Some((
+                set.from,
+                set.partitions
+                    .iter()
+                    .map(|(k, e, _)| (k.clone(), Arc::clone(e)))
+                    .collect(),
+            ));
+            (set, fresh)
         };
+        let summary = self.flush_set(set, fresh, summary, started).await;
+        self.state.lock().expect("pipeline lock").in_flight = None;
+        summary
+    }
+
+    async fn flush_set(
+        &self,
+        mut set: FlushSet,
+        fresh: bool,
+        mut summary: FlushSummary,
+        started: Instant,
+    ) -> FlushSummary {
         if fresh && let Err(e) = self.wal.begin_flush(set.from, set.to) {
             warn!(error = %e, "cannot record the flush in the write-ahead log checkpoint; retrying later");
             summary.failed = set.len;
@@ -448,6 +550,14 @@ impl Pipeline {
     }
 
     /// Flushes every `flush_interval`, or sooner when `flush_events` are waiting, until the task is aborted.
+    /// Stops a flusher task between flushes (never in the middle of one, whose events would then wait in
+    /// the log for the next start).
+    pub async fn stop_flusher(&self, flusher: tokio::task::JoinHandle<()>) {
+        let _between_flushes = self.flushing.lock().await;
+        flusher.abort();
+        let _ = flusher.await;
+    }
+
     pub fn spawn_flusher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let me = Arc::clone(self);
         tokio::spawn(async move {
@@ -650,6 +760,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(p.buffered(), 6);
+        // Queries see all six, and hide the lake files of the interrupted range (one is already written).
+        let (batches, threshold) = p.buffered_snapshot(&t()).unwrap();
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 6);
+        assert_eq!(threshold, 0);
         let first_flush = p.flush().await;
         assert_eq!(
             first_flush.events, 4,

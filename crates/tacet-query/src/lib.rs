@@ -14,10 +14,11 @@
 mod config;
 mod engine;
 pub mod format;
+mod hiding;
 mod report;
 
 pub use config::QueryConfig;
-pub use engine::{QueryEngine, QueryOutput};
+pub use engine::{FreshEvents, QueryEngine, QueryOutput};
 pub use report::{REPORTS, Report, ReportParams};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -65,6 +65,19 @@ pub struct AppState {
     pub demo: Option<DemoKeys>,
 }
 
+/// Lets queries see the pipeline's buffered events (accepted, not yet in Parquet).
+#[derive(Debug)]
+pub struct PipelineFresh(pub Arc<Pipeline>);
+
+impl tacet_query::FreshEvents for PipelineFresh {
+    fn snapshot(
+        &self,
+        tenant: &tacet_model::TenantId,
+    ) -> Result<(Vec<arrow::array::RecordBatch>, u64), String> {
+        self.0.buffered_snapshot(tenant).map_err(|e| e.to_string())
+    }
+}
+
 /// A function rendering the Prometheus exposition text.
 #[derive(Clone)]
 pub struct MetricsRender(pub Arc<dyn Fn() -> String + Send + Sync>);

@@ -19,7 +19,7 @@ use tacet_privacy::explain::{Installation, explain};
 use tacet_privacy::{GeoDb, Privacy};
 use tacet_query::format::{Format, encode};
 use tacet_query::{QueryEngine, QueryOutput, REPORTS, Report, ReportParams};
-use tacet_server::{AppState, DemoKeys, MetricsRender, Tenants, router};
+use tacet_server::{AppState, DemoKeys, MetricsRender, PipelineFresh, Tenants, router};
 use tacet_wal::Wal;
 use tracing::{info, warn};
 
@@ -495,6 +495,8 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
         config.ingest.clone(),
     ));
 
+    // Reports and SQL see accepted events at once, before they are flushed to Parquet.
+    query.set_fresh(Arc::new(PipelineFresh(Arc::clone(&pipeline))));
     if let Some(path) = &config.geoip {
         spawn_geo_reloader(
             Arc::clone(&pipeline),
@@ -581,7 +583,7 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
         .context("the HTTP server task failed")?
         .context("the HTTP server failed")?;
     info!("shutting down: writing buffered events");
-    flusher.abort();
+    pipeline.stop_flusher(flusher).await;
     let mut summary = pipeline.flush().await;
     for _ in 0..3 {
         if pipeline.buffered() == 0 {

@@ -1,0 +1,121 @@
+//! An object store view that hides the lake files a query's snapshot of the ingestion buffer already
+//! counts: files named `part-<from>-<to>.parquet` with `from` above a threshold.
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+};
+
+#[derive(Debug)]
+pub(crate) struct HidingStore {
+    inner: Arc<dyn ObjectStore>,
+    /// Files whose log range starts above this are hidden.
+    newer_than: u64,
+}
+
+impl HidingStore {
+    pub(crate) fn new(inner: Arc<dyn ObjectStore>, newer_than: u64) -> Self {
+        Self { inner, newer_than }
+    }
+}
+
+/// The first log sequence number of a lake file's name, `part-<from:020>-<to:020>.parquet`.
+fn range_start(path: &Path) -> Option<u64> {
+    path.filename()?
+        .strip_prefix("part-")?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn hidden(newer_than: u64, path: &Path) -> bool {
+    range_start(path).is_some_and(|from| from > newer_than)
+}
+
+impl fmt::Display for HidingStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "HidingStore({}, newer than {})",
+            self.inner, self.newer_than
+        )
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for HidingStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        let newer_than = self.newer_than;
+        self.inner
+            .list(prefix)
+            .filter(move |m| {
+                let keep = m
+                    .as_ref()
+                    .map_or(true, |m| !hidden(newer_than, &m.location));
+                futures::future::ready(keep)
+            })
+            .boxed()
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        let mut result = self.inner.list_with_delimiter(prefix).await?;
+        result
+            .objects
+            .retain(|m| !hidden(self.newer_than, &m.location));
+        Ok(result)
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hides_by_range_start() {
+        let p = |s: &str| Path::from(s);
+        let name = "events/tenant=a/kind=pageview/date=2026-11-29/part-00000000000000000007-00000000000000000009.parquet";
+        assert_eq!(range_start(&p(name)), Some(7));
+        assert!(hidden(6, &p(name)));
+        assert!(!hidden(7, &p(name)));
+        assert!(!hidden(0, &p("events/tenant=a/other.parquet")));
+    }
+}
