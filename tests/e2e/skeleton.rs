@@ -284,6 +284,52 @@ async fn mixed_batches_from_two_tenants_give_exact_answers() {
         table.contains("| n |") && table.contains("| 7 |"),
         "{table}"
     );
+    // Rollups of today, by hand: one tenant-day for a, then SQL sees them.
+    let today = chrono::Utc::now().date_naive().to_string();
+    let out = tacet(&[
+        "rollup",
+        "--tenant",
+        "a",
+        "--from",
+        &today,
+        "--to",
+        &today,
+        "--config",
+        config,
+        "--data-dir",
+        data,
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("rolled up 1 tenant-days with events"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = tacet(&[
+        "sql",
+        "--config",
+        config,
+        "--data-dir",
+        data,
+        "--tenant",
+        "a",
+        "--format",
+        "json",
+        "SELECT SUM(events) AS n FROM rollups WHERE kind = '*'",
+    ]);
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows, json!([{"n": 7}]));
+    let out = tacet(&[
+        "rollup",
+        "--from",
+        "2026-13-01",
+        "--config",
+        config,
+        "--data-dir",
+        data,
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a date"));
 }
 
 fn chrono_now_ms() -> i64 {

@@ -162,11 +162,26 @@ impl QueryEngine {
         Ok(out)
     }
 
+    pub(crate) fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.inner.store
+    }
+
     async fn run(
         &self,
         tenant: &TenantId,
         sql: &str,
         params: Option<ParamValues>,
+    ) -> Result<QueryOutput> {
+        self.run_with_limit(tenant, sql, params, self.inner.config.max_rows)
+            .await
+    }
+
+    pub(crate) async fn run_with_limit(
+        &self,
+        tenant: &TenantId,
+        sql: &str,
+        params: Option<ParamValues>,
+        max_rows: usize,
     ) -> Result<QueryOutput> {
         let config = &self.inner.config;
         let permit = tokio::time::timeout(
@@ -190,7 +205,7 @@ impl QueryEngine {
             .expect("the runtime lives as long as the engine");
         let mut task = executor.spawn(async move {
             let _slot = permit;
-            inner.run_unbounded(&tenant, &sql, params).await
+            inner.run_unbounded(&tenant, &sql, params, max_rows).await
         });
         let timeout = config.timeout;
         match tokio::time::timeout(timeout, &mut task).await {
@@ -273,6 +288,23 @@ impl Inner {
             .with_listing_options(options)
             .with_schema(file_schema());
         let table = ListingTable::try_new(table_config).map_err(Error::from_datafusion)?;
+        // `rollups`: the tenant's daily aggregates (rollup.rs), also rooted at its own prefix.
+        let rollup_url = ListingTableUrl::parse(format!(
+            "{LAKE_URL}{}",
+            crate::rollup::rollup_prefix(tenant)
+        ))
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        let rollup_options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(".parquet")
+            .with_table_partition_cols(vec![("date".to_owned(), DataType::Utf8)]);
+        let rollups = ListingTable::try_new(
+            ListingTableConfig::new(rollup_url)
+                .with_listing_options(rollup_options)
+                .with_schema(crate::rollup::rollup_schema()),
+        )
+        .map_err(Error::from_datafusion)?;
+        ctx.register_table("rollups", Arc::new(rollups))
+            .map_err(Error::from_datafusion)?;
         if buffered.is_empty() {
             ctx.register_table("events", Arc::new(table))
                 .map_err(Error::from_datafusion)?;
@@ -297,6 +329,7 @@ impl Inner {
         tenant: &TenantId,
         sql: &str,
         params: Option<ParamValues>,
+        max: usize,
     ) -> Result<QueryOutput> {
         if sql.trim().is_empty() {
             return Err(Error::User("empty query: send one SELECT statement".into()));
@@ -332,7 +365,6 @@ impl Inner {
         // The physical schema: a bound placeholder's type is only known here.
         let schema: SchemaRef = stream.schema();
         let (mut batches, mut rows, mut truncated) = (Vec::new(), 0usize, false);
-        let max = self.config.max_rows;
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(Error::from_datafusion)?;
             if rows + batch.num_rows() > max {

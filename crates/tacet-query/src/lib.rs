@@ -16,6 +16,7 @@ mod engine;
 pub mod format;
 mod hiding;
 mod report;
+pub mod rollup;
 
 pub use config::QueryConfig;
 pub use engine::{FreshEvents, QueryEngine, QueryOutput};

@@ -3,8 +3,8 @@
 //! Each file starts with `-- key: value` header lines (`name`, `title`, `params`, `columns`, and `k` naming
 //! the distinct-visitor column the k-threshold applies to). Parameters are bound as values (`$from`, `$to`,
 //! `$page`, …), never spliced into the SQL text. Files may use three fixed macros, expanded from constants in
-//! this module (never from input): `{{range}}` (the date range), `{{filters}}` (every optional filter), and
-//! `{{visits}}` (common table expressions `scoped`, `marked`, `tagged` and `visits`, below).
+//! this module (never from input): `{{range}}` (the date range), `{{filters}}` (every optional filter),
+//! `{{no_filters}}` (true when no filter is given), and `{{visits}}` (common table expressions `scoped`, `marked`, `tagged` and `visits`, below).
 //!
 //! A visit is a run of one visitor id's events with no gap longer than 30 minutes. Visitor ids rotate
 //! daily (the salt), so a visit never spans midnight in the tenant's salt day, and over a range of days
@@ -120,10 +120,16 @@ impl Report {
 
     /// The SQL with the macros expanded (constants only; parameters stay placeholders).
     pub fn expanded_sql(&self) -> String {
+        let no_filters = FILTERS
+            .iter()
+            .map(|(param, _)| format!("${param} IS NULL"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
         self.sql
             .replace("{{visits}}", VISITS)
             .replace("{{range}}", RANGE)
             .replace("{{filters}}", &filters_sql())
+            .replace("{{no_filters}}", &format!("({no_filters})"))
     }
 
     /// The column the k-threshold applies to (`-- k: visitors`), if any.

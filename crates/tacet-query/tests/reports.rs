@@ -244,6 +244,7 @@ fn visits(specs: &[&Spec]) -> Vec<Vec<Spec>> {
 
 struct Setup {
     _dir: tempfile::TempDir,
+    lake: Lake,
     engine: QueryEngine,
     specs: Vec<Spec>,
 }
@@ -309,6 +310,7 @@ async fn setup() -> Setup {
     let engine = QueryEngine::new(Arc::clone(lake.store()), QueryConfig::default()).unwrap();
     Setup {
         _dir: dir,
+        lake,
         engine,
         specs,
     }
@@ -793,6 +795,80 @@ async fn funnels_goals_and_retention_cohorts() {
             .unwrap_err();
         assert!(e.to_string().contains("2 to 8"), "{bad}: {e}");
     }
+}
+
+#[tokio::test]
+async fn rollups_answer_for_days_whose_raw_events_are_gone() {
+    let s = setup().await;
+    let shop = TenantId::new("shop").unwrap();
+    let before = s.rows("shop", "daily", &[], 5).await;
+    assert_eq!(before.as_array().unwrap().len(), 2);
+    for day in ["2025-11-28", "2025-11-29"] {
+        let rows = s
+            .engine
+            .rollup_day(&shop, NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap())
+            .await
+            .unwrap();
+        assert!(rows > 10, "{day}: {rows} rows");
+    }
+    // A day without events writes nothing.
+    assert_eq!(
+        s.engine
+            .rollup_day(&shop, NaiveDate::from_ymd_opt(2020, 1, 1).unwrap())
+            .await
+            .unwrap(),
+        0
+    );
+    // The rollup of a dimension matches the raw events (computed here).
+    let out = s
+        .engine
+        .sql(
+            &shop,
+            "SELECT value AS page, events, visitors FROM rollups \
+             WHERE date = '2025-11-28' AND kind = 'pageview' AND dimension = 'page' ORDER BY value",
+        )
+        .await
+        .unwrap();
+    let got: Value = serde_json::from_slice(&to_json(&out.batches).unwrap()).unwrap();
+    let day0 = s
+        .specs
+        .iter()
+        .filter(|x| x.kind == "pageview" && x.day() == 0);
+    let mut expected: BTreeMap<String, (usize, Visitors)> = BTreeMap::new();
+    for x in day0 {
+        let e = expected.entry(x.path.clone()).or_default();
+        e.0 += 1;
+        e.1.insert(x.visitor_day());
+    }
+    let expected: Vec<Value> = expected
+        .into_iter()
+        .map(|(page, (n, v))| json!({"page": page, "events": n, "visitors": v.len()}))
+        .collect();
+    assert_eq!(got, json!(expected));
+
+    // Retention drops the raw partitions of the first day: the daily report answers from the rollup.
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let store = s.lake.store();
+    let raw: Vec<_> = store
+        .list(Some(&object_store::path::Path::from("events/tenant=shop")))
+        .try_collect()
+        .await
+        .unwrap();
+    let mut dropped = 0;
+    for meta in raw
+        .iter()
+        .filter(|m| m.location.as_ref().contains("date=2025-11-28"))
+    {
+        store.delete(&meta.location).await.unwrap();
+        dropped += 1;
+    }
+    assert!(dropped >= 3, "{dropped}");
+    assert_eq!(s.rows("shop", "daily", &[], 5).await, before);
+    // With a filter, a rollup cannot answer: only days with raw events do.
+    let filtered = s.rows("shop", "daily", &[("page", "/docs")], 5).await;
+    assert_eq!(filtered.as_array().unwrap().len(), 1);
+    assert_eq!(filtered[0]["day"], "2025-11-29");
 }
 
 #[tokio::test]

@@ -102,6 +102,20 @@ enum Command {
         #[arg(long)]
         list: bool,
     },
+    /// Compute the daily rollups from the raw events: counts of events and distinct visitors by day, kind
+    /// and report dimension, with no pseudonyms, kept after the raw events expire (the `daily` report
+    /// answers from them). Idempotent. The server does the same every hour for the two previous days.
+    Rollup {
+        /// One tenant; default: every tenant in the configuration.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// First day, YYYY-MM-DD; default: two days before today (UTC).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day, YYYY-MM-DD; default: yesterday (UTC).
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// What the server does with personal data, per tenant.
     Privacy {
         #[command(subcommand)]
@@ -259,6 +273,48 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys { command } => keys_command(&config, command),
+        Command::Rollup { tenant, from, to } => {
+            let today = SystemClock.now().date_naive();
+            let day = |v: Option<String>,
+                       default: u64,
+                       name: &str|
+             -> anyhow::Result<chrono::NaiveDate> {
+                match v {
+                    Some(v) => chrono::NaiveDate::parse_from_str(&v, "%Y-%m-%d")
+                        .with_context(|| format!("--{name} {v:?} is not a date; use YYYY-MM-DD")),
+                    None => Ok(today - chrono::Days::new(default)),
+                }
+            };
+            let (from, to) = (day(from, 2, "from")?, day(to, 1, "to")?);
+            if from > to {
+                bail!("--from ({from}) is after --to ({to})");
+            }
+            let tenants: Vec<TenantId> = match tenant {
+                Some(t) => vec![known_tenant(&config, &t)?],
+                None => config
+                    .tenant
+                    .iter()
+                    .map(|t| TenantId::new(&t.id))
+                    .collect::<Result<_, _>>()?,
+            };
+            let engine = query_engine(&config)?;
+            let (mut days, mut rows) = (0usize, 0usize);
+            for t in &tenants {
+                let mut d = from;
+                while d <= to {
+                    let n = engine.rollup_day(t, d).await?;
+                    eprintln!("rollup {t} {d}: {n} rows");
+                    days += usize::from(n > 0);
+                    rows += n;
+                    d = d.succ_opt().expect("a representable date");
+                }
+            }
+            println!(
+                "rolled up {days} tenant-days with events ({rows} rows) for {} tenant(s), {from} to {to}",
+                tenants.len()
+            );
+            Ok(())
+        }
     }
 }
 
@@ -372,6 +428,28 @@ fn spawn_geo_reloader(pipeline: Arc<Pipeline>, path: PathBuf, every: std::time::
                     warn!(error = %format!("{e:#}"), "the changed GeoIP database cannot be loaded; keeping the previous one")
                 }
             }
+        }
+    });
+}
+
+/// Every hour (and a minute after start), the rollups of the two previous days for every tenant.
+fn spawn_rollups(query: Arc<QueryEngine>, tenants: Vec<TenantId>) {
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        loop {
+            let today = SystemClock.now().date_naive();
+            for t in &tenants {
+                for back in [2, 1] {
+                    let day = today - chrono::Days::new(back);
+                    match query.rollup_day(t, day).await {
+                        Ok(rows) => info!(tenant = %t, %day, rows, "rollup written"),
+                        Err(e) => {
+                            warn!(tenant = %t, %day, error = %e, "rollup failed; retrying in an hour")
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
         }
     });
 }
@@ -497,6 +575,10 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
 
     // Reports and SQL see accepted events at once, before they are flushed to Parquet.
     query.set_fresh(Arc::new(PipelineFresh(Arc::clone(&pipeline))));
+    spawn_rollups(
+        Arc::clone(&query),
+        tenants.iter().map(|t| t.id.clone()).collect(),
+    );
     if let Some(path) = &config.geoip {
         spawn_geo_reloader(
             Arc::clone(&pipeline),
