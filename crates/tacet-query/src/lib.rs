@@ -20,7 +20,7 @@ pub mod rollup;
 
 pub use config::QueryConfig;
 pub use engine::{FreshEvents, QueryEngine, QueryOutput};
-pub use report::{REPORTS, Report, ReportParams};
+pub use report::{FILTERS, REPORTS, Report, ReportParams};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -1,0 +1,382 @@
+//! The query benchmark: a generated lake, every dashboard report timed cold and hot for one tenant and
+//! one month, side by side with DuckDB running the same SQL on the same Parquet files in the same run.
+//!
+//! ```sh
+//! pip install duckdb                                   # the baseline (PyPI)
+//! cargo bench -p tacet-query --bench query             # 10M events (TACET_BENCH_EVENTS to change)
+//! TACET_BENCH_EVENTS=100000000 cargo bench -p tacet-query --bench query
+//! ```
+//!
+//! "Cold" is a new engine (DataFusion: a new `QueryEngine`, so no footer or statistics cache; DuckDB: a new
+//! connection); the operating system's page cache stays warm in both. "Hot" is the median of five runs on
+//! the same engine. Prints each report's ratio (Tacet / DuckDB, below 1 is faster) and the geometric mean,
+//! and the lake's bytes per event against the NDJSON the events would arrive as.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::NaiveDate;
+use serde_json::{Value, json};
+use tacet_lake::{Lake, PartitionKey};
+use tacet_model::{TenantId, parse_event};
+use tacet_privacy::{
+    Event, EventBatch, Keys, Outcome, Privacy, RequestContext, Tally, TenantPolicy,
+    parse_user_agent,
+};
+use tacet_query::{QueryConfig, QueryEngine, Report, ReportParams};
+
+/// 2026-09-01T00:00:00Z: the fixture covers 61 days from here.
+const START: i64 = 1_788_220_800_000;
+const DAY: i64 = 86_400_000;
+const DAYS: i64 = 61;
+const TENANTS: usize = 20;
+const BIG: &str = "t00";
+const REPORTS: &[&str] = &[
+    "daily",
+    "overview",
+    "timeseries",
+    "pages",
+    "entry_pages",
+    "referrers",
+    "browsers",
+    "devices",
+    "events",
+    "crash_groups",
+];
+
+const UAS: &[&str] = &[
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36",
+];
+const REFERRERS: &[&str] = &[
+    "",
+    "",
+    "",
+    "https://www.google.com/",
+    "https://www.bing.com/",
+    "https://l.facebook.com/",
+    "https://news.ycombinator.com/",
+    "https://partner.example/list",
+];
+
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Generates `total` events (40% for the big tenant, the rest spread), writes one Parquet file per
+/// partition through the lake, and returns the NDJSON size the same events would have had on the wire.
+async fn generate(lake: &Lake, total: u64) -> u64 {
+    let privacy = Privacy::default();
+    let policy = TenantPolicy::default();
+    let uas: Vec<_> = UAS.iter().map(|u| parse_user_agent(u)).collect();
+    let mut rng = Rng(0x7ace7_2026);
+    let mut ndjson_bytes = 0u64;
+    let started = Instant::now();
+    let mut written = 0u64;
+    let per_day = total / DAYS as u64;
+    for day in 0..DAYS {
+        let keys = Keys {
+            visitor_salt: [day as u8; 32],
+            subject_key: [9; 32],
+        };
+        let mut partitions: BTreeMap<PartitionKey, Vec<Event>> = BTreeMap::new();
+        let mut made = 0;
+        while made < per_day {
+            // A visit: one visitor, 1 to 8 page views, some events, rarely a crash.
+            let tenant = if rng.below(10) < 4 {
+                0
+            } else {
+                1 + rng.below(TENANTS as u64 - 1) as usize
+            };
+            let t = TenantId::new(&format!("t{tenant:02}")).unwrap();
+            let visitor = rng.below(40_000);
+            let ua = rng.below(UAS.len() as u64) as usize;
+            let ip = format!(
+                "10.{}.{}.{}",
+                visitor / 65536,
+                (visitor / 256) % 256,
+                visitor % 256
+            );
+            let ctx = RequestContext::new(ip.parse().unwrap(), UAS[ua]);
+            let mut ts = START + day * DAY + rng.below(DAY as u64 - 3_600_000) as i64;
+            let referrer = REFERRERS[rng.below(REFERRERS.len() as u64) as usize];
+            for view in 0..1 + rng.below(8) {
+                let path = format!("/p/{}", rng.below(200));
+                let mut events = vec![
+                    json!({"kind": "pageview", "url": format!("https://{t}.example{path}?utm_source={}", if view == 0 && rng.below(5) == 0 { "news" } else { "" }), "ts": ts}),
+                ];
+                if view == 0 && !referrer.is_empty() {
+                    events[0]["referrer"] = referrer.into();
+                }
+                if rng.below(3) == 0 {
+                    let name = ["signup", "add_to_cart", "search", "share"][rng.below(4) as usize];
+                    events.push(json!({"kind": "event", "name": name,
+                        "url": format!("https://{t}.example{path}"), "ts": ts + 1000, "props": {"plan": "pro"}}));
+                }
+                if rng.below(25) == 0 {
+                    let n = rng.below(30);
+                    events.push(json!({"kind": "crash", "error_type": "TypeError", "message": format!("x{n} is undefined"),
+                        "stack": [format!("at f{n} (app.js:{}:1)", rng.below(500))], "release": "1.0", "url": format!("https://{t}.example{path}"), "ts": ts + 2000}));
+                }
+                for e in events {
+                    ndjson_bytes += e.to_string().len() as u64 + 1;
+                    let raw = parse_event(e, START + DAYS * DAY).unwrap();
+                    let key = PartitionKey::for_event(t.clone(), raw.kind, raw.ts_millis);
+                    let Outcome::Keep(event) = privacy.pseudonymise(
+                        &t,
+                        &policy,
+                        &keys,
+                        ctx,
+                        &uas[ua],
+                        raw,
+                        &mut Tally::default(),
+                    ) else {
+                        continue;
+                    };
+                    partitions.entry(key).or_default().push(event);
+                    made += 1;
+                }
+                ts += 10_000 + rng.below(120_000) as i64;
+            }
+        }
+        for (i, (key, mut events)) in partitions.into_iter().enumerate() {
+            events.sort_by_key(|e| e.ts_millis);
+            let batch = EventBatch::from_events(events.iter()).unwrap();
+            let seq = (day as u64) * 1_000 + i as u64 + 1;
+            lake.write(&key, (seq, seq), &batch).await.unwrap();
+        }
+        written += made;
+        eprint!(
+            "\rgenerating: day {}/{DAYS}, {written} events, {:.0}s",
+            day + 1,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    eprintln!();
+    ndjson_bytes
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                total += std::fs::metadata(&p).unwrap().len();
+            }
+        }
+    }
+    total
+}
+
+/// The report's SQL for DuckDB: parameters as literals, and DuckDB's spelling of the two
+/// timestamp-to-milliseconds casts.
+fn duckdb_sql(report: &Report, from: &str, to: &str) -> String {
+    let mut sql = report.expanded_sql();
+    sql = sql
+        .replace(
+            "CAST(ts AS BIGINT) - CAST(LAG(ts) OVER (PARTITION BY visitor_id ORDER BY ts) AS BIGINT)",
+            "epoch_ms(ts) - epoch_ms(LAG(ts) OVER (PARTITION BY visitor_id ORDER BY ts))",
+        )
+        .replace(
+            "CAST(ended AS BIGINT) - CAST(started AS BIGINT)",
+            "epoch_ms(ended) - epoch_ms(started)",
+        )
+        .replace("$from", &format!("'{from}'"))
+        .replace("$to", &format!("'{to}'"))
+        .replace("$interval", "'day'");
+    for (name, _) in tacet_query::FILTERS {
+        sql = sql.replace(&format!("${name}"), "CAST(NULL AS VARCHAR)");
+    }
+    sql
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let total: u64 = std::env::var("TACET_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let lake_dir = dir.path().join("lake");
+    let lake = Lake::local(&lake_dir).unwrap();
+    let started = Instant::now();
+    let ndjson = runtime.block_on(generate(&lake, total));
+    let bytes = dir_bytes(&lake_dir);
+    println!(
+        "fixture: {total} events, {TENANTS} tenants, {DAYS} days, generated and written in {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "size: {:.1} bytes/event in Parquet vs {:.1} bytes/event as NDJSON ({:.1}x smaller)",
+        bytes as f64 / total as f64,
+        ndjson as f64 / total as f64,
+        ndjson as f64 / bytes as f64
+    );
+
+    let (from, to) = ("2026-10-01", "2026-10-31");
+    let given: BTreeMap<String, String> = [("from", from), ("to", to), ("limit", "100")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let params =
+        ReportParams::parse(&given, NaiveDate::from_ymd_opt(2026, 11, 29).unwrap()).unwrap();
+    let tenant = TenantId::new(BIG).unwrap();
+    let config = QueryConfig {
+        timeout: std::time::Duration::from_secs(600),
+        memory_limit_bytes: 4 << 30,
+        ..QueryConfig::default()
+    };
+    let engine = || QueryEngine::new(Arc::clone(lake.store()), config.clone()).unwrap();
+
+    // Tacet: cold (a new engine each time), then hot (median of five on one engine).
+    let mut tacet: BTreeMap<&str, (f64, f64, usize)> = BTreeMap::new();
+    let hot_engine = engine();
+    for name in REPORTS {
+        let report = Report::find(name).unwrap();
+        let cold_engine = engine();
+        let t = Instant::now();
+        let rows = runtime
+            .block_on(cold_engine.report(&tenant, report, &params, 1))
+            .unwrap()
+            .num_rows();
+        let cold = t.elapsed().as_secs_f64() * 1000.0;
+        drop(cold_engine);
+        let hot: Vec<f64> = (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                runtime
+                    .block_on(hot_engine.report(&tenant, report, &params, 1))
+                    .unwrap();
+                t.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        tacet.insert(name, (cold, median(hot), rows));
+        eprintln!("tacet {name}: done");
+    }
+
+    // DuckDB on the same files, the same SQL, in the same run.
+    let glob = format!("{}/events/tenant={BIG}/*/*/*.parquet", lake_dir.display());
+    let queries: BTreeMap<&str, String> = REPORTS
+        .iter()
+        .map(|n| (*n, duckdb_sql(Report::find(n).unwrap(), from, to)))
+        .collect();
+    let script = dir.path().join("duck.py");
+    std::fs::write(&script, DUCK_PY).unwrap();
+    let input = dir.path().join("queries.json");
+    std::fs::write(
+        &input,
+        json!({"glob": glob, "queries": queries}).to_string(),
+    )
+    .unwrap();
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(&input)
+        .output()
+        .expect("python3 with the duckdb package (pip install duckdb)");
+    if !out.status.success() {
+        eprintln!(
+            "DuckDB baseline failed (pip install duckdb?):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::process::exit(1);
+    }
+    let duck: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let mut stdout = std::io::stdout().lock();
+    writeln!(
+        stdout,
+        "\none tenant ({BIG}, {}% of events), {from} to {to}; milliseconds",
+        40
+    )
+    .unwrap();
+    writeln!(
+        stdout,
+        "{:<14} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>6}",
+        "report", "tacet", "tacet", "duckdb", "duckdb", "ratio", "ratio", "rows"
+    )
+    .unwrap();
+    writeln!(
+        stdout,
+        "{:<14} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>6}",
+        "", "cold", "hot", "cold", "hot", "cold", "hot", ""
+    )
+    .unwrap();
+    let (mut log_cold, mut log_hot) = (0.0, 0.0);
+    for name in REPORTS {
+        let (tc, th, rows) = tacet[name];
+        let d = &duck[*name];
+        let (dc, dh) = (d["cold"].as_f64().unwrap(), d["hot"].as_f64().unwrap());
+        let duck_rows = d["rows"].as_u64().unwrap() as usize;
+        log_cold += (tc / dc).ln();
+        log_hot += (th / dh).ln();
+        writeln!(
+            stdout,
+            "{name:<14} {tc:>9.1} {th:>9.1} {dc:>9.1} {dh:>9.1} {:>8.2} {:>8.2} {rows:>6}{}",
+            tc / dc,
+            th / dh,
+            if duck_rows.min(100) == rows {
+                ""
+            } else {
+                " (row counts differ)"
+            }
+        )
+        .unwrap();
+    }
+    let n = REPORTS.len() as f64;
+    writeln!(
+        stdout,
+        "geometric mean of the ratios (Tacet / DuckDB): cold {:.2}, hot {:.2}",
+        (log_cold / n).exp(),
+        (log_hot / n).exp()
+    )
+    .unwrap();
+}
+
+const DUCK_PY: &str = r#"
+import json, statistics, sys, time
+import duckdb
+
+spec = json.load(open(sys.argv[1]))
+view = ("CREATE VIEW events AS SELECT * FROM read_parquet('{}', hive_partitioning = true, hive_types_autocast = false);"
+        "CREATE TABLE rollups (date VARCHAR, kind VARCHAR, dimension VARCHAR, value VARCHAR,"
+        " events BIGINT, visitors BIGINT)").format(spec["glob"])
+out = {}
+hot = duckdb.connect()
+hot.execute(view)
+for name, sql in spec["queries"].items():
+    cold = duckdb.connect()
+    cold.execute(view)
+    t = time.perf_counter()
+    rows = len(cold.execute(sql).fetchall())
+    cold_ms = (time.perf_counter() - t) * 1000
+    cold.close()
+    runs = []
+    for _ in range(5):
+        t = time.perf_counter()
+        hot.execute(sql).fetchall()
+        runs.append((time.perf_counter() - t) * 1000)
+    out[name] = {"cold": cold_ms, "hot": statistics.median(runs), "rows": rows}
+print(json.dumps(out))
+"#;
