@@ -82,7 +82,7 @@ async fn generate(lake: &Lake, total: u64) -> u64 {
     let privacy = Privacy::default();
     let policy = TenantPolicy::default();
     let uas: Vec<_> = UAS.iter().map(|u| parse_user_agent(u)).collect();
-    let mut rng = Rng(0x7ace7_2026);
+    let mut rng = Rng(0x0007_ace7_2026);
     let mut ndjson_bytes = 0u64;
     let started = Instant::now();
     let mut written = 0u64;
@@ -101,7 +101,7 @@ async fn generate(lake: &Lake, total: u64) -> u64 {
             } else {
                 1 + rng.below(TENANTS as u64 - 1) as usize
             };
-            let t = TenantId::new(&format!("t{tenant:02}")).unwrap();
+            let t = TenantId::new(format!("t{tenant:02}")).unwrap();
             let visitor = rng.below(40_000);
             let ua = rng.below(UAS.len() as u64) as usize;
             let ip = format!(
