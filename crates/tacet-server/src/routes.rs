@@ -179,7 +179,7 @@ async fn ingest(
         refused("unauthorized");
         ApiError::unauthorized("unknown ingest key")
     })?;
-    let origin = header_str_named(headers, "origin");
+    let origin = header_str(headers, "origin");
     if !tenant.allows_origin(origin) {
         refused("origin");
         return Err(ApiError::new(
@@ -241,13 +241,7 @@ async fn ingest(
             "tenant" => tenant.id.to_string(), "reason" => "invalid")
         .increment(rejected.len() as u64);
     }
-    let flag = |name: &str| header_str_named(headers, name).is_some_and(|v| v.trim() == "1");
-    let ctx = RequestContext {
-        ip: client_ip(peer, headers, &state.trusted_proxies),
-        user_agent: header_str(headers, header::USER_AGENT).unwrap_or_default(),
-        dnt: flag("dnt"),
-        gpc: flag("sec-gpc"),
-    };
+    let ctx = request_context(state, peer, headers);
     let outcome = state
         .pipeline
         .accept(&tenant.id, &tenant.policy, ctx, events)
@@ -307,8 +301,23 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
     })
 }
 
-fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+pub(crate) fn header_str<K: header::AsHeaderName>(headers: &HeaderMap, name: K) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// What the privacy step may know of a request: client address, user agent, `DNT: 1`, `Sec-GPC: 1`.
+pub(crate) fn request_context<'a>(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &'a HeaderMap,
+) -> RequestContext<'a> {
+    let flag = |name: &str| header_str(headers, name).is_some_and(|v| v.trim() == "1");
+    RequestContext {
+        ip: client_ip(peer, headers, &state.trusted_proxies),
+        user_agent: header_str(headers, header::USER_AGENT).unwrap_or_default(),
+        dnt: flag("dnt"),
+        gpc: flag("sec-gpc"),
+    }
 }
 
 fn tenant_of<'a>(
@@ -316,12 +325,8 @@ fn tenant_of<'a>(
     query: &HashMap<String, String>,
     headers: &HeaderMap,
 ) -> Option<&'a TenantEntry> {
-    let key = header_str_named(headers, "x-tacet-key").or(query.get("key").map(String::as_str))?;
+    let key = header_str(headers, "x-tacet-key").or(query.get("key").map(String::as_str))?;
     state.tenants.by_ingest_key(key)
-}
-
-fn header_str_named<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 fn read_tenant<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a TenantEntry, ApiError> {

@@ -11,10 +11,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sha2::Digest;
 use tacet_model::parse_event;
-use tacet_privacy::RequestContext;
 
+use crate::AppState;
 use crate::error::ApiError;
-use crate::{AppState, client_ip};
+use crate::routes::{header_str, request_context};
 
 /// The tracker, as served. Its size (gzipped) and integrity hash are checked by tests.
 pub const TRACKER: &str = include_str!("../assets/t.js");
@@ -155,11 +155,10 @@ async fn pixel_view(
             "starting: replaying the write-ahead log; retry shortly",
         ));
     }
-    let header_str = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let url = query
         .get("url")
         .map(String::as_str)
-        .or(header_str("referer"))
+        .or(header_str(headers, header::REFERER))
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -179,13 +178,7 @@ async fn pixel_view(
             "this tenant does not accept kind \"pageview\" (its policy's kinds setting)",
         ));
     }
-    let flag = |name: &str| header_str(name).is_some_and(|v| v.trim() == "1");
-    let ctx = RequestContext {
-        ip: client_ip(peer, headers, &state.trusted_proxies),
-        user_agent: header_str("user-agent").unwrap_or_default(),
-        dnt: flag("dnt"),
-        gpc: flag("sec-gpc"),
-    };
+    let ctx = request_context(state, peer, headers);
     state
         .pipeline
         .accept(&tenant.id, &tenant.policy, ctx, vec![raw])
