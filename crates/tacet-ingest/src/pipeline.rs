@@ -537,6 +537,8 @@ impl Pipeline {
 
     fn keep_pending(&self, set: FlushSet) {
         let mut st = self.state.lock().expect("pipeline lock");
+        // Under one lock, so a query snapshot never sees these events both pending and in flight.
+        st.in_flight = None;
         st.pending = Some(set);
         self.publish_gauges(&st);
     }
