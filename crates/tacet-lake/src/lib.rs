@@ -14,16 +14,26 @@
 //! write-ahead log behind it. This crate accepts only [`tacet_privacy::EventBatch`]es: it cannot be handed
 //! raw identifiers.
 
+mod file;
 mod path;
+mod reader;
 mod writer;
 
 use std::sync::Arc;
 
-use object_store::local::LocalFileSystem;
-use object_store::{ObjectStore, ObjectStoreExt};
+use std::collections::BTreeMap;
 
+use arrow::array::RecordBatch;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
+
+use crate::reader::StoreReader;
+
+pub use file::{FileName, parent, visible};
 pub use path::{EVENTS_ROOT, ParquetFilePath, PartitionKey, tenant_prefix};
-pub use writer::{encode_parquet, writer_properties};
+pub use writer::{encode_batches, encode_parquet, writer_properties};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -47,6 +57,12 @@ pub enum Error {
         path: String,
         #[source]
         source: std::io::Error,
+    },
+    #[error("reading Parquet {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: parquet::errors::ParquetError,
     },
     #[error("cannot open the lake directory {path}: {source}")]
     Open {
@@ -124,8 +140,14 @@ impl Lake {
             path: path.to_string(),
             source,
         })?;
+        self.put_durable(path.as_object_path(), bytes).await?;
+        Ok(path)
+    }
+
+    /// One `put` of a whole object; on local disk the file and its directories are fsynced too.
+    pub async fn put_durable(&self, path: &Path, bytes: Vec<u8>) -> Result<()> {
         self.store
-            .put(path.as_object_path(), bytes.into())
+            .put(path, bytes.into())
             .await
             .map_err(|source| Error::Store {
                 path: path.to_string(),
@@ -141,16 +163,53 @@ impl Lake {
                 source,
             })?;
         }
-        Ok(path)
+        Ok(())
     }
 
-    /// Every Parquet file of a tenant, in path order.
-    pub async fn list_tenant_files(
-        &self,
-        tenant: &tacet_model::TenantId,
-    ) -> Result<Vec<object_store::ObjectMeta>> {
+    /// Deletes objects (a missing one is not an error); on local disk the directories are fsynced and
+    /// those left empty removed, so a dropped partition leaves no trace.
+    pub async fn delete(&self, paths: &[Path]) -> Result<()> {
+        for path in paths {
+            match self.store.delete(path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => {
+                    return Err(Error::Store {
+                        path: path.to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+        if let Some(root) = &self.local_root {
+            let mut dirs: Vec<String> = paths.iter().map(parent).collect();
+            dirs.sort();
+            dirs.dedup();
+            let root = root.clone();
+            let synced = tokio::task::spawn_blocking(move || {
+                for dir in dirs {
+                    let mut d = root.join(&dir);
+                    // Remove directories left empty, up to (not including) the lake root.
+                    while d != root && std::fs::remove_dir(&d).is_ok() {
+                        d.pop();
+                    }
+                    std::fs::File::open(&d)?.sync_all()?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+            synced.map_err(|source| Error::Sync {
+                path: "lake directories".into(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Every object under `prefix`, in path order.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         use futures::TryStreamExt;
-        let prefix = object_store::path::Path::from(tenant_prefix(tenant));
+        let prefix = Path::from(prefix);
         let mut files: Vec<_> =
             self.store
                 .list(Some(&prefix))
@@ -162,5 +221,112 @@ impl Lake {
                 })?;
         files.sort_by(|a, b| a.location.cmp(&b.location));
         Ok(files)
+    }
+
+    /// A tenant's partitions and, in each, the files a reader sees ([`visible`]), in path order.
+    pub async fn partitions(
+        &self,
+        tenant: &tacet_model::TenantId,
+    ) -> Result<BTreeMap<PartitionKey, Vec<ObjectMeta>>> {
+        let mut out: BTreeMap<PartitionKey, Vec<ObjectMeta>> = BTreeMap::new();
+        for meta in visible(self.list_tenant_files(tenant).await?) {
+            if FileName::parse(&meta.location).is_none() {
+                continue;
+            }
+            if let Some(key) = PartitionKey::parse(meta.location.as_ref()) {
+                out.entry(key).or_default().push(meta);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The rows of one lake file.
+    pub async fn read(&self, meta: &ObjectMeta) -> Result<Vec<RecordBatch>> {
+        use futures::TryStreamExt;
+        let read = |source| Error::Read {
+            path: meta.location.to_string(),
+            source,
+        };
+        let reader = StoreReader::new(&self.store, meta);
+        ParquetRecordBatchStreamBuilder::new(reader)
+            .await
+            .map_err(read)?
+            .build()
+            .map_err(read)?
+            .try_collect()
+            .await
+            .map_err(read)
+    }
+
+    /// Whether a lake file may hold a row whose `column` is one of `values`, from its row groups' bloom
+    /// filters (reading only the footer and the filters). `false` is certain; `true` may be a false
+    /// positive, or a file without filters on that column.
+    pub async fn may_hold(&self, meta: &ObjectMeta, column: &str, values: &[&str]) -> Result<bool> {
+        let read = |source| Error::Read {
+            path: meta.location.to_string(),
+            source,
+        };
+        let reader = StoreReader::new(&self.store, meta);
+        let mut builder = ParquetRecordBatchStreamBuilder::new(reader)
+            .await
+            .map_err(read)?;
+        let Some(index) = builder
+            .parquet_schema()
+            .columns()
+            .iter()
+            .position(|c| c.name() == column)
+        else {
+            return Ok(false);
+        };
+        for rg in 0..builder.metadata().num_row_groups() {
+            let chunk = builder.metadata().row_group(rg).column(index);
+            let all_null = chunk
+                .statistics()
+                .and_then(|s| s.null_count_opt())
+                .is_some_and(|n| n as i64 == builder.metadata().row_group(rg).num_rows());
+            if all_null {
+                continue;
+            }
+            match builder
+                .get_row_group_column_bloom_filter(rg, index)
+                .await
+                .map_err(read)?
+            {
+                None => return Ok(true),
+                Some(filter) => {
+                    if values.iter().any(|v| filter.check(*v)) {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Replaces lake files: writes `new` (rows that came from the lake: erasure, rectification and
+    /// compaction rewrite what is there, they add nothing), durably, then deletes `old`. A reader listing
+    /// meanwhile sees the old files or the new one and never both, because the new file's name supersedes
+    /// the old ones ([`visible`]); the caller picks that name.
+    pub async fn replace(
+        &self,
+        old: &[Path],
+        new: Option<(&ParquetFilePath, &[RecordBatch])>,
+    ) -> Result<()> {
+        if let Some((path, batches)) = new {
+            let bytes = encode_batches(batches).map_err(|source| Error::Parquet {
+                path: path.to_string(),
+                source,
+            })?;
+            self.put_durable(path.as_object_path(), bytes).await?;
+        }
+        self.delete(old).await
+    }
+
+    /// Every object under a tenant's prefix, in path order (all generations; see [`Lake::partitions`]).
+    pub async fn list_tenant_files(
+        &self,
+        tenant: &tacet_model::TenantId,
+    ) -> Result<Vec<ObjectMeta>> {
+        self.list(&tenant_prefix(tenant)).await
     }
 }

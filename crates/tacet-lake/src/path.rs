@@ -32,7 +32,28 @@ impl PartitionKey {
 
     /// `events/tenant=<id>/kind=<kind>/date=<YYYY-MM-DD>`
     pub fn prefix(&self) -> String {
-        format!(
+        self.to_string()
+    }
+
+    /// Parses a path under `events/` back into its partition (the inverse of [`PartitionKey::prefix`],
+    /// with or without a file name after it).
+    pub fn parse(path: &str) -> Option<Self> {
+        let mut parts = path
+            .strip_prefix(EVENTS_ROOT)?
+            .strip_prefix('/')?
+            .split('/');
+        let tenant = TenantId::new(parts.next()?.strip_prefix("tenant=")?).ok()?;
+        let kind = Kind::parse(parts.next()?.strip_prefix("kind=")?)?;
+        let date =
+            NaiveDate::parse_from_str(parts.next()?.strip_prefix("date=")?, "%Y-%m-%d").ok()?;
+        Some(Self { tenant, kind, date })
+    }
+}
+
+impl fmt::Display for PartitionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
             "{}kind={}/date={}",
             tenant_prefix(&self.tenant),
             self.kind,
@@ -50,9 +71,22 @@ impl ParquetFilePath {
     /// `part-<from>-<to>.parquet`, 20 digits each. Redoing the same flush after a crash writes the same name,
     /// so it replaces a half-finished file instead of adding a second copy of its rows.
     pub fn for_wal_range(partition: &PartitionKey, from: u64, to: u64) -> Self {
+        Self::in_partition(
+            partition,
+            crate::FileName {
+                from,
+                to,
+                generation: 0,
+            },
+        )
+    }
+
+    /// The file called `name` in `partition`.
+    pub fn in_partition(partition: &PartitionKey, name: crate::FileName) -> Self {
         Self(object_store::path::Path::from(format!(
-            "{}/part-{from:020}-{to:020}.parquet",
-            partition.prefix()
+            "{}/{}",
+            partition.prefix(),
+            name.render()
         )))
     }
 
@@ -79,6 +113,15 @@ mod tests {
             1_764_400_000_000,
         );
         assert_eq!(p.prefix(), "events/tenant=acme/kind=crash/date=2025-11-29");
+        assert_eq!(PartitionKey::parse(&p.prefix()), Some(p.clone()));
+        assert_eq!(
+            PartitionKey::parse(&format!("{}/part-1-2.parquet", p.prefix())),
+            Some(p.clone())
+        );
+        assert_eq!(
+            PartitionKey::parse("rollups/tenant=acme/date=2025-11-29"),
+            None
+        );
         let f = ParquetFilePath::for_wal_range(&p, 7, 1234).to_string();
         assert_eq!(
             f,

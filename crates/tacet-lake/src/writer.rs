@@ -21,10 +21,20 @@ pub fn writer_properties() -> WriterProperties {
 
 /// Encodes a batch as one Parquet file in memory.
 pub fn encode_parquet(batch: &tacet_privacy::EventBatch) -> Result<Vec<u8>, ParquetError> {
-    let rb = batch.record_batch();
-    let mut buf = Vec::with_capacity(rb.get_array_memory_size() / 4 + 4096);
-    let mut writer = ArrowWriter::try_new(&mut buf, rb.schema(), Some(writer_properties()))?;
-    writer.write(rb)?;
+    encode_batches(std::slice::from_ref(batch.record_batch()))
+}
+
+/// Encodes batches of one schema (rows read back from lake files) as one Parquet file in memory.
+pub fn encode_batches(batches: &[arrow::array::RecordBatch]) -> Result<Vec<u8>, ParquetError> {
+    let Some(first) = batches.first() else {
+        return Err(ParquetError::General("no rows to write".into()));
+    };
+    let size: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
+    let mut buf = Vec::with_capacity(size / 4 + 4096);
+    let mut writer = ArrowWriter::try_new(&mut buf, first.schema(), Some(writer_properties()))?;
+    for b in batches {
+        writer.write(b)?;
+    }
     writer.close()?;
     Ok(buf)
 }

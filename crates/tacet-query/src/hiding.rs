@@ -1,11 +1,12 @@
-//! An object store view that hides the lake files a query's snapshot of the ingestion buffer already
-//! counts: files named `part-<from>-<to>.parquet` with `from` above a threshold.
+//! The object store as a query sees it: lake files superseded by a newer generation or a compacted file
+//! are hidden (`tacet_lake::visible`), and so are the files a query's snapshot of the ingestion buffer
+//! already counts (`part-<from>-<to>.parquet` with `from` above a threshold).
 
 use std::fmt;
 use std::sync::Arc;
 
-use futures::StreamExt;
 use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
@@ -37,6 +38,13 @@ fn range_start(path: &Path) -> Option<u64> {
 
 fn hidden(newer_than: u64, path: &Path) -> bool {
     range_start(path).is_some_and(|from| from > newer_than)
+}
+
+/// The files of one listing a query reads: first those the buffer snapshot does not hold, then of those
+/// the ones no other file supersedes.
+fn shown(newer_than: u64, mut files: Vec<ObjectMeta>) -> Vec<ObjectMeta> {
+    files.retain(|m| !hidden(newer_than, &m.location));
+    tacet_lake::visible(files)
 }
 
 impl fmt::Display for HidingStore {
@@ -81,22 +89,19 @@ impl ObjectStore for HidingStore {
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
         let newer_than = self.newer_than;
-        self.inner
-            .list(prefix)
-            .filter(move |m| {
-                let keep = m
-                    .as_ref()
-                    .map_or(true, |m| !hidden(newer_than, &m.location));
-                futures::future::ready(keep)
-            })
-            .boxed()
+        let listing = self.inner.list(prefix);
+        futures::stream::once(async move {
+            let all: Vec<ObjectMeta> = listing.try_collect().await?;
+            Ok::<_, object_store::Error>(shown(newer_than, all))
+        })
+        .map_ok(|files| futures::stream::iter(files.into_iter().map(Ok)))
+        .try_flatten()
+        .boxed()
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
         let mut result = self.inner.list_with_delimiter(prefix).await?;
-        result
-            .objects
-            .retain(|m| !hidden(self.newer_than, &m.location));
+        result.objects = shown(self.newer_than, std::mem::take(&mut result.objects));
         Ok(result)
     }
 

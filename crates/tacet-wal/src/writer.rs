@@ -51,6 +51,14 @@ pub struct Replay {
 
 type OnCommit = Box<dyn FnOnce(u64) + Send>;
 
+/// What the writer thread is asked to do.
+enum Message {
+    Append(Request),
+    /// Start a new segment (if the active one holds anything), so that every record so far can be deleted
+    /// with its segment once persisted.
+    Seal(tokio::sync::oneshot::Sender<Result<()>>),
+}
+
 struct Request {
     payload: Vec<u8>,
     on_commit: OnCommit,
@@ -69,7 +77,7 @@ struct Shared {
 
 /// The log. Cheap to share behind an `Arc`; dropping the last handle stops the writer thread.
 pub struct Wal {
-    tx: Mutex<Option<Sender<Request>>>,
+    tx: Mutex<Option<Sender<Message>>>,
     shared: Arc<Shared>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -202,7 +210,22 @@ impl Wal {
             reply,
         };
         let sent = match &*self.tx.lock().expect("wal sender lock") {
-            Some(tx) => tx.send(request).is_ok(),
+            Some(tx) => tx.send(Message::Append(request)).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err(Error::Closed);
+        }
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Closes the active segment: records appended so far stay in older segments, which
+    /// [`Wal::finish_flush`] deletes once a flush has persisted them. Erasure uses it so that no byte of an
+    /// erased person's events is left in the log.
+    pub async fn seal(&self) -> Result<()> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let sent = match &*self.tx.lock().expect("wal sender lock") {
+            Some(tx) => tx.send(Message::Seal(reply)).is_ok(),
             None => false,
         };
         if !sent {
@@ -302,16 +325,28 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, rx: Receiver<Request>) {
+    fn run(mut self, rx: Receiver<Message>) {
         let mut buf = Vec::new();
-        while let Ok(first) = rx.recv() {
+        while let Ok(message) = rx.recv() {
+            let first = match message {
+                Message::Append(r) => r,
+                Message::Seal(reply) => {
+                    let _ = reply.send(self.seal());
+                    continue;
+                }
+            };
             let mut group = vec![first];
             let mut group_bytes = group[0].payload.len();
+            let mut seal_after = None;
             while group_bytes < self.shared.config.max_group_bytes {
                 match rx.try_recv() {
-                    Ok(r) => {
+                    Ok(Message::Append(r)) => {
                         group_bytes += r.payload.len();
                         group.push(r);
+                    }
+                    Ok(Message::Seal(reply)) => {
+                        seal_after = Some(reply);
+                        break;
                     }
                     Err(_) => break,
                 }
@@ -345,7 +380,24 @@ impl Writer {
                     }
                 }
             }
+            if let Some(reply) = seal_after {
+                let _ = reply.send(self.seal());
+            }
         }
+    }
+
+    fn seal(&mut self) -> Result<()> {
+        let active_bytes = self
+            .shared
+            .segments
+            .lock()
+            .expect("segments lock")
+            .last()
+            .map_or(0, |s| s.bytes);
+        if active_bytes == 0 {
+            return Ok(());
+        }
+        self.roll(self.next_seq)
     }
 
     /// Writes and syncs one group; on failure the segment is cut back to where the group began.
@@ -433,6 +485,30 @@ mod tests {
             );
         }
         seqs
+    }
+
+    #[tokio::test]
+    async fn a_sealed_segment_is_deleted_once_persisted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(dir.path(), WalConfig::default()).unwrap();
+        append_n(&wal, 3).await;
+        wal.seal().await.unwrap();
+        // Sealing an empty active segment is a no-op.
+        wal.seal().await.unwrap();
+        assert_eq!(wal.segments(), 2);
+        assert_eq!(wal.append(b"after".to_vec(), |_| {}).await.unwrap(), 4);
+        wal.finish_flush(3).unwrap();
+        assert_eq!(wal.segments(), 1);
+        let left: Vec<u8> = segment::list(dir.path())
+            .unwrap()
+            .iter()
+            .flat_map(|(_, p)| fs::read(p).unwrap())
+            .collect();
+        assert!(
+            !left.windows(6).any(|w| w == b"record"),
+            "sealed records are gone"
+        );
+        assert!(left.windows(5).any(|w| w == b"after"));
     }
 
     #[tokio::test]
