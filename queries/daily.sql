@@ -1,5 +1,7 @@
 -- name: daily
 -- title: Daily visitors, page views, custom events and crashes (from the daily rollups where raw events have expired)
+-- (where a day has both, each count is the larger: raw events may outnumber an earlier rollup (late arrivals), and a
+-- rollup outnumbers raw events once a kind's partition expired or a person's rows were erased)
 -- params: from (YYYY-MM-DD, inclusive; default: 29 days before `to`), to (YYYY-MM-DD, inclusive; default: today, UTC),
 --   the filters (page, country, browser, os, device, referrer_class, utm_source, utm_campaign, event, release,
 --   fingerprint; with a filter, only days with raw events answer)
@@ -24,10 +26,16 @@ rolled AS (
         COALESCE(MAX(CASE WHEN kind = 'event' THEN events END), 0) AS events,
         COALESCE(MAX(CASE WHEN kind = 'crash' THEN events END), 0) AS crashes
     FROM rollups
-    WHERE {{range}} AND {{no_filters}} AND dimension = 'all' AND date NOT IN (SELECT day FROM raw)
+    WHERE {{range}} AND {{no_filters}} AND dimension = 'all'
     GROUP BY date
 )
-SELECT day, visitors, pageviews, events, crashes FROM raw
-UNION ALL
-SELECT day, visitors, pageviews, events, crashes FROM rolled
+-- Kinds expire at different ages (crashes first): for a day with both, each count is the larger of the raw
+-- events left and the rollup written before any of that day's partitions was dropped.
+SELECT
+    COALESCE(raw.day, rolled.day) AS day,
+    GREATEST(COALESCE(raw.visitors, 0), COALESCE(rolled.visitors, 0)) AS visitors,
+    GREATEST(COALESCE(raw.pageviews, 0), COALESCE(rolled.pageviews, 0)) AS pageviews,
+    GREATEST(COALESCE(raw.events, 0), COALESCE(rolled.events, 0)) AS events,
+    GREATEST(COALESCE(raw.crashes, 0), COALESCE(rolled.crashes, 0)) AS crashes
+FROM raw FULL OUTER JOIN rolled ON raw.day = rolled.day
 ORDER BY day

@@ -6,8 +6,9 @@
 //!                                    zone); destroyed 48 h after that day ends
 //!   subject/<tenant>.v<N>.key        32 random bytes (0600); the tenant's keys for user pseudonyms, the
 //!                                    highest version in use, older ones kept to serve subject rights
+//!   objections/<tenant>.jsonl        who opted out, by pseudonym (objections.rs)
 //!   lifecycle.jsonl                  one line per creation, rotation or destruction: time, action, tenant,
-//!                                    key id; never a key
+//!                                    key id; never a key (also in the audit log, when one is set)
 //! ```
 //!
 //! Salts are per tenant and per day of receipt. Once a salt file is gone, no visitor id of that day can be
@@ -39,6 +40,9 @@ pub struct KeyStore {
     dir: PathBuf,
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
+    objections: crate::objections::SharedCache,
+    /// Where key events are also recorded, when set.
+    audit: std::sync::OnceLock<Arc<tacet_audit::AuditLog>>,
 }
 
 struct Subject {
@@ -122,7 +126,26 @@ impl KeyStore {
             dir: dir.to_owned(),
             clock,
             state: Mutex::new(state),
+            objections: Default::default(),
+            audit: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Records every key event (creation, rotation, destruction) in `audit` too, from now on. Once.
+    pub fn set_audit(&self, audit: Arc<tacet_audit::AuditLog>) {
+        let _ = self.audit.set(audit);
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub(crate) fn objection_cache(&self) -> &crate::objections::SharedCache {
+        &self.objections
     }
 
     /// Sets the time zone whose days a tenant's salts cover (UTC if never set).
@@ -328,6 +351,11 @@ impl KeyStore {
             destroyed += 1;
         }
         state.subject.remove(tenant);
+        drop(state);
+        if self.destroy_objections(tenant)? {
+            self.record("destroyed", tenant, &format!("objections/{tenant}"))?;
+            destroyed += 1;
+        }
         sync_dir(&self.dir.join("subject"))?;
         sync_dir(&self.dir.join("salts"))?;
         Ok(destroyed)
@@ -387,7 +415,18 @@ impl KeyStore {
             .map_err(|e| Error::keys(&path, e))?;
         writeln!(f, "{line}")
             .and_then(|()| f.sync_data())
-            .map_err(|e| Error::keys(&path, e))
+            .map_err(|e| Error::keys(&path, e))?;
+        if let Some(audit) = self.audit.get() {
+            audit
+                .append(
+                    "server",
+                    &format!("key.{action}"),
+                    Some(tenant.as_str()),
+                    serde_json::json!({ "key": id }),
+                )
+                .map_err(|e| Error::keys(audit.path(), std::io::Error::other(e.to_string())))?;
+        }
+        Ok(())
     }
 }
 

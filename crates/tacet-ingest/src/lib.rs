@@ -22,6 +22,7 @@
 
 mod config;
 mod keystore;
+mod objections;
 mod pipeline;
 mod record;
 
@@ -29,6 +30,7 @@ use std::path::Path;
 
 pub use config::IngestConfig;
 pub use keystore::KeyStore;
+pub use objections::{Change, Objections};
 pub use pipeline::{Accepted, FlushSummary, Pipeline, RecoverySummary};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -50,6 +52,9 @@ pub enum Error {
     Wal(#[from] tacet_wal::Error),
     #[error(transparent)]
     Lake(#[from] tacet_lake::Error),
+    /// A job could not get everything into the lake first, so it did nothing.
+    #[error("{0}")]
+    Incomplete(String),
     #[error("building an Arrow batch: {0}")]
     Arrow(#[from] tacet_privacy::ArrowError),
 }

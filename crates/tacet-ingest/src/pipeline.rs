@@ -359,6 +359,27 @@ impl Pipeline {
         let ua = self.user_agent(ctx.user_agent);
         let mut tally = Tally::default();
         let mut answer = Accepted::default();
+        // People who objected: their identified events go no further than this.
+        let objections = self.keys.objections(tenant)?;
+        let events = if objections.is_empty() {
+            events
+        } else {
+            let before = events.len();
+            let kept: Vec<RawEvent> = events
+                .into_iter()
+                .filter(|e| {
+                    e.user_id
+                        .as_deref()
+                        .is_none_or(|u| !objections.covers(tenant, u))
+                })
+                .collect();
+            if kept.len() < before {
+                answer
+                    .dropped
+                    .push((DropReason::Objected, before - kept.len()));
+            }
+            kept
+        };
         let mut kept = Vec::with_capacity(n);
         let mut anonymised: Vec<(&'static str, u64)> = Vec::new();
         let outcomes = self
@@ -549,6 +570,41 @@ impl Pipeline {
             (self.clock.now_millis() - t).max(0) as f64 / 1000.0
         });
         metrics::gauge!("tacet_ingest_persistence_lag_seconds").set(lag);
+    }
+
+    /// Writes everything accepted so far to the lake and deletes it from the write-ahead log: the log's
+    /// active segment is sealed, flushes run until the checkpoint passes its last record, and the
+    /// segments so persisted are deleted. Erasure and offboarding call it first, so that what they then
+    /// remove from the lake is not left in the log or the buffer. Events accepted meanwhile may stay in
+    /// the buffer and the new segment.
+    pub async fn persist_all(&self) -> Result<()> {
+        self.wal.seal().await?;
+        let sealed = self.wal.last_seq();
+        for _ in 0..100 {
+            if self.wal.checkpoint().persisted >= sealed {
+                break;
+            }
+            let summary = self.flush().await;
+            if summary.failed > 0 {
+                return Err(Error::Incomplete(format!(
+                    "{} events could not be written to the lake (see the log); nothing was removed, retry \
+                     when the object store is back",
+                    summary.failed
+                )));
+            }
+        }
+        let _between_flushes = self.flushing.lock().await;
+        let checkpoint = self.wal.checkpoint();
+        if checkpoint.persisted < sealed {
+            return Err(Error::Incomplete(
+                "the write-ahead log could not be flushed up to the request; retry".into(),
+            ));
+        }
+        if checkpoint.flushing.is_none() {
+            // Deletes the sealed segments, now fully persisted.
+            self.wal.finish_flush(checkpoint.persisted)?;
+        }
+        Ok(())
     }
 
     /// Flushes every `flush_interval`, or sooner when `flush_events` are waiting, until the task is aborted.

@@ -87,6 +87,8 @@ pub enum DropReason {
     Dnt,
     /// Global Privacy Control, for a tenant with `gpc = "suppress"`.
     Gpc,
+    /// The identified person objected to (or restricted) processing (the pipeline's objection list).
+    Objected,
 }
 
 impl DropReason {
@@ -95,6 +97,7 @@ impl DropReason {
             DropReason::Bot => "bot",
             DropReason::Dnt => "dnt",
             DropReason::Gpc => "gpc",
+            DropReason::Objected => "objected",
         }
     }
 }

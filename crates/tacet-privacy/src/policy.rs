@@ -133,6 +133,8 @@ pub struct TenantPolicy {
     pub scrub: Vec<CustomRule>,
     /// How long raw events of each kind are kept (enforced by the retention job).
     pub retention: BTreeMap<Kind, Duration>,
+    /// How long the daily rollups (counts, no pseudonyms) are kept: `retention.rollups`, default 5 years.
+    pub rollup_retention: Duration,
     /// Canned reports leave out rows describing fewer than this many distinct visitors (1: none).
     pub k_threshold: u64,
 }
@@ -165,6 +167,9 @@ impl TenantPolicy {
             .is_none_or(|allowed| allowed.iter().any(|a| a == key))
     }
 }
+
+/// Default retention of the daily rollups: five years.
+pub const DEFAULT_ROLLUP_RETENTION_DAYS: u64 = 1826;
 
 /// Default retention of raw events: 13 months for usage, 90 days for crashes.
 pub const DEFAULT_RETENTION_DAYS: [(Kind, u64); 3] =
@@ -287,16 +292,28 @@ impl TryFrom<PolicyConfig> for TenantPolicy {
             .iter()
             .map(|(k, d)| (*k, Duration::from_secs(d * 86_400)))
             .collect();
+        let mut rollup_retention = Duration::from_secs(DEFAULT_ROLLUP_RETENTION_DAYS * 86_400);
         for (k, d) in c.retention {
-            let kind = Kind::parse(&k).ok_or_else(|| {
-                format!("retention: unknown kind {k:?}; expected pageview, event or crash")
-            })?;
             if d.as_secs() < 86_400 {
                 return Err(format!(
                     "retention.{k}: at least one day (partitions are daily)"
                 ));
             }
+            if k == "rollups" {
+                rollup_retention = d;
+                continue;
+            }
+            let kind = Kind::parse(&k).ok_or_else(|| {
+                format!("retention: unknown kind {k:?}; expected pageview, event, crash or rollups")
+            })?;
             retention.insert(kind, d);
+        }
+        if let Some((kind, d)) = retention.iter().find(|(_, d)| **d > rollup_retention) {
+            return Err(format!(
+                "retention.rollups ({}d) is shorter than retention.{kind} ({}d): rollups must outlive the raw events they summarise",
+                rollup_retention.as_secs() / 86_400,
+                d.as_secs() / 86_400
+            ));
         }
         if c.k_threshold == 0 {
             return Err("k_threshold: at least 1 (1 turns suppression off)".into());
@@ -315,6 +332,7 @@ impl TryFrom<PolicyConfig> for TenantPolicy {
             timezone,
             scrub,
             retention,
+            rollup_retention,
         })
     }
 }

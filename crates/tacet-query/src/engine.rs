@@ -58,6 +58,23 @@ struct Inner {
     store: Arc<dyn ObjectStore>,
     config: QueryConfig,
     fresh: std::sync::OnceLock<Arc<dyn FreshEvents>>,
+    restrictions: std::sync::OnceLock<Arc<dyn Restrictions>>,
+}
+
+/// The pseudonyms whose events queries must leave out: people who objected to or restricted processing.
+/// Only a subject access request (`QueryEngine::subject_rows`) still reads their events.
+pub trait Restrictions: Send + Sync + std::fmt::Debug {
+    fn restricted(&self, tenant: &TenantId) -> std::result::Result<Vec<String>, String>;
+}
+
+/// How one query runs.
+#[derive(Debug)]
+pub(crate) struct Run {
+    pub(crate) max_rows: usize,
+    /// Also the events of people who objected (their own access request only).
+    pub(crate) unrestricted: bool,
+    /// More tables for this query (the audit log, for the admin).
+    pub(crate) tables: Vec<(&'static str, RecordBatch)>,
 }
 
 /// Events accepted but maybe not yet in Parquet (the ingestion buffer and any flush in progress), for
@@ -90,7 +107,14 @@ impl QueryEngine {
             .build_arc()
             .map_err(Error::from_datafusion)?;
         let url = Url::parse(LAKE_URL).expect("a valid URL");
-        runtime.register_object_store(&url, Arc::clone(&store));
+        // Readers never see superseded files (hiding.rs).
+        runtime.register_object_store(
+            &url,
+            Arc::new(crate::hiding::HidingStore::new(
+                Arc::clone(&store),
+                u64::MAX,
+            )),
+        );
         let executor = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.threads.max(1))
             .thread_name("tacet-query")
@@ -104,6 +128,7 @@ impl QueryEngine {
                 store,
                 config,
                 fresh: std::sync::OnceLock::new(),
+                restrictions: std::sync::OnceLock::new(),
             }),
             executor: Some(executor),
         })
@@ -116,6 +141,81 @@ impl QueryEngine {
     /// Makes queries see the events `fresh` holds (the server hands in its pipeline's buffer). Once.
     pub fn set_fresh(&self, fresh: Arc<dyn FreshEvents>) {
         let _ = self.inner.fresh.set(fresh);
+    }
+
+    /// Makes queries leave out the events of people who objected. Once.
+    pub fn set_restrictions(&self, restrictions: Arc<dyn Restrictions>) {
+        let _ = self.inner.restrictions.set(restrictions);
+    }
+
+    /// Waits until no query runs and holds every query slot until the guard is dropped: files that a
+    /// running query may still read are deleted under it (erasure, compaction).
+    pub async fn exclusive(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        let slots = self.inner.config.max_concurrent.max(1) as u32;
+        Arc::clone(&self.slots)
+            .acquire_many_owned(slots)
+            .await
+            .map_err(|_| Error::Internal("the query slots are closed".into()))
+    }
+
+    /// Every stored or buffered event whose `user_pseudonym` is one of `pseudonyms`, restricted or not (a
+    /// subject access request), ordered by time, without a row limit.
+    pub async fn subject_rows(
+        &self,
+        tenant: &TenantId,
+        pseudonyms: &[String],
+    ) -> Result<QueryOutput> {
+        if pseudonyms.is_empty() {
+            return Err(Error::User("no pseudonyms to look for".into()));
+        }
+        let placeholders: Vec<String> = (1..=pseudonyms.len()).map(|i| format!("$p{i}")).collect();
+        let sql = format!(
+            "SELECT * FROM events WHERE user_pseudonym IN ({}) ORDER BY ts",
+            placeholders.join(", ")
+        );
+        let params = ParamValues::from(
+            pseudonyms
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    (
+                        format!("p{}", i + 1),
+                        datafusion::common::ScalarValue::Utf8(Some(p.clone())),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        );
+        self.run_with_limit(
+            tenant,
+            &sql,
+            Some(params),
+            Run {
+                max_rows: usize::MAX,
+                unrestricted: true,
+                tables: Vec::new(),
+            },
+        )
+        .await
+    }
+
+    /// Runs read-only SQL against `tenant`'s events and `tables` (the admin's `audit` table).
+    pub async fn sql_with_tables(
+        &self,
+        tenant: &TenantId,
+        sql: &str,
+        tables: Vec<(&'static str, RecordBatch)>,
+    ) -> Result<QueryOutput> {
+        self.run_with_limit(
+            tenant,
+            sql,
+            None,
+            Run {
+                max_rows: self.inner.config.max_rows,
+                unrestricted: false,
+                tables,
+            },
+        )
+        .await
     }
 
     /// Runs read-only SQL against `tenant`'s events.
@@ -172,8 +272,17 @@ impl QueryEngine {
         sql: &str,
         params: Option<ParamValues>,
     ) -> Result<QueryOutput> {
-        self.run_with_limit(tenant, sql, params, self.inner.config.max_rows)
-            .await
+        self.run_with_limit(
+            tenant,
+            sql,
+            params,
+            Run {
+                max_rows: self.inner.config.max_rows,
+                unrestricted: false,
+                tables: Vec::new(),
+            },
+        )
+        .await
     }
 
     pub(crate) async fn run_with_limit(
@@ -181,7 +290,7 @@ impl QueryEngine {
         tenant: &TenantId,
         sql: &str,
         params: Option<ParamValues>,
-        max_rows: usize,
+        run: Run,
     ) -> Result<QueryOutput> {
         let config = &self.inner.config;
         let permit = tokio::time::timeout(
@@ -205,7 +314,7 @@ impl QueryEngine {
             .expect("the runtime lives as long as the engine");
         let mut task = executor.spawn(async move {
             let _slot = permit;
-            inner.run_unbounded(&tenant, &sql, params, max_rows).await
+            inner.run_unbounded(&tenant, &sql, params, run).await
         });
         let timeout = config.timeout;
         match tokio::time::timeout(timeout, &mut task).await {
@@ -224,7 +333,7 @@ impl QueryEngine {
 
 impl Inner {
     /// A session that sees exactly one table, `events`, holding `tenant`'s rows.
-    async fn session(&self, tenant: &TenantId) -> Result<SessionContext> {
+    async fn session(&self, tenant: &TenantId, unrestricted: bool) -> Result<SessionContext> {
         let config = SessionConfig::new()
             .with_information_schema(false)
             .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
@@ -232,7 +341,7 @@ impl Inner {
             None => (Vec::new(), Arc::clone(&self.runtime)),
             Some(fresh) => {
                 let (batches, newer_than) = fresh.snapshot(tenant).map_err(Error::Internal)?;
-                // This query's view of the lake hides the files whose events the snapshot holds.
+                // This query's view of the lake also hides the files whose events the snapshot holds.
                 let registry =
                     datafusion::execution::object_store::DefaultObjectStoreRegistry::new();
                 let url = Url::parse(LAKE_URL).expect("a valid URL");
@@ -305,21 +414,37 @@ impl Inner {
         .map_err(Error::from_datafusion)?;
         ctx.register_table("rollups", Arc::new(rollups))
             .map_err(Error::from_datafusion)?;
-        if buffered.is_empty() {
-            ctx.register_table("events", Arc::new(table))
+        // `events` = what is in Parquet plus what is still in the ingestion buffer, ...
+        let mut events = ctx
+            .read_table(Arc::new(table))
+            .map_err(Error::from_datafusion)?;
+        if !buffered.is_empty() {
+            let schema = buffered[0].schema();
+            let memory = datafusion::datasource::MemTable::try_new(schema, vec![buffered])
                 .map_err(Error::from_datafusion)?;
-            return Ok(ctx);
+            let memory = ctx
+                .read_table(Arc::new(memory))
+                .map_err(Error::from_datafusion)?;
+            events = events.union(memory).map_err(Error::from_datafusion)?;
         }
-        // `events` = what is in Parquet plus what is still in the ingestion buffer.
-        let schema = buffered[0].schema();
-        let memory = datafusion::datasource::MemTable::try_new(schema, vec![buffered])
-            .map_err(Error::from_datafusion)?;
-        ctx.register_table("events_stored", Arc::new(table))
-            .map_err(Error::from_datafusion)?;
-        ctx.register_table("events_buffered", Arc::new(memory))
-            .map_err(Error::from_datafusion)?;
-        ctx.sql("CREATE VIEW events AS SELECT * FROM events_stored UNION ALL SELECT * FROM events_buffered")
-            .await
+        // ... without the people who objected (restriction of processing), unless this is their own
+        // access request.
+        let restricted = match (unrestricted, self.restrictions.get()) {
+            (true, _) | (false, None) => Vec::new(),
+            (false, Some(r)) => r.restricted(tenant).map_err(Error::Internal)?,
+        };
+        if !restricted.is_empty() {
+            use datafusion::prelude::{col, lit};
+            let list = restricted.into_iter().map(lit).collect();
+            events = events
+                .filter(
+                    col("user_pseudonym")
+                        .is_null()
+                        .or(col("user_pseudonym").in_list(list, true)),
+                )
+                .map_err(Error::from_datafusion)?;
+        }
+        ctx.register_table("events", events.into_view())
             .map_err(Error::from_datafusion)?;
         Ok(ctx)
     }
@@ -329,12 +454,20 @@ impl Inner {
         tenant: &TenantId,
         sql: &str,
         params: Option<ParamValues>,
-        max: usize,
+        run: Run,
     ) -> Result<QueryOutput> {
+        let max = run.max_rows;
         if sql.trim().is_empty() {
             return Err(Error::User("empty query: send one SELECT statement".into()));
         }
-        let ctx = self.session(tenant).await?;
+        let ctx = self.session(tenant, run.unrestricted).await?;
+        for (name, batch) in run.tables {
+            let table =
+                datafusion::datasource::MemTable::try_new(batch.schema(), vec![vec![batch]])
+                    .map_err(Error::from_datafusion)?;
+            ctx.register_table(name, Arc::new(table))
+                .map_err(Error::from_datafusion)?;
+        }
         let plan = ctx
             .state()
             .create_logical_plan(sql)

@@ -117,7 +117,7 @@ pub fn to_json(batches: &[RecordBatch]) -> Result<Vec<u8>, ArrowError> {
     Ok(buf)
 }
 
-/// CSV with a header line.
+/// CSV with a header line. Nested columns (`props`, `stack`) become JSON text in their cell.
 pub fn to_csv(batches: &[RecordBatch]) -> Result<Vec<u8>, ArrowError> {
     let mut buf = Vec::new();
     {
@@ -125,10 +125,71 @@ pub fn to_csv(batches: &[RecordBatch]) -> Result<Vec<u8>, ArrowError> {
             .with_header(true)
             .build(&mut buf);
         for b in batches {
-            w.write(b)?;
+            w.write(&nested_as_json(b)?)?;
         }
     }
     Ok(buf)
+}
+
+/// `batch` with every map, list or struct column replaced by its JSON text (null stays null).
+fn nested_as_json(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    use arrow::array::{Array, ArrayRef, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    let nested = |t: &DataType| {
+        matches!(
+            t,
+            DataType::Map(..)
+                | DataType::List(_)
+                | DataType::LargeList(_)
+                | DataType::Struct(_)
+                | DataType::FixedSizeList(..)
+        )
+    };
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| nested(f.data_type()))
+    {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        if !nested(f.data_type()) {
+            fields.push(f.as_ref().clone());
+            columns.push(std::sync::Arc::clone(c));
+            continue;
+        }
+        let one = RecordBatch::try_new(
+            std::sync::Arc::new(Schema::new(vec![f.as_ref().clone()])),
+            vec![std::sync::Arc::clone(c)],
+        )?;
+        let mut lines = Vec::new();
+        {
+            let mut w = arrow::json::LineDelimitedWriter::new(&mut lines);
+            w.write(&one)?;
+            w.finish()?;
+        }
+        let text = String::from_utf8(lines).map_err(|e| ArrowError::CsvError(e.to_string()))?;
+        let mut values = text.lines().map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v.get(f.name()).map(|x| x.to_string()))
+        });
+        let cells: StringArray = (0..c.len())
+            .map(|i| {
+                if c.is_null(i) {
+                    None
+                } else {
+                    values.next().flatten()
+                }
+            })
+            .collect();
+        fields.push(Field::new(f.name(), DataType::Utf8, true));
+        columns.push(std::sync::Arc::new(cells));
+    }
+    RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
 }
 
 /// A boxed table for a terminal.

@@ -19,7 +19,7 @@ mod report;
 pub mod rollup;
 
 pub use config::QueryConfig;
-pub use engine::{FreshEvents, QueryEngine, QueryOutput};
+pub use engine::{FreshEvents, QueryEngine, QueryOutput, Restrictions};
 pub use report::{FILTERS, REPORTS, Report, ReportParams};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -92,7 +92,16 @@ impl QueryEngine {
             ScalarValue::Utf8(Some(day.format("%Y-%m-%d").to_string())),
         )]);
         let out = self
-            .run_with_limit(tenant, &rollup_sql(), Some(params), usize::MAX)
+            .run_with_limit(
+                tenant,
+                &rollup_sql(),
+                Some(params),
+                crate::engine::Run {
+                    max_rows: usize::MAX,
+                    unrestricted: false,
+                    tables: Vec::new(),
+                },
+            )
             .await?;
         let rows = out.num_rows();
         if rows == 0 {
