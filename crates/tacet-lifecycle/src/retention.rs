@@ -1,0 +1,210 @@
+//! Time-based retention: whole partitions past the tenant's retention for their kind are deleted, and
+//! rollups past the rollup retention. A partition is only dropped once its day has a rollup (written
+//! first if missing), so the `daily` report keeps answering for it.
+//!
+//! A partition of day `D` expires when `D < today - retention` (UTC days; today from the pipeline's clock,
+//! which tests move).
+
+use std::collections::BTreeMap;
+
+use chrono::{Days, NaiveDate};
+use object_store::ObjectMeta;
+use serde::Serialize;
+use serde_json::json;
+use tacet_lake::PartitionKey;
+use tacet_model::TenantId;
+use tacet_privacy::TenantPolicy;
+use tacet_query::rollup::rollup_prefix;
+
+use crate::{Progress, Result, Steward};
+
+/// Something retention deletes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Target {
+    /// A partition of raw events.
+    Partition { kind: String, date: String },
+    /// A day's rollup.
+    Rollup { date: String },
+}
+
+/// One expired partition or rollup, with what it holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Expired {
+    pub tenant: String,
+    pub target: Target,
+    pub files: usize,
+    pub bytes: u64,
+    /// The retention that expired it, in days.
+    pub retention_days: u64,
+    #[serde(skip)]
+    day: NaiveDate,
+    #[serde(skip)]
+    paths: Vec<object_store::path::Path>,
+}
+
+impl std::fmt::Display for Expired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.target {
+            Target::Partition { kind, date } => write!(
+                f,
+                "{} events kind={kind} date={date}: {} files, {} bytes (retention {}d)",
+                self.tenant, self.files, self.bytes, self.retention_days
+            ),
+            Target::Rollup { date } => write!(
+                f,
+                "{} rollup date={date}: {} files, {} bytes (retention {}d)",
+                self.tenant, self.files, self.bytes, self.retention_days
+            ),
+        }
+    }
+}
+
+/// What a retention run did (or, dry, would do).
+#[derive(Debug, Clone, Serialize)]
+pub struct RetentionReport {
+    pub dry_run: bool,
+    /// Today (UTC), `YYYY-MM-DD`, from the clock.
+    pub today: String,
+    pub expired: Vec<Expired>,
+    /// Rollups written because a day about to lose raw events had none.
+    pub rollups_written: usize,
+    pub files_deleted: usize,
+    pub bytes_deleted: u64,
+}
+
+fn days(d: std::time::Duration) -> u64 {
+    d.as_secs() / 86_400
+}
+
+fn date_of_rollup(meta: &ObjectMeta) -> Option<NaiveDate> {
+    meta.location.parts().find_map(|p| {
+        p.as_ref()
+            .strip_prefix("date=")
+            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+    })
+}
+
+impl Steward {
+    /// What is past retention now, for each tenant and its policy.
+    pub async fn retention_plan(
+        &self,
+        tenants: &[(TenantId, TenantPolicy)],
+    ) -> Result<(NaiveDate, Vec<Expired>)> {
+        let today = self.pipeline.clock().now().date_naive();
+        let lake = self.pipeline.lake();
+        let mut expired = Vec::new();
+        for (tenant, policy) in tenants {
+            let mut partitions: BTreeMap<PartitionKey, Vec<ObjectMeta>> = BTreeMap::new();
+            for meta in lake.list_tenant_files(tenant).await? {
+                if let Some(key) = PartitionKey::parse(meta.location.as_ref()) {
+                    partitions.entry(key).or_default().push(meta);
+                }
+            }
+            for (key, files) in partitions {
+                let Some(keep) = policy.retention.get(&key.kind).copied() else {
+                    continue;
+                };
+                let cutoff = today - Days::new(days(keep));
+                if key.date < cutoff {
+                    expired.push(Expired {
+                        tenant: tenant.to_string(),
+                        target: Target::Partition {
+                            kind: key.kind.to_string(),
+                            date: key.date.to_string(),
+                        },
+                        day: key.date,
+                        files: files.len(),
+                        bytes: files.iter().map(|m| m.size).sum(),
+                        retention_days: days(keep),
+                        paths: files.into_iter().map(|m| m.location).collect(),
+                    });
+                }
+            }
+            let mut rollups: BTreeMap<NaiveDate, Vec<ObjectMeta>> = BTreeMap::new();
+            for meta in lake.list(&rollup_prefix(tenant)).await? {
+                if let Some(d) = date_of_rollup(&meta) {
+                    rollups.entry(d).or_default().push(meta);
+                }
+            }
+            let cutoff = today - Days::new(days(policy.rollup_retention));
+            for (date, files) in rollups {
+                if date < cutoff {
+                    expired.push(Expired {
+                        tenant: tenant.to_string(),
+                        target: Target::Rollup {
+                            date: date.to_string(),
+                        },
+                        day: date,
+                        files: files.len(),
+                        bytes: files.iter().map(|m| m.size).sum(),
+                        retention_days: days(policy.rollup_retention),
+                        paths: files.into_iter().map(|m| m.location).collect(),
+                    });
+                }
+            }
+        }
+        Ok((today, expired))
+    }
+
+    /// Deletes what [`Steward::retention_plan`] finds (or only reports it, `dry_run`), one audit entry per
+    /// partition or rollup dropped.
+    pub async fn retention_run(
+        &self,
+        tenants: &[(TenantId, TenantPolicy)],
+        dry_run: bool,
+        actor: &str,
+        progress: Progress<'_>,
+    ) -> Result<RetentionReport> {
+        let _one_job = self.jobs.lock().await;
+        let (today, expired) = self.retention_plan(tenants).await?;
+        let mut report = RetentionReport {
+            dry_run,
+            today: today.to_string(),
+            expired: Vec::new(),
+            rollups_written: 0,
+            files_deleted: 0,
+            bytes_deleted: 0,
+        };
+        if dry_run {
+            report.expired = expired;
+            return Ok(report);
+        }
+        let lake = self.pipeline.lake();
+        let total = expired.len();
+        for (i, e) in expired.into_iter().enumerate() {
+            progress(i, total, &e.to_string());
+            let tenant = TenantId::new(&e.tenant).map_err(|x| crate::Error::User(x.to_string()))?;
+            let mut rollup = "not needed";
+            if let Target::Partition { .. } = &e.target {
+                let day = format!(
+                    "{}date={}/",
+                    rollup_prefix(&tenant),
+                    e.day.format("%Y-%m-%d")
+                );
+                rollup = "existed";
+                if lake.list(&day).await?.is_empty() {
+                    self.query.rollup_day(&tenant, e.day).await?;
+                    report.rollups_written += 1;
+                    rollup = "written";
+                }
+            }
+            {
+                let _no_queries = self.query.exclusive().await?;
+                lake.delete(&e.paths).await?;
+            }
+            self.audit.append(
+                actor,
+                "retention.drop",
+                Some(&e.tenant),
+                json!({"target": e.target, "files": e.files, "bytes": e.bytes,
+                    "retention_days": e.retention_days, "rollup": rollup}),
+            )?;
+            report.files_deleted += e.files;
+            report.bytes_deleted += e.bytes;
+            report.expired.push(e);
+        }
+        progress(total, total, "done");
+        Ok(report)
+    }
+}

@@ -1,0 +1,199 @@
+//! Rewriting the files that hold one person's rows (erasure and rectification).
+//!
+//! 1. Everything accepted so far goes to the lake and out of the write-ahead log
+//!    (`Pipeline::persist_all`), so the buffer and the log hold none of the person's earlier events.
+//! 2. Leftovers of an interrupted earlier replacement (superseded files) are deleted.
+//! 3. Each visible file is probed: its row groups' bloom filters on `user_pseudonym` (footer and
+//!    filters only) say whether it may hold one of the person's pseudonyms. Only those files are read.
+//! 4. A file that does hold them is written again as its next generation with the edit applied (rows
+//!    removed, or changed); a file left empty is simply deleted.
+//! 5. Then, while no query runs (`QueryEngine::exclusive`), the old files are deleted.
+//! 6. Every new file is read back and checked; the old ones must be gone.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use serde::Serialize;
+use tacet_lake::{FileName, ParquetFilePath, PartitionKey};
+use tacet_model::TenantId;
+
+use crate::{Error, Progress, Result, Steward};
+
+/// What a rewrite did. File paths are lake paths (no identifiers in them).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RewriteReport {
+    /// A random id, also in the audit log.
+    pub request: String,
+    /// Subject key versions searched (one pseudonym each).
+    pub pseudonyms: usize,
+    /// The tenant's files looked at (bloom filters only).
+    pub files_scanned: usize,
+    /// Files whose bloom filters said "maybe", which were read.
+    pub files_read: usize,
+    /// Files written again without (or with changed) rows of the person.
+    pub files_rewritten: usize,
+    /// Files that held only the person's rows, deleted.
+    pub files_deleted: usize,
+    /// The person's rows removed or changed.
+    pub rows: usize,
+    /// Bytes of the files replaced or deleted, and of all the tenant's files.
+    pub bytes_replaced: u64,
+    pub bytes_total: u64,
+    /// Superseded leftovers of earlier interrupted jobs, deleted on the way.
+    pub leftovers_deleted: usize,
+    /// The files replaced or deleted.
+    pub replaced: Vec<String>,
+    pub elapsed_ms: u64,
+}
+
+/// What to do with one batch, given which of its rows are the person's: the new batch, or `None` to leave
+/// the batch out.
+pub(crate) type Edit<'a> =
+    &'a (dyn Fn(&RecordBatch, &BooleanArray) -> Result<Option<RecordBatch>> + Send + Sync);
+
+/// Which rows of `batch` carry one of `pseudonyms`.
+pub(crate) fn subject_mask(batch: &RecordBatch, pseudonyms: &HashSet<&str>) -> BooleanArray {
+    let Some(col) = batch.column_by_name("user_pseudonym") else {
+        return BooleanArray::from(vec![false; batch.num_rows()]);
+    };
+    let values = col.as_string::<i32>();
+    (0..values.len())
+        .map(|i| Some(!values.is_null(i) && pseudonyms.contains(values.value(i))))
+        .collect()
+}
+
+fn count(mask: &BooleanArray) -> usize {
+    mask.true_count()
+}
+
+impl Steward {
+    /// Applies `edit` to every row of `pseudonyms` in the tenant's lake; see the module docs.
+    pub(crate) async fn rewrite_subject(
+        &self,
+        tenant: &TenantId,
+        pseudonyms: &[String],
+        edit: Edit<'_>,
+        progress: Progress<'_>,
+    ) -> Result<RewriteReport> {
+        let started = Instant::now();
+        let _one_job = self.jobs.lock().await;
+        let mut report = RewriteReport {
+            request: crate::request_id(),
+            pseudonyms: pseudonyms.len(),
+            ..RewriteReport::default()
+        };
+        self.pipeline.persist_all().await?;
+        let lake = self.pipeline.lake();
+        let wanted: HashSet<&str> = pseudonyms.iter().map(String::as_str).collect();
+        let values: Vec<&str> = wanted.iter().copied().collect();
+
+        let all = lake.list_tenant_files(tenant).await?;
+        let visible = tacet_lake::visible(all.clone());
+        let shown: HashSet<&Path> = visible.iter().map(|m| &m.location).collect();
+        let leftovers: Vec<Path> = all
+            .iter()
+            .filter(|m| !shown.contains(&m.location) && FileName::parse(&m.location).is_some())
+            .map(|m| m.location.clone())
+            .collect();
+        let files: Vec<_> = visible
+            .into_iter()
+            .filter(|m| FileName::parse(&m.location).is_some())
+            .collect();
+        report.files_scanned = files.len();
+        report.bytes_total = files.iter().map(|m| m.size).sum();
+
+        let mut old: Vec<Path> = leftovers.clone();
+        let mut written: Vec<(ParquetFilePath, usize)> = Vec::new();
+        if !values.is_empty() {
+            for (i, meta) in files.iter().enumerate() {
+                if i % 64 == 0 {
+                    progress(i, files.len(), "probing bloom filters");
+                }
+                if !lake.may_hold(meta, "user_pseudonym", &values).await? {
+                    continue;
+                }
+                report.files_read += 1;
+                let batches = lake.read(meta).await?;
+                let mut kept = Vec::with_capacity(batches.len());
+                let mut rows = 0;
+                for batch in &batches {
+                    let mask = subject_mask(batch, &wanted);
+                    rows += count(&mask);
+                    if count(&mask) == 0 {
+                        kept.push(batch.clone());
+                    } else if let Some(b) = edit(batch, &mask)?
+                        && b.num_rows() > 0
+                    {
+                        kept.push(b);
+                    }
+                }
+                if rows == 0 {
+                    continue; // a bloom filter false positive
+                }
+                report.rows += rows;
+                report.bytes_replaced += meta.size;
+                report.replaced.push(meta.location.to_string());
+                old.push(meta.location.clone());
+                if kept.is_empty() {
+                    report.files_deleted += 1;
+                    continue;
+                }
+                let (Some(partition), Some(name)) = (
+                    PartitionKey::parse(meta.location.as_ref()),
+                    FileName::parse(&meta.location),
+                ) else {
+                    continue;
+                };
+                let path = ParquetFilePath::in_partition(&partition, name.next_generation());
+                lake.replace(&[], Some((&path, &kept))).await?;
+                let left: usize = kept.iter().map(RecordBatch::num_rows).sum();
+                written.push((path, left));
+                report.files_rewritten += 1;
+            }
+            progress(files.len(), files.len(), "probing bloom filters");
+        }
+        {
+            // Delete the old files while no query can be reading them.
+            let _no_queries = self.query.exclusive().await?;
+            lake.delete(&old).await?;
+        }
+        report.leftovers_deleted = leftovers.len();
+
+        // Read back: the new files hold the edited rows and the old ones are gone.
+        for (path, rows) in &written {
+            let meta = lake
+                .store()
+                .head(path.as_object_path())
+                .await
+                .map_err(|e| Error::Verify(format!("{path} is missing after the rewrite: {e}")))?;
+            let batches = lake.read(&meta).await?;
+            let got: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            if got != *rows {
+                return Err(Error::Verify(format!(
+                    "{path} holds {got} rows, {rows} were written"
+                )));
+            }
+            for batch in &batches {
+                let mask = subject_mask(batch, &wanted);
+                if count(&mask) > 0
+                    && let Some(again) = edit(batch, &mask)?
+                    && again != *batch
+                {
+                    return Err(Error::Verify(format!(
+                        "{path} still holds rows the request changes"
+                    )));
+                }
+            }
+        }
+        for path in &old {
+            if lake.store().head(path).await.is_ok() {
+                return Err(Error::Verify(format!("{path} was not deleted")));
+            }
+        }
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        Ok(report)
+    }
+}

@@ -1,0 +1,336 @@
+//! The data subject's rights: access and portability (export), erasure, objection and restriction,
+//! rectification. A person is named by the user id the tenant's app sends; what is stored is their
+//! pseudonym under each of the tenant's subject key versions, and that is what is searched for.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, MapBuilder, MapFieldNames, RecordBatch, StringBuilder,
+};
+use serde::Serialize;
+use serde_json::json;
+use tacet_ingest::Change;
+use tacet_model::TenantId;
+use tacet_privacy::{Scrubber, Tally, TenantPolicy};
+use tacet_query::QueryOutput;
+
+use crate::rewrite::RewriteReport;
+use crate::{Error, Progress, Result, Steward};
+
+/// A person's stored events and the manifest that explains them.
+#[derive(Debug)]
+pub struct SubjectExport {
+    pub manifest: serde_json::Value,
+    pub rows: QueryOutput,
+}
+
+/// One change to a property of a person's events: set `key` to `value`, or remove it (`None`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PropChange {
+    pub key: String,
+    pub value: Option<String>,
+}
+
+impl PropChange {
+    /// Parses `key=value` (set) or `key=` (remove).
+    pub fn parse(s: &str) -> Result<Self> {
+        let (key, value) = s.split_once('=').ok_or_else(|| {
+            Error::User(format!(
+                "{s:?}: write KEY=VALUE to set a property, or KEY= to remove it"
+            ))
+        })?;
+        if key.is_empty() {
+            return Err(Error::User(format!("{s:?}: the property key is empty")));
+        }
+        Ok(Self {
+            key: key.to_owned(),
+            value: (!value.is_empty()).then(|| value.to_owned()),
+        })
+    }
+}
+
+/// What the export's columns hold, for the manifest.
+const COLUMNS: &[(&str, &str)] = &[
+    ("ts", "when the event happened (UTC)"),
+    ("kind", "pageview, event or crash"),
+    ("date", "the day (UTC) the event is filed under"),
+    (
+        "visitor_id",
+        "a daily-rotating count key (hash of IP address and browser under a salt destroyed 48 hours after the day); it identifies no one after that",
+    ),
+    (
+        "user_pseudonym",
+        "your pseudonym: a keyed hash of your user id, how these rows were found",
+    ),
+    (
+        "browser, browser_version, os, os_version, device, is_bot",
+        "from the browser's user agent",
+    ),
+    (
+        "country, region, city",
+        "from the IP address at arrival (the address itself is never stored)",
+    ),
+    (
+        "ip_prefix",
+        "the IP address truncated to its network (/24 or /48), if the service keeps it",
+    ),
+    (
+        "url_host, url_path, url_query, utm_*",
+        "the page, without query parameters other than the allowed ones",
+    ),
+    (
+        "referrer_host, referrer_class, referrer_source",
+        "where you came from",
+    ),
+    ("name, props", "the custom event and its properties"),
+    (
+        "error_type, message, stack, release, fingerprint",
+        "crash reports, with secrets and identifiers scrubbed",
+    ),
+    (
+        "anonymised",
+        "why the event was stored without identifiers, if it was",
+    ),
+];
+
+impl Steward {
+    /// Every stored (and buffered) event of the person, with a manifest of what is included and why other
+    /// data cannot be linked to them. Also the events of a person who objected.
+    pub async fn export(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+        format: &str,
+        actor: &str,
+    ) -> Result<SubjectExport> {
+        let pseudonyms = self.pseudonyms(tenant, user_id)?;
+        let request = crate::request_id();
+        let rows = if pseudonyms.is_empty() {
+            // No subject key yet: nothing identified was ever stored.
+            QueryOutput {
+                schema: Arc::new(arrow::datatypes::Schema::empty()),
+                batches: Vec::new(),
+                truncated: false,
+                suppressed: 0,
+            }
+        } else {
+            self.query.subject_rows(tenant, &pseudonyms).await?
+        };
+        let n = rows.num_rows();
+        let manifest = json!({
+            "request": request,
+            "tenant": tenant.as_str(),
+            "generated_at": self.pipeline.clock().now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "format": format,
+            "rows": n,
+            "included": format!(
+                "Every event stored for this tenant whose user pseudonym is yours: your user id under each of \
+                 the tenant's {} subject key version(s). Events still in memory are included.",
+                pseudonyms.len()
+            ),
+            "columns": COLUMNS.iter().map(|(c, d)| json!({"columns": c, "meaning": d})).collect::<Vec<_>>(),
+            "not_included": [
+                "Events sent without your user id (for example before you logged in): they carry only a daily visitor id, a keyed hash of IP address and browser whose key is destroyed 48 hours after the day ends, so they cannot be linked to you by anyone, us included.",
+                "Events stored without identifiers because of Do-Not-Track, Global Privacy Control or missing consent.",
+                "Events past the tenant's retention period, which are deleted.",
+                "Daily rollups: counts per page, browser, country and so on, which hold no pseudonym and describe no one.",
+                "Events dropped on arrival (bots, or after you objected)."
+            ],
+        });
+        self.audit.append(
+            actor,
+            "subject.export",
+            Some(tenant.as_str()),
+            json!({"request": request, "rows": n, "format": format}),
+        )?;
+        Ok(SubjectExport { manifest, rows })
+    }
+
+    /// Erases the person: every stored row of theirs, from the lake, the buffer and the log (see
+    /// `rewrite.rs`), verified by reading back.
+    pub async fn erase(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+        actor: &str,
+        progress: Progress<'_>,
+    ) -> Result<RewriteReport> {
+        let pseudonyms = self.pseudonyms(tenant, user_id)?;
+        let remove = |batch: &RecordBatch, mask: &BooleanArray| -> Result<Option<RecordBatch>> {
+            let keep = arrow::compute::not(mask)?;
+            Ok(Some(arrow::compute::filter_record_batch(batch, &keep)?))
+        };
+        let report = self
+            .rewrite_subject(tenant, &pseudonyms, &remove, progress)
+            .await?;
+        self.audit.append(
+            actor,
+            "subject.erase",
+            Some(tenant.as_str()),
+            json!({"request": report.request, "rows": report.rows, "files_rewritten": report.files_rewritten,
+                "files_deleted": report.files_deleted, "files_scanned": report.files_scanned}),
+        )?;
+        Ok(report)
+    }
+
+    /// Rectification: changes properties of every stored event of the person (values scrubbed like
+    /// arriving ones), rewriting the files that hold them the way erasure does.
+    pub async fn rectify(
+        &self,
+        tenant: &TenantId,
+        policy: &TenantPolicy,
+        user_id: &str,
+        changes: &[PropChange],
+        actor: &str,
+        progress: Progress<'_>,
+    ) -> Result<RewriteReport> {
+        if changes.is_empty() {
+            return Err(Error::User(
+                "no change given: name at least one property, KEY=VALUE or KEY=".into(),
+            ));
+        }
+        let scrubber = Scrubber::new(&policy.scrub);
+        let mut tally = Tally::default();
+        let changes: Vec<PropChange> = changes
+            .iter()
+            .map(|c| PropChange {
+                key: c.key.clone(),
+                value: c
+                    .value
+                    .as_deref()
+                    .map(|v| scrubber.property(&c.key, v, &mut tally)),
+            })
+            .collect();
+        if let Some(c) = changes.iter().find(|c| !policy.keeps_prop(&c.key)) {
+            return Err(Error::User(format!(
+                "property {:?} is not in the tenant's props allow-list; it is never stored",
+                c.key
+            )));
+        }
+        let pseudonyms = self.pseudonyms(tenant, user_id)?;
+        let edit = |batch: &RecordBatch, mask: &BooleanArray| -> Result<Option<RecordBatch>> {
+            Ok(Some(set_props(batch, mask, &changes)?))
+        };
+        let report = self
+            .rewrite_subject(tenant, &pseudonyms, &edit, progress)
+            .await?;
+        self.audit.append(
+            actor,
+            "subject.rectify",
+            Some(tenant.as_str()),
+            json!({"request": report.request, "rows": report.rows, "files_rewritten": report.files_rewritten,
+                "keys": changes.iter().map(|c| c.key.as_str()).collect::<Vec<_>>()}),
+        )?;
+        Ok(report)
+    }
+
+    /// Records an objection (or restriction): the person's events are dropped at ingestion with reason
+    /// `objected` and their stored events left out of every query and report.
+    pub fn object(&self, tenant: &TenantId, user_id: &str, actor: &str) -> Result<Change> {
+        let change = self.pipeline.keys().object(tenant, user_id)?;
+        self.audit.append(
+            actor,
+            "subject.object",
+            Some(tenant.as_str()),
+            json!({"request": crate::request_id(), "change": format!("{change:?}").to_lowercase()}),
+        )?;
+        Ok(change)
+    }
+
+    /// Records that the person withdrew their objection.
+    pub fn withdraw(&self, tenant: &TenantId, user_id: &str, actor: &str) -> Result<Change> {
+        let change = self.pipeline.keys().withdraw_objection(tenant, user_id)?;
+        self.audit.append(
+            actor,
+            "subject.withdraw",
+            Some(tenant.as_str()),
+            json!({"request": crate::request_id(), "change": format!("{change:?}").to_lowercase()}),
+        )?;
+        Ok(change)
+    }
+}
+
+/// `batch` with `changes` applied to the `props` of the rows in `mask`.
+fn set_props(
+    batch: &RecordBatch,
+    mask: &BooleanArray,
+    changes: &[PropChange],
+) -> Result<RecordBatch> {
+    let index = batch
+        .schema()
+        .index_of("props")
+        .map_err(|e| Error::Verify(format!("a lake file without props: {e}")))?;
+    let props = batch.column(index).as_map();
+    let mut builder = MapBuilder::new(
+        Some(MapFieldNames {
+            entry: "entries".into(),
+            key: "keys".into(),
+            value: "values".into(),
+        }),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    );
+    for row in 0..batch.num_rows() {
+        let mut entries: Vec<(String, Option<String>)> = Vec::new();
+        if !props.is_null(row) {
+            let m = props.value(row);
+            let keys = m.column(0).as_string::<i32>();
+            let values = m.column(1).as_string::<i32>();
+            for i in 0..m.len() {
+                entries.push((
+                    keys.value(i).to_owned(),
+                    (!values.is_null(i)).then(|| values.value(i).to_owned()),
+                ));
+            }
+        }
+        let null_before = props.is_null(row);
+        if mask.value(row) {
+            for c in changes {
+                entries.retain(|(k, _)| *k != c.key);
+                if let Some(v) = &c.value {
+                    entries.push((c.key.clone(), Some(v.clone())));
+                }
+            }
+            entries.sort();
+        }
+        if null_before && entries.is_empty() {
+            builder.append(false)?;
+            continue;
+        }
+        for (k, v) in entries {
+            builder.keys().append_value(k);
+            builder.values().append_option(v);
+        }
+        builder.append(true)?;
+    }
+    let new: ArrayRef = Arc::new(builder.finish());
+    // The builder's field types must be the file's; cast names and nullability into place.
+    let target = batch.schema().field(index).data_type().clone();
+    let new = if new.data_type() == &target {
+        new
+    } else {
+        arrow::compute::cast(&new, &target)?
+    };
+    let mut columns = batch.columns().to_vec();
+    columns[index] = new;
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prop_changes_parse() {
+        assert_eq!(
+            PropChange::parse("plan=pro").unwrap(),
+            PropChange {
+                key: "plan".into(),
+                value: Some("pro".into())
+            }
+        );
+        assert_eq!(PropChange::parse("plan=").unwrap().value, None);
+        assert!(PropChange::parse("plan").is_err());
+        assert!(PropChange::parse("=x").is_err());
+    }
+}

@@ -1,0 +1,442 @@
+//! Retention with a moved clock, offboarding, objection, rectification, export and compaction, on a real
+//! pipeline over local disk.
+
+mod fixture;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use fixture::{DAY, Env, START, UA, lake_files, tenant};
+use serde_json::json;
+use tacet_model::{Kind, TenantId, parse_event};
+use tacet_privacy::{RequestContext, TenantPolicy};
+use tacet_query::{Report, ReportParams};
+
+fn policy(toml_text: &str) -> TenantPolicy {
+    toml::from_str(toml_text).unwrap()
+}
+
+fn date(day: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(START + day * DAY)
+        .unwrap()
+        .date_naive()
+        .to_string()
+}
+
+async fn daily(env: &Env, t: &TenantId, from: i64, to: i64) -> Vec<serde_json::Value> {
+    let params = ReportParams::parse(
+        &BTreeMap::from([
+            ("from".to_owned(), date(from)),
+            ("to".to_owned(), date(to)),
+            ("limit".to_owned(), "1000".to_owned()),
+        ]),
+        chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+    )
+    .unwrap();
+    let out = env
+        .query
+        .report(t, Report::find("daily").unwrap(), &params, 1)
+        .await
+        .unwrap();
+    let bytes =
+        tacet_query::format::encode(tacet_query::format::Format::Json, &out.schema, &out.batches)
+            .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// Accepts events through the pipeline (policy, log, buffer) and flushes them.
+async fn ingest(env: &Env, t: &TenantId, events: Vec<serde_json::Value>) -> tacet_ingest::Accepted {
+    let now = env.clock.now_millis();
+    let raw = events
+        .into_iter()
+        .map(|e| parse_event(e, now).unwrap())
+        .collect();
+    let ctx = RequestContext::new("198.51.100.7".parse().unwrap(), UA);
+    let accepted = env
+        .pipeline
+        .accept(t, &TenantPolicy::default(), ctx, raw)
+        .await
+        .unwrap();
+    env.pipeline.flush().await;
+    accepted
+}
+
+use tacet_model::Clock;
+
+#[tokio::test]
+async fn retention_drops_exactly_the_expired_partitions_and_rollups_answer_for_them() {
+    let today = 60;
+    let env = Env::new(START + today * DAY + 3_600_000);
+    let t = tenant("acme");
+    // 60 days of page views and crashes, 20 events per day each.
+    env.generate(&t, &[Kind::Pageview, Kind::Crash], 60, 1, 20, 5, None)
+        .await;
+    let p = policy(
+        "[retention]\npageview = \"30d\"\nevent = \"30d\"\ncrash = \"10d\"\nrollups = \"90d\"",
+    );
+    let tenants = vec![(t.clone(), p)];
+    let before = daily(&env, &t, 0, 59).await;
+    assert_eq!(before.len(), 60);
+    assert_eq!(
+        before[0],
+        json!({"day": date(0), "visitors": 20, "pageviews": 20, "events": 0, "crashes": 20})
+    );
+
+    // The dry run lists exactly what goes: page views before day 30, crashes before day 50.
+    let dry = env
+        .steward
+        .retention_run(&tenants, true, "test", &tacet_lifecycle::quiet)
+        .await
+        .unwrap();
+    let mut listed: Vec<(String, String)> = dry
+        .expired
+        .iter()
+        .map(|e| match &e.target {
+            tacet_lifecycle::Target::Partition { kind, date } => (kind.clone(), date.clone()),
+            tacet_lifecycle::Target::Rollup { date } => ("rollup".into(), date.clone()),
+        })
+        .collect();
+    listed.sort();
+    let mut expected: Vec<(String, String)> = (0..30)
+        .map(|d| ("pageview".to_owned(), date(d)))
+        .chain((0..50).map(|d| ("crash".to_owned(), date(d))))
+        .collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    let files = lake_files(&env);
+    assert_eq!(files.len(), 120, "a dry run deletes nothing");
+
+    let run = env
+        .steward
+        .retention_run(&tenants, false, "test", &tacet_lifecycle::quiet)
+        .await
+        .unwrap();
+    assert_eq!(run.files_deleted, 80);
+    // One rollup per day that lost a partition, written before the first drop of that day.
+    assert_eq!(run.rollups_written, 50);
+    let left = lake_files(&env);
+    let raw_left: Vec<&String> = left.iter().filter(|f| f.starts_with("events/")).collect();
+    assert_eq!(raw_left.len(), 40);
+    for d in 0..60 {
+        let pv = left
+            .iter()
+            .any(|f| f.contains(&format!("kind=pageview/date={}/", date(d))));
+        let cr = left
+            .iter()
+            .any(|f| f.contains(&format!("kind=crash/date={}/", date(d))));
+        assert_eq!((pv, cr), (d >= 30, d >= 50), "day {d}");
+    }
+    // The daily report still answers every day, from rollups where raw events are gone.
+    assert_eq!(daily(&env, &t, 0, 59).await, before);
+    // The audit log has one entry per drop.
+    let audit = env.steward.audit().read().unwrap();
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|e| e.entry.action == "retention.drop")
+            .count(),
+        80
+    );
+
+    // At day 125 the rest of the raw events expire (their days get rollups first), and the rollups of
+    // days before day 35 (older than 90 days) go.
+    env.clock.set(START + 125 * DAY);
+    let run = env
+        .steward
+        .retention_run(&tenants, false, "test", &tacet_lifecycle::quiet)
+        .await
+        .unwrap();
+    let rollups_dropped = run
+        .expired
+        .iter()
+        .filter(|e| matches!(e.target, tacet_lifecycle::Target::Rollup { .. }))
+        .count();
+    assert_eq!(
+        rollups_dropped, 35,
+        "rollups of days 0..35 are older than 90 days"
+    );
+    let days: Vec<String> = daily(&env, &t, 0, 59)
+        .await
+        .iter()
+        .map(|r| r["day"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(days, (35..60).map(date).collect::<Vec<_>>());
+    assert_eq!(run.rollups_written, 10, "days 50..59 had no rollup yet");
+    assert!(lake_files(&env).iter().all(|f| f.starts_with("rollups/")));
+}
+
+#[tokio::test]
+async fn offboarding_removes_raw_events_and_keys_and_keeps_rollups() {
+    let env = Env::new(START + 10 * DAY);
+    let (a, b) = (tenant("acme"), tenant("globex"));
+    env.generate(&a, &[Kind::Pageview, Kind::Event], 5, 2, 30, 3, None)
+        .await;
+    env.generate(&b, &[Kind::Pageview], 5, 1, 10, 3, None).await;
+    // Something still in the log and buffer, not yet flushed.
+    let ctx = RequestContext::new("198.51.100.7".parse().unwrap(), UA);
+    let raw = vec![parse_event(json!({"kind": "pageview", "url": "https://a.example/late", "ts": START + 4 * DAY, "user_id": "carol"}), env.clock.now_millis()).unwrap()];
+    env.pipeline
+        .accept(&a, &TenantPolicy::default(), ctx, raw)
+        .await
+        .unwrap();
+    for d in 0..5 {
+        let day = chrono::DateTime::from_timestamp_millis(START + d * DAY)
+            .unwrap()
+            .date_naive();
+        env.query.rollup_day(&a, day).await.unwrap();
+    }
+    let before = daily(&env, &a, 0, 4).await;
+    assert_eq!(before.len(), 5);
+    let b_before = daily(&env, &b, 0, 4).await;
+
+    let cert = env
+        .steward
+        .offboard(&a, "test", &tacet_lifecycle::quiet)
+        .await
+        .unwrap();
+    assert_eq!(cert.files_removed, 5 * 2 * 2 + 1);
+    assert_eq!(cert.partitions_removed, 10);
+    assert!(cert.keys_destroyed >= 2, "{cert:?}");
+    assert_eq!(cert.rollup_files_kept, 5);
+
+    // Nothing of the tenant's raw data or keys is left anywhere in the data directory.
+    let files = fixture::all_files(env.dir.path());
+    for (path, bytes) in &files {
+        let rel = path
+            .strip_prefix(env.dir.path())
+            .unwrap()
+            .display()
+            .to_string();
+        assert!(
+            !rel.starts_with("lake/events/tenant=acme")
+                && !rel.contains("keys/salts/acme")
+                && !rel.contains("keys/subject/acme"),
+            "{rel} is left"
+        );
+        assert!(!bytes.windows(5).any(|w| w == b"carol"), "{rel}");
+        if rel.starts_with("wal/") {
+            assert!(
+                !bytes.windows(4).any(|w| w == b"late"),
+                "{rel} still holds the tenant's events"
+            );
+        }
+    }
+    // Rollups still answer for the tenant; the other tenant is untouched.
+    assert_eq!(daily(&env, &a, 0, 4).await, before);
+    assert_eq!(daily(&env, &b, 0, 4).await, b_before);
+    let audit = env.steward.audit().read().unwrap();
+    assert_eq!(audit.last().unwrap().hash, cert.audit_hash);
+    assert_eq!(audit.last().unwrap().entry.action, "tenant.offboard");
+    assert!(audit.iter().any(|e| e.entry.action == "key.destroyed"));
+}
+
+#[tokio::test]
+async fn an_objection_drops_new_events_and_hides_stored_ones_until_withdrawn() {
+    let env = Env::new(START + DAY);
+    let t = tenant("acme");
+    let ev = |user: &str| json!({"kind": "pageview", "url": "https://a.example/", "user_id": user});
+    let got = ingest(&env, &t, vec![ev("bob"), ev("bob"), ev("eve")]).await;
+    assert_eq!(got.stored, 3);
+    assert_eq!(env.count(&t, "SELECT COUNT(*) FROM events").await, 3);
+
+    assert_eq!(
+        env.steward.object(&t, "bob", "test").unwrap(),
+        tacet_ingest::Change::Added
+    );
+    assert_eq!(
+        env.steward.object(&t, "bob", "test").unwrap(),
+        tacet_ingest::Change::AlreadyThere
+    );
+    // New events of bob are dropped with reason `objected`, eve's are kept.
+    let got = ingest(&env, &t, vec![ev("bob"), ev("eve")]).await;
+    assert_eq!(got.stored, 1);
+    assert_eq!(got.dropped, vec![(tacet_privacy::DropReason::Objected, 1)]);
+    // His stored events are out of queries and reports (restriction), but his own export has them.
+    assert_eq!(env.count(&t, "SELECT COUNT(*) FROM events").await, 2);
+    let export = env.steward.export(&t, "bob", "json", "test").await.unwrap();
+    assert_eq!(export.rows.num_rows(), 2);
+    assert_eq!(export.manifest["rows"], 2);
+    // A key rotation does not lift the objection.
+    env.pipeline.keys().rotate_subject(&t).unwrap();
+    env.clock.advance(20_000);
+    let got = ingest(&env, &t, vec![ev("bob")]).await;
+    assert_eq!(got.stored, 0);
+
+    assert_eq!(
+        env.steward.withdraw(&t, "bob", "test").unwrap(),
+        tacet_ingest::Change::Removed
+    );
+    env.clock.advance(20_000);
+    let got = ingest(&env, &t, vec![ev("bob")]).await;
+    assert_eq!(got.stored, 1);
+    assert_eq!(env.count(&t, "SELECT COUNT(*) FROM events").await, 5);
+    let actions: Vec<String> = env
+        .steward
+        .audit()
+        .read()
+        .unwrap()
+        .iter()
+        .map(|e| e.entry.action.clone())
+        .collect();
+    assert!(
+        actions.contains(&"subject.object".to_owned())
+            && actions.contains(&"subject.withdraw".to_owned())
+    );
+    // Neither the objection list nor the audit log holds the user id.
+    for (path, bytes) in fixture::all_files(env.dir.path()) {
+        assert!(!bytes.windows(3).any(|w| w == b"bob"), "{}", path.display());
+    }
+}
+
+#[tokio::test]
+async fn export_and_rectification_cover_every_key_version() {
+    let env = Env::new(START + DAY);
+    let t = tenant("acme");
+    let ev = |user: &str, page: &str| json!({"kind": "event", "name": "signup", "url": format!("https://a.example/{page}"), "user_id": user, "props": {"plan": "free"}});
+    ingest(&env, &t, vec![ev("dana", "a"), ev("erin", "a")]).await;
+    // After a rotation dana's new events carry another pseudonym; both are hers.
+    env.pipeline.keys().rotate_subject(&t).unwrap();
+    env.clock.advance(20_000);
+    ingest(&env, &t, vec![ev("dana", "b"), ev("erin", "b")]).await;
+
+    let export = env.steward.export(&t, "dana", "csv", "test").await.unwrap();
+    assert_eq!(export.rows.num_rows(), 2);
+    let csv = tacet_query::format::encode(
+        tacet_query::format::Format::Csv,
+        &export.rows.schema,
+        &export.rows.batches,
+    )
+    .unwrap();
+    let csv = String::from_utf8(csv).unwrap();
+    assert!(csv.contains("/a") && csv.contains("/b"), "{csv}");
+    assert!(
+        export.manifest["not_included"][0]
+            .as_str()
+            .unwrap()
+            .contains("daily visitor id")
+    );
+
+    let changes = [tacet_lifecycle::PropChange::parse("plan=pro").unwrap()];
+    let report = env
+        .steward
+        .rectify(
+            &t,
+            &TenantPolicy::default(),
+            "dana",
+            &changes,
+            "test",
+            &tacet_lifecycle::quiet,
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.rows, 2);
+    let plans = env
+        .query
+        .sql(&t, "SELECT url_path, props['plan'] AS plan, user_pseudonym IS NOT NULL AS identified FROM events ORDER BY url_path, plan")
+        .await
+        .unwrap();
+    let bytes = tacet_query::format::encode(
+        tacet_query::format::Format::Json,
+        &plans.schema,
+        &plans.batches,
+    )
+    .unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        rows,
+        json!([
+            {"url_path": "/a", "plan": "free", "identified": true},
+            {"url_path": "/a", "plan": "pro", "identified": true},
+            {"url_path": "/b", "plan": "free", "identified": true},
+            {"url_path": "/b", "plan": "pro", "identified": true},
+        ])
+    );
+    // A property outside the allow-list is refused.
+    let strict = policy("props = [\"plan\"]");
+    let bad = [tacet_lifecycle::PropChange::parse("email=x").unwrap()];
+    let e = env
+        .steward
+        .rectify(&t, &strict, "dana", &bad, "test", &tacet_lifecycle::quiet)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("allow-list"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_merges_small_files_while_queries_see_every_row_once() {
+    let env = Env::new(START + DAY);
+    let t = tenant("acme");
+    // Twelve flushes: twelve small files in each of two partitions.
+    for i in 0..12 {
+        let events = (0..10)
+            .map(|j| if j % 2 == 0 {
+                json!({"kind": "pageview", "url": format!("https://a.example/{i}/{j}")})
+            } else {
+                json!({"kind": "event", "name": "click", "url": format!("https://a.example/{i}/{j}")})
+            })
+            .collect();
+        ingest(&env, &t, events).await;
+    }
+    let before = lake_files(&env);
+    assert_eq!(before.len(), 24);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (query, t, stop) = (Arc::clone(&env.query), t.clone(), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut seen = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let out = query
+                    .sql(&t, "SELECT COUNT(*) AS n FROM events")
+                    .await
+                    .unwrap();
+                let n = out.batches[0]
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .unwrap()
+                    .value(0);
+                assert_eq!(n, 120, "a query during compaction saw {n} rows");
+                seen += 1;
+            }
+            seen
+        })
+    };
+    let options = tacet_lifecycle::CompactOptions {
+        min_age: std::time::Duration::ZERO,
+        target_bytes: 64 << 20,
+    };
+    let report = env
+        .steward
+        .compact(&t, options, "test", &tacet_lifecycle::quiet)
+        .await
+        .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let queries = watcher.await.unwrap();
+    assert!(queries > 0);
+    assert_eq!(
+        (report.files_merged, report.files_written, report.rows),
+        (24, 2, 120)
+    );
+    let after = lake_files(&env);
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert_eq!(env.count(&t, "SELECT COUNT(*) FROM events").await, 120);
+    assert_eq!(
+        env.count(&t, "SELECT COUNT(DISTINCT url_path) FROM events")
+            .await,
+        120
+    );
+    // Compacting again has nothing to do; new flushes after it are files of their own.
+    let again = env
+        .steward
+        .compact(&t, options, "test", &tacet_lifecycle::quiet)
+        .await
+        .unwrap();
+    assert_eq!(again.files_merged, 0);
+    ingest(
+        &env,
+        &t,
+        vec![json!({"kind": "pageview", "url": "https://a.example/new"})],
+    )
+    .await;
+    assert_eq!(env.count(&t, "SELECT COUNT(*) FROM events").await, 121);
+}
