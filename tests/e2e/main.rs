@@ -2,6 +2,7 @@
 
 mod browser;
 mod crash;
+mod lifecycle;
 mod policy;
 mod privacy;
 mod server;

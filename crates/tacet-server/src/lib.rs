@@ -5,6 +5,8 @@
 //!                         → Pipeline::accept → 202 {accepted, rejected: []} | 422 with the rejected items
 //!  POST /v1/sql           read key (Authorization: Bearer)          → QueryEngine::sql    → JSON rows
 //!  GET  /v1/reports/NAME  read key                                  → QueryEngine::report → JSON rows
+//!  POST /v1/admin/…      admin key                                 → subject rights, retention, audit
+//!                         (admin.rs; Steward from tacet-lifecycle)
 //!  GET  /healthz, /readyz  liveness; readiness (503 while the write-ahead log is replayed)
 //!  GET  /metrics          Prometheus text format
 //!  GET  /t.js             the tracker script (web.rs): cacheable, gzipped, integrity hash in the README
@@ -19,6 +21,7 @@
 //! `Retry-After`; 500 bodies are generic and the details go to the log. Nothing here logs a payload, a key
 //! or a client address.
 
+mod admin;
 mod body;
 mod client_ip;
 mod config;
@@ -63,6 +66,8 @@ pub struct AppState {
     pub metrics: Option<MetricsRender>,
     /// Serves `/demo` with these keys; `None` answers 404 there.
     pub demo: Option<DemoKeys>,
+    /// Serves the admin API (`/v1/admin/…`); `None` answers 404 there.
+    pub steward: Option<Arc<tacet_lifecycle::Steward>>,
 }
 
 /// Lets queries see the pipeline's buffered events (accepted, not yet in Parquet).

@@ -27,6 +27,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", post(post_events).options(preflight))
         .route("/v1/sql", post(post_sql))
         .route("/v1/reports/{name}", get(get_report))
+        .route("/v1/admin/subjects/export", post(crate::admin::export))
+        .route("/v1/admin/subjects/erase", post(crate::admin::erase))
+        .route("/v1/admin/subjects/object", post(crate::admin::object))
+        .route("/v1/admin/subjects/withdraw", post(crate::admin::withdraw))
+        .route("/v1/admin/subjects/rectify", post(crate::admin::rectify))
+        .route("/v1/admin/retention", post(crate::admin::retention))
+        .route("/v1/admin/audit", get(crate::admin::audit))
+        .route("/v1/admin/sql", post(crate::admin::sql))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -274,7 +282,11 @@ async fn ingest(
         .into_response())
 }
 
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
     let too_large = || ApiError::from(crate::BodyError::TooLarge { limit });
     if header_str(headers, header::CONTENT_LENGTH)
         .and_then(|v| v.parse::<usize>().ok())

@@ -15,6 +15,8 @@ pub struct TenantEntry {
     pub ingest_key: String,
     /// Secret: reads every report and runs SQL over the tenant's events.
     pub read_key: String,
+    /// Secret: the admin API (subject rights, retention, audit log); `None` turns it off for the tenant.
+    pub admin_key: Option<String>,
     /// Web origins (`https://shop.example`) whose pages may post beacons; empty: any origin.
     pub origins: Vec<String>,
 }
@@ -48,6 +50,7 @@ pub struct Tenants {
     entries: Vec<TenantEntry>,
     by_ingest_key: HashMap<String, usize>,
     by_read_key: HashMap<String, usize>,
+    by_admin_key: HashMap<String, usize>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -70,7 +73,10 @@ impl Tenants {
             if t.entries.iter().any(|x| x.id == e.id) {
                 return Err(TenantsError::DuplicateId(e.id.to_string()));
             }
-            for key in [&e.ingest_key, &e.read_key] {
+            for key in [Some(&e.ingest_key), Some(&e.read_key), e.admin_key.as_ref()]
+                .into_iter()
+                .flatten()
+            {
                 if key.is_empty() {
                     return Err(TenantsError::EmptyKey(e.id.to_string()));
                 }
@@ -80,6 +86,9 @@ impl Tenants {
             }
             t.by_ingest_key.insert(e.ingest_key.clone(), i);
             t.by_read_key.insert(e.read_key.clone(), i);
+            if let Some(k) = &e.admin_key {
+                t.by_admin_key.insert(k.clone(), i);
+            }
             t.entries.push(e.clone());
         }
         Ok(t)
@@ -91,6 +100,10 @@ impl Tenants {
 
     pub fn by_read_key(&self, key: &str) -> Option<&TenantEntry> {
         self.by_read_key.get(key).map(|&i| &self.entries[i])
+    }
+
+    pub fn by_admin_key(&self, key: &str) -> Option<&TenantEntry> {
+        self.by_admin_key.get(key).map(|&i| &self.entries[i])
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &TenantEntry> {

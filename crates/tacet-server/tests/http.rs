@@ -50,6 +50,7 @@ fn harness(ingest: IngestConfig, http: ServerConfig) -> Harness {
         policy: TenantPolicy::default(),
         ingest_key: format!("ik-{id}"),
         read_key: format!("rk-{id}"),
+        admin_key: None,
         origins: if id == "b" {
             vec!["https://shop-b.example".to_owned()]
         } else {
@@ -65,6 +66,7 @@ fn harness(ingest: IngestConfig, http: ServerConfig) -> Harness {
         ready: Arc::new(AtomicBool::new(true)),
         metrics: None,
         demo: None,
+        steward: None,
     };
     let peer: SocketAddr = "203.0.113.50:5000".parse().unwrap();
     Harness {

@@ -38,6 +38,7 @@ pub struct Config {
     pub wal: WalConfig,
     pub query: QueryConfig,
     pub http: ServerConfig,
+    pub lifecycle: LifecycleConfig,
     /// The tenants (`[[tenant]]` tables).
     pub tenant: Vec<TenantConfig>,
 }
@@ -54,7 +55,37 @@ impl Default for Config {
             wal: WalConfig::default(),
             query: QueryConfig::default(),
             http: ServerConfig::default(),
+            lifecycle: LifecycleConfig::default(),
             tenant: Vec::new(),
+        }
+    }
+}
+
+/// The server's scheduled lifecycle jobs (`[lifecycle]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LifecycleConfig {
+    /// How often the server runs retention (each tenant's policy); "0s" never (run `tacet retention run`
+    /// from cron instead).
+    #[serde(with = "humantime_serde")]
+    pub retention_interval: std::time::Duration,
+    /// How often the server merges small Parquet files; "0s" never.
+    #[serde(with = "humantime_serde")]
+    pub compact_interval: std::time::Duration,
+    /// Files younger than this are not merged.
+    #[serde(with = "humantime_serde")]
+    pub compact_min_age: std::time::Duration,
+    /// Merged files grow to about this many bytes; larger files are left alone.
+    pub compact_target_bytes: u64,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        Self {
+            retention_interval: std::time::Duration::from_secs(3600),
+            compact_interval: std::time::Duration::from_secs(600),
+            compact_min_age: std::time::Duration::from_secs(300),
+            compact_target_bytes: 128 << 20,
         }
     }
 }
@@ -73,6 +104,11 @@ pub struct TenantConfig {
     pub read_key: Option<String>,
     /// Or: the name of an environment variable holding it.
     pub read_key_env: Option<String>,
+    /// The secret key for the admin API (subject requests, retention, audit log): distinct from the read
+    /// key. Without it (and without `admin_key_env`) the tenant has no admin API; the CLI still works.
+    pub admin_key: Option<String>,
+    /// Or: the name of an environment variable holding it.
+    pub admin_key_env: Option<String>,
     /// Web origins whose pages may post beacons (`["https://shop.example"]`); a browser request from any
     /// other origin is refused (403). Empty (the default): any origin, the ingest key being public anyway.
     #[serde(default)]
@@ -157,6 +193,10 @@ impl Config {
                         .collect::<anyhow::Result<_>>()?,
                     ingest_key: resolve(t, "ingest_key", &t.ingest_key, &t.ingest_key_env)?,
                     read_key: resolve(t, "read_key", &t.read_key, &t.read_key_env)?,
+                    admin_key: match (&t.admin_key, &t.admin_key_env) {
+                        (None, None) => None,
+                        _ => Some(resolve(t, "admin_key", &t.admin_key, &t.admin_key_env)?),
+                    },
                 })
             })
             .collect()
@@ -172,6 +212,10 @@ impl Config {
 
     pub fn keys_dir(&self) -> PathBuf {
         self.data_dir.join("keys")
+    }
+
+    pub fn audit_dir(&self) -> PathBuf {
+        self.data_dir.join("audit")
     }
 }
 
@@ -224,6 +268,7 @@ mod tests {
         assert_eq!(example.ingest, defaults.ingest);
         assert_eq!(example.wal, defaults.wal);
         assert_eq!(example.query, defaults.query);
+        assert_eq!(example.lifecycle, defaults.lifecycle);
         assert_eq!(example.http, defaults.http);
         assert_eq!(example.listen, defaults.listen);
         assert_eq!(example.data_dir, defaults.data_dir);

@@ -3,6 +3,7 @@
 //! This is the only crate that reads environment variables or installs global subscribers.
 
 mod config;
+mod lifecycle;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -19,8 +20,7 @@ use tacet_privacy::explain::{Installation, explain};
 use tacet_privacy::{GeoDb, Privacy};
 use tacet_query::format::{Format, encode};
 use tacet_query::{QueryEngine, QueryOutput, REPORTS, Report, ReportParams};
-use tacet_server::{AppState, DemoKeys, MetricsRender, PipelineFresh, Tenants, router};
-use tacet_wal::Wal;
+use tacet_server::{AppState, DemoKeys, MetricsRender, Tenants, router};
 use tracing::{info, warn};
 
 use crate::config::{Config, Source};
@@ -125,6 +125,33 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Time-based retention (the server also runs it every `lifecycle.retention_interval`).
+    Retention {
+        #[command(subcommand)]
+        command: lifecycle::RetentionCommand,
+    },
+    /// A data subject's rights: export, erase, object, withdraw, rectify. With the server stopped; a running
+    /// server offers the same under /v1/admin/subjects/ with the tenant's admin key.
+    Subject {
+        #[command(subcommand)]
+        command: lifecycle::SubjectCommand,
+    },
+    /// Tenant offboarding.
+    Tenant {
+        #[command(subcommand)]
+        command: lifecycle::TenantCommand,
+    },
+    /// Merge small Parquet files (the server also does it every `lifecycle.compact_interval`).
+    Compact {
+        /// One tenant; default: every tenant in the configuration.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// The hash-chained audit log of retention, rights requests, offboarding, key events and admin logins.
+    Audit {
+        #[command(subcommand)]
+        command: lifecycle::AuditCommand,
     },
 }
 
@@ -273,6 +300,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys { command } => keys_command(&config, command),
+        Command::Retention { command } => lifecycle::retention(&config, command).await,
+        Command::Subject { command } => lifecycle::subject(&config, command).await,
+        Command::Tenant { command } => lifecycle::tenant(&config, command).await,
+        Command::Compact { tenant } => lifecycle::compact(&config, tenant).await,
+        Command::Audit { command } => lifecycle::audit(&config, command),
         Command::Rollup { tenant, from, to } => {
             let today = SystemClock.now().date_naive();
             let day = |v: Option<String>,
@@ -432,6 +464,64 @@ fn spawn_geo_reloader(pipeline: Arc<Pipeline>, path: PathBuf, every: std::time::
     });
 }
 
+/// Retention every `retention_interval` (first two minutes after start) and compaction every
+/// `compact_interval`, for every tenant; summaries go to the log.
+fn spawn_lifecycle(steward: Arc<tacet_lifecycle::Steward>, config: &Config, tenants: &Tenants) {
+    let policies: Vec<(TenantId, tacet_privacy::TenantPolicy)> = tenants
+        .iter()
+        .map(|t| (t.id.clone(), t.policy.clone()))
+        .collect();
+    let every = config.lifecycle.retention_interval;
+    if !every.is_zero() {
+        let (steward, policies) = (Arc::clone(&steward), policies.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+            loop {
+                match steward
+                    .retention_run(&policies, false, "server", &tacet_lifecycle::quiet)
+                    .await
+                {
+                    Ok(r) if !r.expired.is_empty() => info!(
+                        dropped = r.expired.len(),
+                        files = r.files_deleted,
+                        bytes = r.bytes_deleted,
+                        rollups_written = r.rollups_written,
+                        "retention ran"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "retention failed; retrying at the next interval"),
+                }
+                tokio::time::sleep(every).await;
+            }
+        });
+    }
+    let every = config.lifecycle.compact_interval;
+    if !every.is_zero() {
+        let options = tacet_lifecycle::CompactOptions {
+            min_age: config.lifecycle.compact_min_age,
+            target_bytes: config.lifecycle.compact_target_bytes,
+        };
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                for (t, _) in &policies {
+                    match steward
+                        .compact(t, options, "server", &tacet_lifecycle::quiet)
+                        .await
+                    {
+                        Ok(r) if r.files_merged > 0 => info!(tenant = %t, merged = r.files_merged,
+                            written = r.files_written, "compacted"),
+                        Ok(_) => {}
+                        Err(e) => {
+                            warn!(tenant = %t, error = %e, "compaction failed; retrying at the next interval")
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
 /// Every hour (and a minute after start), the rollups of the two previous days for every tenant.
 fn spawn_rollups(query: Arc<QueryEngine>, tenants: Vec<TenantId>) {
     tokio::spawn(async move {
@@ -541,40 +631,28 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
             Some(db)
         }
     };
-    let keys = KeyStore::open(&config.keys_dir(), clock.clone())?;
-    for t in tenants.iter() {
-        keys.set_zone(&t.id, t.policy.timezone);
-    }
-    let destroyed = keys.destroy_expired()?;
+    // One process per data directory: the lock is held until the server exits.
+    let _lock = lifecycle::lock_data_dir(&config)?;
+    let lifecycle::Parts {
+        pipeline,
+        query,
+        audit,
+        wal,
+        replay,
+    } = lifecycle::open_parts(&config, clock, Privacy::new(geo))?;
+    let destroyed = pipeline.keys().destroy_expired()?;
     if !destroyed.is_empty() {
         info!(
             salts = destroyed.len(),
             "destroyed visitor salts older than 48 hours after their day"
         );
     }
-    let lake = Lake::local(&config.lake_dir())?;
-    let (wal, replay) = Wal::open(&config.wal_dir(), config.wal.clone()).with_context(|| {
-        format!(
-            "cannot open the write-ahead log in {}",
-            config.wal_dir().display()
-        )
-    })?;
-    let wal = Arc::new(wal);
-    let query = Arc::new(QueryEngine::new(
-        Arc::clone(lake.store()),
-        config.query.clone(),
-    )?);
-    let pipeline = Arc::new(Pipeline::new(
-        Privacy::new(geo),
-        keys,
-        lake,
-        Arc::clone(&wal),
-        clock,
-        config.ingest.clone(),
+    let steward = Arc::new(tacet_lifecycle::Steward::new(
+        Arc::clone(&pipeline),
+        Arc::clone(&query),
+        audit,
     ));
-
-    // Reports and SQL see accepted events at once, before they are flushed to Parquet.
-    query.set_fresh(Arc::new(PipelineFresh(Arc::clone(&pipeline))));
+    spawn_lifecycle(Arc::clone(&steward), &config, &tenants);
     spawn_rollups(
         Arc::clone(&query),
         tenants.iter().map(|t| t.id.clone()).collect(),
@@ -605,6 +683,7 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
         trusted_proxies: Arc::new(config.trusted_proxies.clone()),
         ready: Arc::clone(&ready),
         metrics: Some(metrics),
+        steward: Some(steward),
         // The demo page only for the embedded configuration, whose keys are public anyway.
         demo: match &source {
             Source::Embedded => tenants.iter().next().map(|t| DemoKeys {
@@ -623,10 +702,11 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
         Source::Embedded => {
             for t in tenants.iter() {
                 println!(
-                    "tenant {:?}: ingest key {:?}, read key {:?} (embedded demo configuration)",
+                    "tenant {:?}: ingest key {:?}, read key {:?}, admin key {:?} (embedded demo configuration)",
                     t.id.as_str(),
                     t.ingest_key,
-                    t.read_key
+                    t.read_key,
+                    t.admin_key.as_deref().unwrap_or("none")
                 );
             }
             println!("demo page (the tracker in action): http://{addr}/demo");

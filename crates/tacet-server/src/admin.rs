@@ -1,0 +1,317 @@
+//! The admin API: a tenant's data-subject requests, retention and audit log, behind its admin key
+//! (`Authorization: Bearer <admin key>`; distinct from the read key). Every authenticated request is
+//! recorded in the audit log as `admin.login`, with the endpoint; user ids travel in request bodies,
+//! never in URLs (which end up in access logs).
+//!
+//! ```text
+//!  POST /v1/admin/subjects/export    {"user_id": "…", "format": "json|csv|parquet"}
+//!  POST /v1/admin/subjects/erase     {"user_id": "…"}
+//!  POST /v1/admin/subjects/object    {"user_id": "…"}    restriction / objection (opt-out)
+//!  POST /v1/admin/subjects/withdraw  {"user_id": "…"}    opting back in
+//!  POST /v1/admin/subjects/rectify   {"user_id": "…", "set": {"plan": "pro", "old_key": null}}
+//!  POST /v1/admin/retention          {"dry_run": true}
+//!  GET  /v1/admin/audit              the tenant's audit entries, the chain checked
+//!  POST /v1/admin/sql                SQL over `events` and `audit`
+//! ```
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use tacet_lifecycle::{PropChange, Steward};
+use tacet_query::format::{Format, encode};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::routes::{header_str, read_body};
+use crate::tenants::TenantEntry;
+
+const ACTOR: &str = "admin-api";
+
+/// The tenant whose admin key the request carries, and the steward; records the login.
+fn admin<'a>(
+    state: &'a AppState,
+    headers: &HeaderMap,
+    endpoint: &str,
+) -> Result<(&'a TenantEntry, &'a Steward), ApiError> {
+    let steward = state.steward.as_deref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "the admin API is not enabled in this process",
+        )
+    })?;
+    let key = header_str(headers, header::AUTHORIZATION)
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            metrics::counter!("tacet_admin_refused_total", "reason" => "missing").increment(1);
+            ApiError::unauthorized("missing admin key: send Authorization: Bearer <admin key>")
+        })?;
+    let tenant = state.tenants.by_admin_key(key.trim()).ok_or_else(|| {
+        metrics::counter!("tacet_admin_refused_total", "reason" => "unknown").increment(1);
+        if state.tenants.by_read_key(key.trim()).is_some() {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "this is a read key; the admin API needs the tenant's admin key",
+            )
+        } else {
+            ApiError::unauthorized("unknown admin key")
+        }
+    })?;
+    steward
+        .audit()
+        .append(
+            ACTOR,
+            "admin.login",
+            Some(tenant.id.as_str()),
+            json!({ "endpoint": endpoint }),
+        )
+        .map_err(ApiError::internal)?;
+    Ok((tenant, steward))
+}
+
+async fn json_body<T: for<'de> Deserialize<'de>>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    expected: &str,
+) -> Result<T, ApiError> {
+    let bytes = read_body(body, headers, state.config.max_sql_bytes).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("expected a JSON body {expected}: {e}"),
+        )
+    })
+}
+
+impl From<tacet_lifecycle::Error> for ApiError {
+    fn from(e: tacet_lifecycle::Error) -> Self {
+        use tacet_lifecycle::Error as L;
+        match e {
+            L::User(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
+            L::Query(q) => q.into(),
+            L::Ingest(i) => i.into(),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Subject {
+    user_id: String,
+    #[serde(default)]
+    format: Option<String>,
+}
+
+pub(crate) async fn export(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (tenant, steward) = admin(&state, &headers, "subjects/export")?;
+    let req: Subject = json_body(
+        &state,
+        &headers,
+        body,
+        r#"{"user_id": "…", "format": "json|csv|parquet"}"#,
+    )
+    .await?;
+    let format = match req.format.as_deref().unwrap_or("json") {
+        "json" => Format::Json,
+        "csv" => Format::Csv,
+        "parquet" => Format::Parquet,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("format {other:?}: use json, csv or parquet"),
+            ));
+        }
+    };
+    let name = req.format.as_deref().unwrap_or("json");
+    let export = steward
+        .export(&tenant.id, &req.user_id, name, ACTOR)
+        .await?;
+    if format == Format::Json {
+        let rows = encode(Format::Json, &export.rows.schema, &export.rows.batches)
+            .map_err(ApiError::internal)?;
+        let rows: serde_json::Value = serde_json::from_slice(&rows).map_err(ApiError::internal)?;
+        return Ok(Json(json!({"manifest": export.manifest, "events": rows})).into_response());
+    }
+    let bytes =
+        encode(format, &export.rows.schema, &export.rows.batches).map_err(ApiError::internal)?;
+    let mut resp = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, format.content_type())],
+        bytes,
+    )
+        .into_response();
+    // The manifest travels in a header next to CSV or Parquet (compact JSON, ASCII-escaped).
+    let manifest = serde_json::to_string(&export.manifest).map_err(ApiError::internal)?;
+    let manifest: String = manifest
+        .chars()
+        .map(|c| {
+            if c.is_ascii() {
+                c.to_string()
+            } else {
+                format!("\\u{:04x}", c as u32)
+            }
+        })
+        .collect();
+    resp.headers_mut().insert(
+        "x-tacet-manifest",
+        HeaderValue::from_str(&manifest).map_err(ApiError::internal)?,
+    );
+    Ok(resp)
+}
+
+pub(crate) async fn erase(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (tenant, steward) = admin(&state, &headers, "subjects/erase")?;
+    let req: Subject = json_body(&state, &headers, body, r#"{"user_id": "…"}"#).await?;
+    let report = steward
+        .erase(&tenant.id, &req.user_id, ACTOR, &tacet_lifecycle::quiet)
+        .await?;
+    Ok(Json(report).into_response())
+}
+
+pub(crate) async fn object(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (tenant, steward) = admin(&state, &headers, "subjects/object")?;
+    let req: Subject = json_body(&state, &headers, body, r#"{"user_id": "…"}"#).await?;
+    let change = steward.object(&tenant.id, &req.user_id, ACTOR)?;
+    Ok(
+        Json(json!({"objected": true, "change": format!("{change:?}").to_lowercase()}))
+            .into_response(),
+    )
+}
+
+pub(crate) async fn withdraw(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (tenant, steward) = admin(&state, &headers, "subjects/withdraw")?;
+    let req: Subject = json_body(&state, &headers, body, r#"{"user_id": "…"}"#).await?;
+    let change = steward.withdraw(&tenant.id, &req.user_id, ACTOR)?;
+    Ok(
+        Json(json!({"objected": false, "change": format!("{change:?}").to_lowercase()}))
+            .into_response(),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rectify {
+    user_id: String,
+    set: BTreeMap<String, Option<String>>,
+}
+
+pub(crate) async fn rectify(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (tenant, steward) = admin(&state, &headers, "subjects/rectify")?;
+    let req: Rectify = json_body(
+        &state,
+        &headers,
+        body,
+        r#"{"user_id": "…", "set": {"key": "value or null"}}"#,
+    )
+    .await?;
+    let changes: Vec<PropChange> = req
+        .set
+        .into_iter()
+        .map(|(key, value)| PropChange { key, value })
+        .collect();
+    let report = steward
+        .rectify(
+            &tenant.id,
+            &tenant.policy,
+            &req.user_id,
+            &changes,
+            ACTOR,
+            &tacet_lifecycle::quiet,
+        )
+        .await?;
+    Ok(Json(report).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Retention {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+pub(crate) async fn retention(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (tenant, steward) = admin(&state, &headers, "retention")?;
+    let req: Retention = json_body(&state, &headers, body, r#"{"dry_run": true}"#).await?;
+    let report = steward
+        .retention_run(
+            &[(tenant.id.clone(), tenant.policy.clone())],
+            req.dry_run,
+            ACTOR,
+            &tacet_lifecycle::quiet,
+        )
+        .await?;
+    Ok(Json(report).into_response())
+}
+
+pub(crate) async fn audit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (tenant, steward) = admin(&state, &headers, "audit")?;
+    let entries = steward.audit().read().map_err(|e| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            format!("the audit log does not verify: {e}"),
+        )
+    })?;
+    let head = entries.last().map(|e| e.hash.clone());
+    let mine: Vec<serde_json::Value> = entries
+        .iter()
+        .filter(|e| e.entry.tenant.as_deref() == Some(tenant.id.as_str()))
+        .map(|e| json!({"entry": e.entry, "hash": e.hash}))
+        .collect();
+    Ok(Json(json!({"verified": true, "head": head, "entries": mine})).into_response())
+}
+
+pub(crate) async fn sql(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (tenant, steward) = admin(&state, &headers, "sql")?;
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sql {
+        sql: String,
+    }
+    let req: Sql = json_body(&state, &headers, body, r#"{"sql": "SELECT … FROM audit"}"#).await?;
+    let out = steward.audit_sql(&tenant.id, &req.sql).await?;
+    let bytes = encode(Format::Json, &out.schema, &out.batches).map_err(ApiError::internal)?;
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, Format::Json.content_type())],
+        bytes,
+    )
+        .into_response())
+}

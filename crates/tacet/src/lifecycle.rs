@@ -1,0 +1,509 @@
+//! The lifecycle subcommands: retention, subject rights, offboarding, compaction, the audit log. They open
+//! the data directory the way `serve` does (write-ahead log replayed and flushed first), under its lock,
+//! so they refuse to run beside a server on the same directory: use its admin API then.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use tacet_audit::AuditLog;
+use tacet_ingest::{KeyStore, Pipeline};
+use tacet_lake::Lake;
+use tacet_lifecycle::{CompactOptions, PropChange, Steward};
+use tacet_model::{Clock, ManualClock, SystemClock, TenantId};
+use tacet_privacy::{Privacy, TenantPolicy};
+use tacet_query::QueryEngine;
+use tacet_query::format::{Format, encode};
+use tacet_server::PipelineFresh;
+use tacet_wal::{Replay, Wal};
+
+use crate::config::Config;
+use crate::known_tenant;
+
+const ACTOR: &str = "cli";
+
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Delete every partition past its tenant's retention (per kind) and every rollup past the rollup
+    /// retention; a day's rollup is written first if it has none. Prints each drop and a summary.
+    Run {
+        /// Only list what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        /// One tenant; default: every tenant in the configuration.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Plan as if today were this day (YYYY-MM-DD, UTC), e.g. to see what goes next month. Only with
+        /// --dry-run.
+        #[arg(long, requires = "dry_run")]
+        as_of: Option<String>,
+    },
+}
+
+/// Who a subject request is about.
+#[derive(Debug, clap::Args)]
+pub struct SubjectArgs {
+    /// Tenant id, as in the configuration.
+    #[arg(long)]
+    tenant: String,
+    /// The user id the tenant's app sends (`user_id`). "-" reads it from standard input, which keeps it
+    /// out of the shell history and the process list.
+    #[arg(long, value_name = "ID")]
+    user_id: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubjectCommand {
+    /// Access and portability: write every stored event of the person, and a manifest of what is included
+    /// and why other data cannot be linked to them, to a directory.
+    Export {
+        #[command(flatten)]
+        who: SubjectArgs,
+        #[arg(long, default_value = "json", value_parser = ["json", "csv", "parquet"])]
+        format: String,
+        /// Directory to write `events.<format>` and `manifest.json` to (created); default
+        /// ./subject-export-<request id>.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Erasure: remove every stored event of the person from the lake, the write-ahead log and the buffer,
+    /// rewriting only the files that hold them; verified by reading back.
+    Erase {
+        #[command(flatten)]
+        who: SubjectArgs,
+    },
+    /// Restriction and objection (opt-out): drop the person's future events at ingestion (reason
+    /// `objected`) and leave their stored events out of every query and report.
+    Object {
+        #[command(flatten)]
+        who: SubjectArgs,
+    },
+    /// Record that the person withdrew their objection (opt back in).
+    Withdraw {
+        #[command(flatten)]
+        who: SubjectArgs,
+    },
+    /// Rectification: set (KEY=VALUE) or remove (KEY=) properties on every stored event of the person.
+    Rectify {
+        #[command(flatten)]
+        who: SubjectArgs,
+        /// KEY=VALUE or KEY= (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE", required = true)]
+        set: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// End of contract: delete all of the tenant's raw events, keys, salts and objections, keep its rollups
+    /// (no pseudonyms), and print a certificate (JSON) of what was removed. Remove the tenant from the
+    /// configuration afterwards.
+    Offboard {
+        /// Tenant id, as in the configuration.
+        tenant: String,
+        /// Required: this cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain of the audit log; names the first entry that was changed, removed or
+    /// reordered. Prints the head hash: keep it elsewhere to pin the log up to now.
+    Verify,
+    /// Print the last entries (JSON lines).
+    Show {
+        /// Only this tenant's entries.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        last: usize,
+    },
+}
+
+/// The data directory opened for a job: locked, log replayed and flushed.
+pub struct Opened {
+    pub steward: Steward,
+    _lock: std::fs::File,
+}
+
+/// Takes the data directory's lock (held by `serve` too).
+pub fn lock_data_dir(config: &Config) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
+    let path = config.data_dir.join("tacet.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another tacet process (a server?) is using the data directory {}; stop it first, or send the \
+             request to the running server's admin API (POST /v1/admin/…, see the README)",
+            config.data_dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
+/// What [`open_parts`] opens.
+pub struct Parts {
+    pub pipeline: Arc<Pipeline>,
+    pub query: Arc<QueryEngine>,
+    pub audit: Arc<AuditLog>,
+    pub wal: Arc<Wal>,
+    /// What the log holds beyond its checkpoint, for `Pipeline::recover`.
+    pub replay: Replay,
+}
+
+/// Opens keys, log, lake, query engine and audit log over the data directory. The caller replays.
+pub fn open_parts(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    privacy: Privacy,
+) -> anyhow::Result<Parts> {
+    let audit = Arc::new(AuditLog::open(&config.audit_dir())?);
+    let keys = KeyStore::open(&config.keys_dir(), clock.clone())?;
+    keys.set_audit(Arc::clone(&audit));
+    for t in &config.tenant {
+        keys.set_zone(&TenantId::new(&t.id)?, t.privacy.timezone);
+    }
+    let lake = Lake::local(&config.lake_dir())?;
+    let (wal, replay) = Wal::open(&config.wal_dir(), config.wal.clone()).with_context(|| {
+        format!(
+            "cannot open the write-ahead log in {}",
+            config.wal_dir().display()
+        )
+    })?;
+    let wal = Arc::new(wal);
+    let query = Arc::new(QueryEngine::new(
+        Arc::clone(lake.store()),
+        config.query.clone(),
+    )?);
+    let pipeline = Arc::new(Pipeline::new(
+        privacy,
+        keys,
+        lake,
+        Arc::clone(&wal),
+        clock,
+        config.ingest.clone(),
+    ));
+    query.set_fresh(Arc::new(PipelineFresh(Arc::clone(&pipeline))));
+    Ok(Parts {
+        pipeline,
+        query,
+        audit,
+        wal,
+        replay,
+    })
+}
+
+/// Opens the data directory for a job: locked, and whatever the log held written to the lake first.
+pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Opened> {
+    let lock = lock_data_dir(config)?;
+    let Parts {
+        pipeline,
+        query,
+        audit,
+        replay,
+        ..
+    } = open_parts(config, clock, Privacy::default())?;
+    let recovered = pipeline.recover(replay);
+    if recovered.events > 0 {
+        eprintln!(
+            "writing {} events the write-ahead log held to the lake first",
+            recovered.events
+        );
+    }
+    let flushed = pipeline.flush().await;
+    if flushed.failed > 0 {
+        bail!(
+            "{} events from the write-ahead log could not be written to the lake; fix the storage and retry",
+            flushed.failed
+        );
+    }
+    Ok(Opened {
+        steward: Steward::new(pipeline, query, audit),
+        _lock: lock,
+    })
+}
+
+/// Progress on standard error: one rewritten line on a terminal, a line per step otherwise.
+pub fn progress(done: usize, total: usize, what: &str) {
+    let mut err = std::io::stderr().lock();
+    if err.is_terminal() {
+        let _ = write!(err, "\r\x1b[2K{what}: {done}/{total}");
+        if done >= total {
+            let _ = writeln!(err);
+        }
+    } else if done == 0 || done >= total {
+        let _ = writeln!(err, "{what}: {done}/{total}");
+    }
+}
+
+fn user_id(arg: &str) -> anyhow::Result<String> {
+    if arg != "-" {
+        return Ok(arg.to_owned());
+    }
+    let mut s = String::new();
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .context("cannot read the user id from standard input")?;
+    let id = s.trim().to_owned();
+    if id.is_empty() {
+        bail!("--user-id -: standard input was empty; pipe the user id in");
+    }
+    Ok(id)
+}
+
+fn policy_of(config: &Config, tenant: &TenantId) -> TenantPolicy {
+    config
+        .tenant
+        .iter()
+        .find(|t| t.id == tenant.as_str())
+        .map(|t| t.privacy.clone())
+        .unwrap_or_default()
+}
+
+pub async fn retention(config: &Config, command: RetentionCommand) -> anyhow::Result<()> {
+    let RetentionCommand::Run {
+        dry_run,
+        tenant,
+        as_of,
+    } = command;
+    let tenants: Vec<(TenantId, TenantPolicy)> = match tenant {
+        Some(t) => {
+            let id = known_tenant(config, &t)?;
+            vec![(id.clone(), policy_of(config, &id))]
+        }
+        None => config
+            .tenant
+            .iter()
+            .map(|t| Ok((TenantId::new(&t.id)?, t.privacy.clone())))
+            .collect::<anyhow::Result<_>>()?,
+    };
+    let clock: Arc<dyn Clock> = match as_of {
+        None => Arc::new(SystemClock),
+        Some(d) => {
+            let day = chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d")
+                .with_context(|| format!("--as-of {d:?} is not a date; use YYYY-MM-DD"))?;
+            let noon = day.and_hms_opt(12, 0, 0).expect("noon exists").and_utc();
+            Arc::new(ManualClock::new(noon.timestamp_millis()))
+        }
+    };
+    let opened = open(config, clock).await?;
+    let report = opened
+        .steward
+        .retention_run(&tenants, dry_run, ACTOR, &progress)
+        .await?;
+    for e in &report.expired {
+        println!("{} {e}", if dry_run { "would drop" } else { "dropped" });
+    }
+    let bytes: u64 = report.expired.iter().map(|e| e.bytes).sum();
+    let files: usize = report.expired.iter().map(|e| e.files).sum();
+    println!(
+        "{} {} partitions and rollups ({files} files, {bytes} bytes) as of {}; {} rollups written first",
+        if dry_run { "would drop" } else { "dropped" },
+        report.expired.len(),
+        report.today,
+        report.rollups_written
+    );
+    Ok(())
+}
+
+pub async fn subject(config: &Config, command: SubjectCommand) -> anyhow::Result<()> {
+    let opened = open(config, Arc::new(SystemClock)).await?;
+    let steward = &opened.steward;
+    match command {
+        SubjectCommand::Export { who, format, out } => {
+            let tenant = known_tenant(config, &who.tenant)?;
+            let user = user_id(&who.user_id)?;
+            let export = steward.export(&tenant, &user, &format, ACTOR).await?;
+            let request = export.manifest["request"]
+                .as_str()
+                .unwrap_or("request")
+                .to_owned();
+            let dir = out.unwrap_or_else(|| PathBuf::from(format!("subject-export-{request}")));
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let fmt = Format::parse(&format).unwrap_or(Format::Json);
+            let bytes = encode(fmt, &export.rows.schema, &export.rows.batches)?;
+            let data = dir.join(format!("events.{format}"));
+            std::fs::write(&data, bytes)
+                .with_context(|| format!("cannot write {}", data.display()))?;
+            let manifest = dir.join("manifest.json");
+            std::fs::write(&manifest, serde_json::to_vec_pretty(&export.manifest)?)
+                .with_context(|| format!("cannot write {}", manifest.display()))?;
+            println!(
+                "exported {} events to {} and the manifest to {} (request {request})",
+                export.rows.num_rows(),
+                data.display(),
+                manifest.display()
+            );
+        }
+        SubjectCommand::Erase { who } => {
+            let tenant = known_tenant(config, &who.tenant)?;
+            let user = user_id(&who.user_id)?;
+            let r = steward.erase(&tenant, &user, ACTOR, &progress).await?;
+            println!(
+                "erased {} rows: {} of {} files held them ({} rewritten, {} deleted; {} read after the bloom \
+                 filters), verified by reading back, in {} ms (request {})",
+                r.rows,
+                r.files_rewritten + r.files_deleted,
+                r.files_scanned,
+                r.files_rewritten,
+                r.files_deleted,
+                r.files_read,
+                r.elapsed_ms,
+                r.request
+            );
+        }
+        SubjectCommand::Object { who } => {
+            let tenant = known_tenant(config, &who.tenant)?;
+            let change = steward.object(&tenant, &user_id(&who.user_id)?, ACTOR)?;
+            println!(
+                "objection {}: the person's events are dropped at ingestion and left out of queries (a running \
+                 server applies it within 10 seconds)",
+                if change == tacet_ingest::Change::Added {
+                    "recorded"
+                } else {
+                    "was already recorded"
+                }
+            );
+        }
+        SubjectCommand::Withdraw { who } => {
+            let tenant = known_tenant(config, &who.tenant)?;
+            let change = steward.withdraw(&tenant, &user_id(&who.user_id)?, ACTOR)?;
+            println!(
+                "{}",
+                if change == tacet_ingest::Change::Removed {
+                    "objection withdrawn: the person's events count again"
+                } else {
+                    "there was no objection to withdraw"
+                }
+            );
+        }
+        SubjectCommand::Rectify { who, set } => {
+            let tenant = known_tenant(config, &who.tenant)?;
+            let changes = set
+                .iter()
+                .map(|s| PropChange::parse(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            let policy = policy_of(config, &tenant);
+            let r = steward
+                .rectify(
+                    &tenant,
+                    &policy,
+                    &user_id(&who.user_id)?,
+                    &changes,
+                    ACTOR,
+                    &progress,
+                )
+                .await?;
+            println!(
+                "rectified {} rows in {} files (of {}), verified by reading back (request {})",
+                r.rows, r.files_rewritten, r.files_scanned, r.request
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn tenant(config: &Config, command: TenantCommand) -> anyhow::Result<()> {
+    let TenantCommand::Offboard { tenant, yes } = command;
+    let tenant = known_tenant(config, &tenant)?;
+    if !yes {
+        bail!(
+            "offboarding deletes every raw event, key and salt of tenant {tenant} and cannot be undone; run \
+             again with --yes"
+        );
+    }
+    let opened = open(config, Arc::new(SystemClock)).await?;
+    let certificate = opened.steward.offboard(&tenant, ACTOR, &progress).await?;
+    println!("{}", serde_json::to_string_pretty(&certificate)?);
+    eprintln!(
+        "tenant {tenant} offboarded; remove its [[tenant]] table from the configuration (a server started with \
+         it would create new keys)"
+    );
+    Ok(())
+}
+
+pub async fn compact(config: &Config, tenant: Option<String>) -> anyhow::Result<()> {
+    let tenants: Vec<TenantId> = match tenant {
+        Some(t) => vec![known_tenant(config, &t)?],
+        None => config
+            .tenant
+            .iter()
+            .map(|t| TenantId::new(&t.id))
+            .collect::<Result<_, _>>()?,
+    };
+    let opened = open(config, Arc::new(SystemClock)).await?;
+    let options = CompactOptions {
+        min_age: std::time::Duration::ZERO,
+        target_bytes: config.lifecycle.compact_target_bytes,
+    };
+    for t in &tenants {
+        let r = opened.steward.compact(t, options, ACTOR, &progress).await?;
+        println!(
+            "{t}: merged {} files into {} in {} partitions ({} → {} bytes, {} rows); {} leftovers deleted",
+            r.files_merged,
+            r.files_written,
+            r.partitions,
+            r.bytes_before,
+            r.bytes_after,
+            r.rows,
+            r.leftovers_deleted
+        );
+    }
+    Ok(())
+}
+
+pub fn audit(config: &Config, command: AuditCommand) -> anyhow::Result<()> {
+    let path = config.audit_dir().join("audit.jsonl");
+    match command {
+        AuditCommand::Verify => match tacet_audit::verify(&path) {
+            Ok(entries) => {
+                println!(
+                    "audit log {}: {} entries, chain intact; head {}",
+                    path.display(),
+                    entries.len(),
+                    entries
+                        .last()
+                        .map_or(tacet_audit::GENESIS, |e| e.hash.as_str())
+                );
+                Ok(())
+            }
+            Err(e) => {
+                bail!("{e}\nthe audit log was changed; restore it from backup and investigate")
+            }
+        },
+        AuditCommand::Show { tenant, last } => {
+            let entries = tacet_audit::verify(&path)?;
+            let shown: Vec<_> = entries
+                .iter()
+                .filter(|e| {
+                    tenant
+                        .as_deref()
+                        .is_none_or(|t| e.entry.tenant.as_deref() == Some(t))
+                })
+                .collect();
+            for e in shown.iter().rev().take(last).rev() {
+                println!("{}", serde_json::json!({"entry": e.entry, "hash": e.hash}));
+            }
+            Ok(())
+        }
+    }
+}
