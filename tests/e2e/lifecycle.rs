@@ -313,6 +313,36 @@ async fn subject_rights_retention_audit_and_offboarding_end_to_end() {
     );
     std::fs::write(&log, &original).unwrap();
 
+    // The CLI export: bob objected, but his own export still has his two stored events.
+    let dir = stopped.data_dir.parent().unwrap().join("export-bob");
+    let out = tacet(&[
+        "--config",
+        &config,
+        "--data-dir",
+        &data,
+        "subject",
+        "export",
+        "--tenant",
+        "a",
+        "--user-id",
+        BOB,
+        "--format",
+        "csv",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["rows"], 2);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("events.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
+
     let out = tacet(&[
         "--config",
         &config,

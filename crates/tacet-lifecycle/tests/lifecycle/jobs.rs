@@ -1,12 +1,10 @@
 //! Retention with a moved clock, offboarding, objection, rectification, export and compaction, on a real
 //! pipeline over local disk.
 
-mod fixture;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use fixture::{DAY, Env, START, UA, lake_files, tenant};
+use crate::fixture::{DAY, Env, START, UA, lake_files, tenant};
 use serde_json::json;
 use tacet_model::{Kind, TenantId, parse_event};
 use tacet_privacy::{RequestContext, TenantPolicy};
@@ -69,7 +67,7 @@ async fn retention_drops_exactly_the_expired_partitions_and_rollups_answer_for_t
     let env = Env::new(START + today * DAY + 3_600_000);
     let t = tenant("acme");
     // 60 days of page views and crashes, 20 events per day each.
-    env.generate(&t, &[Kind::Pageview, Kind::Crash], 60, 1, 20, 5, None)
+    env.generate(&t, &[Kind::Pageview, Kind::Crash], 60, 1, 20, 5, &[])
         .await;
     let p = policy(
         "[retention]\npageview = \"30d\"\nevent = \"30d\"\ncrash = \"10d\"\nrollups = \"90d\"",
@@ -169,9 +167,9 @@ async fn retention_drops_exactly_the_expired_partitions_and_rollups_answer_for_t
 async fn offboarding_removes_raw_events_and_keys_and_keeps_rollups() {
     let env = Env::new(START + 10 * DAY);
     let (a, b) = (tenant("acme"), tenant("globex"));
-    env.generate(&a, &[Kind::Pageview, Kind::Event], 5, 2, 30, 3, None)
+    env.generate(&a, &[Kind::Pageview, Kind::Event], 5, 2, 30, 3, &[])
         .await;
-    env.generate(&b, &[Kind::Pageview], 5, 1, 10, 3, None).await;
+    env.generate(&b, &[Kind::Pageview], 5, 1, 10, 3, &[]).await;
     // Something still in the log and buffer, not yet flushed.
     let ctx = RequestContext::new("198.51.100.7".parse().unwrap(), UA);
     let raw = vec![parse_event(json!({"kind": "pageview", "url": "https://a.example/late", "ts": START + 4 * DAY, "user_id": "carol"}), env.clock.now_millis()).unwrap()];
@@ -200,7 +198,7 @@ async fn offboarding_removes_raw_events_and_keys_and_keeps_rollups() {
     assert_eq!(cert.rollup_files_kept, 5);
 
     // Nothing of the tenant's raw data or keys is left anywhere in the data directory.
-    let files = fixture::all_files(env.dir.path());
+    let files = crate::fixture::all_files(env.dir.path());
     for (path, bytes) in &files {
         let rel = path
             .strip_prefix(env.dir.path())
@@ -283,7 +281,7 @@ async fn an_objection_drops_new_events_and_hides_stored_ones_until_withdrawn() {
             && actions.contains(&"subject.withdraw".to_owned())
     );
     // Neither the objection list nor the audit log holds the user id.
-    for (path, bytes) in fixture::all_files(env.dir.path()) {
+    for (path, bytes) in crate::fixture::all_files(env.dir.path()) {
         assert!(!bytes.windows(3).any(|w| w == b"bob"), "{}", path.display());
     }
 }
