@@ -5,5 +5,6 @@ mod crash;
 mod lifecycle;
 mod policy;
 mod privacy;
+mod security;
 mod server;
 mod skeleton;

@@ -51,17 +51,13 @@ fn admin<'a>(
             metrics::counter!("tacet_admin_refused_total", "reason" => "missing").increment(1);
             ApiError::unauthorized("missing admin key: send Authorization: Bearer <admin key>")
         })?;
-    let tenant = state.tenants.by_admin_key(key.trim()).ok_or_else(|| {
-        metrics::counter!("tacet_admin_refused_total", "reason" => "unknown").increment(1);
-        if state.tenants.by_read_key(key.trim()).is_some() {
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                "this is a read key; the admin API needs the tenant's admin key",
-            )
-        } else {
-            ApiError::unauthorized("unknown admin key")
-        }
-    })?;
+    let tenant = state
+        .tenants
+        .authenticate(key.trim(), crate::access::Role::Admin)
+        .map_err(|e| {
+            metrics::counter!("tacet_admin_refused_total", "reason" => "key").increment(1);
+            ApiError::from(e)
+        })?;
     steward
         .audit()
         .append(

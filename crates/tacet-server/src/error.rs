@@ -104,3 +104,13 @@ impl From<tacet_ingest::Error> for ApiError {
         }
     }
 }
+
+impl From<crate::tenants::AuthError> for ApiError {
+    fn from(e: crate::tenants::AuthError) -> Self {
+        use crate::tenants::AuthError as A;
+        match e {
+            A::WrongRole { .. } => Self::new(StatusCode::FORBIDDEN, e.to_string()),
+            _ => Self::unauthorized(e.to_string()),
+        }
+    }
+}

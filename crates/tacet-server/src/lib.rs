@@ -21,6 +21,7 @@
 //! `Retry-After`; 500 bodies are generic and the details go to the log. Nothing here logs a payload, a key
 //! or a client address.
 
+pub mod access;
 mod admin;
 mod body;
 mod client_ip;
@@ -41,7 +42,7 @@ pub use body::{BodyError, decode_body};
 pub use client_ip::client_ip;
 pub use config::ServerConfig;
 pub use routes::router;
-pub use tenants::{TenantEntry, Tenants};
+pub use tenants::{AuthError, TenantEntry, Tenants};
 pub use web::{TRACKER, tracker_integrity};
 
 /// The demo tenant's keys, for the `/demo` page (the embedded configuration's public demo keys only).

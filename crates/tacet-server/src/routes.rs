@@ -350,8 +350,8 @@ fn read_tenant<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a Tenan
     })?;
     state
         .tenants
-        .by_read_key(key.trim())
-        .ok_or_else(|| ApiError::unauthorized("unknown read key"))
+        .authenticate(key.trim(), crate::access::Role::Read)
+        .map_err(ApiError::from)
 }
 
 /// `?format=` (json, csv, arrow, parquet) or else the `Accept` header; JSON by default.

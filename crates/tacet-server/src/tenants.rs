@@ -2,6 +2,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
+
+use crate::access::{AccessKeys, Refusal, Role};
 
 use tacet_model::TenantId;
 use tacet_privacy::TenantPolicy;
@@ -44,13 +47,27 @@ impl fmt::Debug for TenantEntry {
     }
 }
 
-/// The tenants, looked up by key.
-#[derive(Debug, Default)]
+/// The tenants, looked up by key. Read and admin keys (from the configuration, or created with
+/// `tacet tenant key create`) are held only as keyed hashes (`access.rs`).
+#[derive(Debug)]
 pub struct Tenants {
     entries: Vec<TenantEntry>,
+    /// Ingest keys are public (they ship in web pages): looked up as they are.
     by_ingest_key: HashMap<String, usize>,
-    by_read_key: HashMap<String, usize>,
-    by_admin_key: HashMap<String, usize>,
+    /// Configured read and admin keys, by their hash.
+    by_secret: HashMap<[u8; 32], (usize, Role)>,
+    access: Arc<AccessKeys>,
+}
+
+impl Default for Tenants {
+    fn default() -> Self {
+        Self {
+            entries: Vec::new(),
+            by_ingest_key: HashMap::new(),
+            by_secret: HashMap::new(),
+            access: Arc::new(AccessKeys::ephemeral()),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -65,9 +82,39 @@ pub enum TenantsError {
     EmptyKey(String),
 }
 
+/// Why a read or admin key was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("unknown key")]
+    Unknown,
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// A valid key of another role (a read key on the admin API, or the reverse).
+    #[error("this is a {have} key; this endpoint needs the tenant's {need} key")]
+    WrongRole {
+        have: &'static str,
+        need: &'static str,
+    },
+    /// The key's tenant is not (or no longer) in the configuration.
+    #[error("the key's tenant {0:?} is not configured on this server")]
+    NoTenant(String),
+}
+
 impl Tenants {
+    /// The tenants with their configured keys, hashed under a pepper that lives only in this process.
     pub fn new(entries: Vec<TenantEntry>) -> Result<Self, TenantsError> {
-        let mut t = Tenants::default();
+        Self::with_access(entries, Arc::new(AccessKeys::ephemeral()))
+    }
+
+    /// The tenants with their configured keys and the keys created in `access`.
+    pub fn with_access(
+        entries: Vec<TenantEntry>,
+        access: Arc<AccessKeys>,
+    ) -> Result<Self, TenantsError> {
+        let mut t = Tenants {
+            access,
+            ..Tenants::default()
+        };
         let mut all_keys = HashMap::new();
         for (i, e) in entries.iter().enumerate() {
             if t.entries.iter().any(|x| x.id == e.id) {
@@ -85,9 +132,10 @@ impl Tenants {
                 }
             }
             t.by_ingest_key.insert(e.ingest_key.clone(), i);
-            t.by_read_key.insert(e.read_key.clone(), i);
+            t.by_secret
+                .insert(t.access.hash(&e.read_key), (i, Role::Read));
             if let Some(k) = &e.admin_key {
-                t.by_admin_key.insert(k.clone(), i);
+                t.by_secret.insert(t.access.hash(k), (i, Role::Admin));
             }
             t.entries.push(e.clone());
         }
@@ -98,12 +146,33 @@ impl Tenants {
         self.by_ingest_key.get(key).map(|&i| &self.entries[i])
     }
 
-    pub fn by_read_key(&self, key: &str) -> Option<&TenantEntry> {
-        self.by_read_key.get(key).map(|&i| &self.entries[i])
+    /// The tenant a read or admin key belongs to, if the key has `role`, is known, and has neither expired
+    /// nor been revoked.
+    pub fn authenticate(&self, key: &str, role: Role) -> Result<&TenantEntry, AuthError> {
+        let h = self.access.hash(key);
+        let (index, have) = match self.by_secret.get_key_value(&h) {
+            Some((stored, &(i, have))) if crate::access::constant_time_eq(stored, &h) => (i, have),
+            _ => {
+                let grant = self.access.check(key, chrono::Utc::now())?;
+                let i = self
+                    .entries
+                    .iter()
+                    .position(|e| e.id.as_str() == grant.tenant)
+                    .ok_or(AuthError::NoTenant(grant.tenant.clone()))?;
+                (i, grant.role)
+            }
+        };
+        if have != role {
+            return Err(AuthError::WrongRole {
+                have: have.as_str(),
+                need: role.as_str(),
+            });
+        }
+        Ok(&self.entries[index])
     }
 
-    pub fn by_admin_key(&self, key: &str) -> Option<&TenantEntry> {
-        self.by_admin_key.get(key).map(|&i| &self.entries[i])
+    pub fn access(&self) -> &Arc<AccessKeys> {
+        &self.access
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &TenantEntry> {

@@ -107,6 +107,38 @@ pub enum TenantCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Read and admin keys: create (shown once), list, revoke. Stored only as keyed hashes in
+    /// keys/access.jsonl; a running server picks changes up within two seconds.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create a key and print it (the only time it is shown).
+    Create {
+        /// Tenant id, as in the configuration.
+        tenant: String,
+        /// read (SQL and reports) or admin (the admin API).
+        #[arg(long, value_parser = ["read", "admin"])]
+        role: String,
+        /// How long it is valid, e.g. 90d or 1y; default: until revoked.
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+    },
+    /// List the created keys: id, tenant, role, prefix, created, expires, revoked (never a key).
+    List {
+        /// Only this tenant's keys.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Revoke a key by id (see `list`); requests with it are refused from then on.
+    Revoke {
+        /// The key's id, e.g. k3f9a1c2.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -422,8 +454,94 @@ pub async fn subject(config: &Config, command: SubjectCommand) -> anyhow::Result
     Ok(())
 }
 
+/// `tacet tenant key …`: no lock needed (the key file is append-only; a server re-reads it).
+fn key_command(config: &Config, command: KeyCommand) -> anyhow::Result<()> {
+    use tacet_server::access::{AccessKeys, Role};
+    let access = AccessKeys::open(&config.keys_dir())?;
+    let audit = AuditLog::open(&config.audit_dir())?;
+    match command {
+        KeyCommand::Create {
+            tenant,
+            role,
+            expires_in,
+        } => {
+            let tenant = known_tenant(config, &tenant)?;
+            let role = Role::parse(&role).expect("clap checked the role");
+            let expires = expires_in
+                .map(|d| {
+                    humantime::parse_duration(&d)
+                        .with_context(|| {
+                            format!("--expires-in {d:?} is not a duration like 90d or 1y")
+                        })
+                        .and_then(|d| Ok(chrono::Utc::now() + chrono::Duration::from_std(d)?))
+                })
+                .transpose()?;
+            let (key, grant) = access.create(&tenant, role, expires)?;
+            audit.append(
+                ACTOR,
+                "access.created",
+                Some(tenant.as_str()),
+                serde_json::json!({"id": grant.id, "role": role.as_str(), "prefix": grant.prefix,
+                    "expires": grant.expires.map(|e| e.to_rfc3339())}),
+            )?;
+            println!("{key}");
+            eprintln!(
+                "created {} key {} for tenant {tenant}{}; it is shown only now: store it in a secret manager",
+                role.as_str(),
+                grant.id,
+                grant
+                    .expires
+                    .map(|e| format!(", valid until {e}"))
+                    .unwrap_or_default()
+            );
+        }
+        KeyCommand::List { tenant } => {
+            let now = chrono::Utc::now();
+            for g in access.list() {
+                if tenant.as_deref().is_some_and(|t| t != g.tenant) {
+                    continue;
+                }
+                let state = if g.revoked {
+                    "revoked".to_owned()
+                } else if g.expires.is_some_and(|e| e <= now) {
+                    "expired".to_owned()
+                } else {
+                    "active".to_owned()
+                };
+                println!(
+                    "{}  {:<12} {:<5} {}…  created {}  expires {}  {state}",
+                    g.id,
+                    g.tenant,
+                    g.role.as_str(),
+                    g.prefix,
+                    g.created,
+                    g.expires.map_or("never".to_owned(), |e| e.to_rfc3339()),
+                );
+            }
+        }
+        KeyCommand::Revoke { id } => {
+            let grant = access.list().into_iter().find(|g| g.id == id);
+            if !access.revoke(&id)? {
+                bail!("no active key with id {id:?}; `tacet tenant key list` shows the ids");
+            }
+            let tenant = grant.map(|g| g.tenant);
+            audit.append(
+                ACTOR,
+                "access.revoked",
+                tenant.as_deref(),
+                serde_json::json!({"id": id}),
+            )?;
+            println!("revoked {id}; a running server refuses it within two seconds");
+        }
+    }
+    Ok(())
+}
+
 pub async fn tenant(config: &Config, command: TenantCommand) -> anyhow::Result<()> {
-    let TenantCommand::Offboard { tenant, yes } = command;
+    let (tenant, yes) = match command {
+        TenantCommand::Key { command } => return key_command(config, command),
+        TenantCommand::Offboard { tenant, yes } => (tenant, yes),
+    };
     let tenant = known_tenant(config, &tenant)?;
     if !yes {
         bail!(

@@ -137,7 +137,7 @@ enum Command {
         #[command(subcommand)]
         command: lifecycle::SubjectCommand,
     },
-    /// Tenant offboarding.
+    /// Tenant offboarding, and the tenants' read and admin keys.
     Tenant {
         #[command(subcommand)]
         command: lifecycle::TenantCommand,
@@ -618,7 +618,8 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
     init_logging();
     let metrics = init_metrics()?;
     let tenants = config.tenants(env_var)?;
-    let tenants = Arc::new(Tenants::new(tenants)?);
+    let access = Arc::new(tacet_server::access::AccessKeys::open(&config.keys_dir())?);
+    let tenants = Arc::new(Tenants::with_access(tenants, access)?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let geo = match &config.geoip {
         None => None,
