@@ -85,8 +85,8 @@ pub enum TenantsError {
 /// Why a read or admin key was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    #[error("unknown key")]
-    Unknown,
+    #[error("unknown {0} key")]
+    Unknown(&'static str),
     #[error(transparent)]
     Refused(#[from] Refusal),
     /// A valid key of another role (a read key on the admin API, or the reverse).
@@ -153,7 +153,10 @@ impl Tenants {
         let (index, have) = match self.by_secret.get_key_value(&h) {
             Some((stored, &(i, have))) if crate::access::constant_time_eq(stored, &h) => (i, have),
             _ => {
-                let grant = self.access.check(key, chrono::Utc::now())?;
+                let grant = match self.access.check(key, chrono::Utc::now()) {
+                    Err(Refusal::Unknown) => return Err(AuthError::Unknown(role.as_str())),
+                    other => other?,
+                };
                 let i = self
                     .entries
                     .iter()
