@@ -178,6 +178,10 @@ flush_interval = "1s"
 max_buffered_events = 2000000
 [http]
 max_body_bytes = 8388608
+# The load comes from one address and one key: no rate limits here.
+requests_per_second_per_key = 0
+requests_per_second_per_client = 0
+events_per_second_per_tenant = 0
 max_decompressed_bytes = 16777216
 [[tenant]]
 id = "bench"

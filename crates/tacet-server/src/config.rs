@@ -12,6 +12,12 @@ pub struct ServerConfig {
     pub max_events_per_request: usize,
     /// Largest SQL text accepted by `/v1/sql`, in bytes.
     pub max_sql_bytes: usize,
+    /// Requests per second per ingest key (bursts of twice that); 429 beyond. 0: no limit.
+    pub requests_per_second_per_key: u32,
+    /// Requests per second per client address (bursts of twice that); 429 beyond. 0: no limit.
+    pub requests_per_second_per_client: u32,
+    /// Events per second per tenant, its quota (bursts of twice that); 429 beyond. 0: no limit.
+    pub events_per_second_per_tenant: u32,
 }
 
 impl Default for ServerConfig {
@@ -21,6 +27,9 @@ impl Default for ServerConfig {
             max_decompressed_bytes: 16 << 20,
             max_events_per_request: 10_000,
             max_sql_bytes: 64 << 10,
+            requests_per_second_per_key: 5_000,
+            requests_per_second_per_client: 500,
+            events_per_second_per_tenant: 100_000,
         }
     }
 }

@@ -37,6 +37,15 @@ impl ApiError {
         }
     }
 
+    /// 429 with `Retry-After` (whole seconds, at least 1).
+    pub fn too_many(message: impl Into<String>, wait: std::time::Duration) -> Self {
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: message.into(),
+            retry_after_secs: Some(wait.as_secs_f64().ceil().max(1.0) as u32),
+        }
+    }
+
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
         Self::new(

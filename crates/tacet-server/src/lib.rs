@@ -27,6 +27,7 @@ mod body;
 mod client_ip;
 mod config;
 mod error;
+pub mod limits;
 mod routes;
 mod tenants;
 mod web;
@@ -67,6 +68,8 @@ pub struct AppState {
     pub metrics: Option<MetricsRender>,
     /// Serves `/demo` with these keys; `None` answers 404 there.
     pub demo: Option<DemoKeys>,
+    /// Rate limits per ingest key, client address and tenant (limits.rs).
+    pub limits: Arc<limits::RateLimits>,
     /// Serves the admin API (`/v1/admin/…`); `None` answers 404 there.
     pub steward: Option<Arc<tacet_lifecycle::Steward>>,
 }

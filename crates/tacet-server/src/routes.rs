@@ -198,6 +198,23 @@ async fn ingest(
             ),
         ));
     }
+    let ctx = request_context(state, peer, headers);
+    if let Err((limit, wait)) = state.limits.request(key, ctx.ip) {
+        refused(limit.as_str());
+        metrics::counter!("tacet_rate_limited_total", "tenant" => tenant.id.to_string(), "reason" => limit.as_str())
+            .increment(1);
+        return Err(ApiError::too_many(
+            match limit {
+                crate::limits::Limited::Key => {
+                    "too many requests with this ingest key; slow down and retry after Retry-After seconds"
+                }
+                _ => {
+                    "too many requests from this address; slow down and retry after Retry-After seconds"
+                }
+            },
+            wait,
+        ));
+    }
     if !state.ready.load(Ordering::SeqCst) {
         refused("not_ready");
         return Err(ApiError::unavailable(
@@ -249,7 +266,21 @@ async fn ingest(
             "tenant" => tenant.id.to_string(), "reason" => "invalid")
         .increment(rejected.len() as u64);
     }
-    let ctx = request_context(state, peer, headers);
+    if let Err(wait) = state.limits.events(tenant.id.as_str(), events.len()) {
+        refused("quota");
+        metrics::counter!("tacet_rate_limited_total", "tenant" => tenant.id.to_string(), "reason" => "quota")
+            .increment(1);
+        return Err(match wait {
+            Some(wait) => ApiError::too_many(
+                "the tenant's event quota is used up for now; nothing was stored, retry after Retry-After seconds",
+                wait,
+            ),
+            None => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "this batch has more events than the tenant's quota allows at once; split it",
+            ),
+        });
+    }
     let outcome = state
         .pipeline
         .accept(&tenant.id, &tenant.policy, ctx, events)

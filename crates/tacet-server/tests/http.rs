@@ -61,12 +61,13 @@ fn harness(ingest: IngestConfig, http: ServerConfig) -> Harness {
         pipeline: pipeline.clone(),
         query,
         tenants: Arc::new(Tenants::new(vec![tenant("a"), tenant("b")]).unwrap()),
-        config: Arc::new(http),
+        config: Arc::new(http.clone()),
         trusted_proxies: Arc::new(vec![]),
         ready: Arc::new(AtomicBool::new(true)),
         metrics: None,
         demo: None,
         steward: None,
+        limits: Arc::new(tacet_server::limits::RateLimits::new(&http)),
     };
     let peer: SocketAddr = "203.0.113.50:5000".parse().unwrap();
     Harness {
@@ -730,4 +731,62 @@ async fn accepted_events_are_queryable_before_the_flush_and_never_twice() {
     )
     .await;
     assert_eq!(overview[0]["pageviews"], 3);
+}
+
+#[tokio::test]
+async fn a_burst_over_the_limit_gets_429_while_another_tenant_is_unaffected() {
+    let http = ServerConfig {
+        requests_per_second_per_key: 5,
+        events_per_second_per_tenant: 20,
+        ..ServerConfig::default()
+    };
+    let h = harness(IngestConfig::default(), http);
+    let one = || pageview("/").to_string();
+    // Tenant a's key: a burst of 10 (twice the rate) passes, the rest of the flood is refused.
+    let mut codes = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..14 {
+        let (s, headers, _) =
+            send(&h.app, post_events(Some("ik-a"), "application/json", one())).await;
+        if s == StatusCode::TOO_MANY_REQUESTS {
+            retry_after = headers.get(header::RETRY_AFTER).cloned();
+        }
+        codes.push(s.as_u16());
+    }
+    assert_eq!(codes.iter().filter(|&&c| c == 202).count(), 10, "{codes:?}");
+    assert_eq!(codes.iter().filter(|&&c| c == 429).count(), 4, "{codes:?}");
+    assert_eq!(retry_after.unwrap(), "1");
+    // Tenant b, from the same address, is not affected.
+    let (s, _, b) = send(&h.app, post_events(Some("ik-b"), "application/json", one())).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+
+    // Tenant b's event quota (20 a second, bursts of 40): a batch of 41 can never pass; 30 then 30 is
+    // one batch too many, and nothing of the refused batch is stored.
+    let batch = |n: usize| {
+        let items: Vec<Value> = (0..n).map(|i| pageview(&format!("/q{i}"))).collect();
+        Value::Array(items).to_string()
+    };
+    let (s, _, b) = send(
+        &h.app,
+        post_events(Some("ik-b"), "application/json", batch(41)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{b}");
+    let (s, _, _) = send(
+        &h.app,
+        post_events(Some("ik-b"), "application/json", batch(30)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let (s, headers, b) = send(
+        &h.app,
+        post_events(Some("ik-b"), "application/json", batch(30)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{b}");
+    assert!(b["error"].as_str().unwrap().contains("quota"), "{b}");
+    assert!(headers.contains_key(header::RETRY_AFTER));
+    h.pipeline.flush().await;
+    let (_, _, rows) = send(&h.app, sql("rk-b", "SELECT COUNT(*) AS n FROM events")).await;
+    assert_eq!(rows, json!([{"n": 31}]));
 }

@@ -676,6 +676,16 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
         })?;
     let addr = listener.local_addr()?;
     let ready = Arc::new(AtomicBool::new(false));
+    let limits = Arc::new(tacet_server::limits::RateLimits::new(&config.http));
+    {
+        let limits = Arc::clone(&limits);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                limits.forget_idle();
+            }
+        });
+    }
     let state = AppState {
         pipeline: Arc::clone(&pipeline),
         query,
@@ -685,6 +695,7 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
         ready: Arc::clone(&ready),
         metrics: Some(metrics),
         steward: Some(steward),
+        limits: Arc::clone(&limits),
         // The demo page only for the embedded configuration, whose keys are public anyway.
         demo: match &source {
             Source::Embedded => tenants.iter().next().map(|t| DemoKeys {
