@@ -124,3 +124,176 @@ async fn created_keys_work_expire_and_are_revoked_and_no_file_holds_one() {
     let audit = std::fs::read_to_string(server.data_dir.join("audit/audit.jsonl")).unwrap();
     assert!(audit.contains("access.created") && audit.contains("access.revoked"));
 }
+
+/// A self-signed certificate for localhost and 127.0.0.1 (openssl), written to `dir/<name>.{crt,key}`.
+fn certificate(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (crt, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .expect("openssl runs (apt-get install openssl)");
+    assert!(out.status.success(), "{out:?}");
+    (crt, key)
+}
+
+/// `curl` over HTTPS trusting only `ca`: (exit code, response head and body).
+fn curl(ca: &std::path::Path, url: &str, args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-i", "--max-time", "10", "--cacert"])
+        .arg(ca)
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("curl runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn beacons_over_https_with_hsts_and_a_renewed_certificate_is_loaded() {
+    let certs = tempfile::tempdir().unwrap();
+    let (crt, key) = certificate(certs.path(), "live");
+    let config = format!(
+        "[tls]\ncert = {:?}\nkey = {:?}\nreload_interval = \"200ms\"\n{CONFIG}",
+        crt.display().to_string(),
+        key.display().to_string()
+    );
+    let server = Server::start(&config);
+    let https = server.base.replace("http://", "https://");
+    let beacon = r#"{"kind":"pageview","url":"https://a.example/tls"}"#;
+    let post = |ca: &std::path::Path| {
+        curl(
+            ca,
+            &format!("{https}/v1/events"),
+            &[
+                "-H",
+                "x-tacet-key: ingest-a",
+                "-H",
+                "content-type: application/json",
+                "-d",
+                beacon,
+            ],
+        )
+    };
+    let (code, answer) = post(&crt);
+    assert_eq!(code, 0, "{answer}");
+    assert!(
+        answer.starts_with("HTTP/1.1 202") || answer.starts_with("HTTP/2 202"),
+        "{answer}"
+    );
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("strict-transport-security: max-age=31536000"),
+        "{answer}"
+    );
+    // Plain HTTP to the TLS port gets no answer.
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+        ])
+        .arg(format!("{}/healthz", server.base))
+        .output()
+        .unwrap();
+    assert_ne!(out.stdout, b"200");
+
+    // Renew: new key and certificate in place of the old; the server loads them without a restart.
+    let old = certs.path().join("old.crt");
+    std::fs::copy(&crt, &old).unwrap();
+    let (new_crt, new_key) = certificate(certs.path(), "next");
+    std::fs::copy(&new_key, &key).unwrap();
+    std::fs::copy(&new_crt, &crt).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, answer) = post(&new_crt);
+        if code == 0 && answer.contains(" 202") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate was not loaded: {code} {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, _) = post(&old);
+    assert_ne!(code, 0, "the old certificate is still served");
+    let stopped = server.stop();
+    let stderr = std::fs::read_to_string(stopped.logs.join("stderr.log")).unwrap();
+    assert!(stderr.contains("TLS certificate reloaded"), "{stderr}");
+}
+
+#[tokio::test]
+async fn slow_senders_are_cut_off() {
+    let server = Server::start(&format!(
+        "[http]\nheader_timeout = \"1s\"\nbody_timeout = \"1s\"\n{CONFIG}"
+    ));
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let exchange = move |first: &'static [u8]| {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(first).unwrap();
+            let started = Instant::now();
+            let mut answer = Vec::new();
+            let _ = s.read_to_end(&mut answer);
+            (
+                started.elapsed(),
+                String::from_utf8_lossy(&answer).into_owned(),
+            )
+        })
+    };
+    // Headers that never finish: the connection is closed after the header timeout.
+    let (took, answer) =
+        exchange(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nX-Tacet-Key: ingest-a\r\n")
+            .join()
+            .unwrap();
+    assert!(took < Duration::from_secs(5), "{took:?}: {answer}");
+    assert!(!answer.contains("202"), "{answer}");
+    // A body that never finishes: 408 after the body timeout, nothing stored.
+    let (took, answer) = exchange(
+        b"POST /v1/events HTTP/1.1\r\nHost: x\r\nX-Tacet-Key: ingest-a\r\nContent-Type: application/json\r\n\
+          Content-Length: 1000\r\nConnection: close\r\n\r\n{\"kind\":",
+    )
+    .join()
+    .unwrap();
+    assert!(took < Duration::from_secs(5), "{took:?}: {answer}");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_eq!(status(&server, "config-read-a", "/v1/sql").await.0, 200);
+    let (_, body) = server
+        .sql("config-read-a", "SELECT COUNT(*) AS n FROM events")
+        .await;
+    assert_eq!(body[0]["n"], 0);
+}

@@ -93,12 +93,16 @@ impl Server {
         stdout.read_line(&mut line).unwrap();
         let addr = line
             .trim()
-            .rsplit("http://")
+            .rsplit("://")
             .next()
             .filter(|_| line.contains("listening on"))
             .unwrap_or_else(|| panic!("unexpected first line from tacet serve: {line:?}"))
             .to_owned();
-        wait_ready(&addr);
+        if line.contains("https://") {
+            wait_ready_tls(&addr);
+        } else {
+            wait_ready(&addr);
+        }
         let mut out = File::create(logs.join("stdout.log")).unwrap();
         out.write_all(line.as_bytes()).unwrap();
         std::thread::spawn(move || {
@@ -265,6 +269,26 @@ fn wait_ready(addr: &str) {
             "tacet serve was not ready within 30 s: {answer:?}"
         );
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until `/readyz` answers 200 over TLS (curl, certificate not checked: the test checks it).
+fn wait_ready_tls(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = Command::new("curl")
+            .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!("https://{addr}/readyz"))
+            .output()
+            .expect("curl runs");
+        if out.stdout == b"200" {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tacet serve (TLS) was not ready within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -76,7 +76,13 @@ async fn json_body<T: for<'de> Deserialize<'de>>(
     body: Body,
     expected: &str,
 ) -> Result<T, ApiError> {
-    let bytes = read_body(body, headers, state.config.max_sql_bytes).await?;
+    let bytes = read_body(
+        body,
+        headers,
+        state.config.max_sql_bytes,
+        state.config.body_timeout,
+    )
+    .await?;
     serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -18,6 +18,12 @@ pub struct ServerConfig {
     pub requests_per_second_per_client: u32,
     /// Events per second per tenant, its quota (bursts of twice that); 429 beyond. 0: no limit.
     pub events_per_second_per_tenant: u32,
+    /// A connection must send a request's headers within this (slow-loris); it is closed otherwise.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: std::time::Duration,
+    /// A request's body must arrive within this; 408 otherwise.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -30,6 +36,8 @@ impl Default for ServerConfig {
             requests_per_second_per_key: 5_000,
             requests_per_second_per_client: 500,
             events_per_second_per_tenant: 100_000,
+            header_timeout: std::time::Duration::from_secs(10),
+            body_timeout: std::time::Duration::from_secs(30),
         }
     }
 }

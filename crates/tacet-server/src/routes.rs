@@ -221,9 +221,14 @@ async fn ingest(
             "starting: replaying the write-ahead log; retry shortly",
         ));
     }
-    let body = read_body(body, headers, state.config.max_body_bytes)
-        .await
-        .inspect_err(|_| refused("bad_body"))?;
+    let body = read_body(
+        body,
+        headers,
+        state.config.max_body_bytes,
+        state.config.body_timeout,
+    )
+    .await
+    .inspect_err(|_| refused("bad_body"))?;
     let items = decode_body(
         header_str(headers, header::CONTENT_TYPE),
         header_str(headers, header::CONTENT_ENCODING),
@@ -317,6 +322,7 @@ pub(crate) async fn read_body(
     body: Body,
     headers: &HeaderMap,
     limit: usize,
+    timeout: std::time::Duration,
 ) -> Result<Bytes, ApiError> {
     let too_large = || ApiError::from(crate::BodyError::TooLarge { limit });
     if header_str(headers, header::CONTENT_LENGTH)
@@ -325,7 +331,15 @@ pub(crate) async fn read_body(
     {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time; send it at once",
+            )
+        })?;
+    read.map_err(|e| {
         // to_bytes reports an over-limit body as a length-limit error; anything else is a broken upload.
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
         let mut over_limit = false;
@@ -427,7 +441,13 @@ async fn post_sql(
 ) -> Result<Response, ApiError> {
     let tenant = read_tenant(&state, &headers)?;
     let format = output_format(&query, &headers)?;
-    let body = read_body(body, &headers, state.config.max_sql_bytes).await?;
+    let body = read_body(
+        body,
+        &headers,
+        state.config.max_sql_bytes,
+        state.config.body_timeout,
+    )
+    .await?;
     let is_json = header_str(&headers, header::CONTENT_TYPE)
         .is_some_and(|ct| ct.starts_with("application/json"));
     let sql = if is_json {

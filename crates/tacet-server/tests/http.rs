@@ -790,3 +790,53 @@ async fn a_burst_over_the_limit_gets_429_while_another_tenant_is_unaffected() {
     let (_, _, rows) = send(&h.app, sql("rk-b", "SELECT COUNT(*) AS n FROM events")).await;
     assert_eq!(rows, json!([{"n": 31}]));
 }
+
+#[tokio::test]
+async fn hostile_bodies_get_their_4xx() {
+    let h = default_harness();
+    // Deep nesting: serde_json stops at 128 levels; the whole body is refused.
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let (s, _, b) = send(&h.app, post_events(Some("ik-a"), "application/json", deep)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let deep_props = format!(
+        r#"{{"kind":"event","name":"x","url":"https://a.example/","props":{{"a":{}1{}}}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let (s, _, b) = send(
+        &h.app,
+        post_events(Some("ik-a"), "application/json", deep_props),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    // A huge string: the event is refused with the field named, nothing stored.
+    let huge =
+        json!({"kind": "pageview", "url": format!("https://a.example/{}", "x".repeat(1 << 20))});
+    let (s, _, b) = send(
+        &h.app,
+        post_events(Some("ik-a"), "application/json", huge.to_string()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(b["rejected"][0]["field"], "url");
+    // Invalid UTF-8.
+    let mut bad = br#"{"kind":"pageview","url":"https://a.example/"#.to_vec();
+    bad.extend_from_slice(&[0xff, 0xfe]);
+    bad.extend_from_slice(br#""}"#);
+    let (s, _, b) = send(&h.app, post_events(Some("ik-a"), "application/json", bad)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    // Too many properties on one event.
+    let props: serde_json::Map<String, Value> =
+        (0..100).map(|i| (format!("k{i}"), json!(i))).collect();
+    let many = json!({"kind": "event", "name": "x", "url": "https://a.example/", "props": props});
+    let (s, _, b) = send(
+        &h.app,
+        post_events(Some("ik-a"), "application/json", many.to_string()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(b["rejected"][0]["field"], "props");
+    h.pipeline.flush().await;
+    let (_, _, rows) = send(&h.app, sql("rk-a", "SELECT COUNT(*) AS n FROM events")).await;
+    assert_eq!(rows, json!([{"n": 0}]));
+}

@@ -38,6 +38,9 @@ pub struct Config {
     pub wal: WalConfig,
     pub query: QueryConfig,
     pub http: ServerConfig,
+    /// Terminate TLS here (`[tls]` with `cert` and `key`); without it, plain HTTP (local use, or behind a
+    /// proxy that terminates TLS).
+    pub tls: Option<TlsConfig>,
     pub lifecycle: LifecycleConfig,
     /// The tenants (`[[tenant]]` tables).
     pub tenant: Vec<TenantConfig>,
@@ -55,10 +58,29 @@ impl Default for Config {
             wal: WalConfig::default(),
             query: QueryConfig::default(),
             http: ServerConfig::default(),
+            tls: None,
             lifecycle: LifecycleConfig::default(),
             tenant: Vec::new(),
         }
     }
+}
+
+/// TLS with rustls (`[tls]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// How often the two files are checked for a change (a renewed certificate is loaded without a
+    /// restart); "0s" never.
+    #[serde(default = "default_tls_reload", with = "humantime_serde")]
+    pub reload_interval: std::time::Duration,
+}
+
+fn default_tls_reload() -> std::time::Duration {
+    std::time::Duration::from_secs(60)
 }
 
 /// The server's scheduled lifecycle jobs (`[lifecycle]`).

@@ -666,15 +666,27 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
         );
     }
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} (is another server running there? use --listen)",
-                config.listen
-            )
-        })?;
+    let listener = std::net::TcpListener::bind(config.listen).with_context(|| {
+        format!(
+            "cannot listen on {} (is another server running there? use --listen)",
+            config.listen
+        )
+    })?;
     let addr = listener.local_addr()?;
+    let tls = match &config.tls {
+        None => None,
+        Some(t) => Some(
+            axum_server::tls_rustls::RustlsConfig::from_pem_file(&t.cert, &t.key)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot load the TLS certificate {} and key {} (setting [tls])",
+                        t.cert.display(),
+                        t.key.display()
+                    )
+                })?,
+        ),
+    };
     let ready = Arc::new(AtomicBool::new(false));
     let limits = Arc::new(tacet_server::limits::RateLimits::new(&config.http));
     {
@@ -706,8 +718,9 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
         },
     };
     println!(
-        "tacet {} listening on http://{addr}",
-        env!("CARGO_PKG_VERSION")
+        "tacet {} listening on {}://{addr}",
+        env!("CARGO_PKG_VERSION"),
+        if tls.is_some() { "https" } else { "http" }
     );
     println!("data directory: {}", config.data_dir.display());
     match &source {
@@ -730,12 +743,40 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
             }
         }
     }
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-    });
+    let mut app = router(state);
+    if tls.is_some() {
+        app = app.layer(axum::middleware::map_response(hsts));
+    }
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    let handle = axum_server::Handle::new();
+    {
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            handle.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+        });
+    }
+    let header_timeout = config.http.header_timeout;
+    let server = match (tls, &config.tls) {
+        (Some(rustls), Some(files)) => {
+            spawn_tls_reloader(rustls.clone(), files.clone());
+            let mut server =
+                axum_server::tls_rustls::from_tcp_rustls(listener, rustls)?.handle(handle);
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(header_timeout);
+            tokio::spawn(server.serve(app))
+        }
+        _ => {
+            let mut server = axum_server::from_tcp(listener)?.handle(handle);
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(header_timeout);
+            tokio::spawn(server.serve(app))
+        }
+    };
 
     // Not ready (503 on /readyz and /v1/events) until what the log holds is back in the pipeline.
     let recovered = pipeline.recover(replay);
@@ -780,6 +821,44 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
         "stopped cleanly"
     );
     Ok(())
+}
+
+/// `Strict-Transport-Security` on every answer when TLS is on.
+async fn hsts(mut resp: axum::response::Response) -> axum::response::Response {
+    resp.headers_mut().insert(
+        axum::http::header::STRICT_TRANSPORT_SECURITY,
+        axum::http::HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+    );
+    resp
+}
+
+/// Loads a renewed certificate and key when either file changes, keeping the old pair if the new one
+/// does not load.
+fn spawn_tls_reloader(
+    rustls: axum_server::tls_rustls::RustlsConfig,
+    files: crate::config::TlsConfig,
+) {
+    if files.reload_interval.is_zero() {
+        return;
+    }
+    let stamp = |p: &std::path::Path| std::fs::metadata(p).ok().and_then(|m| m.modified().ok());
+    tokio::spawn(async move {
+        let mut seen = (stamp(&files.cert), stamp(&files.key));
+        loop {
+            tokio::time::sleep(files.reload_interval).await;
+            let now = (stamp(&files.cert), stamp(&files.key));
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            match rustls.reload_from_pem_file(&files.cert, &files.key).await {
+                Ok(()) => info!(cert = %files.cert.display(), "TLS certificate reloaded"),
+                Err(e) => {
+                    warn!(error = %e, "the changed TLS certificate or key cannot be loaded; keeping the previous one")
+                }
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {
