@@ -297,3 +297,116 @@ async fn slow_senders_are_cut_off() {
         .await;
     assert_eq!(body[0]["n"], 0);
 }
+
+#[tokio::test]
+async fn an_encrypted_lake_reads_through_tacet_only_and_offboarding_shreds_it() {
+    let secrets = tempfile::tempdir().unwrap();
+    let master = secrets.path().join("master.key");
+    std::fs::write(&master, "7f".repeat(32)).unwrap();
+    let config = format!(
+        "[encryption]\nmaster_key_file = {:?}\n[ingest]\nflush_interval = \"100ms\"\n{CONFIG}",
+        master.display().to_string()
+    );
+    let server = Server::start(&config);
+    let body: String = (0..5)
+        .map(|i| {
+            format!(
+                "{{\"kind\":\"event\",\"name\":\"signup\",\"url\":\"https://a.example/enc{i}\",\"user_id\":\"user-{i}\"}}\n"
+            )
+        })
+        .collect();
+    let (code, answer) = server
+        .post_events(
+            "ingest-a",
+            crate::skeleton::FIREFOX_LINUX,
+            "198.51.100.9",
+            "application/x-ndjson",
+            body,
+        )
+        .await;
+    assert_eq!(code, 202, "{answer}");
+    server.wait_for_count("config-read-a", 5).await;
+    let cfg = server.config.to_str().unwrap().to_owned();
+    let data = server.data_dir.to_str().unwrap().to_owned();
+    let stopped = server.stop();
+
+    // A Parquet reader without the key reads nothing; the pseudonyms are not in the bytes either.
+    let files: Vec<_> = files_under(&stopped.data_dir.join("lake/events"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    assert!(!files.is_empty());
+    for f in &files {
+        let opened =
+            parquet::file::reader::SerializedFileReader::new(std::fs::File::open(f).unwrap());
+        assert!(opened.is_err(), "{} opened without the key", f.display());
+        let bytes = std::fs::read(f).unwrap();
+        assert!(
+            !bytes.windows(6).any(|w| w == b"signup"),
+            "{} holds plain text",
+            f.display()
+        );
+    }
+    // Through Tacet (the CLI, same master key) it reads normally.
+    let out = tacet(&[
+        "--config",
+        &cfg,
+        "--data-dir",
+        &data,
+        "sql",
+        "--tenant",
+        "a",
+        "--format",
+        "csv",
+        "SELECT COUNT(*) AS n, COUNT(DISTINCT user_pseudonym) AS users FROM events",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "n,users\n5,5");
+    // With another master key, the tenant's data key cannot be unwrapped: a clear error, no data.
+    let wrong = secrets.path().join("wrong.key");
+    std::fs::write(&wrong, "00".repeat(32)).unwrap();
+    let other = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(&master.display().to_string(), &wrong.display().to_string());
+    let other_cfg = secrets.path().join("other.toml");
+    std::fs::write(&other_cfg, other).unwrap();
+    let out = tacet(&[
+        "--config",
+        other_cfg.to_str().unwrap(),
+        "--data-dir",
+        &data,
+        "sql",
+        "--tenant",
+        "a",
+        "SELECT COUNT(*) FROM events",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("master key"),
+        "{out:?}"
+    );
+
+    // Crypto-shredding: keep a copy of a file, offboard the tenant: its data key is gone, so the copy is
+    // unreadable by anyone.
+    let copy = secrets.path().join("copy.parquet");
+    std::fs::copy(&files[0], &copy).unwrap();
+    let data_key = stopped.data_dir.join("keys/data/a.key");
+    assert!(data_key.exists());
+    let out = tacet(&[
+        "--config",
+        &cfg,
+        "--data-dir",
+        &data,
+        "tenant",
+        "offboard",
+        "a",
+        "--yes",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !data_key.exists(),
+        "the tenant's data key survived offboarding"
+    );
+    let log = std::fs::read_to_string(stopped.data_dir.join("keys/lifecycle.jsonl")).unwrap();
+    assert!(log.contains("data/a"), "{log}");
+}

@@ -43,6 +43,8 @@ pub struct KeyStore {
     objections: crate::objections::SharedCache,
     /// Where key events are also recorded, when set.
     audit: std::sync::OnceLock<Arc<tacet_audit::AuditLog>>,
+    /// The tenants' data keys (encryption at rest), when a master key is configured.
+    keyring: std::sync::OnceLock<Arc<crate::DataKeyring>>,
 }
 
 struct Subject {
@@ -128,12 +130,18 @@ impl KeyStore {
             state: Mutex::new(state),
             objections: Default::default(),
             audit: std::sync::OnceLock::new(),
+            keyring: std::sync::OnceLock::new(),
         })
     }
 
     /// Records every key event (creation, rotation, destruction) in `audit` too, from now on. Once.
     pub fn set_audit(&self, audit: Arc<tacet_audit::AuditLog>) {
         let _ = self.audit.set(audit);
+    }
+
+    /// The data keyring, so that `destroy_tenant` destroys the tenant's data key too. Once.
+    pub fn set_keyring(&self, keyring: Arc<crate::DataKeyring>) {
+        let _ = self.keyring.set(keyring);
     }
 
     pub(crate) fn dir(&self) -> &Path {
@@ -352,6 +360,12 @@ impl KeyStore {
         }
         state.subject.remove(tenant);
         drop(state);
+        if let Some(keyring) = self.keyring.get()
+            && keyring.destroy(tenant)?
+        {
+            self.record("destroyed", tenant, &format!("data/{tenant}"))?;
+            destroyed += 1;
+        }
         if self.destroy_objections(tenant)? {
             self.record("destroyed", tenant, &format!("objections/{tenant}"))?;
             destroyed += 1;

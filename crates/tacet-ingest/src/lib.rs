@@ -21,6 +21,7 @@
 //! refuses (HTTP 503 with `Retry-After`).
 
 mod config;
+mod datakeys;
 mod keystore;
 mod objections;
 mod pipeline;
@@ -29,6 +30,7 @@ mod record;
 use std::path::Path;
 
 pub use config::IngestConfig;
+pub use datakeys::{DataKeyring, MasterKey};
 pub use keystore::KeyStore;
 pub use objections::{Change, Objections};
 pub use pipeline::{Accepted, FlushSummary, Pipeline, RecoverySummary};

@@ -33,7 +33,9 @@ use crate::reader::StoreReader;
 
 pub use file::{FileName, parent, visible};
 pub use path::{EVENTS_ROOT, ParquetFilePath, PartitionKey, tenant_prefix};
-pub use writer::{encode_batches, encode_parquet, writer_properties};
+pub use writer::{
+    encode_batches, encode_batches_with, encode_parquet, writer_properties, writer_properties_with,
+};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -58,6 +60,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("the data key for {path}: {reason}")]
+    Key { path: String, reason: String },
     #[error("reading Parquet {path}: {source}")]
     Read {
         path: String,
@@ -88,12 +92,20 @@ fn sync_local(root: &std::path::Path, rel: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Where the lake gets each tenant's data key (encryption at rest). `None`: the tenant's files are not
+/// encrypted.
+pub trait DataKeys: Send + Sync + std::fmt::Debug {
+    fn key(&self, tenant: &tacet_model::TenantId) -> std::result::Result<Option<Vec<u8>>, String>;
+}
+
 /// The lake: an object store and the layout on it.
 #[derive(Debug, Clone)]
 pub struct Lake {
     store: Arc<dyn ObjectStore>,
     /// The directory behind a `LocalFileSystem` store, whose writes must be fsynced by hand.
     local_root: Option<std::path::PathBuf>,
+    /// Tenants' data keys: files are written with Parquet modular encryption under them.
+    keys: Option<Arc<dyn DataKeys>>,
 }
 
 impl Lake {
@@ -102,6 +114,7 @@ impl Lake {
         Self {
             store,
             local_root: None,
+            keys: None,
         }
     }
 
@@ -120,7 +133,47 @@ impl Lake {
         Ok(Self {
             store: Arc::new(store),
             local_root: Some(root),
+            keys: None,
         })
+    }
+
+    /// Encrypts every events file with its tenant's data key from `keys` (and decrypts on reading).
+    pub fn with_keys(mut self, keys: Arc<dyn DataKeys>) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// The data key of the tenant whose file `path` is, if the lake encrypts.
+    pub fn key_for_path(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        let Some(keys) = &self.keys else {
+            return Ok(None);
+        };
+        let Some(partition) = PartitionKey::parse(path) else {
+            return Ok(None);
+        };
+        keys.key(&partition.tenant).map_err(|e| Error::Key {
+            path: path.to_owned(),
+            reason: e,
+        })
+    }
+
+    fn reader_options(
+        &self,
+        meta: &ObjectMeta,
+    ) -> Result<parquet::arrow::arrow_reader::ArrowReaderOptions> {
+        let options = parquet::arrow::arrow_reader::ArrowReaderOptions::new();
+        match self.key_for_path(meta.location.as_ref())? {
+            None => Ok(options),
+            Some(key) => {
+                let props = parquet::encryption::decrypt::FileDecryptionProperties::builder(key)
+                    .build()
+                    .map_err(|source| Error::Read {
+                        path: meta.location.to_string(),
+                        source,
+                    })?;
+                Ok(options.with_file_decryption_properties(props))
+            }
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
@@ -136,10 +189,12 @@ impl Lake {
         batch: &tacet_privacy::EventBatch,
     ) -> Result<ParquetFilePath> {
         let path = ParquetFilePath::for_wal_range(partition, from, to);
-        let bytes = encode_parquet(batch).map_err(|source| Error::Parquet {
-            path: path.to_string(),
-            source,
-        })?;
+        let key = self.key_for_path(&path.to_string())?;
+        let bytes = encode_batches_with(std::slice::from_ref(batch.record_batch()), key.as_deref())
+            .map_err(|source| Error::Parquet {
+                path: path.to_string(),
+                source,
+            })?;
         self.put_durable(path.as_object_path(), bytes).await?;
         Ok(path)
     }
@@ -248,7 +303,7 @@ impl Lake {
             source,
         };
         let reader = StoreReader::new(&self.store, meta);
-        ParquetRecordBatchStreamBuilder::new(reader)
+        ParquetRecordBatchStreamBuilder::new_with_options(reader, self.reader_options(meta)?)
             .await
             .map_err(read)?
             .build()
@@ -267,9 +322,10 @@ impl Lake {
             source,
         };
         let reader = StoreReader::new(&self.store, meta);
-        let mut builder = ParquetRecordBatchStreamBuilder::new(reader)
-            .await
-            .map_err(read)?;
+        let mut builder =
+            ParquetRecordBatchStreamBuilder::new_with_options(reader, self.reader_options(meta)?)
+                .await
+                .map_err(read)?;
         let Some(index) = builder
             .parquet_schema()
             .columns()
@@ -313,10 +369,12 @@ impl Lake {
         new: Option<(&ParquetFilePath, &[RecordBatch])>,
     ) -> Result<()> {
         if let Some((path, batches)) = new {
-            let bytes = encode_batches(batches).map_err(|source| Error::Parquet {
-                path: path.to_string(),
-                source,
-            })?;
+            let key = self.key_for_path(&path.to_string())?;
+            let bytes =
+                encode_batches_with(batches, key.as_deref()).map_err(|source| Error::Parquet {
+                    path: path.to_string(),
+                    source,
+                })?;
             self.put_durable(path.as_object_path(), bytes).await?;
         }
         self.delete(old).await

@@ -57,12 +57,14 @@ impl AsyncFileReader for StoreReader {
 
     fn get_metadata<'a>(
         &'a mut self,
-        _options: Option<&'a ArrowReaderOptions>,
+        options: Option<&'a ArrowReaderOptions>,
     ) -> BoxFuture<'a, Result<Arc<ParquetMetaData>>> {
         async move {
             let size = self.size;
+            let decryption = options.and_then(|o| o.file_decryption_properties().cloned());
             let metadata = ParquetMetaDataReader::new()
                 .with_prefetch_hint(Some(64 << 10))
+                .with_decryption_properties(decryption)
                 .load_and_finish(self, size)
                 .await?;
             Ok(Arc::new(metadata))

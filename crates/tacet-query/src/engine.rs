@@ -59,6 +59,8 @@ struct Inner {
     config: QueryConfig,
     fresh: std::sync::OnceLock<Arc<dyn FreshEvents>>,
     restrictions: std::sync::OnceLock<Arc<dyn Restrictions>>,
+    /// Tenants' data keys, when the lake is encrypted.
+    data_keys: std::sync::OnceLock<Arc<dyn tacet_lake::DataKeys>>,
 }
 
 /// The pseudonyms whose events queries must leave out: people who objected to or restricted processing.
@@ -129,6 +131,7 @@ impl QueryEngine {
                 config,
                 fresh: std::sync::OnceLock::new(),
                 restrictions: std::sync::OnceLock::new(),
+                data_keys: std::sync::OnceLock::new(),
             }),
             executor: Some(executor),
         })
@@ -141,6 +144,11 @@ impl QueryEngine {
     /// Makes queries see the events `fresh` holds (the server hands in its pipeline's buffer). Once.
     pub fn set_fresh(&self, fresh: Arc<dyn FreshEvents>) {
         let _ = self.inner.fresh.set(fresh);
+    }
+
+    /// Decrypts each tenant's lake files with its data key (the lake was written with the same keys). Once.
+    pub fn set_data_keys(&self, keys: Arc<dyn tacet_lake::DataKeys>) {
+        let _ = self.inner.data_keys.set(keys);
     }
 
     /// Makes queries leave out the events of people who objected. Once.
@@ -385,7 +393,19 @@ impl Inner {
         let table_url =
             ListingTableUrl::parse(format!("{LAKE_URL}{}", tacet_lake::tenant_prefix(tenant)))
                 .map_err(|e| Error::Internal(e.to_string()))?;
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        let mut format = ParquetFormat::default();
+        if let Some(keys) = self.data_keys.get()
+            && let Some(key) = keys.key(tenant).map_err(Error::Internal)?
+        {
+            let mut options = datafusion::config::TableParquetOptions::default();
+            options.crypto.file_decryption =
+                Some(datafusion::config::ConfigFileDecryptionProperties {
+                    footer_key_as_hex: hex_encode(&key),
+                    ..Default::default()
+                });
+            format = format.with_options(options);
+        }
+        let options = ListingOptions::new(Arc::new(format))
             .with_file_extension(".parquet")
             .with_table_partition_cols(
                 PARTITION_COLUMNS
@@ -515,6 +535,10 @@ impl Inner {
             suppressed: 0,
         })
     }
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The rows of `batch` whose `column` (an integer count of distinct visitors) is at least `k`, and how

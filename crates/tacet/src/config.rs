@@ -41,6 +41,7 @@ pub struct Config {
     /// Terminate TLS here (`[tls]` with `cert` and `key`); without it, plain HTTP (local use, or behind a
     /// proxy that terminates TLS).
     pub tls: Option<TlsConfig>,
+    pub encryption: EncryptionConfig,
     pub lifecycle: LifecycleConfig,
     /// The tenants (`[[tenant]]` tables).
     pub tenant: Vec<TenantConfig>,
@@ -59,10 +60,21 @@ impl Default for Config {
             query: QueryConfig::default(),
             http: ServerConfig::default(),
             tls: None,
+            encryption: EncryptionConfig::default(),
             lifecycle: LifecycleConfig::default(),
             tenant: Vec::new(),
         }
     }
+}
+
+/// Encryption at rest (`[encryption]`): lake files are written with Parquet modular encryption under a
+/// per-tenant data key, wrapped by a master key from outside the data directory. Off without a master key.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EncryptionConfig {
+    /// A file holding the master key (64 hex characters). The environment variable `TACET_MASTER_KEY`
+    /// takes precedence.
+    pub master_key_file: Option<PathBuf>,
 }
 
 /// TLS with rustls (`[tls]`).

@@ -210,10 +210,24 @@ pub fn open_parts(
     let audit = Arc::new(AuditLog::open(&config.audit_dir())?);
     let keys = KeyStore::open(&config.keys_dir(), clock.clone())?;
     keys.set_audit(Arc::clone(&audit));
+    let keyring = match master_key(config)? {
+        None => None,
+        Some(master) => {
+            let ring = Arc::new(tacet_ingest::DataKeyring::open(
+                &config.keys_dir().join("data"),
+                master,
+            )?);
+            keys.set_keyring(Arc::clone(&ring));
+            Some(ring)
+        }
+    };
     for t in &config.tenant {
         keys.set_zone(&TenantId::new(&t.id)?, t.privacy.timezone);
     }
-    let lake = Lake::local(&config.lake_dir())?;
+    let mut lake = Lake::local(&config.lake_dir())?;
+    if let Some(ring) = &keyring {
+        lake = lake.with_keys(Arc::clone(ring) as Arc<dyn tacet_lake::DataKeys>);
+    }
     let (wal, replay) = Wal::open(&config.wal_dir(), config.wal.clone()).with_context(|| {
         format!(
             "cannot open the write-ahead log in {}",
@@ -225,6 +239,9 @@ pub fn open_parts(
         Arc::clone(lake.store()),
         config.query.clone(),
     )?);
+    if let Some(ring) = &keyring {
+        query.set_data_keys(Arc::clone(ring) as Arc<dyn tacet_lake::DataKeys>);
+    }
     let pipeline = Arc::new(Pipeline::new(
         privacy,
         keys,
@@ -241,6 +258,31 @@ pub fn open_parts(
         wal,
         replay,
     })
+}
+
+/// The master key, from `TACET_MASTER_KEY` or `encryption.master_key_file`; `None`: no encryption at rest.
+pub fn master_key(config: &Config) -> anyhow::Result<Option<tacet_ingest::MasterKey>> {
+    let (text, source) = match (
+        std::env::var("TACET_MASTER_KEY")
+            .ok()
+            .filter(|v| !v.is_empty()),
+        &config.encryption.master_key_file,
+    ) {
+        (Some(v), _) => (v, "TACET_MASTER_KEY".to_owned()),
+        (None, Some(path)) => (
+            std::fs::read_to_string(path).with_context(|| {
+                format!(
+                    "cannot read the master key file {} (encryption.master_key_file)",
+                    path.display()
+                )
+            })?,
+            path.display().to_string(),
+        ),
+        (None, None) => return Ok(None),
+    };
+    tacet_ingest::MasterKey::from_hex(&text)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("{source}: {e}"))
 }
 
 /// Opens the data directory for a job: locked, and whatever the log held written to the lake first.

@@ -564,10 +564,12 @@ fn query_engine(config: &Config) -> anyhow::Result<QueryEngine> {
         );
     }
     let lake = Lake::local(&dir)?;
-    Ok(QueryEngine::new(
-        Arc::clone(lake.store()),
-        config.query.clone(),
-    )?)
+    let engine = QueryEngine::new(Arc::clone(lake.store()), config.query.clone())?;
+    if let Some(master) = lifecycle::master_key(config)? {
+        let ring = tacet_ingest::DataKeyring::open(&config.keys_dir().join("data"), master)?;
+        engine.set_data_keys(Arc::new(ring));
+    }
+    Ok(engine)
 }
 
 fn print_output(out: &QueryOutput, format: &str) -> anyhow::Result<()> {
