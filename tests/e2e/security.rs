@@ -33,7 +33,7 @@ async fn status(server: &Server, key: &str, path: &str) -> (u16, String) {
 /// Waits (the server re-reads the key file at most every two seconds) until `key` on `path` answers
 /// `want`.
 async fn eventually(server: &Server, key: &str, path: &str, want: u16) -> String {
-    let deadline = Instant::now() + Duration::from_secs(6);
+    let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (got, body) = status(server, key, path).await;
         if got == want {
@@ -67,7 +67,7 @@ async fn created_keys_work_expire_and_are_revoked_and_no_file_holds_one() {
         String::from_utf8(out.stdout).unwrap()
     };
     let read = cli(&["create", "a", "--role", "read"]).trim().to_owned();
-    let admin = cli(&["create", "a", "--role", "admin", "--expires-in", "3s"])
+    let admin = cli(&["create", "a", "--role", "admin", "--expires-in", "10s"])
         .trim()
         .to_owned();
     assert!(
