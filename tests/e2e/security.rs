@@ -410,3 +410,44 @@ async fn an_encrypted_lake_reads_through_tacet_only_and_offboarding_shreds_it() 
     let log = std::fs::read_to_string(stopped.data_dir.join("keys/lifecycle.jsonl")).unwrap();
     assert!(log.contains("data/a"), "{log}");
 }
+
+#[tokio::test]
+async fn hostile_bodies_get_4xx_and_memory_stays_bounded() {
+    use std::io::Write;
+    let server = Server::start(CONFIG);
+    // A gzip bomb: 15 MB of spaces (under the 16 MiB decompression cap) compresses to about 15 KB; the
+    // rest of it past the cap is refused. 64 MB would be refused outright.
+    let bomb = |mb: usize| {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(b"{\"kind\":\"pageview\",\"url\":\"https://a.example/\"}")
+            .unwrap();
+        gz.write_all(&vec![b' '; mb << 20]).unwrap();
+        gz.finish().unwrap()
+    };
+    let (small, big) = (bomb(15), bomb(64));
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let post = |body: Vec<u8>, gzip: bool| {
+        let mut req = server
+            .http
+            .post(format!("{}/v1/events", server.base))
+            .header("x-tacet-key", "ingest-a")
+            .header("content-type", "application/json");
+        if gzip {
+            req = req.header("content-encoding", "gzip");
+        }
+        async move { req.body(body).send().await.unwrap().status().as_u16() }
+    };
+    let before = server.rss_kb();
+    for _ in 0..20 {
+        assert_eq!(post(big.clone(), true).await, 413);
+        assert_eq!(post(deep.clone().into_bytes(), false).await, 400);
+        assert_eq!(post(b"\xff\xfe{".to_vec(), false).await, 400);
+    }
+    assert_eq!(post(small.clone(), true).await, 202);
+    let after = server.rss_kb();
+    // Twenty 64 MB bombs and deep nestings later, the server holds at most a few of its caps more.
+    assert!(
+        after < before + 128 * 1024,
+        "resident memory grew from {before} kB to {after} kB"
+    );
+}

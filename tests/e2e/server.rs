@@ -217,6 +217,17 @@ impl Server {
 }
 
 impl Server {
+    /// The server's resident memory in kB (from /proc).
+    pub fn rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    }
+
     /// Kills the server with SIGKILL, as a crash or power cut would (usable while clients hold it).
     pub fn crash(&self) {
         let status = Command::new("kill")

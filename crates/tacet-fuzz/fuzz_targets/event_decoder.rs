@@ -1,0 +1,29 @@
+//! Any bytes as a beacon body: JSON (one object, an array, NDJSON lines) through `parse_event`. It must
+//! never panic, and an accepted event must respect the limits the wire format promises.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+const NOW: i64 = 1_780_272_000_000;
+
+fn check(v: serde_json::Value) {
+    if let Ok(e) = tacet_model::parse_event(v, NOW) {
+        assert!(e.url.len() <= 4096, "url over its limit");
+        assert!(e.user_id.as_ref().is_none_or(|u| u.len() <= 256));
+        assert!(e.props.len() <= 64);
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    match serde_json::from_slice::<serde_json::Value>(data) {
+        Ok(serde_json::Value::Array(items)) => items.into_iter().for_each(check),
+        Ok(v) => check(v),
+        Err(_) => {
+            for line in data.split(|&b| b == b'\n') {
+                if let Ok(v) = serde_json::from_slice(line) {
+                    check(v);
+                }
+            }
+        }
+    }
+});
