@@ -180,6 +180,24 @@ impl<'a> Scrubber<'a> {
     }
 
     fn scrub<'s>(&self, s: &'s str, tally: &mut Tally) -> Cow<'s, str> {
+        let mut out = self.scrub_once(s, tally);
+        // A replacement can make another rule match: an address inside URL credentials becomes a
+        // placeholder, and the credentials rule then sees `scheme://user:pass@host` (found by fuzzing).
+        // Repeat until nothing changes, so that scrubbed text scrubs to itself.
+        for _ in 0..8 {
+            let current = match &out {
+                Cow::Owned(c) => c.clone(),
+                Cow::Borrowed(_) => break,
+            };
+            match self.scrub_once(&current, tally) {
+                Cow::Borrowed(_) => break,
+                Cow::Owned(next) => out = Cow::Owned(next),
+            }
+        }
+        out
+    }
+
+    fn scrub_once<'s>(&self, s: &'s str, tally: &mut Tally) -> Cow<'s, str> {
         let mut out = Cow::Borrowed(s);
         let t = tally;
         // One pass over the bytes decides which rules can match at all. Replacements only remove
