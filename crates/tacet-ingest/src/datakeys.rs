@@ -10,9 +10,7 @@
 //! (crypto-shredding), whatever copies or backups exist.
 
 use std::collections::HashMap;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -135,22 +133,9 @@ impl DataKeyring {
                 &mut body,
             )
             .map_err(|_| keys_error(path, "cannot wrap a data key"))?;
-        let tmp = path.with_extension("tmp");
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| Error::keys(&tmp, e))?;
-        f.write_all(&nonce)
-            .and_then(|()| f.write_all(&body))
-            .and_then(|()| f.sync_all())
-            .map_err(|e| Error::keys(&tmp, e))?;
-        fs::rename(&tmp, path).map_err(|e| Error::keys(path, e))?;
-        fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::keys(&self.dir, e))?;
+        let mut wrapped = nonce.to_vec();
+        wrapped.extend_from_slice(&body);
+        crate::keystore::write_secret(path, &wrapped)?;
         Ok(key)
     }
 

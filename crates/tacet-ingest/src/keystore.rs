@@ -396,19 +396,7 @@ impl KeyStore {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key)
             .map_err(|e| Error::keys(path, std::io::Error::other(e.to_string())))?;
-        let tmp = path.with_extension("tmp");
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| Error::keys(&tmp, e))?;
-        f.write_all(&key)
-            .and_then(|()| f.sync_all())
-            .map_err(|e| Error::keys(&tmp, e))?;
-        fs::rename(&tmp, path).map_err(|e| Error::keys(path, e))?;
-        sync_dir(path.parent().unwrap_or(&self.dir))?;
+        write_secret(path, &key)?;
         self.record(action, tenant, id)?;
         Ok(key)
     }
@@ -442,6 +430,24 @@ impl KeyStore {
         }
         Ok(())
     }
+}
+
+/// Writes a secret file whole (0600, through a temporary file and a rename) and fsyncs it and its
+/// directory.
+pub(crate) fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| Error::keys(&tmp, e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::keys(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| Error::keys(path, e))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 fn read_key(path: &Path) -> Result<[u8; 32]> {

@@ -386,15 +386,18 @@ impl Writer {
         }
     }
 
-    fn seal(&mut self) -> Result<()> {
-        let active_bytes = self
-            .shared
+    /// Bytes in the active (last) segment.
+    fn active_bytes(&self) -> u64 {
+        self.shared
             .segments
             .lock()
             .expect("segments lock")
             .last()
-            .map_or(0, |s| s.bytes);
-        if active_bytes == 0 {
+            .map_or(0, |s| s.bytes)
+    }
+
+    fn seal(&mut self) -> Result<()> {
+        if self.active_bytes() == 0 {
             return Ok(());
         }
         self.roll(self.next_seq)
@@ -402,13 +405,7 @@ impl Writer {
 
     /// Writes and syncs one group; on failure the segment is cut back to where the group began.
     fn write_group(&mut self, buf: &[u8], first_seq: u64, count: u64) -> Result<()> {
-        let active_bytes = self
-            .shared
-            .segments
-            .lock()
-            .expect("segments lock")
-            .last()
-            .map_or(0, |s| s.bytes);
+        let active_bytes = self.active_bytes();
         if active_bytes > 0 && active_bytes + buf.len() as u64 > self.shared.config.segment_bytes {
             self.roll(first_seq)?;
         }
