@@ -2,7 +2,8 @@
 //!
 //! Clients post batches with unique ids and record which were acknowledged; the server is killed with
 //! SIGKILL at a random moment and restarted on the same data directory, round after round (20 by default;
-//! `TACET_CRASH_ROUNDS` for more, `TACET_CRASH_SEED` to replay a run). At the end, through SQL: every
+//! `TACET_CRASH_ROUNDS` for more, `TACET_CRASH_SEED` to replay a run, `TACET_CRASH_KEEP=1` to keep the data
+//! directory and logs of a failing run for inspection). At the end, through SQL: every
 //! acknowledged id is present exactly once, and no id at all is present twice.
 
 use std::collections::HashSet;
@@ -139,6 +140,13 @@ async fn acknowledged_events_survive_kill_9_exactly_once() {
         );
     }
     let lost: Vec<&String> = acked.difference(&stored).take(20).collect();
+    if !lost.is_empty() && std::env::var_os("TACET_CRASH_KEEP").is_some() {
+        println!(
+            "crash test: data directory and logs kept in {}",
+            root.path().display()
+        );
+        std::mem::forget(root);
+    }
     assert!(
         lost.is_empty(),
         "{} acknowledged events lost, e.g. {lost:?} (seed {seed})",
