@@ -409,15 +409,7 @@ impl KeyStore {
             "tenant": tenant.as_str(),
             "key": id,
         });
-        let mut f = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| Error::keys(&path, e))?;
-        writeln!(f, "{line}")
-            .and_then(|()| f.sync_data())
-            .map_err(|e| Error::keys(&path, e))?;
+        append_line(&path, &line.to_string())?;
         if let Some(audit) = self.audit.get() {
             audit
                 .append(
@@ -430,6 +422,19 @@ impl KeyStore {
         }
         Ok(())
     }
+}
+
+/// Appends one line to a 0600 file (created if missing) and fdatasyncs it.
+pub(crate) fn append_line(path: &Path, line: &str) -> Result<()> {
+    let mut f = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::keys(path, e))?;
+    writeln!(f, "{line}")
+        .and_then(|()| f.sync_data())
+        .map_err(|e| Error::keys(path, e))
 }
 
 /// Writes a secret file whole (0600, through a temporary file and a rename) and fsyncs it and its

@@ -14,9 +14,7 @@
 //! Withdrawing appends a line; the history stays. Nothing here is a raw identifier.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -194,19 +192,10 @@ impl KeyStore {
         let path = self.objections_path(tenant);
         let dir = path.parent().expect("a parent").to_owned();
         fs::create_dir_all(&dir).map_err(|e| Error::keys(&dir, e))?;
-        let mut f = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| Error::keys(&path, e))?;
-        writeln!(
-            f,
-            "{}",
-            serde_json::to_string(&line).expect("a line serialises")
-        )
-        .and_then(|()| f.sync_data())
-        .map_err(|e| Error::keys(&path, e))?;
+        crate::keystore::append_line(
+            &path,
+            &serde_json::to_string(&line).expect("a line serialises"),
+        )?;
         self.objection_cache()
             .lock()
             .expect("objections lock")
