@@ -148,6 +148,11 @@ impl Wal {
             .open(&active_path)
             .map_err(|e| Error::io(&active_path, e))?;
         sync_dir(dir)?;
+        // A process stopped before its first record leaves an empty segment with this very name: it becomes
+        // the active one again. Listed twice, a flush would delete it as an old segment while it is written.
+        if segments.last().is_some_and(|s| s.path == active_path) {
+            segments.pop();
+        }
         segments.push(Segment {
             path: active_path.clone(),
             last_seq: max_seq,
@@ -447,6 +452,12 @@ impl Writer {
 
     fn roll(&mut self, first_seq: u64) -> Result<()> {
         let path = segment::path_for(&self.shared.dir, first_seq);
+        let reopen = path == self.path;
+        if reopen {
+            // Only after a failed first write to the active segment (any other roll starts a later
+            // sequence number): it holds no acknowledged record, only what the write left; start it afresh.
+            fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -456,6 +467,9 @@ impl Writer {
         self.file = file;
         self.path = path.clone();
         let mut segments = self.shared.segments.lock().expect("segments lock");
+        if reopen {
+            return Ok(()); // still the same, listed, empty segment
+        }
         segments.push(Segment {
             path,
             last_seq: first_seq - 1,
@@ -548,6 +562,36 @@ mod tests {
         assert!(replay.records.is_empty());
         // Fully persisted segments are gone; only the new, empty active one is left.
         assert_eq!(segment::list(dir.path()).unwrap().len(), 1);
+    }
+
+    /// A process that stops before writing its first record leaves an empty segment named after the next
+    /// sequence number; the next open must take it as its active segment, not list it twice (a later
+    /// flush would then delete the file being written, and with it acknowledged records).
+    #[tokio::test]
+    async fn an_empty_segment_left_by_a_crash_is_reused_not_deleted_under_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(dir.path(), WalConfig::default()).unwrap();
+        assert_eq!(append_n(&wal, 3).await, [1, 2, 3]);
+        drop(wal);
+        // A life that writes nothing: its new segment 4 stays empty.
+        let (wal, replay) = Wal::open(dir.path(), WalConfig::default()).unwrap();
+        assert_eq!(replay.records.len(), 3);
+        drop(wal);
+        let (wal, replay) = Wal::open(dir.path(), WalConfig::default()).unwrap();
+        assert_eq!(replay.records.len(), 3);
+        assert_eq!(
+            wal.segments(),
+            2,
+            "segment 1 and the reused, empty segment 4"
+        );
+        assert_eq!(wal.append(b"after".to_vec(), |_| {}).await.unwrap(), 4);
+        assert_eq!(wal.append(b"later".to_vec(), |_| {}).await.unwrap(), 5);
+        wal.begin_flush(1, 3).unwrap();
+        wal.finish_flush(3).unwrap();
+        drop(wal);
+        let (_wal, replay) = Wal::open(dir.path(), WalConfig::default()).unwrap();
+        let got: Vec<(u64, Vec<u8>)> = replay.records;
+        assert_eq!(got, [(4, b"after".to_vec()), (5, b"later".to_vec())]);
     }
 
     #[tokio::test]
