@@ -240,9 +240,13 @@ impl QueryEngine {
         params: &ReportParams,
         k: u64,
     ) -> Result<QueryOutput> {
-        params.check(report)?;
+        crate::report::check(params, report)?;
         let mut out = self
-            .run(tenant, &report.expanded_sql(), Some(params.bind()))
+            .run(
+                tenant,
+                &report.expanded_sql(),
+                Some(crate::report::bind(params)),
+            )
             .await?;
         if let Some(column) = report.k_column().filter(|_| k > 1) {
             let mut kept = Vec::with_capacity(out.batches.len());

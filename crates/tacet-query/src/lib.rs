@@ -20,7 +20,7 @@ pub mod rollup;
 
 pub use config::QueryConfig;
 pub use engine::{FreshEvents, QueryEngine, QueryOutput, Restrictions};
-pub use report::{FILTERS, REPORTS, Report, ReportParams};
+pub use report::{FILTERS, Interval, MAX_LIMIT, ParamError, REPORTS, Report, ReportParams};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -42,6 +42,12 @@ pub enum Error {
     /// Something on our side failed. HTTP 500; the details go to the log only.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<tacet_model::ParamError> for Error {
+    fn from(e: tacet_model::ParamError) -> Self {
+        Error::User(e.0)
+    }
 }
 
 impl Error {

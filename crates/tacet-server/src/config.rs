@@ -26,6 +26,15 @@ pub struct ServerConfig {
     pub body_timeout: std::time::Duration,
 }
 
+impl ServerConfig {
+    pub fn body_limits(&self) -> tacet_model::BodyLimits {
+        tacet_model::BodyLimits {
+            max_decompressed_bytes: self.max_decompressed_bytes,
+            max_events_per_request: self.max_events_per_request,
+        }
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {

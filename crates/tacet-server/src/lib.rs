@@ -23,7 +23,6 @@
 
 pub mod access;
 mod admin;
-mod body;
 mod client_ip;
 mod config;
 mod error;
@@ -39,10 +38,10 @@ use ipnet::IpNet;
 use tacet_ingest::Pipeline;
 use tacet_query::QueryEngine;
 
-pub use body::{BodyError, decode_body};
 pub use client_ip::client_ip;
 pub use config::ServerConfig;
 pub use routes::router;
+pub use tacet_model::{BodyError, BodyLimits, decode_body};
 pub use tenants::{AuthError, TenantEntry, Tenants};
 pub use web::{TRACKER, tracker_integrity};
 

@@ -233,7 +233,7 @@ async fn ingest(
         header_str(headers, header::CONTENT_TYPE),
         header_str(headers, header::CONTENT_ENCODING),
         &body,
-        &state.config,
+        state.config.body_limits(),
     )
     .inspect_err(|_| refused("bad_body"))?;
 
@@ -484,7 +484,8 @@ async fn get_report(
     let report =
         Report::find(&name).map_err(|e| ApiError::new(StatusCode::NOT_FOUND, e.to_string()))?;
     let params: BTreeMap<String, String> = query.into_iter().collect();
-    let params = ReportParams::parse(&params, state.pipeline.clock().now().date_naive())?;
+    let params = ReportParams::parse(&params, state.pipeline.clock().now().date_naive())
+        .map_err(tacet_query::Error::from)?;
     let out = state
         .query
         .report(&tenant.id, report, &params, tenant.policy.k_threshold)

@@ -1,4 +1,5 @@
-//! Request bodies → JSON values, one per event, with every size capped.
+//! Request bodies → JSON values, one per event, with every size capped. No I/O: the HTTP layer reads
+//! the (size-capped) body and calls [`decode_body`]; the `http_body` fuzz target calls it too.
 //!
 //! Accepted: one JSON object, a JSON array of objects, or NDJSON (one object a line); as
 //! `application/json`, `application/x-ndjson`, `application/jsonl`, `text/plain` (what
@@ -7,8 +8,6 @@
 use std::io::Read;
 
 use serde_json::Value;
-
-use crate::ServerConfig;
 
 /// Why a whole body was refused. Per-event problems are not here: they are reported item by item.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -36,12 +35,21 @@ pub enum BodyError {
 /// One item of a body: a JSON value, or why its line could not be parsed (NDJSON only).
 pub type Item = Result<Value, String>;
 
+/// The caps [`decode_body`] applies (the raw body's own cap is the HTTP layer's, before this).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimits {
+    /// Bytes a gzip body may inflate to.
+    pub max_decompressed_bytes: usize,
+    /// Items (events or NDJSON lines) in one body.
+    pub max_events_per_request: usize,
+}
+
 /// Decodes a body into items. A whole-body error means nothing in it is usable.
 pub fn decode_body(
     content_type: Option<&str>,
     content_encoding: Option<&str>,
     body: &[u8],
-    limits: &ServerConfig,
+    limits: BodyLimits,
 ) -> Result<Vec<Item>, BodyError> {
     let mime = content_type
         .map(|ct| {
@@ -133,11 +141,10 @@ mod tests {
 
     use super::*;
 
-    fn limits() -> ServerConfig {
-        ServerConfig {
+    fn limits() -> BodyLimits {
+        BodyLimits {
             max_decompressed_bytes: 1000,
             max_events_per_request: 3,
-            ..ServerConfig::default()
         }
     }
 
@@ -148,26 +155,26 @@ mod tests {
     #[test]
     fn single_array_and_ndjson() {
         let l = limits();
-        assert_eq!(decode_body(None, None, br#"{"a":1}"#, &l).unwrap().len(), 1);
+        assert_eq!(decode_body(None, None, br#"{"a":1}"#, l).unwrap().len(), 1);
         assert_eq!(
-            decode_body(Some("application/json"), None, br#"[{"a":1},{"a":2}]"#, &l)
+            decode_body(Some("application/json"), None, br#"[{"a":1},{"a":2}]"#, l)
                 .unwrap()
                 .len(),
             2
         );
         let nd = b"{\"a\":1}\n\n{\"a\":2}\r\n";
         assert_eq!(
-            ok_count(&decode_body(Some("application/x-ndjson"), None, nd, &l).unwrap()),
+            ok_count(&decode_body(Some("application/x-ndjson"), None, nd, l).unwrap()),
             2
         );
         // sendBeacon: text/plain, NDJSON without a declared type.
         assert_eq!(
-            ok_count(&decode_body(Some("text/plain;charset=UTF-8"), None, nd, &l).unwrap()),
+            ok_count(&decode_body(Some("text/plain;charset=UTF-8"), None, nd, l).unwrap()),
             2
         );
         // A pretty-printed single object spans lines and is still one event.
         assert_eq!(
-            decode_body(None, None, b"{\n \"a\": 1\n}", &l)
+            decode_body(None, None, b"{\n \"a\": 1\n}", l)
                 .unwrap()
                 .len(),
             1
@@ -180,7 +187,7 @@ mod tests {
             Some("application/x-ndjson"),
             None,
             b"{\"a\":1}\n{oops\n{\"a\":3}",
-            &limits(),
+            limits(),
         )
         .unwrap();
         assert_eq!(items.len(), 3);
@@ -191,30 +198,30 @@ mod tests {
     #[test]
     fn whole_body_errors() {
         let l = limits();
-        assert_eq!(decode_body(None, None, b"  ", &l), Err(BodyError::Empty));
-        assert_eq!(decode_body(None, None, b"[]", &l), Err(BodyError::Empty));
+        assert_eq!(decode_body(None, None, b"  ", l), Err(BodyError::Empty));
+        assert_eq!(decode_body(None, None, b"[]", l), Err(BodyError::Empty));
         assert!(matches!(
-            decode_body(None, None, b"{\"a\":", &l),
+            decode_body(None, None, b"{\"a\":", l),
             Err(BodyError::Json(_))
         ));
         assert!(matches!(
-            decode_body(None, None, b"[{\"a\":1},", &l),
+            decode_body(None, None, b"[{\"a\":1},", l),
             Err(BodyError::Json(_))
         ));
         assert_eq!(
-            decode_body(None, None, b"[{},{},{},{}]", &l),
+            decode_body(None, None, b"[{},{},{},{}]", l),
             Err(BodyError::TooManyEvents { count: 4, limit: 3 })
         );
         assert!(matches!(
-            decode_body(Some("multipart/form-data"), None, b"{}", &l),
+            decode_body(Some("multipart/form-data"), None, b"{}", l),
             Err(BodyError::UnsupportedContentType(_))
         ));
         assert!(matches!(
-            decode_body(None, Some("br"), b"{}", &l),
+            decode_body(None, Some("br"), b"{}", l),
             Err(BodyError::UnsupportedEncoding(_))
         ));
         assert!(matches!(
-            decode_body(None, Some("gzip"), b"{}", &l),
+            decode_body(None, Some("gzip"), b"{}", l),
             Err(BodyError::BadGzip(_))
         ));
     }
@@ -228,7 +235,7 @@ mod tests {
         };
         let l = limits();
         assert_eq!(
-            decode_body(None, Some("gzip"), &gz(br#"{"a":1}"#), &l)
+            decode_body(None, Some("gzip"), &gz(br#"{"a":1}"#), l)
                 .unwrap()
                 .len(),
             1
@@ -236,7 +243,7 @@ mod tests {
         let bomb = gz(&vec![b' '; 10_000_000]);
         assert!(bomb.len() < 20_000);
         assert_eq!(
-            decode_body(None, Some("gzip"), &bomb, &l),
+            decode_body(None, Some("gzip"), &bomb, l),
             Err(BodyError::DecompressedTooLarge { limit: 1000 })
         );
     }
