@@ -112,14 +112,24 @@ impl DataKeyring {
                     .try_into()
                     .map_err(|_| keys_error(&path, "a data key must be 16 bytes"))?
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.create(tenant, &path)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                match self.create(tenant, &path)? {
+                    Some(key) => key,
+                    None => {
+                        // Another node sharing this key store made it first: read theirs.
+                        drop(cache);
+                        return self.key(tenant);
+                    }
+                }
+            }
             Err(e) => return Err(Error::keys(&path, e)),
         };
         cache.insert(tenant.clone(), key);
         Ok(key)
     }
 
-    fn create(&self, tenant: &TenantId, path: &Path) -> Result<[u8; 16]> {
+    /// A new wrapped key at `path`; `None` if another process created one first.
+    fn create(&self, tenant: &TenantId, path: &Path) -> Result<Option<[u8; 16]>> {
         let mut key = [0u8; 16];
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut key).map_err(|e| keys_error(path, e))?;
@@ -135,8 +145,7 @@ impl DataKeyring {
             .map_err(|_| keys_error(path, "cannot wrap a data key"))?;
         let mut wrapped = nonce.to_vec();
         wrapped.extend_from_slice(&body);
-        crate::keystore::write_secret(path, &wrapped)?;
-        Ok(key)
+        Ok(crate::keystore::create_secret(path, &wrapped)?.then_some(key))
     }
 
     /// Destroys the tenant's data key: its lake files can no longer be read by anyone.

@@ -396,7 +396,10 @@ impl KeyStore {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key)
             .map_err(|e| Error::keys(path, std::io::Error::other(e.to_string())))?;
-        write_secret(path, &key)?;
+        if !create_secret(path, &key)? {
+            // Another node sharing this key store made it first: use theirs, so both agree.
+            return read_key(path);
+        }
         self.record(action, tenant, id)?;
         Ok(key)
     }
@@ -437,22 +440,36 @@ pub(crate) fn append_line(path: &Path, line: &str) -> Result<()> {
         .map_err(|e| Error::keys(path, e))
 }
 
-/// Writes a secret file whole (0600, through a temporary file and a rename) and fsyncs it and its
-/// directory.
-pub(crate) fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
+/// Creates a 0600 secret file only if none exists, atomically, also between processes sharing the
+/// directory (several ingestion nodes on one shared volume): the bytes go to a file of this process's own,
+/// which is then hard-linked to `path`; the link fails if another process got there first. Returns whether
+/// this call created it; if not, the caller reads the one that exists.
+pub fn create_secret(path: &Path, bytes: &[u8]) -> Result<bool> {
+    let mut nonce = [0u8; 8];
+    getrandom::fill(&mut nonce)
+        .map_err(|e| Error::keys(path, std::io::Error::other(e.to_string())))?;
+    let tmp = path.with_extension(format!(
+        "{}-{}.tmp",
+        std::process::id(),
+        u64::from_le_bytes(nonce)
+    ));
     let mut f = OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(&tmp)
         .map_err(|e| Error::keys(&tmp, e))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| Error::keys(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| Error::keys(path, e))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    let written = f.write_all(bytes).and_then(|()| f.sync_all());
+    let linked = written.and_then(|()| fs::hard_link(&tmp, path));
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(Error::keys(path, e)),
+    }
 }
 
 fn read_key(path: &Path) -> Result<[u8; 32]> {
@@ -499,6 +516,50 @@ mod tests {
             }
         }
         found
+    }
+
+    /// Two ingestion nodes sharing one key store (a shared volume): whichever makes the day's salt and the
+    /// subject key first, the other uses the same, so a visitor counts once across nodes.
+    #[test]
+    fn nodes_sharing_a_key_store_agree_on_every_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_764_374_400_000));
+        let one = KeyStore::open(dir.path(), clock.clone()).unwrap();
+        let two = KeyStore::open(dir.path(), clock.clone()).unwrap();
+        let t = TenantId::new("t").unwrap();
+        let first = one.keys_for(&t).unwrap();
+        let second = two.keys_for(&t).unwrap();
+        assert_eq!(first.visitor_salt, second.visitor_salt);
+        assert_eq!(first.subject_key, second.subject_key);
+        // Racing threads, each with its own store, on a fresh day.
+        clock.advance(DAY);
+        let salts: Vec<[u8; 32]> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let clock = clock.clone();
+                    let (dir, t) = (dir.path(), t.clone());
+                    s.spawn(move || {
+                        let ks = KeyStore::open(dir, clock).unwrap();
+                        ks.keys_for(&t).unwrap().visitor_salt
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(salts.iter().all(|s| *s == salts[0]), "one salt per day");
+        assert_ne!(salts[0], first.visitor_salt);
+        let created = fs::read_to_string(dir.path().join("lifecycle.jsonl")).unwrap();
+        assert_eq!(
+            created.matches("salt/t/").count(),
+            2,
+            "recorded once per day: {created}"
+        );
+        let leftovers: Vec<_> = fs::read_dir(dir.path().join("salts/t"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
     #[test]

@@ -31,7 +31,7 @@ use std::path::Path;
 
 pub use config::IngestConfig;
 pub use datakeys::{DataKeyring, MasterKey};
-pub use keystore::KeyStore;
+pub use keystore::{KeyStore, create_secret};
 pub use objections::{Change, Objections};
 pub use pipeline::{Accepted, FlushSummary, Pipeline, RecoverySummary};
 

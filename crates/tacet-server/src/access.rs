@@ -136,15 +136,12 @@ impl AccessKeys {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = [0u8; 32];
                 getrandom::fill(&mut key).map_err(|e| io(&pepper_path, e))?;
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&pepper_path)
+                // Create-if-absent: another node sharing this key store may be doing the same.
+                let created = tacet_ingest::create_secret(&pepper_path, &key)
                     .map_err(|e| io(&pepper_path, e))?;
-                f.write_all(&key)
-                    .and_then(|()| f.sync_all())
-                    .map_err(|e| io(&pepper_path, e))?;
+                if !created {
+                    return Self::open(keys_dir);
+                }
                 key
             }
             Err(e) => return Err(io(&pepper_path, e)),
