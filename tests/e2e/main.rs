@@ -5,6 +5,7 @@ mod crash;
 mod lifecycle;
 mod policy;
 mod privacy;
+mod s3;
 mod security;
 mod server;
 mod skeleton;

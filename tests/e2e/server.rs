@@ -66,7 +66,28 @@ impl Server {
         Self::spawn(Some(config), root, logs, tmp)
     }
 
+    /// Like `start_in`, with extra environment variables (S3 credentials).
+    pub fn start_in_with_env(
+        config: &str,
+        root: &Path,
+        logs: &str,
+        tmp: tempfile::TempDir,
+        env: &[(&str, &str)],
+    ) -> Server {
+        Self::spawn_with_env(Some(config), root, logs, tmp, env)
+    }
+
     fn spawn(config: Option<&str>, root: &Path, logs: &str, tmp: tempfile::TempDir) -> Server {
+        Self::spawn_with_env(config, root, logs, tmp, &[])
+    }
+
+    fn spawn_with_env(
+        config: Option<&str>,
+        root: &Path,
+        logs: &str,
+        tmp: tempfile::TempDir,
+        env: &[(&str, &str)],
+    ) -> Server {
         let data_dir = root.join("data");
         let logs = root.join(logs);
         std::fs::create_dir_all(&logs).unwrap();
@@ -83,6 +104,7 @@ impl Server {
             .arg(&data_dir)
             .env("E2E_READ_KEY_B", "read-b")
             .env("TACET_LOG", "debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(File::create(logs.join("stderr.log")).unwrap())
             .spawn()
@@ -331,10 +353,16 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 
 /// Runs the `tacet` binary to completion.
 pub fn tacet(args: &[&str]) -> std::process::Output {
+    tacet_with_env(args, &[])
+}
+
+/// Runs the `tacet` binary to completion with extra environment variables.
+pub fn tacet_with_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     Command::new(BIN)
         .args(args)
         .env_remove("TACET_CONFIG")
         .env_remove("TACET_DATA_DIR")
+        .envs(env.iter().copied())
         .output()
         .unwrap()
 }

@@ -17,6 +17,7 @@
 mod file;
 mod path;
 mod reader;
+mod routed;
 mod writer;
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use crate::reader::StoreReader;
 
 pub use file::{FileName, parent, visible};
 pub use path::{EVENTS_ROOT, ParquetFilePath, PartitionKey, tenant_prefix};
+pub use routed::RoutedStore;
 pub use writer::{
     encode_batches, encode_batches_with, encode_parquet, writer_properties, writer_properties_with,
 };
@@ -48,6 +50,10 @@ pub enum Error {
         #[source]
         source: object_store::Error,
     },
+    #[error(
+        "{path} already exists: another job (on this node or another) replaced the same files; run it again"
+    )]
+    Exists { path: String },
     #[error("encoding Parquet for {path}: {source}")]
     Parquet {
         path: String,
@@ -106,6 +112,8 @@ pub struct Lake {
     local_root: Option<std::path::PathBuf>,
     /// Tenants' data keys: files are written with Parquet modular encryption under them.
     keys: Option<Arc<dyn DataKeys>>,
+    /// This ingestion node's id, in the names of the files its flushes write (several nodes, one lake).
+    node: Option<u16>,
 }
 
 impl Lake {
@@ -115,6 +123,7 @@ impl Lake {
             store,
             local_root: None,
             keys: None,
+            node: None,
         }
     }
 
@@ -134,7 +143,18 @@ impl Lake {
             store: Arc::new(store),
             local_root: Some(root),
             keys: None,
+            node: None,
         })
+    }
+
+    /// Names the files this process's flushes write after ingestion node `node` (see [`FileName`]).
+    pub fn with_node(mut self, node: Option<u16>) -> Self {
+        self.node = node;
+        self
+    }
+
+    pub fn node(&self) -> Option<u16> {
+        self.node
     }
 
     /// Encrypts every events file with its tenant's data key from `keys` (and decrypts on reading).
@@ -188,7 +208,7 @@ impl Lake {
         (from, to): (u64, u64),
         batch: &tacet_privacy::EventBatch,
     ) -> Result<ParquetFilePath> {
-        let path = ParquetFilePath::for_wal_range(partition, from, to);
+        let path = ParquetFilePath::for_wal_range(partition, self.node, from, to);
         let key = self.key_for_path(&path.to_string())?;
         let bytes = encode_batches_with(std::slice::from_ref(batch.record_batch()), key.as_deref())
             .map_err(|source| Error::Parquet {
@@ -201,12 +221,31 @@ impl Lake {
 
     /// One `put` of a whole object; on local disk the file and its directories are fsynced too.
     pub async fn put_durable(&self, path: &Path, bytes: Vec<u8>) -> Result<()> {
-        self.store
-            .put(path, bytes.into())
+        self.put_durable_mode(path, bytes, object_store::PutMode::Overwrite)
             .await
-            .map_err(|source| Error::Store {
-                path: path.to_string(),
-                source,
+    }
+
+    async fn put_durable_mode(
+        &self,
+        path: &Path,
+        bytes: Vec<u8>,
+        mode: object_store::PutMode,
+    ) -> Result<()> {
+        let opts = object_store::PutOptions {
+            mode,
+            ..Default::default()
+        };
+        self.store
+            .put_opts(path, bytes.into(), opts)
+            .await
+            .map_err(|source| match source {
+                object_store::Error::AlreadyExists { .. } => Error::Exists {
+                    path: path.to_string(),
+                },
+                source => Error::Store {
+                    path: path.to_string(),
+                    source,
+                },
             })?;
         if let Some(root) = &self.local_root {
             let (root, rel) = (root.clone(), path.to_string());
@@ -362,7 +401,9 @@ impl Lake {
     /// Replaces lake files: writes `new` (rows that came from the lake: erasure, rectification and
     /// compaction rewrite what is there, they add nothing), durably, then deletes `old`. A reader listing
     /// meanwhile sees the old files or the new one and never both, because the new file's name supersedes
-    /// the old ones ([`visible`]); the caller picks that name.
+    /// the old ones ([`visible`]); the caller picks that name. The new file is created only if no object
+    /// has its name (a conditional put: `If-None-Match: *` on S3), so two jobs replacing the same file,
+    /// on one node or two, cannot both win: the second gets [`Error::Exists`].
     pub async fn replace(
         &self,
         old: &[Path],
@@ -375,7 +416,8 @@ impl Lake {
                     path: path.to_string(),
                     source,
                 })?;
-            self.put_durable(path.as_object_path(), bytes).await?;
+            self.put_durable_mode(path.as_object_path(), bytes, object_store::PutMode::Create)
+                .await?;
         }
         self.delete(old).await
     }

@@ -67,13 +67,14 @@ impl fmt::Display for PartitionKey {
 pub struct ParquetFilePath(object_store::path::Path);
 
 impl ParquetFilePath {
-    /// The file of `partition` written by the flush of write-ahead-log records `from..=to`:
-    /// `part-<from>-<to>.parquet`, 20 digits each. Redoing the same flush after a crash writes the same name,
-    /// so it replaces a half-finished file instead of adding a second copy of its rows.
-    pub fn for_wal_range(partition: &PartitionKey, from: u64, to: u64) -> Self {
+    /// The file of `partition` written by the flush of write-ahead-log records `from..=to` of `node`:
+    /// `part-[n<node>-]<from>-<to>.parquet`, 20 digits each. Redoing the same flush after a crash writes the
+    /// same name, so it replaces a half-finished file instead of adding a second copy of its rows.
+    pub fn for_wal_range(partition: &PartitionKey, node: Option<u16>, from: u64, to: u64) -> Self {
         Self::in_partition(
             partition,
             crate::FileName {
+                node,
                 from,
                 to,
                 generation: 0,
@@ -122,7 +123,7 @@ mod tests {
             PartitionKey::parse("rollups/tenant=acme/date=2025-11-29"),
             None
         );
-        let f = ParquetFilePath::for_wal_range(&p, 7, 1234).to_string();
+        let f = ParquetFilePath::for_wal_range(&p, None, 7, 1234).to_string();
         assert_eq!(
             f,
             "events/tenant=acme/kind=crash/date=2025-11-29/part-00000000000000000007-00000000000000001234.parquet"

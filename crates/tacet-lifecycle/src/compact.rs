@@ -92,6 +92,7 @@ impl Steward {
         let _one_job = self.jobs.lock().await;
         let lake = self.pipeline.lake();
         let persisted = self.pipeline.wal().checkpoint().persisted;
+        let node = lake.node();
         let now = self.pipeline.clock().now();
         let old_enough = |m: &ObjectMeta| {
             (now - m.last_modified).to_std().unwrap_or_default() >= options.min_age
@@ -120,9 +121,14 @@ impl Steward {
                 .into_iter()
                 .filter_map(|m| FileName::parse(&m.location).map(|n| (n, m)))
                 .collect();
-            named.sort_by_key(|(n, _)| (n.from, n.to));
+            named.sort_by_key(|(n, _)| (n.node, n.from, n.to));
+            // Only this node's files: their ranges are in its log, whose checkpoint says they are
+            // persisted; and two nodes never merge the same files into overlapping ranges.
             let mergeable = |(n, m): &(FileName, ObjectMeta)| {
-                n.to <= persisted && m.size < options.target_bytes && old_enough(m)
+                n.node == node
+                    && n.to <= persisted
+                    && m.size < options.target_bytes
+                    && old_enough(m)
             };
             let runs = runs(&named, mergeable, options.target_bytes);
             if runs.is_empty() {
@@ -136,6 +142,7 @@ impl Steward {
                 }
                 let merged = sorted_by_time(&batches)?;
                 let name = FileName {
+                    node,
                     from: named[run[0]].0.from,
                     to: named[*run.last().expect("a run has files")].0.to,
                     generation: 0,
@@ -192,6 +199,7 @@ mod tests {
     fn f(from: u64, size: u64) -> (FileName, ObjectMeta) {
         (
             FileName {
+                node: None,
                 from,
                 to: from,
                 generation: 0,

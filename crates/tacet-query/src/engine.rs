@@ -85,6 +85,11 @@ pub(crate) struct Run {
 /// from the query, so every event counts once).
 pub trait FreshEvents: Send + Sync + std::fmt::Debug {
     fn snapshot(&self, tenant: &TenantId) -> std::result::Result<(Vec<RecordBatch>, u64), String>;
+
+    /// The ingestion node whose buffer this is: only its lake files are hidden by the threshold.
+    fn node(&self) -> Option<u16> {
+        None
+    }
 }
 
 impl Drop for QueryEngine {
@@ -114,6 +119,7 @@ impl QueryEngine {
             &url,
             Arc::new(crate::hiding::HidingStore::new(
                 Arc::clone(&store),
+                None,
                 u64::MAX,
             )),
         );
@@ -362,6 +368,7 @@ impl Inner {
                     &url,
                     Arc::new(crate::hiding::HidingStore::new(
                         Arc::clone(&self.store),
+                        fresh.node(),
                         newer_than,
                     )),
                 );

@@ -1,6 +1,7 @@
 //! The object store as a query sees it: lake files superseded by a newer generation or a compacted file
-//! are hidden (`tacet_lake::visible`), and so are the files a query's snapshot of the ingestion buffer
-//! already counts (`part-<from>-<to>.parquet` with `from` above a threshold).
+//! are hidden (`tacet_lake::visible`), and so are the files a query's snapshot of this node's ingestion
+//! buffer already counts (this node's `part-[n<node>-]<from>-<to>.parquet` with `from` above a threshold).
+//! Other nodes' files are shown as they are: their buffers are not in the snapshot.
 
 use std::fmt;
 use std::sync::Arc;
@@ -16,33 +17,26 @@ use object_store::{
 #[derive(Debug)]
 pub(crate) struct HidingStore {
     inner: Arc<dyn ObjectStore>,
-    /// Files whose log range starts above this are hidden.
-    newer_than: u64,
+    /// This node's files (see `FileName::node`) whose log range starts above this are hidden.
+    newer_than: (Option<u16>, u64),
 }
 
 impl HidingStore {
-    pub(crate) fn new(inner: Arc<dyn ObjectStore>, newer_than: u64) -> Self {
-        Self { inner, newer_than }
+    pub(crate) fn new(inner: Arc<dyn ObjectStore>, node: Option<u16>, newer_than: u64) -> Self {
+        Self {
+            inner,
+            newer_than: (node, newer_than),
+        }
     }
 }
 
-/// The first log sequence number of a lake file's name, `part-<from:020>-<to:020>.parquet`.
-fn range_start(path: &Path) -> Option<u64> {
-    path.filename()?
-        .strip_prefix("part-")?
-        .split('-')
-        .next()?
-        .parse()
-        .ok()
-}
-
-fn hidden(newer_than: u64, path: &Path) -> bool {
-    range_start(path).is_some_and(|from| from > newer_than)
+fn hidden((node, newer_than): (Option<u16>, u64), path: &Path) -> bool {
+    tacet_lake::FileName::parse(path).is_some_and(|n| n.node == node && n.from > newer_than)
 }
 
 /// The files of one listing a query reads: first those the buffer snapshot does not hold, then of those
 /// the ones no other file supersedes.
-fn shown(newer_than: u64, mut files: Vec<ObjectMeta>) -> Vec<ObjectMeta> {
+fn shown(newer_than: (Option<u16>, u64), mut files: Vec<ObjectMeta>) -> Vec<ObjectMeta> {
     files.retain(|m| !hidden(newer_than, &m.location));
     tacet_lake::visible(files)
 }
@@ -51,8 +45,8 @@ impl fmt::Display for HidingStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "HidingStore({}, newer than {})",
-            self.inner, self.newer_than
+            "HidingStore({}, node {:?} newer than {})",
+            self.inner, self.newer_than.0, self.newer_than.1
         )
     }
 }
@@ -115,12 +109,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hides_by_range_start() {
+    fn hides_this_nodes_files_by_range_start() {
         let p = |s: &str| Path::from(s);
         let name = "events/tenant=a/kind=pageview/date=2026-11-29/part-00000000000000000007-00000000000000000009.parquet";
-        assert_eq!(range_start(&p(name)), Some(7));
-        assert!(hidden(6, &p(name)));
-        assert!(!hidden(7, &p(name)));
-        assert!(!hidden(0, &p("events/tenant=a/other.parquet")));
+        assert!(hidden((None, 6), &p(name)));
+        assert!(!hidden((None, 7), &p(name)));
+        assert!(!hidden((None, 0), &p("events/tenant=a/other.parquet")));
+        let other = "events/tenant=a/kind=pageview/date=2026-11-29/part-n2-00000000000000000007-00000000000000000009.parquet";
+        assert!(!hidden((None, 6), &p(other)), "another node's file");
+        assert!(!hidden((Some(1), 6), &p(other)), "another node's file");
+        assert!(hidden((Some(2), 6), &p(other)));
+        assert!(
+            !hidden((Some(2), 6), &p(name)),
+            "a file of the single-node lake"
+        );
     }
 }

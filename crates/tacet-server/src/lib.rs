@@ -84,6 +84,10 @@ impl tacet_query::FreshEvents for PipelineFresh {
     ) -> Result<(Vec<arrow::array::RecordBatch>, u64), String> {
         self.0.buffered_snapshot(tenant).map_err(|e| e.to_string())
     }
+
+    fn node(&self) -> Option<u16> {
+        self.0.lake().node()
+    }
 }
 
 /// A function rendering the Prometheus exposition text.

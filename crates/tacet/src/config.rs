@@ -26,6 +26,15 @@ pub struct Config {
     /// Where the lake (`lake/`), the write-ahead log (`wal/`) and the key store (`keys/`) live; relative paths are from the working
     /// directory. Env: `TACET_DATA_DIR`.
     pub data_dir: PathBuf,
+    /// Where the key store (`keys/`) and the audit log (`audit/`) live when several ingestion nodes share
+    /// them (a shared volume); default: `data_dir`. Env: `TACET_SHARED_DIR`.
+    pub shared_dir: Option<PathBuf>,
+    /// This ingestion node's id (0 to 65535) when several nodes write one lake: it goes into the names of
+    /// the files the node flushes, so names never collide. Leave it out on a single node. Env:
+    /// `TACET_NODE_ID`.
+    pub node_id: Option<u16>,
+    /// Where the lake lives (`[storage]`): local disk (default) or S3.
+    pub storage: crate::storage::StorageConfig,
     /// Proxies (CIDR list) whose `X-Forwarded-For` header is believed. Empty: use the peer address.
     pub trusted_proxies: Vec<IpNet>,
     /// A MaxMind DB file (GeoLite2 or DB-IP Lite, City or Country) for country, region and city. Optional.
@@ -52,6 +61,9 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("tacet-data"),
+            shared_dir: None,
+            node_id: None,
+            storage: crate::storage::StorageConfig::default(),
             trusted_proxies: Vec::new(),
             geoip: None,
             geoip_check_interval: std::time::Duration::from_secs(30),
@@ -147,6 +159,10 @@ pub struct TenantConfig {
     /// other origin is refused (403). Empty (the default): any origin, the ingest key being public anyway.
     #[serde(default)]
     pub origins: Vec<String>,
+    /// Pins the tenant's lake to its own bucket or prefix (`[tenant.storage]`, S3 only; the default
+    /// `[storage]` must be S3 too): data residency.
+    #[serde(default)]
+    pub storage: Option<crate::storage::StorageConfig>,
     /// The tenant's privacy policy (`[tenant.privacy]`): IP handling, geography, DNT/GPC, consent, allowed
     /// properties and query parameters, kinds, bots, time zone, own scrubbing rules, retention.
     #[serde(default)]
@@ -186,6 +202,20 @@ impl Config {
         }
         if let Some(dir) = env("TACET_DATA_DIR") {
             config.data_dir = PathBuf::from(dir);
+        }
+        if let Some(dir) = env("TACET_SHARED_DIR") {
+            config.shared_dir = Some(PathBuf::from(dir));
+        }
+        if let Some(id) = env("TACET_NODE_ID") {
+            config.node_id = Some(id.parse().with_context(|| {
+                format!("TACET_NODE_ID={id:?} is not a node id from 0 to 65535")
+            })?);
+        }
+        config.storage.validate("storage")?;
+        for t in &config.tenant {
+            if let Some(s) = &t.storage {
+                s.validate(&format!("tenant {:?} storage", t.id))?;
+            }
         }
         Ok((config, source))
     }
@@ -236,8 +266,16 @@ impl Config {
             .collect()
     }
 
+    /// The lake directory of a local `[storage]`.
     pub fn lake_dir(&self) -> PathBuf {
-        self.data_dir.join("lake")
+        self.storage
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("lake"))
+    }
+
+    fn shared(&self) -> &Path {
+        self.shared_dir.as_deref().unwrap_or(&self.data_dir)
     }
 
     pub fn wal_dir(&self) -> PathBuf {
@@ -245,11 +283,11 @@ impl Config {
     }
 
     pub fn keys_dir(&self) -> PathBuf {
-        self.data_dir.join("keys")
+        self.shared().join("keys")
     }
 
     pub fn audit_dir(&self) -> PathBuf {
-        self.data_dir.join("audit")
+        self.shared().join("audit")
     }
 }
 
@@ -308,6 +346,11 @@ mod tests {
         assert_eq!(example.data_dir, defaults.data_dir);
         assert_eq!(example.trusted_proxies, defaults.trusted_proxies);
         assert_eq!(example.geoip_check_interval, defaults.geoip_check_interval);
+        assert_eq!(example.storage, defaults.storage);
+        assert_eq!(
+            (example.node_id, &example.shared_dir),
+            (defaults.node_id, &defaults.shared_dir)
+        );
         assert!(!example.tenant.is_empty());
         // The first example tenant spells out every policy setting at its default.
         assert_eq!(example.tenant[0].privacy, TenantPolicy::default());

@@ -10,7 +10,6 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use tacet_audit::AuditLog;
 use tacet_ingest::{KeyStore, Pipeline};
-use tacet_lake::Lake;
 use tacet_lifecycle::{CompactOptions, PropChange, Steward};
 use tacet_model::{Clock, ManualClock, SystemClock, TenantId};
 use tacet_privacy::{Privacy, TenantPolicy};
@@ -224,7 +223,7 @@ pub fn open_parts(
     for t in &config.tenant {
         keys.set_zone(&TenantId::new(&t.id)?, t.privacy.timezone);
     }
-    let mut lake = Lake::local(&config.lake_dir())?;
+    let mut lake = crate::storage::open_lake(config)?;
     if let Some(ring) = &keyring {
         lake = lake.with_keys(Arc::clone(ring) as Arc<dyn tacet_lake::DataKeys>);
     }

@@ -4,6 +4,7 @@
 
 mod config;
 mod lifecycle;
+mod storage;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,7 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use tacet_ingest::{KeyStore, Pipeline};
-use tacet_lake::Lake;
 use tacet_model::{Clock, SystemClock, TenantId};
 use tacet_privacy::explain::{Installation, explain};
 use tacet_privacy::{GeoDb, Privacy};
@@ -557,13 +557,13 @@ fn known_tenant(config: &Config, id: &str) -> anyhow::Result<TenantId> {
 
 fn query_engine(config: &Config) -> anyhow::Result<QueryEngine> {
     let dir = config.lake_dir();
-    if !dir.is_dir() {
+    if config.storage.backend == storage::Backend::Local && !dir.is_dir() {
         bail!(
             "no lake at {}: nothing has been ingested there yet (start `tacet serve` and post events), or pass --data-dir",
             dir.display()
         );
     }
-    let lake = Lake::local(&dir)?;
+    let lake = storage::open_lake(config)?;
     let engine = QueryEngine::new(Arc::clone(lake.store()), config.query.clone())?;
     if let Some(master) = lifecycle::master_key(config)? {
         let ring = tacet_ingest::DataKeyring::open(&config.keys_dir().join("data"), master)?;
@@ -725,6 +725,14 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
         if tls.is_some() { "https" } else { "http" }
     );
     println!("data directory: {}", config.data_dir.display());
+    println!("lake: {}", config.storage.describe(&config));
+    for t in config.tenant.iter().filter(|t| t.storage.is_some()) {
+        let storage = t.storage.as_ref().expect("filtered");
+        println!("lake of tenant {:?}: {}", t.id, storage.describe(&config));
+    }
+    if let Some(node) = config.node_id {
+        println!("ingestion node {node}");
+    }
     match &source {
         Source::Embedded => {
             for t in tenants.iter() {
