@@ -2,6 +2,7 @@
 
 mod browser;
 mod crash;
+mod deploy;
 mod lifecycle;
 mod policy;
 mod privacy;

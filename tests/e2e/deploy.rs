@@ -1,0 +1,248 @@
+//! The files under `deploy/` parse, hang together, and carry configurations the real binary accepts:
+//! the Kubernetes manifests and the compose file as YAML with the objects they promise, the Tacet
+//! configurations inside them through `tacet`'s own loader, the Dockerfile's stages and toolchain, and the
+//! systemd unit's sections.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::server::tacet_with_env;
+
+fn deploy() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(deploy().join(rel)).unwrap_or_else(|e| panic!("deploy/{rel}: {e}"))
+}
+
+/// Every document of a YAML file, as JSON values.
+fn yaml_docs(rel: &str) -> Vec<Value> {
+    let text = read(rel);
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| {
+            <Value as serde::Deserialize>::deserialize(doc)
+                .unwrap_or_else(|e| panic!("deploy/{rel} is not valid YAML: {e}"))
+        })
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// Checks a Tacet configuration with the binary itself (`privacy explain` loads and validates all of it).
+fn accepted_by_tacet(toml: &str, tenant: &str, env: &[(&str, &str)]) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tacet.toml");
+    std::fs::write(&path, toml).unwrap();
+    let out = tacet_with_env(
+        &[
+            "--config",
+            path.to_str().unwrap(),
+            "privacy",
+            "explain",
+            tenant,
+        ],
+        env,
+    );
+    assert!(
+        out.status.success(),
+        "tacet refuses the configuration:\n{toml}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn kubernetes_manifests_parse_and_carry_a_valid_configuration() {
+    let kustomization = &yaml_docs("kubernetes/kustomization.yaml")[0];
+    let mut kinds = Vec::new();
+    for resource in kustomization["resources"].as_array().unwrap() {
+        let file = format!("kubernetes/{}", resource.as_str().unwrap());
+        for doc in yaml_docs(&file) {
+            assert!(doc["apiVersion"].is_string(), "{file}: apiVersion");
+            assert!(doc["metadata"]["name"].is_string(), "{file}: metadata.name");
+            kinds.push((doc["kind"].as_str().unwrap().to_owned(), doc));
+        }
+    }
+    let find = |kind: &str| {
+        kinds
+            .iter()
+            .find(|(k, _)| k == kind)
+            .map(|(_, d)| d)
+            .unwrap_or_else(|| panic!("no {kind} in the manifests"))
+    };
+
+    // Ingestion: a StatefulSet whose pods each keep a WAL volume at the data directory, take their node
+    // id from the pod index, and mount the shared key store.
+    let sts = find("StatefulSet");
+    let pod = &sts["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(container["args"][0], "serve");
+    let mounts = container["volumeMounts"].as_array().unwrap();
+    let mount = |name: &str| {
+        mounts
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap_or_else(|| panic!("no volume mount {name}"))["mountPath"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"],
+        "wal"
+    );
+    assert_eq!(mount("wal"), "/var/lib/tacet");
+    assert!(
+        container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "TACET_NODE_ID")
+    );
+    let service = find("Service");
+    assert_eq!(
+        service["spec"]["selector"],
+        sts["spec"]["selector"]["matchLabels"]
+    );
+    let cron = find("CronJob");
+    let job = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(job["args"][0], "retention");
+    assert_eq!(job["args"][1], "run");
+
+    // The configuration in the ConfigMap: the real loader accepts it, and its paths are the mounts.
+    let config = find("ConfigMap")["data"]["tacet.toml"].as_str().unwrap();
+    accepted_by_tacet(
+        config,
+        "acme",
+        &[("ACME_READ_KEY", "r"), ("ACME_ADMIN_KEY", "a")],
+    );
+    let parsed: toml::Value = toml::from_str(config).unwrap();
+    assert_eq!(parsed["data_dir"].as_str(), Some(mount("wal").as_str()));
+    assert_eq!(
+        parsed["shared_dir"].as_str(),
+        Some(mount("shared").as_str())
+    );
+    assert_eq!(parsed["storage"]["backend"].as_str(), Some("s3"));
+
+    // The example Secrets cover what the pods read.
+    let secrets = yaml_docs("kubernetes/secrets.example.yaml");
+    for name in ["tacet-secrets", "tacet-master-key"] {
+        assert!(
+            secrets.iter().any(|s| s["metadata"]["name"] == name),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn the_compose_file_starts_tacet_on_its_s3_store_with_a_valid_configuration() {
+    let compose = &yaml_docs("compose.yaml")[0];
+    let services = compose["services"].as_object().unwrap();
+    for name in ["s3", "tacet"] {
+        assert!(services.contains_key(name), "no service {name}");
+    }
+    let tacet = &services["tacet"];
+    let dockerfile = tacet["build"]["dockerfile"].as_str().unwrap();
+    assert!(
+        deploy().join("..").join(dockerfile).is_file(),
+        "{dockerfile}"
+    );
+    let config_mount = tacet["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|v| v.ends_with(":/etc/tacet/tacet.toml:ro"))
+        .expect("the configuration is mounted");
+    let host = config_mount.split(':').next().unwrap();
+    let config = read(host.trim_start_matches("./"));
+    let env = tacet["environment"].as_object().unwrap();
+    let env: Vec<(&str, &str)> = env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str().unwrap()))
+        .collect();
+    accepted_by_tacet(&config, "demo", &env);
+    let parsed: toml::Value = toml::from_str(&config).unwrap();
+    assert!(
+        parsed["storage"]["endpoint"]
+            .as_str()
+            .unwrap()
+            .contains("//s3:"),
+        "the lake is on the compose file's S3 service"
+    );
+}
+
+#[test]
+fn the_dockerfile_builds_with_the_pinned_toolchain_in_two_stages() {
+    let text = read("Dockerfile");
+    let froms: Vec<&str> = text.lines().filter(|l| l.starts_with("FROM ")).collect();
+    assert_eq!(froms.len(), 2, "{froms:?}");
+    let toolchain = std::fs::read_to_string(deploy().join("../rust-toolchain.toml")).unwrap();
+    let channel = toolchain
+        .lines()
+        .find_map(|l| l.strip_prefix("channel = "))
+        .unwrap()
+        .trim_matches('"');
+    let minor = channel.rsplit_once('.').map_or(channel, |(m, _)| m);
+    assert!(
+        froms[0].starts_with(&format!("FROM rust:{minor}")) && froms[0].ends_with(" AS build"),
+        "build stage on the pinned toolchain {channel}: {}",
+        froms[0]
+    );
+    assert!(text.contains("COPY --from=build "));
+    assert!(text.contains("cargo build --release --locked -p tacet"));
+    assert!(text.contains("ENTRYPOINT [\"tacet\"]"));
+    let known = [
+        "FROM",
+        "WORKDIR",
+        "COPY",
+        "RUN",
+        "USER",
+        "VOLUME",
+        "ENV",
+        "EXPOSE",
+        "ENTRYPOINT",
+        "CMD",
+    ];
+    // Every instruction (continuation lines and comments aside) is one Docker knows.
+    let mut continued = false;
+    for line in text.lines() {
+        let l = line.trim();
+        if !continued && !l.is_empty() && !l.starts_with('#') {
+            let word = l.split_whitespace().next().unwrap();
+            assert!(known.contains(&word), "unknown instruction: {line}");
+        }
+        continued = l.ends_with('\\');
+    }
+}
+
+#[test]
+fn the_systemd_unit_has_its_sections_and_runs_tacet_serve() {
+    let text = read("tacet.service");
+    let mut section = String::new();
+    let mut seen = Vec::new();
+    let mut exec = None;
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_owned();
+            seen.push(section.clone());
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("not Key=Value: {line}"));
+        assert!(!section.is_empty(), "{key} outside any section");
+        if (section.as_str(), key) == ("Service", "ExecStart") {
+            exec = Some(value.to_owned());
+        }
+    }
+    assert_eq!(seen, ["Unit", "Service", "Install"]);
+    let exec = exec.expect("ExecStart");
+    assert!(
+        exec.starts_with("/usr/local/bin/tacet serve --config "),
+        "{exec}"
+    );
+}
