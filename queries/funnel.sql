@@ -7,6 +7,7 @@
 --   conversion (share of the first step's visitors)
 -- requires: steps
 -- k: visitors
+-- distributed: no (on Ballista 55 its chain of eight self-joins never finishes; it runs on the local session)
 WITH {{visits}},
 s AS (
     SELECT visitor_id, ts,

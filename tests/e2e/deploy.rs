@@ -138,9 +138,33 @@ fn kubernetes_manifests_parse_and_carry_a_valid_configuration() {
 fn the_compose_file_starts_tacet_on_its_s3_store_with_a_valid_configuration() {
     let compose = &yaml_docs("compose.yaml")[0];
     let services = compose["services"].as_object().unwrap();
-    for name in ["s3", "tacet"] {
+    for name in ["s3", "tacet", "ballista-scheduler", "ballista-executor"] {
         assert!(services.contains_key(name), "no service {name}");
     }
+    let command = |service: &str| -> Vec<String> {
+        services[service]["command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let scheduler = command("ballista-scheduler");
+    assert!(
+        scheduler.windows(2).any(|w| w == ["ballista", "scheduler"]),
+        "{scheduler:?}"
+    );
+    let executor = command("ballista-executor");
+    assert!(
+        executor.windows(2).any(|w| w == ["ballista", "executor"]),
+        "{executor:?}"
+    );
+    assert!(
+        executor
+            .windows(2)
+            .any(|w| w == ["--scheduler", "ballista-scheduler:50050"]),
+        "{executor:?}"
+    );
     let tacet = &services["tacet"];
     let dockerfile = tacet["build"]["dockerfile"].as_str().unwrap();
     assert!(
@@ -169,6 +193,11 @@ fn the_compose_file_starts_tacet_on_its_s3_store_with_a_valid_configuration() {
             .unwrap()
             .contains("//s3:"),
         "the lake is on the compose file's S3 service"
+    );
+    assert_eq!(
+        parsed["query"]["ballista"].as_str(),
+        Some("df://ballista-scheduler:50050"),
+        "the server's SQL goes to the compose file's scheduler"
     );
 }
 

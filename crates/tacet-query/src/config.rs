@@ -20,6 +20,10 @@ pub struct QueryConfig {
     /// How long a query waits for a slot before it is refused (HTTP 503 with Retry-After).
     #[serde(with = "humantime_serde")]
     pub queue_timeout: Duration,
+    /// Run SQL and reports on Apache DataFusion Ballista: `"standalone"` (a scheduler and executor in this
+    /// process) or a cluster's scheduler, `"df://host:port"` (`tacet ballista scheduler|executor`). Not set:
+    /// the local DataFusion session. Ballista answers leave out events not flushed yet.
+    pub ballista: Option<String>,
 }
 
 impl Default for QueryConfig {
@@ -31,6 +35,7 @@ impl Default for QueryConfig {
             threads: 2,
             max_concurrent: 4,
             queue_timeout: Duration::from_secs(5),
+            ballista: None,
         }
     }
 }

@@ -61,6 +61,8 @@ struct Inner {
     restrictions: std::sync::OnceLock<Arc<dyn Restrictions>>,
     /// Tenants' data keys, when the lake is encrypted.
     data_keys: std::sync::OnceLock<Arc<dyn tacet_lake::DataKeys>>,
+    /// Where distributed queries go (`query.ballista`); `None`: every query runs here.
+    cluster: Option<crate::ballista::Cluster>,
 }
 
 /// The pseudonyms whose events queries must leave out: people who objected to or restricted processing.
@@ -77,6 +79,8 @@ pub(crate) struct Run {
     pub(crate) unrestricted: bool,
     /// More tables for this query (the audit log, for the admin).
     pub(crate) tables: Vec<(&'static str, RecordBatch)>,
+    /// On this process's session even when a Ballista cluster is configured.
+    pub(crate) local: bool,
 }
 
 /// Events accepted but maybe not yet in Parquet (the ingestion buffer and any flush in progress), for
@@ -101,31 +105,47 @@ impl Drop for QueryEngine {
     }
 }
 
+/// Stack of each query thread.
+const QUERY_STACK_BYTES: usize = 16 << 20;
+
+/// The runtime every query shares: the lake's object store at `tacet://lake/` behind the visibility rule
+/// (`hiding.rs`), a memory pool, no listing cache.
+pub(crate) fn lake_runtime(
+    store: Arc<dyn ObjectStore>,
+    memory_limit_bytes: usize,
+) -> Result<Arc<RuntimeEnv>> {
+    // DataFusion caches directory listings forever by default; the lake grows with every flush, so the
+    // listing cache is off. Footer and statistics caches stay: lake files are immutable.
+    let caches = CacheManagerConfig::default()
+        .with_list_files_cache(None)
+        .with_list_files_cache_limit(0);
+    let runtime = RuntimeEnvBuilder::new()
+        .with_cache_manager(caches)
+        .with_memory_limit(memory_limit_bytes, 1.0)
+        .build_arc()
+        .map_err(Error::from_datafusion)?;
+    let url = Url::parse(LAKE_URL).expect("a valid URL");
+    // Readers never see superseded files (hiding.rs).
+    runtime.register_object_store(
+        &url,
+        Arc::new(crate::hiding::HidingStore::new(store, None, u64::MAX)),
+    );
+    Ok(runtime)
+}
+
 impl QueryEngine {
     pub fn new(store: Arc<dyn ObjectStore>, config: QueryConfig) -> Result<Self> {
-        // DataFusion caches directory listings forever by default; the lake grows with every flush, so the
-        // listing cache is off. Footer and statistics caches stay: lake files are immutable.
-        let caches = CacheManagerConfig::default()
-            .with_list_files_cache(None)
-            .with_list_files_cache_limit(0);
-        let runtime = RuntimeEnvBuilder::new()
-            .with_cache_manager(caches)
-            .with_memory_limit(config.memory_limit_bytes, 1.0)
-            .build_arc()
-            .map_err(Error::from_datafusion)?;
-        let url = Url::parse(LAKE_URL).expect("a valid URL");
-        // Readers never see superseded files (hiding.rs).
-        runtime.register_object_store(
-            &url,
-            Arc::new(crate::hiding::HidingStore::new(
-                Arc::clone(&store),
-                None,
-                u64::MAX,
-            )),
-        );
+        let runtime = lake_runtime(Arc::clone(&store), config.memory_limit_bytes)?;
+        let cluster = config
+            .ballista
+            .as_deref()
+            .map(crate::ballista::Cluster::parse)
+            .transpose()?;
         let executor = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.threads.max(1))
             .thread_name("tacet-query")
+            // Planning and (for Ballista) serialising a report's plan recurse deeply: 2 MiB is not enough.
+            .thread_stack_size(QUERY_STACK_BYTES)
             .enable_all()
             .build()
             .map_err(|e| Error::Internal(format!("cannot start the query runtime: {e}")))?;
@@ -138,6 +158,7 @@ impl QueryEngine {
                 fresh: std::sync::OnceLock::new(),
                 restrictions: std::sync::OnceLock::new(),
                 data_keys: std::sync::OnceLock::new(),
+                cluster,
             }),
             executor: Some(executor),
         })
@@ -207,6 +228,7 @@ impl QueryEngine {
                 max_rows: usize::MAX,
                 unrestricted: true,
                 tables: Vec::new(),
+                local: false,
             },
         )
         .await
@@ -227,6 +249,7 @@ impl QueryEngine {
                 max_rows: self.inner.config.max_rows,
                 unrestricted: false,
                 tables,
+                local: false,
             },
         )
         .await
@@ -248,10 +271,16 @@ impl QueryEngine {
     ) -> Result<QueryOutput> {
         crate::report::check(params, report)?;
         let mut out = self
-            .run(
+            .run_with_limit(
                 tenant,
                 &report.expanded_sql(),
                 Some(crate::report::bind(params)),
+                Run {
+                    max_rows: self.inner.config.max_rows,
+                    unrestricted: false,
+                    tables: Vec::new(),
+                    local: !report.distributed(),
+                },
             )
             .await?;
         if let Some(column) = report.k_column().filter(|_| k > 1) {
@@ -298,6 +327,7 @@ impl QueryEngine {
                 max_rows: self.inner.config.max_rows,
                 unrestricted: false,
                 tables: Vec::new(),
+                local: false,
             },
         )
         .await
@@ -350,12 +380,19 @@ impl QueryEngine {
 }
 
 impl Inner {
-    /// A session that sees exactly one table, `events`, holding `tenant`'s rows.
-    async fn session(&self, tenant: &TenantId, unrestricted: bool) -> Result<SessionContext> {
+    /// A session that sees exactly one table, `events`, holding `tenant`'s rows; on the Ballista cluster
+    /// when `distributed` (then without the ingestion buffer).
+    async fn session(
+        &self,
+        tenant: &TenantId,
+        unrestricted: bool,
+        distributed: bool,
+    ) -> Result<SessionContext> {
         let config = SessionConfig::new()
             .with_information_schema(false)
             .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
-        let (buffered, runtime) = match self.fresh.get() {
+        let fresh = self.fresh.get().filter(|_| !distributed);
+        let (buffered, runtime) = match fresh {
             None => (Vec::new(), Arc::clone(&self.runtime)),
             Some(fresh) => {
                 let (batches, newer_than) = fresh.snapshot(tenant).map_err(Error::Internal)?;
@@ -400,7 +437,10 @@ impl Inner {
             builder = builder.with_optimizer_rules(rules);
         }
         let state = builder.build();
-        let ctx = SessionContext::new_with_state(state);
+        let ctx = match (&self.cluster, distributed) {
+            (Some(cluster), true) => cluster.session(&self.runtime, state).await?,
+            _ => SessionContext::new_with_state(state),
+        };
         let table_url =
             ListingTableUrl::parse(format!("{LAKE_URL}{}", tacet_lake::tenant_prefix(tenant)))
                 .map_err(|e| Error::Internal(e.to_string()))?;
@@ -491,7 +531,9 @@ impl Inner {
         if sql.trim().is_empty() {
             return Err(Error::User("empty query: send one SELECT statement".into()));
         }
-        let ctx = self.session(tenant, run.unrestricted).await?;
+        // Queries with tables of their own (the admin's audit log, in memory) stay here.
+        let distributed = self.cluster.is_some() && run.tables.is_empty() && !run.local;
+        let ctx = self.session(tenant, run.unrestricted, distributed).await?;
         for (name, batch) in run.tables {
             let table =
                 datafusion::datasource::MemTable::try_new(batch.schema(), vec![vec![batch]])

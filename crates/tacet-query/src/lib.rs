@@ -11,6 +11,7 @@
 //! Tenant isolation does not depend on a `WHERE` clause the user could remove: the session simply has no
 //! table that reaches another tenant's files, no URL tables and no file-reading table functions.
 
+pub mod ballista;
 mod config;
 mod engine;
 pub mod format;

@@ -122,6 +122,12 @@ impl Report {
         self.header("k")
     }
 
+    /// Whether the report may run on a Ballista cluster (`-- distributed: no` keeps it local).
+    pub fn distributed(&self) -> bool {
+        self.header("distributed")
+            .is_none_or(|v| !v.trim_start().starts_with("no"))
+    }
+
     /// Parameters this report requires beyond the common ones (`-- requires: event, prop`).
     pub fn required(&self) -> Vec<String> {
         self.header("requires")

@@ -100,6 +100,8 @@ impl QueryEngine {
                     max_rows: usize::MAX,
                     unrestricted: false,
                     tables: Vec::new(),
+                    // With the ingestion buffer, which a Ballista session leaves out.
+                    local: true,
                 },
             )
             .await?;

@@ -148,10 +148,47 @@ enum Command {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Distributed SQL: run a Ballista scheduler or executor that reads this configuration's lake. Point the
+    /// servers at the scheduler with `[query] ballista = "df://HOST:PORT"`.
+    Ballista {
+        #[command(subcommand)]
+        command: BallistaCommand,
+    },
     /// The hash-chained audit log of retention, rights requests, offboarding, key events and admin logins.
     Audit {
         #[command(subcommand)]
         command: lifecycle::AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BallistaCommand {
+    /// The scheduler: plans queries into stages and hands tasks to executors. Runs until stopped.
+    Scheduler {
+        /// gRPC address to listen on (clients and executors connect here).
+        #[arg(long, default_value = "0.0.0.0:50050", value_name = "ADDR")]
+        bind: SocketAddr,
+    },
+    /// An executor: runs tasks on the lake's files and serves results over Arrow Flight. Runs until stopped.
+    Executor {
+        /// The scheduler, HOST:PORT.
+        #[arg(long, value_name = "HOST:PORT")]
+        scheduler: String,
+        /// Host to listen on.
+        #[arg(long, default_value = "0.0.0.0")]
+        bind: String,
+        /// The name the scheduler and other executors reach this executor by; default: --bind.
+        #[arg(long)]
+        external_host: Option<String>,
+        /// Arrow Flight port (results, shuffles).
+        #[arg(long, default_value_t = 50051)]
+        port: u16,
+        /// gRPC port (tasks from the scheduler).
+        #[arg(long, default_value_t = 50052)]
+        grpc_port: u16,
+        /// Tasks run at once; default: the number of CPUs.
+        #[arg(long)]
+        slots: Option<usize>,
     },
 }
 
@@ -304,6 +341,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Subject { command } => lifecycle::subject(&config, command).await,
         Command::Tenant { command } => lifecycle::tenant(&config, command).await,
         Command::Compact { tenant } => lifecycle::compact(&config, tenant).await,
+        Command::Ballista { command } => ballista(&config, command).await,
         Command::Audit { command } => lifecycle::audit(&config, command),
         Command::Rollup { tenant, from, to } => {
             let today = SystemClock.now().date_naive();
@@ -544,6 +582,71 @@ fn spawn_rollups(query: Arc<QueryEngine>, tenants: Vec<TenantId>) {
     });
 }
 
+/// `tacet ballista scheduler|executor`: Ballista's processes, with the lake of this configuration.
+async fn ballista(config: &Config, command: BallistaCommand) -> anyhow::Result<()> {
+    refuse_ballista_with_encryption(config, "tacet ballista")?;
+    let lake = storage::open_lake(config)?;
+    let runtime = tacet_query::ballista::lake_runtime(
+        Arc::clone(lake.store()),
+        config.query.memory_limit_bytes,
+    )?;
+    match command {
+        BallistaCommand::Scheduler { bind } => {
+            println!(
+                "Ballista scheduler for the lake {} on {bind}",
+                config.storage.describe(config)
+            );
+            tacet_query::ballista::run_scheduler(runtime, bind).await?;
+        }
+        BallistaCommand::Executor {
+            scheduler,
+            bind,
+            external_host,
+            port,
+            grpc_port,
+            slots,
+        } => {
+            let (host, sched_port) = scheduler
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
+                .with_context(|| format!("--scheduler {scheduler:?}: give HOST:PORT"))?;
+            println!(
+                "Ballista executor for the lake {} (scheduler {scheduler}, flight port {port})",
+                config.storage.describe(config)
+            );
+            tacet_query::ballista::run_executor(
+                runtime,
+                tacet_query::ballista::ExecutorOptions {
+                    scheduler_host: host,
+                    scheduler_port: sched_port,
+                    bind_host: bind,
+                    external_host,
+                    port,
+                    grpc_port,
+                    slots: slots.unwrap_or_else(|| {
+                        std::thread::available_parallelism().map_or(2, |n| n.get())
+                    }),
+                },
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Ballista sessions cannot decrypt the lake yet: refuse the combination with what to do instead.
+fn refuse_ballista_with_encryption(config: &Config, what: &str) -> anyhow::Result<()> {
+    if (config.query.ballista.is_some() || what == "tacet ballista")
+        && lifecycle::master_key(config)?.is_some()
+    {
+        bail!(
+            "{what}: distributed SQL on Ballista cannot read a lake encrypted at rest ([encryption] or \
+             TACET_MASTER_KEY is set); remove [query] ballista to query locally"
+        );
+    }
+    Ok(())
+}
+
 fn known_tenant(config: &Config, id: &str) -> anyhow::Result<TenantId> {
     if !config.tenant.iter().any(|t| t.id == id) {
         let ids: Vec<&str> = config.tenant.iter().map(|t| t.id.as_str()).collect();
@@ -563,6 +666,7 @@ fn query_engine(config: &Config) -> anyhow::Result<QueryEngine> {
             dir.display()
         );
     }
+    refuse_ballista_with_encryption(config, "tacet sql/report")?;
     let lake = storage::open_lake(config)?;
     let engine = QueryEngine::new(Arc::clone(lake.store()), config.query.clone())?;
     if let Some(master) = lifecycle::master_key(config)? {
@@ -618,6 +722,7 @@ fn init_metrics() -> anyhow::Result<MetricsRender> {
 
 async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
     init_logging();
+    refuse_ballista_with_encryption(&config, "tacet serve")?;
     let metrics = init_metrics()?;
     let tenants = config.tenants(env_var)?;
     let access = Arc::new(tacet_server::access::AccessKeys::open(&config.keys_dir())?);
@@ -732,6 +837,9 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
     }
     if let Some(node) = config.node_id {
         println!("ingestion node {node}");
+    }
+    if let Some(cluster) = &config.query.ballista {
+        println!("SQL and reports on Ballista: {cluster}");
     }
     match &source {
         Source::Embedded => {

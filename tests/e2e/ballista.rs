@@ -1,0 +1,189 @@
+//! Distributed SQL on a Ballista cluster made of Tacet's own processes: `tacet ballista scheduler` and
+//! `tacet ballista executor` on loopback, and `tacet serve` with `[query] ballista = "df://…"`. Reports
+//! and SQL over HTTP are planned by the scheduler and run by the executor, with exact answers.
+//! (The in-process cluster is compared report by report with the local session in
+//! `crates/tacet-query/tests/reports.rs`.)
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::server::{BIN, Server};
+use crate::skeleton::FIREFOX_LINUX;
+
+/// A child process killed on drop.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on {port} in 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test]
+async fn reports_and_sql_run_on_a_ballista_cluster_of_tacet_processes() {
+    let root = tempfile::tempdir().unwrap();
+    let lake = root.path().join("lake");
+    let (scheduler, flight, grpc) = (free_port(), free_port(), free_port());
+    let config = format!(
+        r#"
+trusted_proxies = ["127.0.0.1/32"]
+[storage]
+path = "{lake}"
+[ingest]
+flush_interval = "100ms"
+[query]
+ballista = "df://127.0.0.1:{scheduler}"
+
+[[tenant]]
+id = "a"
+ingest_key = "ingest-a"
+read_key = "read-a"
+"#,
+        lake = lake.display()
+    );
+    let config_path = root.path().join("cluster.toml");
+    std::fs::write(&config_path, &config).unwrap();
+    let spawn = |args: &[&str], log: &str| {
+        Process(
+            Command::new(BIN)
+                .arg("--config")
+                .arg(&config_path)
+                .args(args)
+                .env_remove("TACET_CONFIG")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(root.path().join(log)).unwrap())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    std::fs::create_dir_all(&lake).unwrap();
+    let _scheduler = spawn(
+        &[
+            "ballista",
+            "scheduler",
+            "--bind",
+            &format!("127.0.0.1:{scheduler}"),
+        ],
+        "scheduler.log",
+    );
+    wait_for_port(scheduler, "the scheduler");
+    let _executor = spawn(
+        &[
+            "ballista",
+            "executor",
+            "--scheduler",
+            &format!("127.0.0.1:{scheduler}"),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &flight.to_string(),
+            "--grpc-port",
+            &grpc.to_string(),
+            "--slots",
+            "2",
+        ],
+        "executor.log",
+    );
+    wait_for_port(flight, "the executor");
+    let server = Server::start_in(&config, root.path(), "logs", tempfile::tempdir().unwrap());
+
+    let events: Vec<Value> = (0..7)
+        .map(|i| json!({"kind": "pageview", "url": format!("https://a.example/p{}", i % 3)}))
+        .chain(
+            (0..3).map(|_| json!({"kind": "event", "name": "signup", "url": "https://a.example/"})),
+        )
+        .collect();
+    let (status, body) = server
+        .post_events(
+            "ingest-a",
+            FIREFOX_LINUX,
+            "198.51.100.9",
+            "application/json",
+            Value::Array(events).to_string(),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+
+    // Ballista sessions read what is flushed (every 100 ms here): wait for it.
+    let daily = |server: &Server| {
+        let request = server
+            .http
+            .get(format!("{}/v1/reports/daily", server.base))
+            .bearer_auth("read-a");
+        async move {
+            let resp = request.send().await.unwrap();
+            assert_eq!(resp.status().as_u16(), 200);
+            resp.json::<Value>().await.unwrap()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let rows = loop {
+        let rows = daily(&server).await;
+        if rows[0]["pageviews"].as_u64() == Some(7) || Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        (
+            rows[0]["visitors"].as_u64(),
+            rows[0]["pageviews"].as_u64(),
+            rows[0]["events"].as_u64()
+        ),
+        (Some(1), Some(7), Some(3)),
+        "{rows}"
+    );
+    let (status, pages) = server
+        .sql(
+            "read-a",
+            "SELECT url_path, COUNT(*) AS n FROM events WHERE kind = 'pageview' GROUP BY url_path ORDER BY url_path",
+        )
+        .await;
+    assert_eq!(status, 200, "{pages}");
+    assert_eq!(
+        pages,
+        json!([{"url_path": "/p0", "n": 3}, {"url_path": "/p1", "n": 2}, {"url_path": "/p2", "n": 2}])
+    );
+    // Planned by the scheduler into stages, not run in the server's own session.
+    let (status, plan) = server
+        .sql(
+            "read-a",
+            "EXPLAIN SELECT kind, COUNT(*) FROM events GROUP BY kind",
+        )
+        .await;
+    assert_eq!(status, 200, "{plan}");
+    assert!(
+        plan.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["plan_type"] == "distributed_plan"),
+        "{plan}"
+    );
+    // Another tenant's data is not reachable through the cluster either.
+    let (status, body) = server
+        .sql("read-a", "SELECT * FROM 'events/tenant=b/'")
+        .await;
+    assert_eq!(status, 400, "{body}");
+}
