@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::server::{BIN, Server};
+use crate::server::{BIN, Server, free_port, wait_for_port};
 use crate::skeleton::FIREFOX_LINUX;
 
 /// A child process killed on drop.
@@ -19,25 +19,6 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not listen on {port} in 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -126,7 +107,8 @@ read_key = "read-a"
         .await;
     assert_eq!(status, 202, "{body}");
 
-    // Ballista sessions read what is flushed (every 100 ms here): wait for it.
+    // Ballista sessions read what is flushed (every 100 ms here), file by file (a flush writes one file per
+    // partition, so page views may be counted a moment before events): wait for all of it.
     let daily = |server: &Server| {
         let request = server
             .http
@@ -141,7 +123,9 @@ read_key = "read-a"
     let deadline = Instant::now() + Duration::from_secs(30);
     let rows = loop {
         let rows = daily(&server).await;
-        if rows[0]["pageviews"].as_u64() == Some(7) || Instant::now() > deadline {
+        let complete =
+            rows[0]["pageviews"].as_u64() == Some(7) && rows[0]["events"].as_u64() == Some(3);
+        if complete || Instant::now() > deadline {
             break rows;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

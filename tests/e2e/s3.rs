@@ -18,7 +18,7 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::{Value, json};
 
-use crate::server::{Server, tacet_with_env};
+use crate::server::{Server, free_port, tacet_with_env, wait_for_port};
 use crate::skeleton::FIREFOX_LINUX;
 
 /// Credentials moto accepts (it checks none); the servers read them from the standard AWS variables.
@@ -41,11 +41,7 @@ impl Moto {
             eprintln!("TACET_SKIP_S3 is set: skipping an S3 test");
             return None;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
@@ -61,14 +57,7 @@ impl Moto {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not start in 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_port(port, "moto_server");
         Some(moto)
     }
 

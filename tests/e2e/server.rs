@@ -351,6 +351,27 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// A port nothing listens on now (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits up to 30 s until something accepts connections on a loopback port.
+pub fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on {port} in 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Runs the `tacet` binary to completion.
 pub fn tacet(args: &[&str]) -> std::process::Output {
     tacet_with_env(args, &[])

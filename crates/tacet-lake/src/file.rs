@@ -151,6 +151,13 @@ mod tests {
         }
     }
 
+    fn visible_names(files: Vec<ObjectMeta>) -> Vec<String> {
+        visible(files)
+            .into_iter()
+            .map(|m| m.location.to_string())
+            .collect()
+    }
+
     fn name(from: u64, to: u64, generation: u32) -> String {
         FileName {
             node: None,
@@ -216,10 +223,7 @@ mod tests {
             meta(&format!("{other}/{}", name(1, 10, 0))),
             meta(&format!("{d}/notes.txt")),
         ];
-        let seen: Vec<String> = visible(files)
-            .into_iter()
-            .map(|m| m.location.to_string())
-            .collect();
+        let seen = visible_names(files);
         assert_eq!(
             seen,
             [
@@ -258,10 +262,7 @@ mod tests {
             meta(&n(Some(2), 1, 10, 1)),
             meta(&n(Some(2), 5, 8, 0)),
         ];
-        let seen: Vec<String> = visible(files)
-            .into_iter()
-            .map(|m| m.location.to_string())
-            .collect();
+        let seen = visible_names(files);
         assert_eq!(
             seen,
             [
