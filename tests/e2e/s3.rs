@@ -574,3 +574,117 @@ read_key = "read-a"
     drop(one);
     drop(two);
 }
+
+/// Posts `n` click events, of `user` if given; the status.
+async fn post_clicks(server: &Server, user: Option<&str>, n: usize) -> u16 {
+    let events: Vec<Value> = (0..n)
+        .map(|i| {
+            let mut e =
+                json!({"kind": "event", "name": "click", "url": format!("https://a.example/{i}")});
+            if let Some(u) = user {
+                e["user_id"] = u.into();
+            }
+            e
+        })
+        .collect();
+    server
+        .post_events(
+            "ingest-a",
+            FIREFOX_LINUX,
+            CLIENT_IP,
+            "application/json",
+            Value::Array(events).to_string(),
+        )
+        .await
+        .0
+}
+
+/// An erasure on one node first makes every other registered node persist what it holds: events of the
+/// person still in another node's buffer (there for seconds, with a long flush interval) are erased too,
+/// not written to the lake after the erasure finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_on_one_node_reaches_the_events_in_another_nodes_buffer() {
+    let Some(moto) = Moto::start() else { return };
+    moto.create_bucket("erase").await;
+    let root = tempfile::tempdir().unwrap();
+    let shared = root.path().join("shared");
+    let config = |node: u16, flush: &str| {
+        format!(
+            r#"
+trusted_proxies = ["127.0.0.1/32"]
+node_id = {node}
+shared_dir = "{shared}"
+[storage]
+{storage}
+[ingest]
+flush_interval = "{flush}"
+[lifecycle]
+compact_interval = "0s"
+retention_interval = "0s"
+
+[[tenant]]
+id = "a"
+ingest_key = "ingest-a"
+read_key = "read-a"
+admin_key = "admin-a"
+"#,
+            shared = shared.display(),
+            storage = s3("erase", None, &moto.endpoint),
+        )
+    };
+    let start = |node: u16, flush: &str| {
+        let dir = root.path().join(format!("node{node}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        Server::start_in_with_env(
+            &config(node, flush),
+            &dir,
+            "logs",
+            tempfile::tempdir().unwrap(),
+            &AWS_ENV,
+        )
+    };
+    let one = start(1, "100ms");
+    let two = start(2, "4s");
+    assert_eq!(post_clicks(&two, Some(ALICE), 3).await, 202);
+    assert_eq!(post_clicks(&two, Some(BOB), 2).await, 202);
+    assert_eq!(post_clicks(&one, None, 4).await, 202);
+    // Node 2 flushes only every 4 s: right now Alice's events are in its buffer and log alone.
+    let started = Instant::now();
+    let resp = one
+        .http
+        .post(format!("{}/v1/admin/subjects/erase", one.base))
+        .bearer_auth("admin-a")
+        .json(&json!({"user_id": ALICE}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the erasure waited for node 2's next tick, not for ever"
+    );
+    // Node 2 persisted everything before answering: Bob's events are in the lake already, Alice's nowhere.
+    let identified = "WHERE user_pseudonym IS NOT NULL";
+    assert_eq!(count(&one, "read-a", identified).await, 2);
+    assert_eq!(count(&one, "read-a", "").await, 6);
+    // And they never come back: after node 2's next regular flush, the same.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    assert_eq!(count(&one, "read-a", identified).await, 2);
+    assert_eq!(count(&two, "read-a", identified).await, 2);
+    for (key, bytes) in moto.objects("erase").await {
+        assert!(
+            !bytes.windows(ALICE.len()).any(|w| w == ALICE.as_bytes()),
+            "{key}"
+        );
+    }
+    // A cleanly stopped node leaves the register; the running one is all an erasure waits for.
+    two.stop();
+    let nodes: Vec<String> = std::fs::read_dir(shared.join("nodes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".alive"))
+        .collect();
+    assert_eq!(nodes, ["1.alive"]);
+}

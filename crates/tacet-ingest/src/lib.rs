@@ -24,6 +24,7 @@ mod config;
 mod datakeys;
 mod keystore;
 mod objections;
+mod peers;
 mod pipeline;
 mod record;
 
@@ -33,6 +34,7 @@ pub use config::IngestConfig;
 pub use datakeys::{DataKeyring, MasterKey};
 pub use keystore::{KeyStore, create_secret};
 pub use objections::{Change, Objections};
+pub use peers::Peers;
 pub use pipeline::{Accepted, FlushSummary, Pipeline, RecoverySummary};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -33,6 +33,8 @@ pub struct Pipeline {
     wake: Arc<Notify>,
     /// Parsed user agents, in memory only; a handful of strings cover most traffic.
     user_agents: Mutex<HashMap<String, UserAgent>>,
+    /// The other ingestion nodes sharing the key store, when there are several.
+    peers: std::sync::OnceLock<Arc<crate::Peers>>,
 }
 
 /// What became of the events of one request.
@@ -77,6 +79,9 @@ fn with_partition_columns(
     }
     arrow::array::RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
 }
+
+/// How long an erasure waits for the other ingestion nodes to flush.
+const PEER_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Entries kept in the user-agent cache before it is cleared.
 const USER_AGENT_CACHE: usize = 4096;
@@ -205,6 +210,7 @@ impl Pipeline {
             flushing: tokio::sync::Mutex::new(()),
             wake: Arc::new(Notify::new()),
             user_agents: Mutex::default(),
+            peers: std::sync::OnceLock::new(),
         }
     }
 
@@ -239,6 +245,26 @@ impl Pipeline {
 
     pub fn wal(&self) -> &Arc<Wal> {
         &self.wal
+    }
+
+    /// Makes this pipeline answer other nodes' flush requests (at each flusher tick) and ask them in
+    /// [`Pipeline::persist_everywhere`]. Once.
+    pub fn set_peers(&self, peers: Arc<crate::Peers>) {
+        let _ = self.peers.set(peers);
+    }
+
+    pub fn peers(&self) -> Option<&Arc<crate::Peers>> {
+        self.peers.get()
+    }
+
+    /// [`Pipeline::persist_all`] here and on every other ingestion node sharing the key store: what
+    /// erasure and offboarding need before they remove anything from the lake.
+    pub async fn persist_everywhere(&self) -> Result<()> {
+        self.persist_all().await?;
+        match self.peers.get() {
+            None => Ok(()),
+            Some(peers) => peers.flush_everywhere(PEER_FLUSH_TIMEOUT).await,
+        }
     }
 
     /// The events of `tenant` that are durable in the log but may not be in the lake yet (buffered, in a
@@ -607,6 +633,27 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Another node asked every node to persist what it has (an erasure there): do it, then say so.
+    async fn answer_peers(&self) {
+        let Some(peers) = self.peers.get() else {
+            return;
+        };
+        match peers.unanswered() {
+            Ok(None) => {}
+            Ok(Some(request)) => match self.persist_all().await {
+                Ok(()) => {
+                    if let Err(e) = peers.answer(request) {
+                        warn!(error = %e, "cannot answer another node's flush request; retrying");
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot persist for another node's flush request; retrying")
+                }
+            },
+            Err(e) => warn!(error = %e, "cannot read the nodes' flush requests"),
+        }
+    }
+
     /// Flushes every `flush_interval`, or sooner when `flush_events` are waiting, until the task is aborted.
     /// Stops a flusher task between flushes (never in the middle of one, whose events would then wait in
     /// the log for the next start).
@@ -625,6 +672,7 @@ impl Pipeline {
                     () = me.wake.notified() => {}
                 }
                 me.flush().await;
+                me.answer_peers().await;
                 if let Err(e) = me.keys.destroy_expired() {
                     error!(error = %e, "cannot destroy expired visitor salts; retrying at the next tick");
                 }

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!  tacet retention run ─┐                    ┌─► Lake: list, read, bloom-filter probes, replace, delete
-//!  tacet subject …     ─┼─► Steward ─────────┼─► Pipeline: persist_all (flush + purge the log), KeyStore
+//!  tacet subject …     ─┼─► Steward ─────────┼─► Pipeline: persist_everywhere (flush + purge the log, all nodes), KeyStore
 //!  tacet tenant offboard┤   (one job at a    ├─► QueryEngine: rollups before a drop, subject rows,
 //!  /v1/admin/…         ─┤    time)           │   `exclusive` while old files are deleted
 //!  server schedule     ─┘                    └─► AuditLog: one hash-chained entry per action

@@ -44,7 +44,7 @@ impl Steward {
         let _one_job = self.jobs.lock().await;
         // What the log and buffer hold goes to the lake first (and the log segments with it), so the
         // deletion below covers it.
-        self.pipeline.persist_all().await?;
+        self.pipeline.persist_everywhere().await?;
         let lake = self.pipeline.lake();
         let files = lake.list_tenant_files(tenant).await?;
         let mut partitions: Vec<String> = files

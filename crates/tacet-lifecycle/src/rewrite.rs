@@ -1,7 +1,8 @@
 //! Rewriting the files that hold one person's rows (erasure and rectification).
 //!
-//! 1. Everything accepted so far goes to the lake and out of the write-ahead log
-//!    (`Pipeline::persist_all`), so the buffer and the log hold none of the person's earlier events.
+//! 1. Everything accepted so far goes to the lake and out of the write-ahead log, on this node and on
+//!    every other ingestion node sharing the key store (`Pipeline::persist_everywhere`), so no buffer and
+//!    no log holds the person's earlier events.
 //! 2. Leftovers of an interrupted earlier replacement (superseded files) are deleted.
 //! 3. Each visible file is probed: its row groups' bloom filters on `user_pseudonym` (footer and
 //!    filters only) say whether it may hold one of the person's pseudonyms. Only those files are read.
@@ -85,7 +86,7 @@ impl Steward {
             pseudonyms: pseudonyms.len(),
             ..RewriteReport::default()
         };
-        self.pipeline.persist_all().await?;
+        self.pipeline.persist_everywhere().await?;
         let lake = self.pipeline.lake();
         let wanted: HashSet<&str> = pseudonyms.iter().map(String::as_str).collect();
         let values: Vec<&str> = wanted.iter().copied().collect();

@@ -278,6 +278,11 @@ impl Config {
         self.shared_dir.as_deref().unwrap_or(&self.data_dir)
     }
 
+    /// Where ingestion nodes register and answer each other's flush requests (`tacet_ingest::Peers`).
+    pub fn nodes_dir(&self) -> PathBuf {
+        self.shared().join("nodes")
+    }
+
     pub fn wal_dir(&self) -> PathBuf {
         self.data_dir.join("wal")
     }

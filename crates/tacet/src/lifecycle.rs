@@ -294,6 +294,11 @@ pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Open
         replay,
         ..
     } = open_parts(config, clock, Privacy::default())?;
+    if let Some(node) = config.node_id {
+        // A job on a stopped node's directory still makes the running nodes flush before an erasure.
+        let peers = tacet_ingest::Peers::observe(&config.nodes_dir(), node)?;
+        pipeline.set_peers(Arc::new(peers));
+    }
     let recovered = pipeline.recover(replay);
     if recovered.events > 0 {
         eprintln!(

@@ -748,6 +748,11 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
         wal,
         replay,
     } = lifecycle::open_parts(&config, clock, Privacy::new(geo))?;
+    if let Some(node) = config.node_id {
+        // Registered while running, so that an erasure on another node waits for this one's flush.
+        let peers = tacet_ingest::Peers::join(&config.nodes_dir(), node)?;
+        pipeline.set_peers(Arc::new(peers));
+    }
     let destroyed = pipeline.keys().destroy_expired()?;
     if !destroyed.is_empty() {
         info!(
@@ -932,6 +937,10 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
              write-ahead log and will be written at the next start",
             pipeline.buffered()
         );
+    }
+    if let Some(peers) = pipeline.peers() {
+        // Everything is flushed: other nodes need not wait for this one any more.
+        peers.leave()?;
     }
     info!(
         events = summary.events,
