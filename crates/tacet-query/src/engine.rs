@@ -72,7 +72,7 @@ pub trait Restrictions: Send + Sync + std::fmt::Debug {
 }
 
 /// How one query runs.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Run {
     pub(crate) max_rows: usize,
     /// Also the events of people who objected (their own access request only).
@@ -362,7 +362,14 @@ impl QueryEngine {
             .expect("the runtime lives as long as the engine");
         let mut task = executor.spawn(async move {
             let _slot = permit;
-            inner.run_unbounded(&tenant, &sql, params, run).await
+            let again = (params.clone(), run.clone());
+            match inner.run_unbounded(&tenant, &sql, params, run).await {
+                // A file listed for the query was replaced by another node meanwhile: list again.
+                Err(Error::Replaced(_)) => {
+                    inner.run_unbounded(&tenant, &sql, again.0, again.1).await
+                }
+                answer => answer,
+            }
         });
         let timeout = config.timeout;
         match tokio::time::timeout(timeout, &mut task).await {
@@ -685,6 +692,134 @@ mod tests {
 
     fn t(id: &str) -> TenantId {
         TenantId::new(id).unwrap()
+    }
+
+    /// A store whose listings include one file more than it holds, until someone tries to read that
+    /// file: as if another node's compaction deleted it between a query's listing and its reads.
+    #[derive(Debug)]
+    struct Phantom {
+        inner: Arc<dyn ObjectStore>,
+        path: object_store::path::Path,
+        gone: std::sync::atomic::AtomicBool,
+        reads: std::sync::atomic::AtomicUsize,
+    }
+
+    impl std::fmt::Display for Phantom {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Phantom({})", self.inner)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for Phantom {
+        async fn put_opts(
+            &self,
+            location: &object_store::path::Path,
+            payload: object_store::PutPayload,
+            opts: object_store::PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            self.inner.put_opts(location, payload, opts).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &object_store::path::Path,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+
+        async fn get_opts(
+            &self,
+            location: &object_store::path::Path,
+            options: object_store::GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            if *location == self.path {
+                self.gone.store(true, std::sync::atomic::Ordering::SeqCst);
+                self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            self.inner.get_opts(location, options).await
+        }
+
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<
+                'static,
+                object_store::Result<object_store::path::Path>,
+            >,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>>
+        {
+            self.inner.delete_stream(locations)
+        }
+
+        fn list(
+            &self,
+            prefix: Option<&object_store::path::Path>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
+        {
+            let listing = self.inner.list(prefix);
+            let covered = prefix.is_none_or(|p| self.path.as_ref().starts_with(p.as_ref()));
+            if self.gone.load(std::sync::atomic::Ordering::SeqCst) || !covered {
+                return listing;
+            }
+            let phantom = object_store::ObjectMeta {
+                location: self.path.clone(),
+                last_modified: chrono::Utc::now(),
+                size: 4096,
+                e_tag: None,
+                version: None,
+            };
+            listing
+                .chain(futures::stream::once(async move { Ok(phantom) }))
+                .boxed()
+        }
+
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&object_store::path::Path>,
+        ) -> object_store::Result<object_store::ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(
+            &self,
+            from: &object_store::path::Path,
+            to: &object_store::path::Path,
+            options: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_deleted_between_listing_and_reading_is_listed_again_not_an_error() {
+        let (_dir, lake) = lake_with(&[
+            ("a", "pageview", 1, "203.0.113.1"),
+            ("a", "pageview", 2, "203.0.113.2"),
+        ])
+        .await;
+        let day = chrono::DateTime::from_timestamp_millis(NOW - HOUR)
+            .unwrap()
+            .format("%Y-%m-%d");
+        let phantom = Arc::new(Phantom {
+            inner: Arc::clone(lake.store()),
+            path: object_store::path::Path::from(format!(
+                "events/tenant=a/kind=pageview/date={day}/part-00000000000000000090-00000000000000000099.parquet"
+            )),
+            gone: Default::default(),
+            reads: Default::default(),
+        });
+        let engine = QueryEngine::new(phantom.clone(), QueryConfig::default()).unwrap();
+        let out = engine
+            .sql(&t("a"), "SELECT COUNT(*) AS n FROM events")
+            .await
+            .unwrap();
+        assert_eq!(ints(&out, 0), [2]);
+        assert_eq!(
+            phantom.reads.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "the first run tried the vanished file; the second did not list it"
+        );
     }
 
     #[tokio::test]

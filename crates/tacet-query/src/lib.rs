@@ -40,9 +40,38 @@ pub enum Error {
     /// Every query slot is taken; retry shortly. HTTP 503 with Retry-After.
     #[error("{0}")]
     Busy(String),
+    /// A lake file the query had listed was gone when it was read: another node's compaction or erasure
+    /// replaced it meanwhile. The engine runs the query once more on a fresh listing; if that fails too,
+    /// HTTP 503 with Retry-After.
+    #[error("{0}")]
+    Replaced(String),
     /// Something on our side failed. HTTP 500; the details go to the log only.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Whether `e` says a listed lake object was not found when read (directly, or inside a Parquet error).
+fn is_not_found(e: &datafusion::error::DataFusionError) -> bool {
+    use datafusion::error::DataFusionError as D;
+    let not_found = |e: &(dyn std::error::Error + 'static)| {
+        let mut cur = Some(e);
+        while let Some(err) = cur {
+            if matches!(
+                err.downcast_ref::<object_store::Error>(),
+                Some(object_store::Error::NotFound { .. })
+            ) {
+                return true;
+            }
+            cur = err.source();
+        }
+        false
+    };
+    match e.find_root() {
+        D::ObjectStore(err) => matches!(**err, object_store::Error::NotFound { .. }),
+        D::ParquetError(err) => not_found(err.as_ref()),
+        D::External(err) => not_found(err.as_ref()),
+        _ => false,
+    }
 }
 
 impl From<tacet_model::ParamError> for Error {
@@ -54,6 +83,13 @@ impl From<tacet_model::ParamError> for Error {
 impl Error {
     fn from_datafusion(e: datafusion::error::DataFusionError) -> Self {
         use datafusion::error::DataFusionError as D;
+        if is_not_found(&e) {
+            return Error::Replaced(
+                "a lake file this query was reading was replaced meanwhile (compaction or erasure on \
+                 another node); retry"
+                    .into(),
+            );
+        }
         match e {
             D::ResourcesExhausted(m) => {
                 Error::Resources(format!("the query needs more memory than its limit: {m}"))

@@ -90,7 +90,7 @@ impl From<tacet_query::Error> for ApiError {
             Q::User(m) => Self::new(StatusCode::BAD_REQUEST, m),
             Q::Refused(m) => Self::new(StatusCode::FORBIDDEN, m),
             Q::Resources(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, m),
-            Q::Busy(m) => Self::unavailable(m),
+            Q::Busy(m) | Q::Replaced(m) => Self::unavailable(m),
             Q::Internal(m) => Self::internal(m),
         }
     }
