@@ -18,7 +18,7 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::{Value, json};
 
-use crate::server::{Server, free_port, tacet_with_env, wait_for_port};
+use crate::server::{Server, files_under, free_port, tacet_with_env, wait_for_port};
 use crate::skeleton::FIREFOX_LINUX;
 
 /// Credentials moto accepts (it checks none); the servers read them from the standard AWS variables.
@@ -685,6 +685,24 @@ admin_key = "admin-a"
     }
     // A cleanly stopped node leaves the register; the running one is all an erasure waits for.
     two.stop();
+    // Nothing either node wrote locally (logs, keys, the node register) holds a raw identifier.
+    // (Write-ahead logs hold pseudonymised events only; after the erasure none of Alice's.)
+    let written = files_under(root.path());
+    assert!(
+        written
+            .iter()
+            .any(|p| p.to_string_lossy().contains("/nodes/"))
+    );
+    for path in written {
+        let bytes = std::fs::read(&path).unwrap();
+        for needle in [ALICE, BOB, CLIENT_IP] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle} in {}",
+                path.display()
+            );
+        }
+    }
     let nodes: Vec<String> = std::fs::read_dir(shared.join("nodes"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
