@@ -259,20 +259,29 @@ impl Server {
         assert!(status.success());
     }
 
-    /// Fetches `/metrics` and asserts that each fragment is in it.
+    /// Fetches `/metrics` until each fragment is in it (10 s at most: some, like the flush histogram,
+    /// appear only once the next flush has run, and events are queryable before that).
     pub async fn assert_metrics(&self, expected: &[&str]) {
         let url = format!("{}/metrics", self.base);
-        let text = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        for e in expected {
-            assert!(text.contains(e), "{e:?} missing from /metrics:\n{text}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = self
+                .http
+                .get(&url)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let missing = expected.iter().find(|e| !text.contains(**e));
+            match missing {
+                None => return,
+                Some(e) if Instant::now() >= deadline => {
+                    panic!("{e:?} missing from /metrics:\n{text}")
+                }
+                Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
         }
     }
 }
