@@ -7,7 +7,8 @@
 --   conversion (share of the first step's visitors)
 -- requires: steps
 -- k: visitors
--- distributed: no (on Ballista 55 its chain of eight self-joins never finishes; it runs on the local session)
+-- distributed: no (Ballista 55 mis-runs a UNION ALL of global aggregates like `counts`: sorted, it never
+--   finishes; joined, it returns rows twice. The funnel runs on the local session)
 WITH {{visits}},
 s AS (
     SELECT visitor_id, ts,
