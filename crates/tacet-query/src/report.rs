@@ -52,6 +52,7 @@ pub const REPORTS: &[Report] = reports![
     "retention",
     "realtime",
     "crash_groups",
+    "crash_group",
     "crash_trend",
     "release_health",
 ];

@@ -675,6 +675,30 @@ async fn crash_groups_trend_and_release_health() {
             .map(|d| d["crashes"].as_u64().unwrap())
             .sum();
         assert_eq!(per_day as usize, *n);
+        // The group in full: the latest crash's message and stack, and the same counts.
+        let latest = crashes
+            .iter()
+            .filter(|c| c.error.as_ref().unwrap().0 == t)
+            .max_by_key(|c| c.ts)
+            .unwrap();
+        let full = s
+            .rows("shop", "crash_group", &[("fingerprint", fingerprint)], 1)
+            .await;
+        assert_eq!(
+            full,
+            json!([{
+                "fingerprint": fingerprint,
+                "error_type": t,
+                "example_message": format!("{t} happened"),
+                "example_stack": latest.error.as_ref().unwrap().1,
+                "crashes": n,
+                "visitors": visitors.len(),
+                "first_seen": row["first_seen"],
+                "last_seen": row["last_seen"],
+                "releases": row["releases"],
+            }]),
+            "{t}"
+        );
     }
     // The trend needs its fingerprint.
     let given: BTreeMap<String, String> = BTreeMap::new();
