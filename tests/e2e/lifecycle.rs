@@ -353,6 +353,12 @@ async fn subject_rights_retention_audit_and_offboarding_end_to_end() {
         "a",
     ]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--yes"));
+    // The dashboard's crash triage marks of the tenant go too (another tenant's stay).
+    let triage = stopped.data_dir.join("triage");
+    std::fs::create_dir_all(&triage).unwrap();
+    for t in ["a", "b"] {
+        std::fs::write(triage.join(format!("{t}.json")), "{}").unwrap();
+    }
     let out = tacet(&[
         "--config",
         &config,
@@ -388,6 +394,7 @@ async fn subject_rights_retention_audit_and_offboarding_end_to_end() {
         })
         .collect();
     assert!(left.is_empty(), "{left:?}");
+    assert!(!triage.join("a.json").exists() && triage.join("b.json").exists());
     let out = tacet(&["--config", &config, "--data-dir", &data, "audit", "verify"]);
     assert!(out.status.success(), "{out:?}");
 }

@@ -333,13 +333,17 @@ impl AccessKeys {
 
     /// The grant of a presented key, if it is a created one that is neither expired nor revoked.
     pub fn check(&self, key: &str, now: DateTime<Utc>) -> Result<Grant, Refusal> {
+        self.check_hash(&self.hash(key), now)
+    }
+
+    /// [`AccessKeys::check`] by the key's hash.
+    pub fn check_hash(&self, h: &[u8; 32], now: DateTime<Utc>) -> Result<Grant, Refusal> {
         if let Err(e) = self.reload(false) {
             tracing::error!(error = %e, "cannot re-read the access keys; using the last good list");
         }
-        let h = self.hash(key);
         let st = self.state.read().expect("access lock");
-        let (stored, grant) = st.grants.get_key_value(&h).ok_or(Refusal::Unknown)?;
-        if !constant_time_eq(stored, &h) {
+        let (stored, grant) = st.grants.get_key_value(h).ok_or(Refusal::Unknown)?;
+        if !constant_time_eq(stored, h) {
             return Err(Refusal::Unknown);
         }
         if grant.revoked {

@@ -12,6 +12,8 @@
 //!  GET  /t.js             the tracker script (web.rs): cacheable, gzipped, integrity hash in the README
 //!  GET  /v1/pixel.gif     a page view without JavaScript (?key=&url=&ref=)
 //!  GET  /demo             a page with the tracker for the demo tenant (embedded configuration only)
+//!  GET  /ui/…             the dashboard (ui/): login with the read key, usage, realtime, crash triage;
+//!                         every number through run_report, the function behind /v1/reports/NAME
 //! ```
 //!
 //! Beacons may come from any origin unless the tenant lists its `origins`; then a POST with another
@@ -29,6 +31,7 @@ mod error;
 pub mod limits;
 mod routes;
 mod tenants;
+pub mod ui;
 mod web;
 
 use std::sync::Arc;
@@ -71,6 +74,8 @@ pub struct AppState {
     pub limits: Arc<limits::RateLimits>,
     /// Serves the admin API (`/v1/admin/…`); `None` answers 404 there.
     pub steward: Option<Arc<tacet_lifecycle::Steward>>,
+    /// Serves the dashboard (`/ui`, ui/); `None` answers 404 there.
+    pub dashboard: Option<Arc<ui::Dashboard>>,
 }
 
 /// Lets queries see the pipeline's buffered events (accepted, not yet in Parquet).

@@ -42,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/pixel.gif", get(crate::web::pixel))
         .route("/demo", get(crate::web::demo))
         .route("/demo/{*rest}", get(crate::web::demo))
+        .merge(crate::ui::routes())
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -481,14 +482,24 @@ async fn get_report(
     let tenant = read_tenant(&state, &headers)?;
     let format = output_format(&query, &headers)?;
     query.remove("format");
+    let out = run_report(&state, tenant, &name, query.into_iter().collect()).await?;
+    answer(out, format)
+}
+
+/// Runs a canned report for a tenant, with its k-threshold: the one path behind `/v1/reports/{name}` and
+/// every number the dashboard shows.
+pub(crate) async fn run_report(
+    state: &AppState,
+    tenant: &TenantEntry,
+    name: &str,
+    params: BTreeMap<String, String>,
+) -> Result<QueryOutput, ApiError> {
     let report =
-        Report::find(&name).map_err(|e| ApiError::new(StatusCode::NOT_FOUND, e.to_string()))?;
-    let params: BTreeMap<String, String> = query.into_iter().collect();
+        Report::find(name).map_err(|e| ApiError::new(StatusCode::NOT_FOUND, e.to_string()))?;
     let params = ReportParams::parse(&params, state.pipeline.clock().now().date_naive())
         .map_err(tacet_query::Error::from)?;
-    let out = state
+    Ok(state
         .query
         .report(&tenant.id, report, &params, tenant.policy.k_threshold)
-        .await?;
-    answer(out, format)
+        .await?)
 }

@@ -149,11 +149,16 @@ impl Tenants {
     /// The tenant a read or admin key belongs to, if the key has `role`, is known, and has neither expired
     /// nor been revoked.
     pub fn authenticate(&self, key: &str, role: Role) -> Result<&TenantEntry, AuthError> {
-        let h = self.access.hash(key);
-        let (index, have) = match self.by_secret.get_key_value(&h) {
-            Some((stored, &(i, have))) if crate::access::constant_time_eq(stored, &h) => (i, have),
+        self.authenticate_hash(&self.access.hash(key), role)
+    }
+
+    /// [`Tenants::authenticate`] by the key's keyed hash ([`AccessKeys::hash`]): a dashboard session keeps
+    /// only that, and is checked again on every request, so a revoked or expired key ends its sessions.
+    pub fn authenticate_hash(&self, h: &[u8; 32], role: Role) -> Result<&TenantEntry, AuthError> {
+        let (index, have) = match self.by_secret.get_key_value(h) {
+            Some((stored, &(i, have))) if crate::access::constant_time_eq(stored, h) => (i, have),
             _ => {
-                let grant = match self.access.check(key, chrono::Utc::now()) {
+                let grant = match self.access.check_hash(h, chrono::Utc::now()) {
                     Err(Refusal::Unknown) => return Err(AuthError::Unknown(role.as_str())),
                     other => other?,
                 };

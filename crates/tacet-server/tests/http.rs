@@ -67,6 +67,11 @@ fn harness(ingest: IngestConfig, http: ServerConfig) -> Harness {
         metrics: None,
         demo: None,
         steward: None,
+        dashboard: Some(Arc::new(tacet_server::ui::Dashboard::new(
+            &Default::default(),
+            None,
+            false,
+        ))),
         limits: Arc::new(tacet_server::limits::RateLimits::new(&http)),
     };
     let peer: SocketAddr = "203.0.113.50:5000".parse().unwrap();
@@ -839,4 +844,318 @@ async fn hostile_bodies_get_their_4xx() {
     h.pipeline.flush().await;
     let (_, _, rows) = send(&h.app, sql("rk-a", "SELECT COUNT(*) AS n FROM events")).await;
     assert_eq!(rows, json!([{"n": 0}]));
+}
+
+/// A dashboard request, with the session cookie if any.
+fn ui(method: &str, uri: &str, cookie: Option<&str>, form: Option<&str>) -> Request<Body> {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::HOST, "tacet.example");
+    if let Some(c) = cookie {
+        b = b.header(header::COOKIE, c);
+    }
+    match form {
+        Some(f) => b
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(f.to_owned()))
+            .unwrap(),
+        None => b.body(Body::empty()).unwrap(),
+    }
+}
+
+async fn html(
+    app: &axum::Router,
+    req: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, String) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+/// The value of the first `name="…" value="…"` input of a page.
+fn input_value(page: &str, name: &str) -> String {
+    let at = page
+        .find(&format!(r#"name="{name}" value=""#))
+        .unwrap_or_else(|| panic!("no input {name} in {page}"));
+    let rest = &page[at + name.len() + 15..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+/// The `data-value` of the headline metric `metric`.
+fn metric(page: &str, metric: &str) -> String {
+    let at = page
+        .find(&format!(r#"data-metric="{metric}""#))
+        .unwrap_or_else(|| panic!("no metric {metric}"));
+    let rest = &page[at..];
+    let v = &rest[rest.find("data-value=\"").unwrap() + 12..];
+    v[..v.find('"').unwrap()].to_owned()
+}
+
+/// Every address a page refers to (src, href, action), for the no-third-party-host check.
+fn references(page: &str) -> Vec<String> {
+    let mut out = vec![];
+    for attr in ["src=\"", "href=\"", "action=\""] {
+        let mut rest = page;
+        while let Some(i) = rest.find(attr) {
+            let v = &rest[i + attr.len()..];
+            let end = v.find('"').unwrap();
+            out.push(v[..end].to_owned());
+            rest = &v[end..];
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_dashboard_logs_in_with_the_read_key_shows_the_api_numbers_and_logs_out() {
+    let h = default_harness();
+    let crash = json!({"kind": "crash", "url": "https://a.example/cart", "error_type": "TypeError",
+        "message": "cart failed for alice@example.com", "stack": ["at pay (app.js:10:5)"]});
+    let batch = json!([pageview("/"), pageview("/pricing"), crash]);
+    send(
+        &h.app,
+        post_events(Some("ik-a"), "application/json", batch.to_string()),
+    )
+    .await;
+    send(
+        &h.app,
+        post_events(
+            Some("ik-b"),
+            "application/json",
+            json!([pageview("/b")]).to_string(),
+        ),
+    )
+    .await;
+
+    // Without a session every page sends the browser to the login form, remembering where it was going.
+    for path in [
+        "/ui/usage?from=2020-01-01",
+        "/ui/realtime",
+        "/ui/crashes",
+        "/ui/crashes/0123456789abcdef",
+    ] {
+        let (s, hd, _) = html(&h.app, ui("GET", path, None, None)).await;
+        assert_eq!(s, StatusCode::SEE_OTHER, "{path}");
+        let to = hd[header::LOCATION].to_str().unwrap();
+        assert!(to.starts_with("/ui/login?next=%2Fui%2F"), "{to}");
+    }
+    let (s, hd, page) = html(
+        &h.app,
+        ui("GET", "/ui/login?next=%2Fui%2Fcrashes", None, None),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        hd[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .starts_with("default-src 'none'")
+    );
+    assert!(
+        page.contains(r#"type="password""#) && page.contains(r#"value="/ui/crashes""#),
+        "{page}"
+    );
+
+    // Wrong keys are refused with a reason; the ingest key is public, so never a login.
+    for (key, status, says) in [
+        ("nope", StatusCode::UNAUTHORIZED, "not a read key"),
+        ("ik-a", StatusCode::UNAUTHORIZED, "not a read key"),
+        ("", StatusCode::BAD_REQUEST, "Enter your tenant"),
+    ] {
+        let (s, hd, page) = html(
+            &h.app,
+            ui("POST", "/ui/login", None, Some(&format!("key={key}"))),
+        )
+        .await;
+        assert_eq!(s, status, "{key}: {page}");
+        assert!(page.contains(says), "{page}");
+        assert!(hd.get(header::SET_COOKIE).is_none());
+    }
+    // A login posted from another site is refused.
+    let mut req = ui("POST", "/ui/login", None, Some("key=rk-a"));
+    req.headers_mut()
+        .insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+    assert_eq!(html(&h.app, req).await.0, StatusCode::FORBIDDEN);
+
+    // The read key opens a session: an HttpOnly, SameSite=Strict cookie (no Secure without TLS) holding a
+    // random token, never the key.
+    let (s, hd, _) = html(
+        &h.app,
+        ui(
+            "POST",
+            "/ui/login",
+            None,
+            Some("key=rk-a&next=%2Fui%2Fcrashes"),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert_eq!(hd[header::LOCATION], "/ui/crashes");
+    let set = hd[header::SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(
+        set.ends_with("; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200"),
+        "{set}"
+    );
+    assert!(!set.contains("rk-a") && !set.contains("Secure"), "{set}");
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let token = cookie.strip_prefix("tacet_session=").unwrap();
+    assert_eq!(token.len(), 64);
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+    // An open redirect is not: the next page must be the dashboard's.
+    let (_, hd, _) = html(
+        &h.app,
+        ui(
+            "POST",
+            "/ui/login",
+            None,
+            Some("key=rk-a&next=https%3A%2F%2Fevil.example"),
+        ),
+    )
+    .await;
+    assert_eq!(hd[header::LOCATION], "/ui/usage");
+
+    // The usage page shows what the report API answers, for this tenant only.
+    let (s, hd, page) = html(&h.app, ui("GET", "/ui/usage", Some(&cookie), None)).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert_eq!(hd[header::CACHE_CONTROL], "no-store");
+    assert_eq!(hd[header::X_FRAME_OPTIONS], "DENY");
+    let api = |uri: &str| {
+        Request::get(uri)
+            .header(header::AUTHORIZATION, "Bearer rk-a")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (_, _, overview) = send(&h.app, api("/v1/reports/overview")).await;
+    for m in [
+        "visitors",
+        "visits",
+        "pageviews",
+        "bounce_rate",
+        "visit_seconds",
+    ] {
+        assert_eq!(
+            metric(&page, m),
+            overview[0][m].to_string().trim_matches('"'),
+            "{m}"
+        );
+    }
+    assert_eq!(metric(&page, "pageviews"), "2");
+    // One visitor is below the default k of 5: the lists say their rows are hidden, never silently empty.
+    assert!(page.contains(r#"data-report="pages""#));
+    assert!(
+        page.contains("1 row hidden: each describes fewer than 5 visitors"),
+        "{page}"
+    );
+    // Nothing from anywhere else: every reference is a path of this server.
+    for r in references(&page) {
+        assert!(
+            r.starts_with('/') && !r.starts_with("//") || r.starts_with('#'),
+            "{r}"
+        );
+    }
+    // Another tenant's session sees its own numbers.
+    let (_, hd, _) = html(&h.app, ui("POST", "/ui/login", None, Some("key=rk-b"))).await;
+    let cookie_b = hd[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (_, _, page_b) = html(&h.app, ui("GET", "/ui/usage", Some(&cookie_b), None)).await;
+    assert_eq!(metric(&page_b, "pageviews"), "1");
+    assert!(
+        page_b.contains(">b</span>"),
+        "the tenant is named in the header"
+    );
+
+    // Crash triage: a mark needs the session's form token; with it, the group is resolved.
+    let csrf = input_value(&page, "csrf");
+    let fp = "0123456789abcdef";
+    let (s, _, _) = html(
+        &h.app,
+        ui(
+            "POST",
+            &format!("/ui/crashes/{fp}"),
+            Some(&cookie),
+            Some("state=resolved"),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, hd, _) = html(
+        &h.app,
+        ui(
+            "POST",
+            &format!("/ui/crashes/{fp}"),
+            Some(&cookie),
+            Some(&format!("state=resolved&csrf={csrf}")),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert_eq!(hd[header::LOCATION], format!("/ui/crashes/{fp}"));
+    let (s, _, _) = html(
+        &h.app,
+        ui("GET", "/ui/crashes/not-a-fingerprint", Some(&cookie), None),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _, page) = html(
+        &h.app,
+        ui("GET", "/ui/crashes?state=bogus", Some(&cookie), None),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{page}");
+    // The crash group has one affected visitor, under k: announced as hidden.
+    let (s, _, page) = html(
+        &h.app,
+        ui("GET", "/ui/crashes?state=all", Some(&cookie), None),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.contains("1 row hidden"), "{page}");
+    assert!(!page.contains("alice@example.com"));
+
+    // Logout needs the form token too, then ends the session on the server: the old cookie opens nothing.
+    let (s, _, _) = html(&h.app, ui("POST", "/ui/logout", Some(&cookie), Some(""))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, hd, _) = html(
+        &h.app,
+        ui(
+            "POST",
+            "/ui/logout",
+            Some(&cookie),
+            Some(&format!("csrf={csrf}")),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert_eq!(hd[header::LOCATION], "/ui/login");
+    assert!(
+        hd[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let (s, hd, _) = html(&h.app, ui("GET", "/ui/usage", Some(&cookie), None)).await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert!(
+        hd[header::LOCATION]
+            .to_str()
+            .unwrap()
+            .starts_with("/ui/login")
+    );
+    // The other session is untouched.
+    assert_eq!(
+        html(&h.app, ui("GET", "/ui/usage", Some(&cookie_b), None))
+            .await
+            .0,
+        StatusCode::OK
+    );
 }

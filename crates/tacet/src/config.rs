@@ -52,6 +52,7 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     pub encryption: EncryptionConfig,
     pub lifecycle: LifecycleConfig,
+    pub dashboard: tacet_server::ui::DashboardConfig,
     /// The tenants (`[[tenant]]` tables).
     pub tenant: Vec<TenantConfig>,
 }
@@ -74,6 +75,7 @@ impl Default for Config {
             tls: None,
             encryption: EncryptionConfig::default(),
             lifecycle: LifecycleConfig::default(),
+            dashboard: tacet_server::ui::DashboardConfig::default(),
             tenant: Vec::new(),
         }
     }
@@ -294,6 +296,11 @@ impl Config {
     pub fn audit_dir(&self) -> PathBuf {
         self.shared().join("audit")
     }
+
+    /// The dashboard's crash triage marks (`tacet_server::ui::Triage`).
+    pub fn triage_dir(&self) -> PathBuf {
+        self.shared().join("triage")
+    }
 }
 
 /// `https://Shop.Example/` → `https://shop.example`; anything but scheme, host and port is an error.
@@ -347,6 +354,7 @@ mod tests {
         assert_eq!(example.query, defaults.query);
         assert_eq!(example.lifecycle, defaults.lifecycle);
         assert_eq!(example.http, defaults.http);
+        assert_eq!(example.dashboard, defaults.dashboard);
         assert_eq!(example.listen, defaults.listen);
         assert_eq!(example.data_dir, defaults.data_dir);
         assert_eq!(example.trusted_proxies, defaults.trusted_proxies);

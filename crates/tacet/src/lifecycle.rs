@@ -597,7 +597,13 @@ pub async fn tenant(config: &Config, command: TenantCommand) -> anyhow::Result<(
     }
     let opened = open(config, Arc::new(SystemClock)).await?;
     let certificate = opened.steward.offboard(&tenant, ACTOR, &progress).await?;
+    // The dashboard's crash triage marks (fingerprints and times, no personal data) go with the tenant.
+    let triage = tacet_server::ui::remove_triage(&config.triage_dir(), &tenant)
+        .with_context(|| format!("removing {}", config.triage_dir().display()))?;
     println!("{}", serde_json::to_string_pretty(&certificate)?);
+    if triage {
+        eprintln!("the dashboard's crash triage marks of tenant {tenant} were removed");
+    }
     eprintln!(
         "tenant {tenant} offboarded; remove its [[tenant]] table from the configuration (a server started with \
          it would create new keys)"

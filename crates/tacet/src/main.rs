@@ -819,6 +819,13 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
         ready: Arc::clone(&ready),
         metrics: Some(metrics),
         steward: Some(steward),
+        dashboard: config.dashboard.enabled.then(|| {
+            Arc::new(tacet_server::ui::Dashboard::new(
+                &config.dashboard,
+                Some(config.triage_dir()),
+                tls.is_some(),
+            ))
+        }),
         limits: Arc::clone(&limits),
         // The demo page only for the embedded configuration, whose keys are public anyway.
         demo: match &source {
@@ -858,6 +865,9 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
                 );
             }
             println!("demo page (the tracker in action): http://{addr}/demo");
+            if config.dashboard.enabled {
+                println!("dashboard: http://{addr}/ui (log in with the read key above)");
+            }
         }
         Source::File(path) => {
             println!("configuration: {}", path.display());

@@ -1,0 +1,191 @@
+//! Crash triage state: which crash groups a tenant marked resolved or ignored.
+//!
+//! ```text
+//! <shared dir>/triage/<tenant>.json   {"<fingerprint>": {"state": "resolved", "at": "2026-11-29T10:00:00Z"}, …}
+//! ```
+//!
+//! Fingerprints and times only: no personal data. The file is read on every request (it is small, and other
+//! nodes sharing the directory may have changed it) and replaced atomically (write, fsync, rename). Two
+//! nodes marking groups of one tenant at the same instant may lose one of the two marks (last writer wins).
+//! Offboarding a tenant removes its file. Without a directory (tests) the state lives in memory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tacet_model::TenantId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupState {
+    Open,
+    Resolved,
+    Ignored,
+}
+
+impl GroupState {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(Self::Open),
+            "resolved" => Some(Self::Resolved),
+            "ignored" => Some(Self::Ignored),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Resolved => "resolved",
+            Self::Ignored => "ignored",
+        }
+    }
+}
+
+/// A group's mark: its state and when it was set (RFC 3339, UTC).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    pub state: GroupState,
+    pub at: String,
+}
+
+impl Mark {
+    pub fn new(state: GroupState, at: DateTime<Utc>) -> Self {
+        Self {
+            state,
+            at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        }
+    }
+
+    /// When it was set; `None` if the file was edited into something else.
+    pub fn at(&self) -> Option<DateTime<Utc>> {
+        DateTime::parse_from_rfc3339(&self.at)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+}
+
+pub type Marks = BTreeMap<String, Mark>;
+
+#[derive(Debug)]
+pub struct Triage {
+    dir: Option<PathBuf>,
+    lock: Mutex<HashMap<TenantId, Marks>>,
+}
+
+/// A fingerprint as the privacy crate makes them: 16 lower-case hex characters.
+pub fn valid_fingerprint(fp: &str) -> bool {
+    fp.len() == 16
+        && fp
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl Triage {
+    /// Keeps the state in files under `dir` (created when first written), or in memory with `None`.
+    pub fn new(dir: Option<PathBuf>) -> Self {
+        Self {
+            dir,
+            lock: Mutex::default(),
+        }
+    }
+
+    fn path(&self, tenant: &TenantId) -> Option<PathBuf> {
+        self.dir
+            .as_ref()
+            .map(|d| d.join(format!("{}.json", tenant.as_str())))
+    }
+
+    fn read(&self, tenant: &TenantId, memory: &HashMap<TenantId, Marks>) -> std::io::Result<Marks> {
+        let Some(path) = self.path(tenant) else {
+            return Ok(memory.get(tenant).cloned().unwrap_or_default());
+        };
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                std::io::Error::other(format!(
+                    "{}: {e}; fix or delete the file (it holds only crash triage marks)",
+                    path.display()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Marks::new()),
+            Err(e) => Err(std::io::Error::other(format!("{}: {e}", path.display()))),
+        }
+    }
+
+    /// The tenant's marks, by fingerprint.
+    pub fn marks(&self, tenant: &TenantId) -> std::io::Result<Marks> {
+        let memory = self.lock.lock().expect("triage lock");
+        self.read(tenant, &memory)
+    }
+
+    /// Marks a group; `Open` removes its mark.
+    pub fn set(
+        &self,
+        tenant: &TenantId,
+        fingerprint: &str,
+        state: GroupState,
+        at: DateTime<Utc>,
+    ) -> std::io::Result<()> {
+        let mut memory = self.lock.lock().expect("triage lock");
+        let mut marks = self.read(tenant, &memory)?;
+        match state {
+            GroupState::Open => {
+                marks.remove(fingerprint);
+            }
+            _ => {
+                marks.insert(fingerprint.to_owned(), Mark::new(state, at));
+            }
+        }
+        let Some(path) = self.path(tenant) else {
+            memory.insert(tenant.clone(), marks);
+            return Ok(());
+        };
+        let dir = path.parent().expect("a file in a directory");
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!(".{}.json.tmp", tenant.as_str()));
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(&marks).map_err(std::io::Error::other)?)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(dir)?.sync_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_persist_per_tenant_and_reopen_removes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Triage::new(Some(dir.path().join("triage")));
+        let (a, b) = (TenantId::new("a").unwrap(), TenantId::new("b").unwrap());
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        assert!(t.marks(&a).unwrap().is_empty());
+        t.set(&a, "0123456789abcdef", GroupState::Resolved, at)
+            .unwrap();
+        t.set(&a, "fedcba9876543210", GroupState::Ignored, at)
+            .unwrap();
+        // Another process (node) sees the same file.
+        let again = Triage::new(Some(dir.path().join("triage")));
+        let marks = again.marks(&a).unwrap();
+        assert_eq!(marks["0123456789abcdef"].state, GroupState::Resolved);
+        assert_eq!(marks["fedcba9876543210"].state, GroupState::Ignored);
+        assert!(again.marks(&b).unwrap().is_empty());
+        again
+            .set(&a, "0123456789abcdef", GroupState::Open, at)
+            .unwrap();
+        assert_eq!(t.marks(&a).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn only_fingerprints_are_accepted() {
+        assert!(valid_fingerprint("0123456789abcdef"));
+        assert!(!valid_fingerprint("0123456789ABCDEF"));
+        assert!(!valid_fingerprint("../../etc/passwd"));
+        assert!(!valid_fingerprint("0123"));
+    }
+}
