@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::server::Server;
 
-fn chromium() -> Option<PathBuf> {
+pub(crate) fn chromium() -> Option<PathBuf> {
     if std::env::var_os("TACET_SKIP_BROWSER").is_some() {
         eprintln!("TACET_SKIP_BROWSER is set: skipping a browser test");
         return None;

@@ -2,7 +2,9 @@
 
 mod ballista;
 mod browser;
+mod cdp;
 mod crash;
+mod dashboard;
 mod deploy;
 mod lifecycle;
 mod policy;

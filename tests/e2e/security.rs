@@ -77,6 +77,35 @@ async fn created_keys_work_expire_and_are_revoked_and_no_file_holds_one() {
 
     // The running server accepts the new keys, each for its own role only.
     eventually(&server, &read, "/v1/sql", 200).await;
+    // The read key opens a dashboard session (an admin key does not).
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = |key: String| {
+        browser
+            .post(format!("{}/ui/login", server.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("key={key}"))
+            .send()
+    };
+    assert_eq!(login(admin.clone()).await.unwrap().status(), 403);
+    let resp = login(read.clone()).await.unwrap();
+    assert_eq!(resp.status(), 303);
+    let session = resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let usage = || {
+        browser
+            .get(format!("{}/ui/usage", server.base))
+            .header("cookie", session.as_str())
+            .send()
+    };
+    assert_eq!(usage().await.unwrap().status(), 200);
     eventually(&server, &admin, "/v1/admin/audit", 200).await;
     let (code, body) = status(&server, &read, "/v1/admin/audit").await;
     assert_eq!(code, 403, "{body}");
@@ -108,6 +137,15 @@ async fn created_keys_work_expire_and_are_revoked_and_no_file_holds_one() {
     cli(&["revoke", &id]);
     let body = eventually(&server, &read, "/v1/sql", 401).await;
     assert!(body.contains("revoked"), "{body}");
+    // Revoking the key ended the session it opened: the dashboard sends the browser to log in again.
+    let resp = usage().await.unwrap();
+    assert_eq!(resp.status(), 303);
+    assert!(
+        resp.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/ui/login")
+    );
 
     // No file under the data directory holds either key (only keyed hashes); the audit log has the events.
     for path in files_under(&server.data_dir) {
@@ -211,6 +249,22 @@ async fn beacons_over_https_with_hsts_and_a_renewed_certificate_is_loaded() {
             .to_ascii_lowercase()
             .contains("strict-transport-security: max-age=31536000"),
         "{answer}"
+    );
+    // The dashboard's session cookie over TLS: Secure, and __Host- (no Domain, Path=/, never over HTTP).
+    let (code, answer) = curl(
+        &crt,
+        &format!("{https}/ui/login"),
+        &["-d", "key=config-read-a"],
+    );
+    assert_eq!(code, 0, "{answer}");
+    let cookie = answer
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no session cookie: {answer}"));
+    assert!(cookie.contains(" __Host-tacet_session="), "{cookie}");
+    assert!(
+        cookie.contains("; Path=/; HttpOnly; SameSite=Strict; Secure;"),
+        "{cookie}"
     );
     // Plain HTTP to the TLS port gets no answer.
     let out = std::process::Command::new("curl")
