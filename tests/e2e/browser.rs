@@ -37,6 +37,20 @@ pub(crate) fn chromium() -> Option<PathBuf> {
     );
 }
 
+/// Headless, and quiet: without the background-networking flags Chromium keeps trying Google's hosts,
+/// which this machine's closed network refuses.
+pub(crate) const CHROMIUM_FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+];
+
 /// Pages for the browser, served from their own origin (not the Tacet server's).
 struct Pages {
     addr: SocketAddr,
@@ -133,19 +147,8 @@ async fn serve_pages() -> Pages {
 async fn chromium_dom(chromium: &std::path::Path, url: &str) -> (String, String) {
     let profile = tempfile::tempdir().unwrap();
     let run = tokio::process::Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-extensions",
-            "--virtual-time-budget=4000",
-            "--dump-dom",
-        ])
+        .args(CHROMIUM_FLAGS)
+        .args(["--virtual-time-budget=4000", "--dump-dom"])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(url)
         .kill_on_drop(true)

@@ -32,16 +32,8 @@ impl Browser {
     pub async fn launch(chromium: &Path) -> Browser {
         let profile = tempfile::tempdir().unwrap();
         let mut child = tokio::process::Command::new(chromium)
+            .args(crate::browser::CHROMIUM_FLAGS)
             .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-extensions",
                 "--hide-scrollbars",
                 "--remote-debugging-port=0",
                 "--window-size=1280,900",

@@ -29,11 +29,13 @@ mod triage;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -194,12 +196,7 @@ fn see_other(location: &str) -> Response {
 }
 
 /// A page that only says what went wrong and what to do.
-fn problem(
-    status: StatusCode,
-    title: &str,
-    message: &str,
-    session: Option<&Viewer<'_>>,
-) -> Response {
+fn problem(status: StatusCode, title: &str, message: &str, session: Option<&Viewer>) -> Response {
     let frame = Frame {
         title,
         nav: Nav::None,
@@ -288,47 +285,43 @@ fn same_origin(headers: &HeaderMap) -> bool {
 // ---------------------------------------------------------------------------------------------------------
 // Sessions
 
-struct Viewer<'a> {
-    dash: &'a Dashboard,
-    tenant: &'a TenantEntry,
+/// The logged-in viewer of a page: an extractor that answers with a redirect to the login page (or 404 when
+/// the dashboard is off) instead.
+struct Viewer {
+    dash: Arc<Dashboard>,
+    tenant: TenantEntry,
     token: String,
     session: session::Session,
 }
 
-/// The logged-in viewer, or the response that sends the browser to the login page.
-fn viewer<'a>(
-    state: &'a AppState,
-    headers: &HeaderMap,
-    uri: &Uri,
-) -> Result<Viewer<'a>, Box<Response>> {
-    let dash = state
-        .dashboard
-        .as_deref()
-        .ok_or_else(|| Box::new(not_enabled()))?;
-    let token = cookie(headers, dash.cookie_name()).ok_or_else(|| Box::new(to_login(uri)))?;
-    let session = dash
-        .sessions
-        .get(token)
-        .ok_or_else(|| Box::new(to_login(uri)))?;
-    match state
-        .tenants
-        .authenticate_hash(&session.key_hash, Role::Read)
-    {
-        Ok(tenant) if tenant.id == session.tenant => Ok(Viewer {
-            dash,
-            tenant,
-            token: token.to_owned(),
-            session,
-        }),
-        // The key was revoked or expired, or its tenant is gone: the session ends with it.
-        _ => {
-            dash.sessions.end(token);
-            Err(Box::new(to_login(uri)))
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let (headers, uri) = (&parts.headers, &parts.uri);
+        let dash = state.dashboard.clone().ok_or_else(not_enabled)?;
+        let token = cookie(headers, dash.cookie_name()).ok_or_else(|| to_login(uri))?;
+        let session = dash.sessions.get(token).ok_or_else(|| to_login(uri))?;
+        match state
+            .tenants
+            .authenticate_hash(&session.key_hash, Role::Read)
+        {
+            Ok(tenant) if tenant.id == session.tenant => Ok(Viewer {
+                tenant: tenant.clone(),
+                token: token.to_owned(),
+                session,
+                dash,
+            }),
+            // The key was revoked or expired, or its tenant is gone: the session ends with it.
+            _ => {
+                dash.sessions.end(token);
+                Err(to_login(uri))
+            }
         }
     }
 }
 
-impl Viewer<'_> {
+impl Viewer {
     fn frame<'f>(&'f self, title: &'f str, nav: Nav) -> Frame<'f> {
         Frame {
             title,
@@ -336,6 +329,11 @@ impl Viewer<'_> {
             session: Some((self.tenant.id.as_str(), self.session.csrf.as_str())),
             head: "",
         }
+    }
+
+    /// A page of the dashboard, 200.
+    fn page(&self, title: &str, nav: Nav, body: &str) -> Response {
+        html(StatusCode::OK, html::page(&self.frame(title, nav), body))
     }
 
     fn k(&self) -> u64 {
@@ -385,17 +383,16 @@ for this browser (a cookie it cannot read from scripts) and forgets it when you 
 }
 
 async fn login_form(
+    viewer: Result<Viewer, Response>,
     State(state): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    uri: Uri,
 ) -> Response {
     if state.dashboard.is_none() {
         return not_enabled();
     }
     let next = safe_next(q.get("next").map(String::as_str));
     // Already logged in: straight on.
-    if viewer(&state, &headers, &uri).is_ok() {
+    if viewer.is_ok() {
         return see_other(next);
     }
     login_page(StatusCode::OK, next, None)
@@ -480,16 +477,16 @@ async fn login(
 }
 
 async fn logout(
+    viewer: Result<Viewer, Response>,
     State(state): State<AppState>,
     headers: HeaderMap,
-    uri: Uri,
     body: Bytes,
 ) -> Response {
     let Some(dash) = state.dashboard.as_deref() else {
         return not_enabled();
     };
     let clear = dash.set_cookie("", 0);
-    if let Ok(v) = viewer(&state, &headers, &uri) {
+    if let Ok(v) = viewer {
         if form(&body).get("csrf") != Some(&v.session.csrf) || !same_origin(&headers) {
             return problem(
                 StatusCode::FORBIDDEN,
@@ -868,13 +865,7 @@ fn headline(cur: &Rows, prev: Option<&Rows>, days: i64) -> String {
 }
 
 /// One card with a report's top rows; values link to their filter.
-fn card(
-    v: &Viewer<'_>,
-    view: &View,
-    name: &str,
-    title: &str,
-    rows: &Result<Rows, ApiError>,
-) -> String {
+fn card(v: &Viewer, view: &View, name: &str, title: &str, rows: &Result<Rows, ApiError>) -> String {
     let id = format!("h-{name}");
     let mut out = format!(
         r#"<section class="card" data-report="{name}" aria-labelledby="{id}"><h2 id="{id}">{}</h2>"#,
@@ -909,32 +900,27 @@ const LISTS: &[(&str, &str)] = &[
 ];
 
 async fn usage(
+    v: Viewer,
     State(state): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    uri: Uri,
 ) -> Response {
-    let v = match viewer(&state, &headers, &uri) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
     let today = state.pipeline.clock().now().date_naive();
     let view = View::parse(&q, today);
     let interval = if view.days() == 1 { "hour" } else { "day" };
     let lists = futures::future::join_all(LISTS.iter().map(|(name, _)| {
         report(
             &state,
-            v.tenant,
+            &v.tenant,
             name,
             with(view.params(), &[("limit", "10")]),
         )
     }));
     let (cur, prev, series, lists) = tokio::join!(
-        report(&state, v.tenant, "overview", view.params()),
-        report(&state, v.tenant, "overview", view.previous()),
+        report(&state, &v.tenant, "overview", view.params()),
+        report(&state, &v.tenant, "overview", view.previous()),
         report(
             &state,
-            v.tenant,
+            &v.tenant,
             "timeseries",
             with(view.params(), &[("interval", interval)])
         ),
@@ -998,25 +984,17 @@ async fn usage(
         body.push_str(&card(&v, &view, name, title, rows));
     }
     body.push_str("</div>");
-    html(
-        StatusCode::OK,
-        html::page(&v.frame("Usage", Nav::Usage), &body),
-    )
+    v.page("Usage", Nav::Usage, &body)
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // Realtime
 
 async fn realtime(
+    v: Viewer,
     State(state): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    uri: Uri,
 ) -> Response {
-    let v = match viewer(&state, &headers, &uri) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
     let now = state.pipeline.clock().now();
     let view = View::parse(&q, now.date_naive());
     let mut params: BTreeMap<String, String> = view
@@ -1025,7 +1003,7 @@ async fn realtime(
         .map(|(k, v)| ((*k).to_owned(), v.clone()))
         .collect();
     params.insert("limit".into(), "100".into());
-    let rows = report(&state, v.tenant, "realtime", params).await;
+    let rows = report(&state, &v.tenant, "realtime", params).await;
     let mut body = String::new();
     if let Some(e) = &view.error {
         body.push_str(&format!(r#"<p class="error" role="alert">{}</p>"#, esc(e)));
@@ -1138,15 +1116,10 @@ fn shown_state(
 const SPARKLINES: usize = 25;
 
 async fn crashes(
+    v: Viewer,
     State(state): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    uri: Uri,
 ) -> Response {
-    let v = match viewer(&state, &headers, &uri) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
     let today = state.pipeline.clock().now().date_naive();
     let view = View::parse(&q, today);
     let wanted = q.get("state").map(String::as_str).unwrap_or("open");
@@ -1177,7 +1150,7 @@ async fn crashes(
     };
     let groups = report(
         &state,
-        v.tenant,
+        &v.tenant,
         "crash_groups",
         with(view.params(), &[("limit", "500")]),
     )
@@ -1187,10 +1160,7 @@ async fn crashes(
         Ok(g) => g,
         Err(e) => {
             body.push_str(&failed(&e));
-            return html(
-                StatusCode::OK,
-                html::page(&v.frame("Crashes", Nav::Crashes), &body),
-            );
+            return v.page("Crashes", Nav::Crashes, &body);
         }
     };
     let states: Vec<(&'static str, GroupState)> = groups
@@ -1244,7 +1214,7 @@ async fn crashes(
             .unwrap_or_default();
         report(
             &state,
-            v.tenant,
+            &v.tenant,
             "crash_trend",
             with(view.params(), &[("fingerprint", fp)]),
         )
@@ -1290,23 +1260,15 @@ async fn crashes(
     body.push_str("</tbody></table></div>");
     body.push_str(&html::suppressed(groups.suppressed, v.k()));
     body.push_str("</section>");
-    html(
-        StatusCode::OK,
-        html::page(&v.frame("Crashes", Nav::Crashes), &body),
-    )
+    v.page("Crashes", Nav::Crashes, &body)
 }
 
 async fn crash_group(
+    v: Viewer,
     State(state): State<AppState>,
     Path(fp): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    uri: Uri,
 ) -> Response {
-    let v = match viewer(&state, &headers, &uri) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
     if !triage::valid_fingerprint(&fp) {
         return problem(
             StatusCode::NOT_FOUND,
@@ -1319,9 +1281,9 @@ async fn crash_group(
     let view = View::parse(&q, today);
     let p = with(view.params(), &[("fingerprint", &fp)]);
     let (group, trend, health) = tokio::join!(
-        report(&state, v.tenant, "crash_group", p.clone()),
-        report(&state, v.tenant, "crash_trend", p),
-        report(&state, v.tenant, "release_health", view.params()),
+        report(&state, &v.tenant, "crash_group", p.clone()),
+        report(&state, &v.tenant, "crash_trend", p),
+        report(&state, &v.tenant, "release_health", view.params()),
     );
     let marks = v.dash.triage.marks(&v.tenant.id).unwrap_or_default();
     let mut body = controls(&view, &format!("/ui/crashes/{fp}"), today);
@@ -1415,23 +1377,16 @@ async fn crash_group(
         Err(e) => body.push_str(&failed(e)),
     }
     body.push_str("</section>");
-    html(
-        StatusCode::OK,
-        html::page(&v.frame(&title, Nav::Crashes), &body),
-    )
+    v.page(&title, Nav::Crashes, &body)
 }
 
 async fn mark(
+    v: Viewer,
     State(state): State<AppState>,
     Path(fp): Path<String>,
     headers: HeaderMap,
-    uri: Uri,
     body: Bytes,
 ) -> Response {
-    let v = match viewer(&state, &headers, &uri) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
     let form = form(&body);
     if form.get("csrf") != Some(&v.session.csrf) || !same_origin(&headers) {
         return problem(
