@@ -278,6 +278,17 @@ async fn the_dashboard_in_chromium_shows_what_the_api_answers() {
     b.screenshot(&shots.join("usage-phone.png")).await;
     b.phone(None).await;
 
+    // One day is drawn hour by hour: 24 buckets whose page views add up to the day's.
+    b.navigate_by(
+        "[...document.querySelectorAll('.presets a')].find(a => a.textContent === 'Today').click()",
+    )
+    .await;
+    let hours = b
+        .eval("[...document.querySelectorAll('[aria-labelledby=h-series] details tbody tr')].map(tr => Number(tr.cells[2].textContent))")
+        .await;
+    let hours: Vec<u64> = serde_json::from_value(hours).unwrap();
+    assert_eq!((hours.len(), hours.iter().sum::<u64>()), (24, 12));
+
     // Clicking a row filters by it: /docs, seen by two visitors.
     b.goto(&format!("{base}/ui/usage")).await;
     b.navigate_by("[...document.querySelectorAll('[data-report=pages] a')].find(a => a.textContent === '/docs').click()")

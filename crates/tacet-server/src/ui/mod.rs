@@ -576,6 +576,15 @@ impl View {
         (self.to - self.from).num_days() + 1
     }
 
+    /// Every day of the range, `2026-11-29`.
+    fn day_keys(&self) -> Vec<String> {
+        self.from
+            .iter_days()
+            .take_while(|d| *d <= self.to)
+            .map(|d| d.to_string())
+            .collect()
+    }
+
     /// The report parameters of this view.
     fn params(&self) -> BTreeMap<String, String> {
         let mut p: BTreeMap<String, String> = self
@@ -673,29 +682,32 @@ fn parse_time(s: &str) -> Option<chrono::DateTime<Utc>> {
         .map(|t| t.and_utc())
 }
 
-/// Counts of a column per day of the view, zero on days without a row (`key` is the row's date column).
-fn per_day(
-    view: &View,
+/// Each of `columns` at every one of `keys`, zero where no row has it. A row is matched by the first
+/// characters of its `key` column, as many as the keys have: a day `2026-11-29`, an hour `2026-11-29T10`,
+/// a minute `2026-11-29T10:04` (the JSON answer's timestamps are `2026-11-29T10:04:05…`).
+fn aligned(
     rows: &[Map<String, Value>],
     key: &str,
-    column: &str,
-) -> (Vec<String>, Vec<f64>) {
-    let mut by_day: HashMap<String, f64> = HashMap::new();
-    for r in rows {
-        if let Some(day) = r.get(key).and_then(Value::as_str).and_then(|d| d.get(..10)) {
-            *by_day.entry(day.to_owned()).or_default() +=
-                r.get(column).and_then(Value::as_f64).unwrap_or(0.0);
-        }
-    }
-    view.from
-        .iter_days()
-        .take_while(|d| *d <= view.to)
-        .map(|d| {
-            let k = d.to_string();
-            let v = by_day.get(&k).copied().unwrap_or(0.0);
-            (k, v)
+    keys: &[String],
+    columns: &[&str],
+) -> Vec<Vec<f64>> {
+    let len = keys.first().map_or(0, String::len);
+    let by: HashMap<&str, &Map<String, Value>> = rows
+        .iter()
+        .filter_map(|r| Some((r.get(key)?.as_str()?.get(..len)?, r)))
+        .collect();
+    columns
+        .iter()
+        .map(|c| {
+            keys.iter()
+                .map(|k| {
+                    by.get(k.as_str())
+                        .and_then(|r| number(Some(r), c))
+                        .unwrap_or(0.0)
+                })
+                .collect()
         })
-        .unzip()
+        .collect()
 }
 
 /// The range picker and the filter form, with the active filters as removable chips.
@@ -939,41 +951,20 @@ async fn usage(
     body.push_str(r#"<section class="card wide" aria-labelledby="h-series"><h2 id="h-series">Visitors and page views</h2>"#);
     match &series {
         Ok(s) => {
-            let (buckets, visitors, pageviews) = if interval == "hour" {
-                let mut by: HashMap<String, (f64, f64)> = HashMap::new();
-                for r in &s.rows {
-                    if let Some(h) = r
-                        .get("bucket")
-                        .and_then(Value::as_str)
-                        .and_then(|b| b.get(11..13))
-                    {
-                        by.insert(
-                            h.to_owned(),
-                            (
-                                number(Some(r), "visitors").unwrap_or(0.0),
-                                number(Some(r), "pageviews").unwrap_or(0.0),
-                            ),
-                        );
-                    }
-                }
-                let hours: Vec<String> = (0..24).map(|h| format!("{h:02}")).collect();
-                let vis = hours
-                    .iter()
-                    .map(|h| by.get(h).map_or(0.0, |x| x.0))
-                    .collect();
-                let pv = hours
-                    .iter()
-                    .map(|h| by.get(h).map_or(0.0, |x| x.1))
-                    .collect();
-                (hours.iter().map(|h| format!("{h}:00")).collect(), vis, pv)
+            let (keys, labels) = if interval == "hour" {
+                let keys: Vec<String> = (0..24).map(|h| format!("{}T{h:02}", view.from)).collect();
+                let labels = (0..24).map(|h| format!("{h:02}:00")).collect();
+                (keys, labels)
             } else {
-                let (days, vis) = per_day(&view, &s.rows, "bucket", "visitors");
-                let (_, pv) = per_day(&view, &s.rows, "bucket", "pageviews");
-                (days, vis, pv)
+                (view.day_keys(), view.day_keys())
             };
+            let [visitors, pageviews]: [Vec<f64>; 2] =
+                aligned(&s.rows, "bucket", &keys, &["visitors", "pageviews"])
+                    .try_into()
+                    .expect("two columns");
             body.push_str(&html::bars(
                 "Visitors and page views over the range",
-                &buckets,
+                &labels,
                 &[("visitors", visitors), ("page views", pageviews)],
             ));
         }
@@ -1033,50 +1024,24 @@ async fn realtime(
                 ));
             }
             body.push_str("</dl>");
-            let mut by: HashMap<String, (f64, f64)> = HashMap::new();
-            for x in &r.rows {
-                if let Some(m) = x
-                    .get("minute")
-                    .and_then(Value::as_str)
-                    .and_then(|m| m.get(11..16))
-                {
-                    by.insert(
-                        m.to_owned(),
-                        (
-                            number(Some(x), "visitors").unwrap_or(0.0),
-                            number(Some(x), "pageviews").unwrap_or(0.0),
-                        ),
-                    );
-                }
-            }
             let minutes: Vec<String> = (0..30)
                 .rev()
                 .map(|i| {
                     (now - chrono::Duration::minutes(i))
-                        .format("%H:%M")
+                        .format("%Y-%m-%dT%H:%M")
                         .to_string()
                 })
                 .collect();
+            let labels: Vec<String> = minutes.iter().map(|m| m[11..].to_owned()).collect();
+            let [visitors, pageviews]: [Vec<f64>; 2] =
+                aligned(&r.rows, "minute", &minutes, &["visitors", "pageviews"])
+                    .try_into()
+                    .expect("two columns");
             body.push_str(r#"<section class="card wide" aria-labelledby="h-minutes"><h2 id="h-minutes">Minute by minute (UTC)</h2>"#);
             body.push_str(&html::bars(
                 "Visitors and page views per minute",
-                &minutes,
-                &[
-                    (
-                        "visitors",
-                        minutes
-                            .iter()
-                            .map(|m| by.get(m).map_or(0.0, |x| x.0))
-                            .collect(),
-                    ),
-                    (
-                        "page views",
-                        minutes
-                            .iter()
-                            .map(|m| by.get(m).map_or(0.0, |x| x.1))
-                            .collect(),
-                    ),
-                ],
+                &labels,
+                &[("visitors", visitors), ("page views", pageviews)],
             ));
             body.push_str("</section>");
         }
@@ -1236,8 +1201,8 @@ async fn crashes(
             .unwrap_or_default();
         let spark = match trends.get(i) {
             Some(Ok(t)) => {
-                let (_, counts) = per_day(&view, &t.rows, "day", "crashes");
-                html::sparkline(&format!("crashes per day of group {fp}"), &counts)
+                let counts = aligned(&t.rows, "day", &view.day_keys(), &["crashes"]);
+                html::sparkline(&format!("crashes per day of group {fp}"), &counts[0])
             }
             Some(Err(_)) => "(failed)".to_owned(),
             None => String::new(),
@@ -1358,8 +1323,11 @@ async fn crash_group(
     body.push_str(r#"<section class="card wide" aria-labelledby="h-trend"><h2 id="h-trend">Crashes per day</h2>"#);
     match &trend {
         Ok(t) => {
-            let (days, crashes) = per_day(&view, &t.rows, "day", "crashes");
-            let (_, visitors) = per_day(&view, &t.rows, "day", "visitors");
+            let days = view.day_keys();
+            let [crashes, visitors]: [Vec<f64>; 2] =
+                aligned(&t.rows, "day", &days, &["crashes", "visitors"])
+                    .try_into()
+                    .expect("two columns");
             body.push_str(&html::bars(
                 "Crashes and affected visitors per day",
                 &days,
@@ -1437,6 +1405,7 @@ async fn mark(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn only_dashboard_addresses_are_followed_after_login() {
@@ -1490,6 +1459,33 @@ mod tests {
         let v = View::parse(&bad, today);
         assert!(v.error.unwrap().contains("not a date"));
         assert_eq!(v.to, today);
+    }
+
+    #[test]
+    fn series_are_aligned_to_their_buckets_with_zeros_between() {
+        let rows: Vec<Map<String, Value>> = serde_json::from_value(json!([
+            {"bucket": "2026-11-28T00:00:00", "visitors": 3, "pageviews": 7},
+            {"bucket": "2026-11-30T00:00:00", "visitors": 1, "pageviews": 1},
+        ]))
+        .unwrap();
+        let days: Vec<String> = ["2026-11-28", "2026-11-29", "2026-11-30"]
+            .map(String::from)
+            .into();
+        assert_eq!(
+            aligned(&rows, "bucket", &days, &["visitors", "pageviews"]),
+            [vec![3.0, 0.0, 1.0], vec![7.0, 0.0, 1.0]]
+        );
+        let minutes: Vec<Map<String, Value>> =
+            serde_json::from_value(json!([{"minute": "2026-11-29T23:59:00", "visitors": 2}]))
+                .unwrap();
+        let keys: Vec<String> = ["2026-11-28T23:59", "2026-11-29T23:59"]
+            .map(String::from)
+            .into();
+        // The same minute of another day is another bucket.
+        assert_eq!(
+            aligned(&minutes, "minute", &keys, &["visitors"]),
+            [vec![0.0, 2.0]]
+        );
     }
 
     #[test]
