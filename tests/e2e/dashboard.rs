@@ -355,6 +355,12 @@ async fn the_dashboard_in_chromium_shows_what_the_api_answers() {
     let stack = b.eval("document.getElementById('stack').textContent").await;
     assert!(stack.as_str().unwrap().starts_with("at pay ("), "{stack}");
     assert!(stack.as_str().unwrap().contains("at main ("), "{stack}");
+    // And normalised, as the fingerprint groups it: no host, no line or column.
+    assert_eq!(
+        b.eval("[...document.querySelectorAll('#frames li.grouped code')].map(c => c.textContent)")
+            .await,
+        json!(["pay (/app.js)", "main (/app.js)"])
+    );
     let (trend, _) = api(&server, "crash_trend", &format!("fingerprint={fp}")).await;
     assert_eq!(trend[0]["crashes"], 3);
     let (health, _) = api(&server, "release_health", "").await;

@@ -1300,9 +1300,10 @@ async fn crash_group(
                 body.push_str("</form>");
                 body.push_str(&format!(
                     r#"<section class="card wide" aria-labelledby="h-message"><h2 id="h-message">Message (scrubbed)</h2><pre id="message">{}</pre>
-<h2 id="h-stack">Stack (scrubbed, top frame first)</h2><pre id="stack">{}</pre></section>"#,
+<h2 id="h-stack">Stack (scrubbed, top frame first)</h2><pre id="stack">{}</pre>{}</section>"#,
                     esc(&s("example_message")),
                     esc(r.get("example_stack").and_then(Value::as_str).unwrap_or("(no stack was sent)")),
+                    normalised_stack(r.get("example_stack").and_then(Value::as_str).unwrap_or_default()),
                 ));
                 s("error_type")
             }
@@ -1346,6 +1347,38 @@ async fn crash_group(
     }
     body.push_str("</section>");
     v.page(&title, Nav::Crashes, &body)
+}
+
+/// The stack as the fingerprint sees it: each frame normalised (no host, position, bundle hash or number),
+/// the frames it groups by marked, library frames named as such.
+fn normalised_stack(stack: &str) -> String {
+    use tacet_privacy::fingerprint::{FRAMES, is_in_app, normalise_frame};
+    let frames: Vec<&str> = stack.lines().filter(|l| !l.trim().is_empty()).collect();
+    if frames.is_empty() {
+        return String::new();
+    }
+    let any_in_app = frames.iter().any(|f| is_in_app(f));
+    let mut used = 0;
+    let mut out = String::from(
+        r#"<h2 id="h-frames">Normalised stack: what groups these crashes</h2><ol id="frames" class="frames">"#,
+    );
+    for f in frames {
+        let in_app = is_in_app(f);
+        let grouped = (in_app || !any_in_app) && used < FRAMES;
+        used += usize::from(grouped);
+        out.push_str(&format!(
+            r#"<li class="{}"><code>{}</code>{}</li>"#,
+            if grouped { "grouped" } else { "skipped" },
+            esc(&normalise_frame(f)),
+            match (grouped, in_app) {
+                (true, _) => "",
+                (false, false) => r#" <span class="note">library frame, not grouped by</span>"#,
+                (false, true) => r#" <span class="note">beyond the frames grouped by</span>"#,
+            }
+        ));
+    }
+    out.push_str("</ol>");
+    out
 }
 
 async fn mark(
