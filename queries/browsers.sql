@@ -4,6 +4,7 @@
 --   referrer_class, utm_source, utm_campaign, event, release, fingerprint)
 -- columns: browser, visitors, pageviews
 -- k: visitors
+-- rollups: pageview browser (days whose raw page views expired are added from the daily rollups, without filters)
 WITH {{visits}}
 SELECT browser AS browser, COUNT(DISTINCT visitor_id) AS visitors, COUNT(*) AS pageviews
 FROM scoped

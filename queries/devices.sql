@@ -4,6 +4,7 @@
 --   referrer_class, utm_source, utm_campaign, event, release, fingerprint)
 -- columns: device (desktop, mobile, tablet, appliance, bot, unknown), visitors, pageviews
 -- k: visitors
+-- rollups: pageview device (days whose raw page views expired are added from the daily rollups, without filters)
 WITH {{visits}}
 SELECT device AS device, COUNT(DISTINCT visitor_id) AS visitors, COUNT(*) AS pageviews
 FROM scoped

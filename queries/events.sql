@@ -4,6 +4,7 @@
 --   referrer_class, utm_source, utm_campaign, event, release, fingerprint)
 -- columns: event (name), visitors, events
 -- k: visitors
+-- rollups: event event (days whose raw custom events expired are added from the daily rollups, without filters)
 WITH {{visits}}
 SELECT name AS event, COUNT(DISTINCT visitor_id) AS visitors, COUNT(*) AS events
 FROM scoped

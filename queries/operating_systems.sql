@@ -4,6 +4,7 @@
 --   referrer_class, utm_source, utm_campaign, event, release, fingerprint)
 -- columns: os, visitors, pageviews
 -- k: visitors
+-- rollups: pageview os (days whose raw page views expired are added from the daily rollups, without filters)
 WITH {{visits}}
 SELECT os AS os, COUNT(DISTINCT visitor_id) AS visitors, COUNT(*) AS pageviews
 FROM scoped

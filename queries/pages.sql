@@ -4,6 +4,7 @@
 --   referrer_class, utm_source, utm_campaign, event, release, fingerprint)
 -- columns: page (path), visitors, pageviews
 -- k: visitors
+-- rollups: pageview page (days whose raw page views expired are added from the daily rollups, without filters)
 WITH {{visits}}
 SELECT url_path AS page, COUNT(DISTINCT visitor_id) AS visitors, COUNT(*) AS pageviews
 FROM scoped

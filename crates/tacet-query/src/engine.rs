@@ -283,6 +283,11 @@ impl QueryEngine {
                 },
             )
             .await?;
+        if let Some((kind, dimension)) = report.rollup() {
+            out = self
+                .add_expired_days(tenant, &kind, &dimension, params, out)
+                .await?;
+        }
         if let Some(column) = report.k_column().filter(|_| k > 1) {
             let mut kept = Vec::with_capacity(out.batches.len());
             for batch in &out.batches {

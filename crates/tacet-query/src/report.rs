@@ -123,6 +123,14 @@ impl Report {
         self.header("k")
     }
 
+    /// The rollup (kind, dimension) that answers this breakdown for days whose raw events expired
+    /// (`-- rollups: pageview page`): its columns must be the value, distinct visitors, and a count.
+    pub fn rollup(&self) -> Option<(String, String)> {
+        let h = self.header("rollups")?;
+        let mut words = h.split_whitespace();
+        Some((words.next()?.to_owned(), words.next()?.to_owned()))
+    }
+
     /// Whether the report may run on a Ballista cluster (`-- distributed: no` keeps it local).
     pub fn distributed(&self) -> bool {
         self.header("distributed")
