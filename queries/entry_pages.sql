@@ -6,13 +6,14 @@
 -- k: visitors
 WITH {{visits}},
 ranked AS (
-    SELECT visitor_id, url_path,
-        ROW_NUMBER() OVER (PARTITION BY visitor_id, visit_no ORDER BY ts ASC) AS rank
+    SELECT visitor_id, url_path, visit_no,
+        LAG(visit_no) OVER (ORDER BY visitor_id, ts) AS neighbour_visit
     FROM tagged
     WHERE kind = 'pageview' AND visitor_id IS NOT NULL
 )
+-- The first page view of a visit: the previous page view (in visitor, time order) belongs to another visit.
 SELECT url_path AS page, COUNT(DISTINCT visitor_id) AS visitors, COUNT(*) AS visits
 FROM ranked
-WHERE rank = 1
+WHERE neighbour_visit IS DISTINCT FROM visit_no
 GROUP BY url_path
 ORDER BY visitors DESC, visits DESC, page

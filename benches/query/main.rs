@@ -5,6 +5,8 @@
 //! pip install duckdb                                   # the baseline (PyPI)
 //! cargo bench -p tacet-query --bench query             # 10M events (TACET_BENCH_EVENTS to change)
 //! TACET_BENCH_EVENTS=100000000 cargo bench -p tacet-query --bench query
+//! TACET_BENCH_DIR=/tmp/qb TACET_BENCH_REPORTS=overview TACET_BENCH_EXPLAIN=overview cargo bench …
+//!                                                      # keep and reuse the lake, time some, explain one
 //! ```
 //!
 //! "Cold" is a new engine (DataFusion: a new `QueryEngine`, so no footer or statistics cache; DuckDB: a new
@@ -191,8 +193,8 @@ fn duckdb_sql(report: &Report, from: &str, to: &str) -> String {
     let mut sql = report.expanded_sql();
     sql = sql
         .replace(
-            "CAST(ts AS BIGINT) - CAST(LAG(ts) OVER (PARTITION BY visitor_id ORDER BY ts) AS BIGINT)",
-            "epoch_ms(ts) - epoch_ms(LAG(ts) OVER (PARTITION BY visitor_id ORDER BY ts))",
+            "CAST(ts AS BIGINT) - CAST(LAG(ts) OVER (ORDER BY visitor_id, ts) AS BIGINT)",
+            "epoch_ms(ts) - epoch_ms(LAG(ts) OVER (ORDER BY visitor_id, ts))",
         )
         .replace(
             "CAST(ended AS BIGINT) - CAST(started AS BIGINT)",
@@ -219,21 +221,38 @@ fn main() {
         .unwrap_or(10_000_000);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let lake_dir = dir.path().join("lake");
+    // TACET_BENCH_DIR keeps the generated lake there and reuses it on the next run (for trying changes to
+    // the queries without generating again; delete the directory after changing the fixture or the layout).
+    let kept = std::env::var_os("TACET_BENCH_DIR").map(std::path::PathBuf::from);
+    let lake_dir = kept
+        .clone()
+        .unwrap_or_else(|| dir.path().to_owned())
+        .join("lake");
     let lake = Lake::local(&lake_dir).unwrap();
-    let started = Instant::now();
-    let ndjson = runtime.block_on(generate(&lake, total));
-    let bytes = dir_bytes(&lake_dir);
-    println!(
-        "fixture: {total} events, {TENANTS} tenants, {DAYS} days, generated and written in {:.0}s",
-        started.elapsed().as_secs_f64()
-    );
-    println!(
-        "size: {:.1} bytes/event in Parquet vs {:.1} bytes/event as NDJSON ({:.1}x smaller)",
-        bytes as f64 / total as f64,
-        ndjson as f64 / total as f64,
-        ndjson as f64 / bytes as f64
-    );
+    if kept.is_some() && lake_dir.join("events").is_dir() {
+        println!("fixture: reusing {}", lake_dir.display());
+    } else {
+        let started = Instant::now();
+        let ndjson = runtime.block_on(generate(&lake, total));
+        let bytes = dir_bytes(&lake_dir);
+        println!(
+            "fixture: {total} events, {TENANTS} tenants, {DAYS} days, generated and written in {:.0}s",
+            started.elapsed().as_secs_f64()
+        );
+        println!(
+            "size: {:.1} bytes/event in Parquet vs {:.1} bytes/event as NDJSON ({:.1}x smaller)",
+            bytes as f64 / total as f64,
+            ndjson as f64 / total as f64,
+            ndjson as f64 / bytes as f64
+        );
+    }
+    // TACET_BENCH_REPORTS=overview,pages times only those.
+    let only = std::env::var("TACET_BENCH_REPORTS").unwrap_or_default();
+    let reports: Vec<&str> = REPORTS
+        .iter()
+        .copied()
+        .filter(|r| only.is_empty() || only.split(',').any(|o| o.trim() == *r))
+        .collect();
 
     let (from, to) = ("2026-10-01", "2026-10-31");
     let given: BTreeMap<String, String> = [("from", from), ("to", to), ("limit", "100")]
@@ -249,11 +268,30 @@ fn main() {
         ..QueryConfig::default()
     };
     let engine = || QueryEngine::new(Arc::clone(lake.store()), config.clone()).unwrap();
+    // TACET_BENCH_EXPLAIN=overview prints DataFusion's EXPLAIN ANALYZE of that report first.
+    if let Ok(name) = std::env::var("TACET_BENCH_EXPLAIN") {
+        let report = Report::find(&name).unwrap();
+        let sql = report
+            .expanded_sql()
+            .replace("$from", &format!("'{from}'"))
+            .replace("$to", &format!("'{to}'"))
+            .replace("$interval", "'day'");
+        let sql = tacet_query::FILTERS.iter().fold(sql, |sql, (f, _)| {
+            sql.replace(&format!("${f}"), "CAST(NULL AS VARCHAR)")
+        });
+        let out = runtime
+            .block_on(engine().sql(&tenant, &format!("EXPLAIN ANALYZE {sql}")))
+            .unwrap();
+        println!(
+            "{}",
+            arrow::util::pretty::pretty_format_batches(&out.batches).unwrap()
+        );
+    }
 
     // Tacet: cold (a new engine each time), then hot (median of five on one engine).
     let mut tacet: BTreeMap<&str, (f64, f64, usize)> = BTreeMap::new();
     let hot_engine = engine();
-    for name in REPORTS {
+    for name in &reports {
         let report = Report::find(name).unwrap();
         let cold_engine = engine();
         let t = Instant::now();
@@ -278,7 +316,7 @@ fn main() {
 
     // DuckDB on the same files, the same SQL, in the same run.
     let glob = format!("{}/events/tenant={BIG}/*/*/*.parquet", lake_dir.display());
-    let queries: BTreeMap<&str, String> = REPORTS
+    let queries: BTreeMap<&str, String> = reports
         .iter()
         .map(|n| (*n, duckdb_sql(Report::find(n).unwrap(), from, to)))
         .collect();
@@ -324,7 +362,7 @@ fn main() {
     )
     .unwrap();
     let (mut log_cold, mut log_hot) = (0.0, 0.0);
-    for name in REPORTS {
+    for name in &reports {
         let (tc, th, rows) = tacet[name];
         let d = &duck[*name];
         let (dc, dh) = (d["cold"].as_f64().unwrap(), d["hot"].as_f64().unwrap());
@@ -344,7 +382,7 @@ fn main() {
         )
         .unwrap();
     }
-    let n = REPORTS.len() as f64;
+    let n = reports.len() as f64;
     writeln!(
         stdout,
         "geometric mean of the ratios (Tacet / DuckDB): cold {:.2}, hot {:.2}",

@@ -66,15 +66,15 @@ marked AS (
     SELECT *,
         CASE
             WHEN visitor_id IS NULL THEN NULL
-            WHEN LAG(ts) OVER (PARTITION BY visitor_id ORDER BY ts) IS NULL THEN 1
-            WHEN CAST(ts AS BIGINT) - CAST(LAG(ts) OVER (PARTITION BY visitor_id ORDER BY ts) AS BIGINT) > 1800000 THEN 1
+            WHEN LAG(visitor_id) OVER (ORDER BY visitor_id, ts) IS DISTINCT FROM visitor_id THEN 1
+            WHEN CAST(ts AS BIGINT) - CAST(LAG(ts) OVER (ORDER BY visitor_id, ts) AS BIGINT) > 1800000 THEN 1
             ELSE 0
         END AS visit_start
     FROM scoped
 ),
 tagged AS (
     SELECT *,
-        SUM(visit_start) OVER (PARTITION BY visitor_id ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS visit_no
+        SUM(visit_start) OVER (ORDER BY visitor_id, ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS visit_no
     FROM marked
 ),
 visits AS (
