@@ -1112,6 +1112,17 @@ async fn the_dashboard_logs_in_with_the_read_key_shows_the_api_numbers_and_logs_
     )
     .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{page}");
+    // The chosen tab stays chosen through the range presets and the filter form.
+    let (_, _, page) = html(
+        &h.app,
+        ui("GET", "/ui/crashes?state=resolved", Some(&cookie), None),
+    )
+    .await;
+    assert!(
+        page.contains(r#"<input type="hidden" name="state" value="resolved">"#),
+        "{page}"
+    );
+    assert!(page.contains("state=resolved&amp;to="), "{page}");
     // The crash group has one affected visitor, under k: announced as hidden.
     let (s, _, page) = html(
         &h.app,

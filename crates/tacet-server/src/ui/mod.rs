@@ -539,6 +539,9 @@ struct View {
     to: NaiveDate,
     filters: BTreeMap<&'static str, String>,
     error: Option<String>,
+    /// Page parameters that are not report parameters (the crash list's `state`): kept by every link and
+    /// the filter form.
+    keep: Vec<(&'static str, String)>,
 }
 
 impl View {
@@ -557,6 +560,7 @@ impl View {
                 to: p.to,
                 filters: p.filters,
                 error: None,
+                keep: Vec::new(),
             },
             Err(e) => {
                 let p = ReportParams::parse(&BTreeMap::new(), today).expect("the defaults parse");
@@ -567,6 +571,7 @@ impl View {
                     error: Some(format!(
                         "{e}; showing the last 30 days without filters instead"
                     )),
+                    keep: Vec::new(),
                 }
             }
         }
@@ -615,6 +620,11 @@ impl View {
                 Some(v) => p.insert((*k).to_owned(), (*v).to_owned()),
                 None => p.remove(*k),
             };
+        }
+        for (k, v) in &self.keep {
+            if !change.iter().any(|(c, _)| c == k) {
+                p.insert((*k).to_owned(), v.clone());
+            }
         }
         let pairs: Vec<(&str, &str)> = p.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         format!("{path}?{}", query_string(&pairs))
@@ -780,6 +790,12 @@ fn controls(view: &View, path: &str, today: NaiveDate) -> String {
     ));
     out.push_str(&text("country", "Country"));
     out.push_str(&text("utm_source", "UTM source"));
+    for (k, v) in &view.keep {
+        out.push_str(&format!(
+            r#"<input type="hidden" name="{k}" value="{}">"#,
+            esc(v)
+        ));
+    }
     // Filters the form has no field for travel along unchanged.
     for (f, v) in &view.filters {
         if !matches!(
@@ -1086,7 +1102,7 @@ async fn crashes(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let today = state.pipeline.clock().now().date_naive();
-    let view = View::parse(&q, today);
+    let mut view = View::parse(&q, today);
     let wanted = q.get("state").map(String::as_str).unwrap_or("open");
     let wanted = match wanted {
         "all" => None,
@@ -1102,6 +1118,9 @@ async fn crashes(
             }
         },
     };
+    // The tab stays chosen when the range or a filter changes.
+    view.keep
+        .push(("state", wanted.map_or("all", GroupState::as_str).to_owned()));
     let marks = match v.dash.triage.marks(&v.tenant.id) {
         Ok(m) => m,
         Err(e) => {
@@ -1153,7 +1172,7 @@ async fn crashes(
             .iter()
             .filter(|(_, s)| filter.is_none_or(|f| f == *s))
             .count();
-        let href = format!("{}&state={key}", view.href("/ui/crashes", &[]));
+        let href = view.href("/ui/crashes", &[("state", Some(key))]);
         body.push_str(&format!(
             r#"<a href="{}"{}>{label} <span class="count">{n}</span></a>"#,
             esc(&href),
