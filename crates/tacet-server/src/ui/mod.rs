@@ -692,6 +692,20 @@ fn parse_time(s: &str) -> Option<chrono::DateTime<Utc>> {
         .map(|t| t.and_utc())
 }
 
+/// A bar chart of report rows: each series (column, legend) aligned to the buckets (`key` column, `keys`,
+/// their `labels`) by [`aligned`].
+fn chart(
+    title: &str,
+    rows: &[Map<String, Value>],
+    (key, keys, labels): (&str, &[String], &[String]),
+    series: &[(&str, &str)],
+) -> String {
+    let columns: Vec<&str> = series.iter().map(|(c, _)| *c).collect();
+    let values = aligned(rows, key, keys, &columns);
+    let named: Vec<(&str, Vec<f64>)> = series.iter().map(|(_, l)| *l).zip(values).collect();
+    html::bars(title, labels, &named)
+}
+
 /// Each of `columns` at every one of `keys`, zero where no row has it. A row is matched by the first
 /// characters of its `key` column, as many as the keys have: a day `2026-11-29`, an hour `2026-11-29T10`,
 /// a minute `2026-11-29T10:04` (the JSON answer's timestamps are `2026-11-29T10:04:05…`).
@@ -974,14 +988,11 @@ async fn usage(
             } else {
                 (view.day_keys(), view.day_keys())
             };
-            let [visitors, pageviews]: [Vec<f64>; 2] =
-                aligned(&s.rows, "bucket", &keys, &["visitors", "pageviews"])
-                    .try_into()
-                    .expect("two columns");
-            body.push_str(&html::bars(
+            body.push_str(&chart(
                 "Visitors and page views over the range",
-                &labels,
-                &[("visitors", visitors), ("page views", pageviews)],
+                &s.rows,
+                ("bucket", &keys, &labels),
+                &[("visitors", "visitors"), ("pageviews", "page views")],
             ));
         }
         Err(e) => body.push_str(&failed(e)),
@@ -1049,15 +1060,12 @@ async fn realtime(
                 })
                 .collect();
             let labels: Vec<String> = minutes.iter().map(|m| m[11..].to_owned()).collect();
-            let [visitors, pageviews]: [Vec<f64>; 2] =
-                aligned(&r.rows, "minute", &minutes, &["visitors", "pageviews"])
-                    .try_into()
-                    .expect("two columns");
             body.push_str(r#"<section class="card wide" aria-labelledby="h-minutes"><h2 id="h-minutes">Minute by minute (UTC)</h2>"#);
-            body.push_str(&html::bars(
+            body.push_str(&chart(
                 "Visitors and page views per minute",
-                &labels,
-                &[("visitors", visitors), ("page views", pageviews)],
+                &r.rows,
+                ("minute", &minutes, &labels),
+                &[("visitors", "visitors"), ("pageviews", "page views")],
             ));
             body.push_str("</section>");
         }
@@ -1344,14 +1352,11 @@ async fn crash_group(
     match &trend {
         Ok(t) => {
             let days = view.day_keys();
-            let [crashes, visitors]: [Vec<f64>; 2] =
-                aligned(&t.rows, "day", &days, &["crashes", "visitors"])
-                    .try_into()
-                    .expect("two columns");
-            body.push_str(&html::bars(
+            body.push_str(&chart(
                 "Crashes and affected visitors per day",
-                &days,
-                &[("crashes", crashes), ("affected visitors", visitors)],
+                &t.rows,
+                ("day", &days, &days),
+                &[("crashes", "crashes"), ("visitors", "affected visitors")],
             ));
         }
         Err(e) => body.push_str(&failed(e)),
