@@ -14,9 +14,10 @@ use crate::Event;
 #[error("not an encoded event: {0}")]
 pub struct DecodeError(&'static str);
 
-const DEVICES: [&str; 6] = ["desktop", "mobile", "tablet", "appliance", "bot", "unknown"];
+/// Device classes; the codec stores an index, so only append.
+pub const DEVICES: [&str; 6] = ["desktop", "mobile", "tablet", "appliance", "bot", "unknown"];
 /// Referrer classes; the codec stores an index, so only append.
-pub(crate) const REFERRER_CLASSES: [&str; 6] =
+pub const REFERRER_CLASSES: [&str; 6] =
     ["direct", "internal", "search", "social", "email", "other"];
 /// Reasons for anonymisation; the codec stores an index, so only append.
 pub(crate) const ANONYMISED: [&str; 3] = ["dnt", "gpc", "consent"];

@@ -42,7 +42,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
 pub use arrow::error::ArrowError;
-pub use codec::DecodeError;
+pub use codec::{DEVICES, DecodeError, REFERRER_CLASSES};
 pub use event::{Event, EventBatch};
 pub use geo::{GeoDb, GeoError, Location, testdb};
 pub use policy::{

@@ -734,6 +734,21 @@ fn aligned(
         .collect()
 }
 
+/// The filters the form has a field for: name, label, and the choices of a select (else a text field).
+const FORM_FILTERS: &[(&str, &str, Option<&[&str]>)] = &[
+    ("page", "Page", None),
+    (
+        "referrer_class",
+        "Referrer class",
+        Some(&tacet_privacy::REFERRER_CLASSES),
+    ),
+    ("browser", "Browser", None),
+    ("os", "Operating system", None),
+    ("device", "Device", Some(&tacet_privacy::DEVICES)),
+    ("country", "Country", None),
+    ("utm_source", "UTM source", None),
+];
+
 /// The range picker and the filter form, with the active filters as removable chips.
 fn controls(view: &View, path: &str, today: NaiveDate) -> String {
     let mut out = String::new();
@@ -789,21 +804,12 @@ fn controls(view: &View, path: &str, today: NaiveDate) -> String {
         s.push_str("</select></div>");
         s
     };
-    out.push_str(&text("page", "Page"));
-    out.push_str(&select(
-        "referrer_class",
-        "Referrer class",
-        &["direct", "internal", "search", "social", "email", "other"],
-    ));
-    out.push_str(&text("browser", "Browser"));
-    out.push_str(&text("os", "Operating system"));
-    out.push_str(&select(
-        "device",
-        "Device",
-        &["desktop", "mobile", "tablet", "appliance", "bot", "unknown"],
-    ));
-    out.push_str(&text("country", "Country"));
-    out.push_str(&text("utm_source", "UTM source"));
+    for (name, label, options) in FORM_FILTERS {
+        out.push_str(&match options {
+            Some(options) => select(name, label, options),
+            None => text(name, label),
+        });
+    }
     for (k, v) in &view.keep {
         out.push_str(&format!(
             r#"<input type="hidden" name="{k}" value="{}">"#,
@@ -812,10 +818,7 @@ fn controls(view: &View, path: &str, today: NaiveDate) -> String {
     }
     // Filters the form has no field for travel along unchanged.
     for (f, v) in &view.filters {
-        if !matches!(
-            *f,
-            "page" | "referrer_class" | "browser" | "os" | "device" | "country" | "utm_source"
-        ) {
+        if !FORM_FILTERS.iter().any(|(name, _, _)| name == f) {
             out.push_str(&format!(
                 r#"<input type="hidden" name="{f}" value="{}">"#,
                 esc(v)
