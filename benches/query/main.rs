@@ -28,7 +28,7 @@ use tacet_privacy::{
     Event, EventBatch, Keys, Outcome, Privacy, RequestContext, Tally, TenantPolicy,
     parse_user_agent,
 };
-use tacet_query::{QueryConfig, QueryEngine, Report, ReportParams};
+use tacet_query::{QueryConfig, QueryEngine, Report, ReportParams, VISIT_WINDOW};
 
 /// 2026-09-01T00:00:00Z: the fixture covers 61 days from here.
 const START: i64 = 1_788_220_800_000;
@@ -187,11 +187,15 @@ fn dir_bytes(dir: &Path) -> u64 {
     total
 }
 
-/// The report's SQL for DuckDB: parameters as literals, and DuckDB's spelling of the two
-/// timestamp-to-milliseconds casts.
+/// The report's SQL for DuckDB: the portable spelling (the visit number as `LAG` and a running `SUM`
+/// instead of Tacet's `tacet_visit`), parameters as literals, DuckDB's spelling of the two
+/// timestamp-to-milliseconds casts, and the visit window as one global order, which is DuckDB's fastest
+/// spelling (overview 0.64 s against 1.08 s with Tacet's 64 buckets at 10M events) and gives the same visits
+/// (`visit_no` is then unique across all visitors instead of within a bucket).
 fn duckdb_sql(report: &Report, from: &str, to: &str) -> String {
-    let mut sql = report.expanded_sql();
+    let mut sql = report.portable_sql();
     sql = sql
+        .replace(VISIT_WINDOW, "ORDER BY visitor_id, ts")
         .replace(
             "CAST(ts AS BIGINT) - CAST(LAG(ts) OVER (ORDER BY visitor_id, ts) AS BIGINT)",
             "epoch_ms(ts) - epoch_ms(LAG(ts) OVER (ORDER BY visitor_id, ts))",

@@ -72,11 +72,23 @@ impl Cluster {
 /// The state a Ballista scheduler or executor plans and runs Tacet's queries with: the lake's object store
 /// (with the visibility rule) from `runtime`.
 pub fn cluster_state(runtime: Arc<RuntimeEnv>) -> datafusion::execution::SessionState {
-    SessionStateBuilder::new()
-        .with_config(SessionConfig::new_with_ballista())
+    state_with_tacet_functions(SessionConfig::new_with_ballista(), runtime)
+}
+
+/// A session state with DataFusion's functions and Tacet's own (`tacet_visit`, crate::visit): schedulers
+/// and executors must know every function a report calls.
+fn state_with_tacet_functions(
+    config: SessionConfig,
+    runtime: Arc<RuntimeEnv>,
+) -> datafusion::execution::SessionState {
+    let mut builder = SessionStateBuilder::new()
+        .with_config(config)
         .with_runtime_env(runtime)
-        .with_default_features()
-        .build()
+        .with_default_features();
+    if let Some(functions) = builder.window_functions() {
+        functions.push(crate::visit::udwf());
+    }
+    builder.build()
 }
 
 async fn start_standalone(runtime: Arc<RuntimeEnv>) -> Result<String> {
@@ -118,11 +130,7 @@ pub async fn run_scheduler(runtime: Arc<RuntimeEnv>, bind: std::net::SocketAddr)
     use ballista_scheduler::config::SchedulerConfig;
     let session_builder: ballista_scheduler::scheduler_server::SessionBuilder =
         Arc::new(move |config: SessionConfig| {
-            Ok(SessionStateBuilder::new()
-                .with_config(config)
-                .with_runtime_env(Arc::clone(&runtime))
-                .with_default_features()
-                .build())
+            Ok(state_with_tacet_functions(config, Arc::clone(&runtime)))
         });
     let config = SchedulerConfig {
         bind_host: bind.ip().to_string(),
@@ -167,6 +175,11 @@ pub async fn run_executor(runtime: Arc<RuntimeEnv>, options: ExecutorOptions) ->
         port: options.port,
         grpc_port: options.grpc_port,
         vcores: options.slots.max(1),
+        override_function_registry: Some(Arc::new(
+            ballista_core::registry::BallistaFunctionRegistry::from(&cluster_state(Arc::clone(
+                &runtime,
+            ))),
+        )),
         override_runtime_producer: Some(Arc::new(move |_| Ok(Arc::clone(&runtime)))),
         override_config_producer: Some(Arc::new(SessionConfig::new_with_ballista)),
         ..ExecutorProcessConfig::default()

@@ -453,6 +453,8 @@ impl Inner {
             (Some(cluster), true) => cluster.session(&self.runtime, state).await?,
             _ => SessionContext::new_with_state(state),
         };
+        // After the Ballista upgrade, which replaces the window functions with its own list.
+        ctx.register_udwf(crate::visit::udwf().as_ref().clone());
         let table_url =
             ListingTableUrl::parse(format!("{LAKE_URL}{}", tacet_lake::tenant_prefix(tenant)))
                 .map_err(|e| Error::Internal(e.to_string()))?;

@@ -18,10 +18,13 @@ pub mod format;
 mod hiding;
 mod report;
 pub mod rollup;
+mod visit;
 
 pub use config::QueryConfig;
 pub use engine::{FreshEvents, QueryEngine, QueryOutput, Restrictions};
-pub use report::{FILTERS, Interval, MAX_LIMIT, ParamError, REPORTS, Report, ReportParams};
+pub use report::{
+    FILTERS, Interval, MAX_LIMIT, ParamError, REPORTS, Report, ReportParams, VISIT_WINDOW,
+};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -4,12 +4,22 @@
 //! the distinct-visitor column the k-threshold applies to). Parameters are bound as values (`$from`, `$to`,
 //! `$page`, …), never spliced into the SQL text. Files may use three fixed macros, expanded from constants in
 //! this module (never from input): `{{range}}` (the date range), `{{filters}}` (every optional filter),
-//! `{{no_filters}}` (true when no filter is given), and `{{visits}}` (common table expressions `scoped`, `marked`, `tagged` and `visits`, below).
+//! `{{no_filters}}` (true when no filter is given), `{{visits}}` (common table expressions `scoped`, `marked`, `tagged` and
+//! `visits`, below) and `{{visit_window}}` (the window the visit definition runs over, for reports that look at
+//! a page view's neighbours in the same order).
 //!
 //! A visit is a run of one visitor id's events with no gap longer than 30 minutes. Visitor ids rotate
 //! daily (the salt), so a visit never spans midnight in the tenant's salt day, and over a range of days
 //! `visitors` counts visitor-days. Anonymised events (no visitor id) count as page views and events but
 //! belong to no visit and no visitor.
+//!
+//! The windows run `PARTITION BY visit_bucket ORDER BY visitor_id, ts` (`visit_bucket` is `visitor_id % 64`,
+//! a column of `scoped` so that both window levels share one sort): all of a visitor's events fall in
+//! one of 64 buckets, so the previous row in the bucket is the visitor's previous event or another
+//! visitor's, exactly as in one global order, and `visit_no` (a running count of visit starts in the bucket)
+//! is unique per visitor and visit. The buckets let the sort and the window run on every core; one partition
+//! per visitor (hundreds of thousands a month) made DataFusion's window operator slow, and one global order
+//! ran single-threaded.
 
 use chrono::NaiveDate;
 use datafusion::common::{ParamValues, ScalarValue};
@@ -59,24 +69,37 @@ pub const REPORTS: &[Report] = reports![
 
 const RANGE: &str = "date >= $from AND date <= $to";
 
-const VISITS: &str = "scoped AS (
-    SELECT * FROM events WHERE {{range}} AND {{filters}}
-),
-marked AS (
+/// `tagged` in standard SQL: the visit number as `LAG` and a running `SUM` over the same window, the same
+/// numbers as `tacet_visit` (crate::visit). What [`Report::portable_sql`] puts in for other engines.
+pub const PORTABLE_VISIT_NO: &str = "marked AS (
     SELECT *,
         CASE
             WHEN visitor_id IS NULL THEN NULL
-            WHEN LAG(visitor_id) OVER (ORDER BY visitor_id, ts) IS DISTINCT FROM visitor_id THEN 1
-            WHEN CAST(ts AS BIGINT) - CAST(LAG(ts) OVER (ORDER BY visitor_id, ts) AS BIGINT) > 1800000 THEN 1
+            WHEN LAG(visitor_id) OVER ({{visit_window}}) IS DISTINCT FROM visitor_id THEN 1
+            WHEN CAST(ts AS BIGINT) - CAST(LAG(ts) OVER ({{visit_window}}) AS BIGINT) > 1800000 THEN 1
             ELSE 0
         END AS visit_start
     FROM scoped
 ),
 tagged AS (
     SELECT *,
-        SUM(visit_start) OVER (ORDER BY visitor_id, ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS visit_no
+        SUM(visit_start) OVER ({{visit_window}} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS visit_no
     FROM marked
+)";
+
+/// The window of the visit definition: see the module documentation.
+pub const VISIT_WINDOW: &str = "PARTITION BY visit_bucket ORDER BY visitor_id, ts";
+
+/// `tagged` as Tacet runs it: the visit number from `tacet_visit` (crate::visit).
+const TAGGED: &str = "tagged AS (
+    SELECT *, tacet_visit(visitor_id, ts) OVER ({{visit_window}}) AS visit_no
+    FROM scoped
+)";
+
+const VISITS: &str = "scoped AS (
+    SELECT *, visitor_id % 64 AS visit_bucket FROM events WHERE {{range}} AND {{filters}}
 ),
+{{tagged}},
 visits AS (
     SELECT visitor_id, visit_no, MIN(ts) AS started, MAX(ts) AS ended,
         COUNT(*) FILTER (WHERE kind = 'pageview') AS pageviews
@@ -106,6 +129,16 @@ impl Report {
 
     /// The SQL with the macros expanded (constants only; parameters stay placeholders).
     pub fn expanded_sql(&self) -> String {
+        self.expand(TAGGED)
+    }
+
+    /// The SQL with the macros expanded and the visit number in standard SQL ([`PORTABLE_VISIT_NO`]
+    /// instead of `tacet_visit`): the same report for another engine (DuckDB, Trino) on the same files.
+    pub fn portable_sql(&self) -> String {
+        self.expand(PORTABLE_VISIT_NO)
+    }
+
+    fn expand(&self, tagged: &str) -> String {
         let no_filters = FILTERS
             .iter()
             .map(|(param, _)| format!("${param} IS NULL"))
@@ -113,6 +146,8 @@ impl Report {
             .join(" AND ");
         self.sql
             .replace("{{visits}}", VISITS)
+            .replace("{{tagged}}", tagged)
+            .replace("{{visit_window}}", VISIT_WINDOW)
             .replace("{{range}}", RANGE)
             .replace("{{filters}}", &filters_sql())
             .replace("{{no_filters}}", &format!("({no_filters})"))
