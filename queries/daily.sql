@@ -2,21 +2,21 @@
 -- title: Daily visitors, page views, custom events and crashes (from the daily rollups where raw events have expired)
 -- (where a day has both, each count is the larger: raw events may outnumber an earlier rollup (late arrivals), and a
 -- rollup outnumbers raw events once a kind's partition expired or a person's rows were erased)
--- params: from (YYYY-MM-DD, inclusive; default: 29 days before `to`), to (YYYY-MM-DD, inclusive; default: today, UTC),
+-- params: from (YYYY-MM-DD, inclusive; default: 29 days before `to`), to (YYYY-MM-DD, inclusive; default: today in the tenant's time zone),
 --   the filters (page, country, browser, os, device, referrer_class, utm_source, utm_campaign, event, release,
 --   fingerprint; with a filter, only days with raw events answer)
--- columns: day (YYYY-MM-DD, UTC), visitors (distinct visitor ids; ids rotate daily, so a day is the widest
+-- columns: day (YYYY-MM-DD in the tenant's time zone; days answered from rollups are UTC dates), visitors (distinct visitor ids; ids rotate daily, so a day is the widest
 --          window in which a visitor is counted once), pageviews, events (custom), crashes
 WITH raw AS (
     SELECT
-        date AS day,
+        {{day}} AS day,
         COUNT(DISTINCT visitor_id) AS visitors,
         COUNT(*) FILTER (WHERE kind = 'pageview') AS pageviews,
         COUNT(*) FILTER (WHERE kind = 'event') AS events,
         COUNT(*) FILTER (WHERE kind = 'crash') AS crashes
     FROM events
     WHERE {{range}} AND {{filters}}
-    GROUP BY date
+    GROUP BY 1
 ),
 rolled AS (
     SELECT
@@ -26,7 +26,7 @@ rolled AS (
         COALESCE(MAX(CASE WHEN kind = 'event' THEN events END), 0) AS events,
         COALESCE(MAX(CASE WHEN kind = 'crash' THEN events END), 0) AS crashes
     FROM rollups
-    WHERE {{range}} AND {{no_filters}} AND dimension = 'all'
+    WHERE {{days}} AND {{no_filters}} AND dimension = 'all'
     GROUP BY date
 )
 -- Kinds expire at different ages (crashes first): for a day with both, each count is the larger of the raw

@@ -2,7 +2,7 @@
 -- title: Weekly retention cohorts of identified users (user pseudonyms; visitor ids cannot link days)
 -- params: from, to (YYYY-MM-DD, inclusive; default the last 30 days), the filters (page, country, browser, os, device,
 --   referrer_class, utm_source, utm_campaign, event, release, fingerprint)
--- columns: cohort (the week, Monday, UTC, a user was first seen in the range), week (weeks since), users
+-- columns: cohort (the week, Monday, in the tenant's time zone, a user was first seen in the range), week (weeks since), users
 -- k: users
 WITH {{visits}},
 active AS (

@@ -1,8 +1,8 @@
 -- name: timeseries
--- title: The overview's counts per day or per hour (UTC)
+-- title: The overview's counts per day or per hour (in the tenant's time zone)
 -- params: interval (day or hour; default day), from, to (YYYY-MM-DD, inclusive; default the last 30 days), the filters (page, country, browser, os, device,
 --   referrer_class, utm_source, utm_campaign, event, release, fingerprint)
--- columns: bucket (start of the day or hour, UTC), visitors, visits (by the bucket they started in),
+-- columns: bucket (start of the day or hour in the tenant's time zone), visitors, visits (by the bucket they started in),
 --   pageviews, events, crashes
 WITH {{visits}},
 b AS (

@@ -28,7 +28,7 @@ use tacet_privacy::{
     Event, EventBatch, Keys, Outcome, Privacy, RequestContext, Tally, TenantPolicy,
     parse_user_agent,
 };
-use tacet_query::{QueryConfig, QueryEngine, Report, ReportParams, VISIT_WINDOW};
+use tacet_query::{QueryConfig, QueryEngine, Report, ReportParams, ReportScope, VISIT_WINDOW};
 
 /// 2026-09-01T00:00:00Z: the fixture covers 61 days from here.
 const START: i64 = 1_788_220_800_000;
@@ -203,7 +203,23 @@ fn duckdb_sql(report: &Report, from: &str, to: &str) -> String {
         .replace(
             "CAST(ended AS BIGINT) - CAST(started AS BIGINT)",
             "epoch_ms(ended) - epoch_ms(started)",
-        )
+        );
+    literal_params(
+        &sql,
+        from,
+        to,
+        &format!("TIMESTAMPTZ '{from} 00:00:00+00'"),
+        &format!("TIMESTAMPTZ '{to} 00:00:00+00' + INTERVAL 1 DAY"),
+    )
+}
+
+/// The report's parameters as literals, for a tenant in UTC (`$start`, `$end`: the range's instants).
+fn literal_params(sql: &str, from: &str, to: &str, start: &str, end: &str) -> String {
+    let mut sql = sql
+        .replace("$from_utc", &format!("'{from}'"))
+        .replace("$to_utc", &format!("'{to}'"))
+        .replace("$start", start)
+        .replace("$end", end)
         .replace("$from", &format!("'{from}'"))
         .replace("$to", &format!("'{to}'"))
         .replace("$interval", "'day'");
@@ -275,14 +291,13 @@ fn main() {
     // TACET_BENCH_EXPLAIN=overview prints DataFusion's EXPLAIN ANALYZE of that report first.
     if let Ok(name) = std::env::var("TACET_BENCH_EXPLAIN") {
         let report = Report::find(&name).unwrap();
-        let sql = report
-            .expanded_sql()
-            .replace("$from", &format!("'{from}'"))
-            .replace("$to", &format!("'{to}'"))
-            .replace("$interval", "'day'");
-        let sql = tacet_query::FILTERS.iter().fold(sql, |sql, (f, _)| {
-            sql.replace(&format!("${f}"), "CAST(NULL AS VARCHAR)")
-        });
+        let sql = literal_params(
+            &report.expanded_sql(),
+            from,
+            to,
+            &format!("to_timestamp_millis(arrow_cast('{from}', 'Date32'))"),
+            &format!("to_timestamp_millis(arrow_cast('{to}', 'Date32')) + INTERVAL '1 day'"),
+        );
         let out = runtime
             .block_on(engine().sql(&tenant, &format!("EXPLAIN ANALYZE {sql}")))
             .unwrap();
@@ -300,7 +315,7 @@ fn main() {
         let cold_engine = engine();
         let t = Instant::now();
         let rows = runtime
-            .block_on(cold_engine.report(&tenant, report, &params, 1))
+            .block_on(cold_engine.report(&tenant, report, &params, &ReportScope::utc(1)))
             .unwrap()
             .num_rows();
         let cold = t.elapsed().as_secs_f64() * 1000.0;
@@ -309,7 +324,7 @@ fn main() {
             .map(|_| {
                 let t = Instant::now();
                 runtime
-                    .block_on(hot_engine.report(&tenant, report, &params, 1))
+                    .block_on(hot_engine.report(&tenant, report, &params, &ReportScope::utc(1)))
                     .unwrap();
                 t.elapsed().as_secs_f64() * 1000.0
             })

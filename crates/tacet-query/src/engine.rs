@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::common::ParamValues;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
@@ -81,6 +81,9 @@ pub(crate) struct Run {
     pub(crate) tables: Vec<(&'static str, RecordBatch)>,
     /// On this process's session even when a Ballista cluster is configured.
     pub(crate) local: bool,
+    /// The zone `events.ts` is shown in (reports: the tenant's, so that `date_trunc('day', ts)` is a
+    /// local day); `None` keeps UTC.
+    pub(crate) zone: Option<chrono_tz::Tz>,
 }
 
 /// Events accepted but maybe not yet in Parquet (the ingestion buffer and any flush in progress), for
@@ -229,6 +232,7 @@ impl QueryEngine {
                 unrestricted: true,
                 tables: Vec::new(),
                 local: false,
+                zone: None,
             },
         )
         .await
@@ -250,6 +254,7 @@ impl QueryEngine {
                 unrestricted: false,
                 tables,
                 local: false,
+                zone: None,
             },
         )
         .await
@@ -267,19 +272,21 @@ impl QueryEngine {
         tenant: &TenantId,
         report: &Report,
         params: &ReportParams,
-        k: u64,
+        scope: &crate::ReportScope,
     ) -> Result<QueryOutput> {
         crate::report::check(params, report)?;
+        let k = scope.k_threshold;
         let mut out = self
             .run_with_limit(
                 tenant,
-                &report.expanded_sql(),
-                Some(crate::report::bind(params)),
+                &report.expanded_sql_in(scope.zone),
+                Some(crate::report::bind(params, scope.zone)),
                 Run {
                     max_rows: self.inner.config.max_rows,
                     unrestricted: false,
                     tables: Vec::new(),
                     local: !report.distributed(),
+                    zone: Some(scope.zone),
                 },
             )
             .await?;
@@ -333,6 +340,7 @@ impl QueryEngine {
                 unrestricted: false,
                 tables: Vec::new(),
                 local: false,
+                zone: None,
             },
         )
         .await
@@ -399,6 +407,7 @@ impl Inner {
         tenant: &TenantId,
         unrestricted: bool,
         distributed: bool,
+        zone: Option<chrono_tz::Tz>,
     ) -> Result<SessionContext> {
         let config = SessionConfig::new()
             .with_information_schema(false)
@@ -529,6 +538,20 @@ impl Inner {
                 )
                 .map_err(Error::from_datafusion)?;
         }
+        // Reports see `ts` in the tenant's zone: the same instants, but `date_trunc` and `to_char` work in
+        // local time. (Casting between zones changes only the type's zone, not the stored milliseconds.)
+        if let Some(zone) = zone.filter(|z| *z != chrono_tz::UTC) {
+            use datafusion::prelude::{cast, col};
+            events = events
+                .with_column(
+                    "ts",
+                    cast(
+                        col("ts"),
+                        DataType::Timestamp(TimeUnit::Millisecond, Some(zone.name().into())),
+                    ),
+                )
+                .map_err(Error::from_datafusion)?;
+        }
         ctx.register_table("events", events.into_view())
             .map_err(Error::from_datafusion)?;
         Ok(ctx)
@@ -547,7 +570,9 @@ impl Inner {
         }
         // Queries with tables of their own (the admin's audit log, in memory) stay here.
         let distributed = self.cluster.is_some() && run.tables.is_empty() && !run.local;
-        let ctx = self.session(tenant, run.unrestricted, distributed).await?;
+        let ctx = self
+            .session(tenant, run.unrestricted, distributed, run.zone)
+            .await?;
         for (name, batch) in run.tables {
             let table =
                 datafusion::datasource::MemTable::try_new(batch.schema(), vec![vec![batch]])
@@ -849,7 +874,12 @@ mod tests {
             .date_naive();
         let params = ReportParams::parse(&BTreeMap::new(), today).unwrap();
         let out = q
-            .report(&t("a"), Report::find("daily").unwrap(), &params, 5)
+            .report(
+                &t("a"),
+                Report::find("daily").unwrap(),
+                &params,
+                &crate::ReportScope::utc(5),
+            )
             .await
             .unwrap();
         let days: Vec<String> = out
@@ -874,7 +904,12 @@ mod tests {
         only_today.insert("from".to_owned(), "2025-11-29".to_owned());
         let params = ReportParams::parse(&only_today, today).unwrap();
         let out = q
-            .report(&t("a"), Report::find("daily").unwrap(), &params, 5)
+            .report(
+                &t("a"),
+                Report::find("daily").unwrap(),
+                &params,
+                &crate::ReportScope::utc(5),
+            )
             .await
             .unwrap();
         assert_eq!(ints(&out, 2), [3]);

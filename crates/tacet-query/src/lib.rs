@@ -23,7 +23,8 @@ mod visit;
 pub use config::QueryConfig;
 pub use engine::{FreshEvents, QueryEngine, QueryOutput, Restrictions};
 pub use report::{
-    FILTERS, Interval, MAX_LIMIT, ParamError, REPORTS, Report, ReportParams, VISIT_WINDOW,
+    FILTERS, Interval, MAX_LIMIT, ParamError, REPORTS, Report, ReportParams, ReportScope,
+    VISIT_WINDOW,
 };
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

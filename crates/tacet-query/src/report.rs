@@ -2,11 +2,18 @@
 //!
 //! Each file starts with `-- key: value` header lines (`name`, `title`, `params`, `columns`, and `k` naming
 //! the distinct-visitor column the k-threshold applies to). Parameters are bound as values (`$from`, `$to`,
-//! `$page`, …), never spliced into the SQL text. Files may use three fixed macros, expanded from constants in
-//! this module (never from input): `{{range}}` (the date range), `{{filters}}` (every optional filter),
-//! `{{no_filters}}` (true when no filter is given), `{{visits}}` (common table expressions `scoped`, `marked`, `tagged` and
-//! `visits`, below) and `{{visit_window}}` (the window the visit definition runs over, for reports that look at
-//! a page view's neighbours in the same order).
+//! `$page`, …), never spliced into the SQL text. Files may use fixed macros, expanded from constants in this
+//! module (never from input): `{{range}}` (events in the date range), `{{days}}` (rollup dates in the range),
+//! `{{day}}` (an event's day), `{{filters}}` (every optional filter), `{{no_filters}}` (true when no filter is
+//! given), `{{visits}}` (common table expressions `scoped`, `tagged` and `visits`, below) and
+//! `{{visit_window}}` (the window the visit definition runs over, for reports that look at a page view's
+//! neighbours in the same order).
+//!
+//! Days are the tenant's: `from` and `to` are dates in its time zone (`[privacy] timezone`, default UTC), the
+//! range is bound as the instants of its first and last local midnight, and the session shows `ts` in that
+//! zone (engine.rs), so `date_trunc('day', ts)` and `{{day}}` are local days. Partitions stay UTC dates and
+//! are pruned to the UTC days the range touches. Rollups are per UTC date: a non-UTC tenant's days answered
+//! from rollups (raw events expired) are UTC days.
 //!
 //! A visit is a run of one visitor id's events with no gap longer than 30 minutes. Visitor ids rotate
 //! daily (the salt), so a visit never spans midnight in the tenant's salt day, and over a range of days
@@ -67,7 +74,17 @@ pub const REPORTS: &[Report] = reports![
     "release_health",
 ];
 
-const RANGE: &str = "date >= $from AND date <= $to";
+/// Events in the range: whole local days of the tenant's zone, `[$start, $end)`; the partitions (UTC dates)
+/// are pruned to the UTC days those instants fall on, `$from_utc` to `$to_utc`.
+const RANGE: &str = "date >= $from_utc AND date <= $to_utc AND ts >= $start AND ts < $end";
+
+/// Rollup days in the range (rollups are kept per UTC date, see crate::rollup).
+const DAYS: &str = "date >= $from AND date <= $to";
+
+/// A row's day, `YYYY-MM-DD`: the partition date in UTC, else the local date of `ts` (which the session
+/// shows in the tenant's zone).
+const DAY_UTC: &str = "date";
+const DAY_LOCAL: &str = "to_char(ts, '%Y-%m-%d')";
 
 /// `tagged` in standard SQL: the visit number as `LAG` and a running `SUM` over the same window, the same
 /// numbers as `tacet_visit` (crate::visit). What [`Report::portable_sql`] puts in for other engines.
@@ -127,18 +144,30 @@ impl Report {
         })
     }
 
-    /// The SQL with the macros expanded (constants only; parameters stay placeholders).
+    /// The SQL with the macros expanded (constants only; parameters stay placeholders), for a tenant in UTC.
     pub fn expanded_sql(&self) -> String {
-        self.expand(TAGGED)
+        self.expand(TAGGED, DAY_UTC)
+    }
+
+    /// The SQL with the macros expanded for a tenant whose days are those of `zone`.
+    pub fn expanded_sql_in(&self, zone: chrono_tz::Tz) -> String {
+        self.expand(
+            TAGGED,
+            if zone == chrono_tz::UTC {
+                DAY_UTC
+            } else {
+                DAY_LOCAL
+            },
+        )
     }
 
     /// The SQL with the macros expanded and the visit number in standard SQL ([`PORTABLE_VISIT_NO`]
     /// instead of `tacet_visit`): the same report for another engine (DuckDB, Trino) on the same files.
     pub fn portable_sql(&self) -> String {
-        self.expand(PORTABLE_VISIT_NO)
+        self.expand(PORTABLE_VISIT_NO, DAY_UTC)
     }
 
-    fn expand(&self, tagged: &str) -> String {
+    fn expand(&self, tagged: &str, day: &str) -> String {
         let no_filters = FILTERS
             .iter()
             .map(|(param, _)| format!("${param} IS NULL"))
@@ -149,6 +178,8 @@ impl Report {
             .replace("{{tagged}}", tagged)
             .replace("{{visit_window}}", VISIT_WINDOW)
             .replace("{{range}}", RANGE)
+            .replace("{{days}}", DAYS)
+            .replace("{{day}}", day)
             .replace("{{filters}}", &filters_sql())
             .replace("{{no_filters}}", &format!("({no_filters})"))
     }
@@ -223,13 +254,59 @@ pub(crate) fn check(params: &ReportParams, report: &Report) -> Result<()> {
     Ok(())
 }
 
-/// The parameters as values for the report's placeholders (`$from`, `$page`, `$step1`, …).
-pub(crate) fn bind(params: &ReportParams) -> ParamValues {
+/// Whose report it is: the tenant's k-threshold (rows describing fewer visitors are left out) and time
+/// zone (what a day is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportScope {
+    pub k_threshold: u64,
+    pub zone: chrono_tz::Tz,
+}
+
+impl ReportScope {
+    /// A tenant in UTC.
+    pub fn utc(k_threshold: u64) -> Self {
+        Self {
+            k_threshold,
+            zone: chrono_tz::UTC,
+        }
+    }
+}
+
+/// The first instant of local day `day` in `zone`, in milliseconds (the earlier one when midnight comes
+/// twice; the end of the gap when a clock change skips midnight).
+pub(crate) fn local_midnight(zone: chrono_tz::Tz, day: NaiveDate) -> i64 {
+    use chrono::TimeZone;
+    let midnight = day.and_time(chrono::NaiveTime::MIN);
+    (0..=3)
+        .find_map(|h| {
+            zone.from_local_datetime(&(midnight + chrono::Duration::hours(h)))
+                .earliest()
+        })
+        .map_or_else(
+            || midnight.and_utc().timestamp_millis(),
+            |t| t.timestamp_millis(),
+        )
+}
+
+/// The parameters as values for the report's placeholders (`$from`, `$page`, `$step1`, …), the range as
+/// whole days of `zone`.
+pub(crate) fn bind(params: &ReportParams, zone: chrono_tz::Tz) -> ParamValues {
     let text = |v: Option<&str>| ScalarValue::Utf8(v.map(str::to_owned));
     let day = |d: NaiveDate| text(Some(&d.format("%Y-%m-%d").to_string()));
+    let start = local_midnight(zone, params.from);
+    let end = local_midnight(zone, params.to + chrono::Days::new(1));
+    let utc_day = |ms: i64| {
+        day(chrono::DateTime::from_timestamp_millis(ms).map_or(params.from, |t| t.date_naive()))
+    };
+    // `ts` is shown in the tenant's zone (engine.rs); the bounds carry the same zone, so no cast.
+    let instant = |ms: i64| ScalarValue::TimestampMillisecond(Some(ms), Some(zone.name().into()));
     let mut values = vec![
         ("from".to_owned(), day(params.from)),
         ("to".to_owned(), day(params.to)),
+        ("from_utc".to_owned(), utc_day(start)),
+        ("to_utc".to_owned(), utc_day(end - 1)),
+        ("start".to_owned(), instant(start)),
+        ("end".to_owned(), instant(end)),
         (
             "interval".to_owned(),
             text(Some(match params.interval {
@@ -257,6 +334,62 @@ pub(crate) fn bind(params: &ReportParams) -> ParamValues {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_midnight_is_the_first_instant_of_the_local_day() {
+        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        let at = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .timestamp_millis()
+        };
+        assert_eq!(
+            local_midnight(chrono_tz::UTC, day(2025, 11, 28)),
+            at("2025-11-28T00:00:00Z")
+        );
+        assert_eq!(
+            local_midnight(chrono_tz::Europe::Berlin, day(2025, 11, 28)),
+            at("2025-11-27T23:00:00Z")
+        );
+        // The day clocks move forward at 02:00 (Berlin) and at midnight itself (Santiago, to 01:00).
+        assert_eq!(
+            local_midnight(chrono_tz::Europe::Berlin, day(2025, 3, 30)),
+            at("2025-03-29T23:00:00Z")
+        );
+        assert_eq!(
+            local_midnight(chrono_tz::America::Santiago, day(2025, 9, 7)),
+            at("2025-09-07T04:00:00Z")
+        );
+        // Bound as the tenant's range: from its first local midnight to the one after `to`, partitions
+        // pruned to the UTC dates those instants fall on.
+        let params = ReportParams::parse(
+            &[("from", "2025-11-28"), ("to", "2025-11-29")]
+                .iter()
+                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+                .collect(),
+            day(2025, 11, 29),
+        )
+        .unwrap();
+        let bound = bind(&params, chrono_tz::Asia::Tokyo);
+        let get = |name: &str| {
+            bound
+                .get_placeholders_with_values(&format!("${name}"))
+                .unwrap()
+                .value
+        };
+        assert_eq!(
+            get("from_utc"),
+            ScalarValue::Utf8(Some("2025-11-27".into()))
+        );
+        assert_eq!(get("to_utc"), ScalarValue::Utf8(Some("2025-11-29".into())));
+        assert_eq!(
+            get("start"),
+            ScalarValue::TimestampMillisecond(
+                Some(at("2025-11-27T15:00:00Z")),
+                Some("Asia/Tokyo".into())
+            )
+        );
+    }
 
     #[test]
     fn every_report_has_a_header() {

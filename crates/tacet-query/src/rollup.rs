@@ -111,6 +111,7 @@ impl QueryEngine {
                     tables: Vec::new(),
                     // With the ingestion buffer, which a Ballista session leaves out.
                     local: true,
+                    zone: None,
                 },
             )
             .await?;
@@ -246,6 +247,7 @@ impl QueryEngine {
                     unrestricted: false,
                     tables: Vec::new(),
                     local: true,
+                    zone: None,
                 },
             )
             .await?;

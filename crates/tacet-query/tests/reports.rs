@@ -13,7 +13,7 @@ use tacet_privacy::{
     EventBatch, Keys, Outcome, Privacy, RequestContext, Tally, TenantPolicy, parse_user_agent,
 };
 use tacet_query::format::to_json;
-use tacet_query::{QueryConfig, QueryEngine, QueryOutput, Report, ReportParams};
+use tacet_query::{QueryConfig, QueryEngine, QueryOutput, Report, ReportParams, ReportScope};
 
 /// Visitor-days: a person on one day (visitor ids are daily).
 type Visitors = BTreeSet<(u32, i64)>;
@@ -337,7 +337,7 @@ impl Setup {
                 &TenantId::new(tenant).unwrap(),
                 Report::find(report).unwrap(),
                 &params,
-                k,
+                &ReportScope::utc(k),
             )
             .await
             .unwrap_or_else(|e| panic!("{report}: {e}"))
@@ -710,7 +710,7 @@ async fn crash_groups_trend_and_release_health() {
             &TenantId::new("shop").unwrap(),
             Report::find("crash_trend").unwrap(),
             &params,
-            1,
+            &ReportScope::utc(1),
         )
         .await
         .unwrap_err()
@@ -1058,8 +1058,12 @@ async fn ballista_gives_the_same_answers_as_the_local_session() {
             }
             let params = ReportParams::parse(&given, today).unwrap();
             let (local, distributed) = (
-                s.engine.report(&tenant, report, &params, 2).await,
-                ballista.report(&tenant, report, &params, 2).await,
+                s.engine
+                    .report(&tenant, report, &params, &ReportScope::utc(2))
+                    .await,
+                ballista
+                    .report(&tenant, report, &params, &ReportScope::utc(2))
+                    .await,
             );
             let local = local.unwrap_or_else(|e| panic!("{} locally: {e}", report.name));
             let distributed =
@@ -1084,5 +1088,114 @@ async fn ballista_gives_the_same_answers_as_the_local_session() {
     assert_eq!(
         comparable(&ballista.sql(&shop, sql).await.unwrap()),
         comparable(&s.engine.sql(&shop, sql).await.unwrap())
+    );
+}
+
+/// A tenant in Europe/Berlin (UTC+1 in November) reads whole local days: `from` and `to` are its dates,
+/// `day` is its date and hourly buckets are its hours, though partitions stay UTC dates.
+#[tokio::test]
+async fn days_are_the_tenant_s_local_days() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::local(dir.path()).unwrap();
+    let tenant = TenantId::new("berlin").unwrap();
+    let hour = 60 * MIN;
+    let page = |ts: i64| json!({"kind": "pageview", "url": "https://b.example/", "ts": ts});
+    let crash = |ts: i64| {
+        json!({"kind": "crash", "url": "https://b.example/", "ts": ts, "error_type": "E",
+               "message": "m", "stack": ["at f (a.js:1:1)"]})
+    };
+    // DAY0 is 2025-11-28T00:00Z, 01:00 in Berlin.
+    let events = [
+        (1, page(DAY0 - 70 * MIN)), // 27th 22:50Z = 27th 23:50 Berlin: before the range
+        (2, page(DAY0 - 30 * MIN)), // 27th 23:30Z = 28th 00:30 Berlin
+        (3, page(DAY0 + 22 * hour + 59 * MIN)), // 28th 22:59Z = 28th 23:59 Berlin
+        (4, page(DAY0 + 23 * hour + MIN)), // 28th 23:01Z = 29th 00:01 Berlin
+        (5, page(DAY0 + DAY + 12 * hour)), // 29th 12:00Z = 29th 13:00 Berlin
+        (6, crash(DAY0 + DAY + 12 * hour + 30 * MIN)), // 29th 13:30 Berlin
+        (6, crash(DAY0 + DAY + 23 * hour + 10 * MIN)), // 29th 23:10Z = 30th 00:10 Berlin: after it
+    ];
+    write_json(&lake, &tenant, &events).await;
+    let engine = QueryEngine::new(Arc::clone(lake.store()), QueryConfig::default()).unwrap();
+    let run = |report: &'static str, extra: Vec<(&'static str, String)>, zone| {
+        let (engine, tenant) = (&engine, &tenant);
+        async move {
+            let mut given: BTreeMap<String, String> =
+                [("from", "2025-11-28"), ("to", "2025-11-29")]
+                    .iter()
+                    .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+                    .chain(extra.into_iter().map(|(a, b)| (a.to_owned(), b)))
+                    .collect();
+            given.entry("interval".into()).or_insert("day".into());
+            let params =
+                ReportParams::parse(&given, NaiveDate::from_ymd_opt(2025, 11, 29).unwrap())
+                    .unwrap();
+            let scope = ReportScope {
+                k_threshold: 1,
+                zone,
+            };
+            let out = engine
+                .report(tenant, Report::find(report).unwrap(), &params, &scope)
+                .await
+                .unwrap_or_else(|e| panic!("{report}: {e}"));
+            serde_json::from_slice::<Value>(&to_json(&out.batches).unwrap()).unwrap()
+        }
+    };
+    let berlin = chrono_tz::Europe::Berlin;
+    let counts = |rows: &Value, key: &str, cols: &[&str]| -> Vec<Vec<Value>> {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let mut v = vec![json!(r[key].as_str().unwrap()[..10].to_owned())];
+                v.extend(cols.iter().map(|c| r[*c].clone()));
+                v
+            })
+            .collect()
+    };
+    let daily = run("daily", vec![], berlin).await;
+    assert_eq!(
+        counts(&daily, "day", &["visitors", "pageviews", "crashes"]),
+        [
+            vec![json!("2025-11-28"), json!(2), json!(2), json!(0)],
+            vec![json!("2025-11-29"), json!(3), json!(2), json!(1)],
+        ]
+    );
+    // The same dates in UTC are other instants: 27th 23:30Z is out, the crash at 23:10Z on the 29th in.
+    let utc = run("daily", vec![], chrono_tz::UTC).await;
+    assert_eq!(
+        counts(&utc, "day", &["visitors", "pageviews", "crashes"]),
+        [
+            vec![json!("2025-11-28"), json!(2), json!(2), json!(0)],
+            vec![json!("2025-11-29"), json!(2), json!(1), json!(2)],
+        ]
+    );
+    let overview = run("overview", vec![], berlin).await;
+    assert_eq!(
+        (
+            overview[0]["visitors"].clone(),
+            overview[0]["pageviews"].clone()
+        ),
+        (json!(5), json!(4))
+    );
+    let series = run("timeseries", vec![], berlin).await;
+    assert_eq!(
+        counts(&series, "bucket", &["pageviews", "visits"]),
+        [
+            vec![json!("2025-11-28"), json!(2), json!(2)],
+            vec![json!("2025-11-29"), json!(2), json!(3)],
+        ]
+    );
+    // Hourly buckets are local hours: the first page view of the range is at 00:30 Berlin.
+    let hours = run("timeseries", vec![("interval", "hour".into())], berlin).await;
+    let first = hours[0]["bucket"].as_str().unwrap();
+    assert!(first.starts_with("2025-11-28T00:00:00+01:00"), "{first}");
+    // A crash group's days are local days too.
+    let groups = run("crash_groups", vec![], berlin).await;
+    assert_eq!(groups[0]["crashes"], json!(1));
+    let fp = groups[0]["fingerprint"].as_str().unwrap().to_owned();
+    let trend = run("crash_trend", vec![("fingerprint", fp)], berlin).await;
+    assert_eq!(
+        counts(&trend, "day", &["crashes", "visitors"]),
+        [vec![json!("2025-11-29"), json!(1), json!(1)]]
     );
 }

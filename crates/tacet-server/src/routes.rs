@@ -496,10 +496,20 @@ pub(crate) async fn run_report(
 ) -> Result<QueryOutput, ApiError> {
     let report =
         Report::find(name).map_err(|e| ApiError::new(StatusCode::NOT_FOUND, e.to_string()))?;
-    let params = ReportParams::parse(&params, state.pipeline.clock().now().date_naive())
-        .map_err(tacet_query::Error::from)?;
+    let zone = tenant.policy.timezone.unwrap_or(chrono_tz::UTC);
+    let today = state
+        .pipeline
+        .clock()
+        .now()
+        .with_timezone(&zone)
+        .date_naive();
+    let params = ReportParams::parse(&params, today).map_err(tacet_query::Error::from)?;
+    let scope = tacet_query::ReportScope {
+        k_threshold: tenant.policy.k_threshold,
+        zone,
+    };
     Ok(state
         .query
-        .report(&tenant.id, report, &params, tenant.policy.k_threshold)
+        .report(&tenant.id, report, &params, &scope)
         .await?)
 }

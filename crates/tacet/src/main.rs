@@ -303,14 +303,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 })?;
                 given.insert(k.to_owned(), v.to_owned());
             }
-            let params = ReportParams::parse(&given, SystemClock.now().date_naive())?;
-            let k = config
-                .tenant
-                .iter()
-                .find(|t| t.id == tenant.as_str())
-                .map_or(5, |t| t.privacy.k_threshold);
+            let policy = config.tenant.iter().find(|t| t.id == tenant.as_str());
+            let k = policy.map_or(5, |t| t.privacy.k_threshold);
+            let zone = policy
+                .and_then(|t| t.privacy.timezone)
+                .unwrap_or(chrono_tz::UTC);
+            let today = SystemClock.now().with_timezone(&zone).date_naive();
+            let params = ReportParams::parse(&given, today)?;
+            let scope = tacet_query::ReportScope {
+                k_threshold: k,
+                zone,
+            };
             let out = query_engine(&config)?
-                .report(&tenant, report, &params, k)
+                .report(&tenant, report, &params, &scope)
                 .await?;
             if out.suppressed > 0 {
                 eprintln!(

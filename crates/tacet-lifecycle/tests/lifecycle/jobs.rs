@@ -33,7 +33,12 @@ async fn daily(env: &Env, t: &TenantId, from: i64, to: i64) -> Vec<serde_json::V
     .unwrap();
     let out = env
         .query
-        .report(t, Report::find("daily").unwrap(), &params, 1)
+        .report(
+            t,
+            Report::find("daily").unwrap(),
+            &params,
+            &tacet_query::ReportScope::utc(1),
+        )
         .await
         .unwrap();
     let bytes =

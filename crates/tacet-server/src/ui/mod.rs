@@ -684,8 +684,17 @@ fn filter_of(column: &str) -> Option<&'static str> {
     FILTERS.iter().map(|(f, _)| *f).find(|f| *f == column)
 }
 
-/// `2026-11-29T10:04:05.123` (a report's timestamp) as UTC.
+/// Now in the tenant's time zone (reports' days, hours and minutes are local).
+fn local_now(state: &AppState, tenant: &TenantEntry) -> chrono::DateTime<chrono_tz::Tz> {
+    let zone = tenant.policy.timezone.unwrap_or(chrono_tz::UTC);
+    state.pipeline.clock().now().with_timezone(&zone)
+}
+
+/// A report's timestamp (`2026-11-29T11:04:05.123+01:00` in the tenant's zone, or without an offset: UTC).
 fn parse_time(s: &str) -> Option<chrono::DateTime<Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
     let s = s.trim_end_matches('Z');
     NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
         .ok()
@@ -949,7 +958,7 @@ async fn usage(
     State(state): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let today = state.pipeline.clock().now().date_naive();
+    let today = local_now(&state, &v.tenant).date_naive();
     let view = View::parse(&q, today);
     let interval = if view.days() == 1 { "hour" } else { "day" };
     let lists = futures::future::join_all(LISTS.iter().map(|(name, _)| {
@@ -1016,7 +1025,7 @@ async fn realtime(
     State(state): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let now = state.pipeline.clock().now();
+    let now = local_now(&state, &v.tenant);
     let view = View::parse(&q, now.date_naive());
     let mut params: BTreeMap<String, String> = view
         .filters
@@ -1030,8 +1039,9 @@ async fn realtime(
         body.push_str(&format!(r#"<p class="error" role="alert">{}</p>"#, esc(e)));
     }
     body.push_str(&format!(
-        r#"<p class="range" role="status">The last 30 minutes, updated {} UTC; this page reloads itself every 30 seconds.</p>"#,
-        now.format("%H:%M:%S")
+        r#"<p class="range" role="status">The last 30 minutes, updated {} ({}); this page reloads itself every 30 seconds.</p>"#,
+        now.format("%H:%M:%S"),
+        esc(now.timezone().name())
     ));
     match &rows {
         Ok(r) => {
@@ -1112,7 +1122,7 @@ async fn crashes(
     State(state): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let today = state.pipeline.clock().now().date_naive();
+    let today = local_now(&state, &v.tenant).date_naive();
     let mut view = View::parse(&q, today);
     let wanted = q.get("state").map(String::as_str).unwrap_or("open");
     let wanted = match wanted {
@@ -1272,7 +1282,7 @@ async fn crash_group(
             Some(&v),
         );
     }
-    let today = state.pipeline.clock().now().date_naive();
+    let today = local_now(&state, &v.tenant).date_naive();
     let view = View::parse(&q, today);
     let p = with(view.params(), &[("fingerprint", &fp)]);
     let (group, trend, health) = tokio::join!(
