@@ -204,22 +204,12 @@ fn duckdb_sql(report: &Report, from: &str, to: &str) -> String {
             "CAST(ended AS BIGINT) - CAST(started AS BIGINT)",
             "epoch_ms(ended) - epoch_ms(started)",
         );
-    literal_params(
-        &sql,
-        from,
-        to,
-        &format!("TIMESTAMPTZ '{from} 00:00:00+00'"),
-        &format!("TIMESTAMPTZ '{to} 00:00:00+00' + INTERVAL 1 DAY"),
-    )
+    literal_params(&sql, from, to)
 }
 
-/// The report's parameters as literals, for a tenant in UTC (`$start`, `$end`: the range's instants).
-fn literal_params(sql: &str, from: &str, to: &str, start: &str, end: &str) -> String {
+/// The report's parameters as literals, for a tenant in UTC.
+fn literal_params(sql: &str, from: &str, to: &str) -> String {
     let mut sql = sql
-        .replace("$from_utc", &format!("'{from}'"))
-        .replace("$to_utc", &format!("'{to}'"))
-        .replace("$start", start)
-        .replace("$end", end)
         .replace("$from", &format!("'{from}'"))
         .replace("$to", &format!("'{to}'"))
         .replace("$interval", "'day'");
@@ -291,13 +281,7 @@ fn main() {
     // TACET_BENCH_EXPLAIN=overview prints DataFusion's EXPLAIN ANALYZE of that report first.
     if let Ok(name) = std::env::var("TACET_BENCH_EXPLAIN") {
         let report = Report::find(&name).unwrap();
-        let sql = literal_params(
-            &report.expanded_sql(),
-            from,
-            to,
-            &format!("to_timestamp_millis(arrow_cast('{from}', 'Date32'))"),
-            &format!("to_timestamp_millis(arrow_cast('{to}', 'Date32')) + INTERVAL '1 day'"),
-        );
+        let sql = literal_params(&report.expanded_sql(), from, to);
         let out = runtime
             .block_on(engine().sql(&tenant, &format!("EXPLAIN ANALYZE {sql}")))
             .unwrap();

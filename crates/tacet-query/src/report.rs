@@ -74,9 +74,12 @@ pub const REPORTS: &[Report] = reports![
     "release_health",
 ];
 
-/// Events in the range: whole local days of the tenant's zone, `[$start, $end)`; the partitions (UTC dates)
-/// are pruned to the UTC days those instants fall on, `$from_utc` to `$to_utc`.
-const RANGE: &str = "date >= $from_utc AND date <= $to_utc AND ts >= $start AND ts < $end";
+/// Events in the range for a tenant in UTC: the partitions are the days.
+const RANGE_UTC: &str = "date >= $from AND date <= $to";
+
+/// Events in the range for a tenant elsewhere: whole local days of its zone, `[$start, $end)`; the
+/// partitions (UTC dates) are pruned to the UTC days those instants fall on, `$from_utc` to `$to_utc`.
+const RANGE_LOCAL: &str = "date >= $from_utc AND date <= $to_utc AND ts >= $start AND ts < $end";
 
 /// Rollup days in the range (rollups are kept per UTC date, see crate::rollup).
 const DAYS: &str = "date >= $from AND date <= $to";
@@ -146,28 +149,26 @@ impl Report {
 
     /// The SQL with the macros expanded (constants only; parameters stay placeholders), for a tenant in UTC.
     pub fn expanded_sql(&self) -> String {
-        self.expand(TAGGED, DAY_UTC)
+        self.expand(TAGGED, true)
     }
 
     /// The SQL with the macros expanded for a tenant whose days are those of `zone`.
     pub fn expanded_sql_in(&self, zone: chrono_tz::Tz) -> String {
-        self.expand(
-            TAGGED,
-            if zone == chrono_tz::UTC {
-                DAY_UTC
-            } else {
-                DAY_LOCAL
-            },
-        )
+        self.expand(TAGGED, zone == chrono_tz::UTC)
     }
 
     /// The SQL with the macros expanded and the visit number in standard SQL ([`PORTABLE_VISIT_NO`]
     /// instead of `tacet_visit`): the same report for another engine (DuckDB, Trino) on the same files.
     pub fn portable_sql(&self) -> String {
-        self.expand(PORTABLE_VISIT_NO, DAY_UTC)
+        self.expand(PORTABLE_VISIT_NO, true)
     }
 
-    fn expand(&self, tagged: &str, day: &str) -> String {
+    fn expand(&self, tagged: &str, utc: bool) -> String {
+        let (range, day) = if utc {
+            (RANGE_UTC, DAY_UTC)
+        } else {
+            (RANGE_LOCAL, DAY_LOCAL)
+        };
         let no_filters = FILTERS
             .iter()
             .map(|(param, _)| format!("${param} IS NULL"))
@@ -177,7 +178,7 @@ impl Report {
             .replace("{{visits}}", VISITS)
             .replace("{{tagged}}", tagged)
             .replace("{{visit_window}}", VISIT_WINDOW)
-            .replace("{{range}}", RANGE)
+            .replace("{{range}}", range)
             .replace("{{days}}", DAYS)
             .replace("{{day}}", day)
             .replace("{{filters}}", &filters_sql())
