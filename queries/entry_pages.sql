@@ -7,7 +7,7 @@
 WITH {{visits}},
 ranked AS (
     SELECT visitor_id, url_path, visit_no,
-        LAG(visit_no) OVER ({{visit_window}}) AS neighbour_visit
+        tacet_prev(visit_no) OVER ({{visit_window}}) AS neighbour_visit
     FROM tagged
     WHERE kind = 'pageview' AND visitor_id IS NOT NULL
 )

@@ -86,7 +86,7 @@ fn state_with_tacet_functions(
         .with_runtime_env(runtime)
         .with_default_features();
     if let Some(functions) = builder.window_functions() {
-        functions.push(crate::visit::udwf());
+        functions.extend(crate::visit::udwfs());
     }
     builder.build()
 }

@@ -463,7 +463,9 @@ impl Inner {
             _ => SessionContext::new_with_state(state),
         };
         // After the Ballista upgrade, which replaces the window functions with its own list.
-        ctx.register_udwf(crate::visit::udwf().as_ref().clone());
+        for f in crate::visit::udwfs() {
+            ctx.register_udwf(f.as_ref().clone());
+        }
         let table_url =
             ListingTableUrl::parse(format!("{LAKE_URL}{}", tacet_lake::tenant_prefix(tenant)))
                 .map_err(|e| Error::Internal(e.to_string()))?;

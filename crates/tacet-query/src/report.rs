@@ -157,10 +157,13 @@ impl Report {
         self.expand(TAGGED, zone == chrono_tz::UTC)
     }
 
-    /// The SQL with the macros expanded and the visit number in standard SQL ([`PORTABLE_VISIT_NO`]
-    /// instead of `tacet_visit`): the same report for another engine (DuckDB, Trino) on the same files.
+    /// The SQL with the macros expanded and Tacet's window functions in standard SQL ([`PORTABLE_VISIT_NO`]
+    /// instead of `tacet_visit`, `LAG` and `LEAD` for `tacet_prev` and `tacet_next`): the same report for
+    /// another engine (DuckDB, Trino) on the same files.
     pub fn portable_sql(&self) -> String {
         self.expand(PORTABLE_VISIT_NO, true)
+            .replace("tacet_prev(", "LAG(")
+            .replace("tacet_next(", "LEAD(")
     }
 
     fn expand(&self, tagged: &str, utc: bool) -> String {
