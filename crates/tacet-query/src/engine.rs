@@ -84,7 +84,17 @@ pub(crate) struct Run {
     /// The zone `events.ts` is shown in (reports: the tenant's, so that `date_trunc('day', ts)` is a
     /// local day); `None` keeps UTC.
     pub(crate) zone: Option<chrono_tz::Tz>,
+    /// Rows a batch: [`REPORT_BATCH_ROWS`] for canned reports, DataFusion's 8k for everything else (raw
+    /// SQL may be anything, and smaller batches reach the next cancellation point sooner).
+    pub(crate) batch_rows: usize,
 }
+
+/// Rows a batch for canned reports: a sort merges one run per input batch, so with DataFusion's 8k rows a
+/// month of 20M events merged 1,270 runs a core (9.9 s of compute; 100M bench: overview 9.2 s -> 5.3 s).
+pub(crate) const REPORT_BATCH_ROWS: usize = 65536;
+
+/// Rows a batch for everything else (DataFusion's default).
+pub(crate) const DEFAULT_BATCH_ROWS: usize = 8192;
 
 /// Events accepted but maybe not yet in Parquet (the ingestion buffer and any flush in progress), for
 /// queries to see at once: batches in the file schema plus the partition columns `kind` and `date`, and
@@ -233,6 +243,7 @@ impl QueryEngine {
                 tables: Vec::new(),
                 local: false,
                 zone: None,
+                batch_rows: DEFAULT_BATCH_ROWS,
             },
         )
         .await
@@ -255,6 +266,7 @@ impl QueryEngine {
                 tables,
                 local: false,
                 zone: None,
+                batch_rows: DEFAULT_BATCH_ROWS,
             },
         )
         .await
@@ -287,6 +299,7 @@ impl QueryEngine {
                     tables: Vec::new(),
                     local: !report.distributed(),
                     zone: Some(scope.zone),
+                    batch_rows: REPORT_BATCH_ROWS,
                 },
             )
             .await?;
@@ -341,6 +354,7 @@ impl QueryEngine {
                 tables: Vec::new(),
                 local: false,
                 zone: None,
+                batch_rows: DEFAULT_BATCH_ROWS,
             },
         )
         .await
@@ -408,10 +422,12 @@ impl Inner {
         unrestricted: bool,
         distributed: bool,
         zone: Option<chrono_tz::Tz>,
+        batch_rows: usize,
     ) -> Result<SessionContext> {
         let config = SessionConfig::new()
             .with_information_schema(false)
-            .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
+            .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .with_batch_size(batch_rows);
         let fresh = self.fresh.get().filter(|_| !distributed);
         let (buffered, runtime) = match fresh {
             None => (Vec::new(), Arc::clone(&self.runtime)),
@@ -573,7 +589,13 @@ impl Inner {
         // Queries with tables of their own (the admin's audit log, in memory) stay here.
         let distributed = self.cluster.is_some() && run.tables.is_empty() && !run.local;
         let ctx = self
-            .session(tenant, run.unrestricted, distributed, run.zone)
+            .session(
+                tenant,
+                run.unrestricted,
+                distributed,
+                run.zone,
+                run.batch_rows,
+            )
             .await?;
         for (name, batch) in run.tables {
             let table =

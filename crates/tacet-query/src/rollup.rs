@@ -112,6 +112,7 @@ impl QueryEngine {
                     // With the ingestion buffer, which a Ballista session leaves out.
                     local: true,
                     zone: None,
+                    batch_rows: crate::engine::DEFAULT_BATCH_ROWS,
                 },
             )
             .await?;
@@ -248,6 +249,7 @@ impl QueryEngine {
                     tables: Vec::new(),
                     local: true,
                     zone: None,
+                    batch_rows: crate::engine::DEFAULT_BATCH_ROWS,
                 },
             )
             .await?;
