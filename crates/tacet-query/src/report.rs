@@ -149,7 +149,7 @@ impl Report {
 
     /// The SQL with the macros expanded (constants only; parameters stay placeholders), for a tenant in UTC.
     pub fn expanded_sql(&self) -> String {
-        self.expand(TAGGED, true)
+        self.expanded_sql_in(chrono_tz::UTC)
     }
 
     /// The SQL with the macros expanded for a tenant whose days are those of `zone`.

@@ -36,32 +36,39 @@ pub const GAP_MILLIS: i64 = 30 * 60 * 1000;
 
 /// Tacet's window functions, to register with a session: `tacet_visit`, `tacet_prev`, `tacet_next`.
 pub fn udwfs() -> Vec<Arc<WindowUDF>> {
-    vec![
-        Arc::new(WindowUDF::from(TacetVisit {
-            signature: Signature::any(2, Volatility::Immutable),
-        })),
-        Arc::new(WindowUDF::from(Neighbour {
-            name: "tacet_prev",
-            offset: 1,
-            signature: Signature::any(1, Volatility::Immutable),
-        })),
-        Arc::new(WindowUDF::from(Neighbour {
-            name: "tacet_next",
-            offset: -1,
-            signature: Signature::any(1, Volatility::Immutable),
-        })),
+    [
+        (NAME, Kind::Visit, 2),
+        ("tacet_prev", Kind::Shift(1), 1),
+        ("tacet_next", Kind::Shift(-1), 1),
     ]
+    .into_iter()
+    .map(|(name, kind, args)| {
+        Arc::new(WindowUDF::from(TacetWindow {
+            name,
+            kind,
+            signature: Signature::any(args, Volatility::Immutable),
+        }))
+    })
+    .collect()
 }
 
-/// `tacet_prev` (offset 1, like `LAG`) and `tacet_next` (offset -1, like `LEAD`).
+/// What a function computes over its window partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    /// `tacet_visit(visitor_id, ts)`: the visit number.
+    Visit,
+    /// `tacet_prev(x)` (offset 1, like `LAG`) and `tacet_next(x)` (offset -1, like `LEAD`).
+    Shift(i64),
+}
+
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct Neighbour {
+struct TacetWindow {
     name: &'static str,
-    offset: i64,
+    kind: Kind,
     signature: Signature,
 }
 
-impl WindowUDFImpl for Neighbour {
+impl WindowUDFImpl for TacetWindow {
     fn name(&self) -> &str {
         self.name
     }
@@ -74,75 +81,28 @@ impl WindowUDFImpl for Neighbour {
         &self,
         _args: PartitionEvaluatorArgs,
     ) -> Result<Box<dyn PartitionEvaluator>> {
-        Ok(Box::new(Shift(self.offset)))
-    }
-
-    fn field(&self, args: WindowUDFFieldArgs) -> Result<FieldRef> {
-        match args.input_fields() {
-            [f] => Ok(Arc::new(Field::new(
-                args.name(),
-                f.data_type().clone(),
-                true,
-            ))),
-            _ => plan_err!("{}(x) takes one argument", self.name),
-        }
-    }
-
-    fn limit_effect(&self, _args: &[Arc<dyn PhysicalExpr>]) -> LimitEffect {
-        LimitEffect::Unknown
-    }
-}
-
-#[derive(Debug)]
-struct Shift(i64);
-
-impl PartitionEvaluator for Shift {
-    fn evaluate_all(&mut self, values: &[ArrayRef], _num_rows: usize) -> Result<ArrayRef> {
-        let [x] = values else {
-            return exec_err!("takes one argument");
-        };
-        Ok(datafusion::arrow::compute::kernels::window::shift(
-            x.as_ref(),
-            self.0,
-        )?)
-    }
-}
-
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct TacetVisit {
-    signature: Signature,
-}
-
-impl WindowUDFImpl for TacetVisit {
-    fn name(&self) -> &str {
-        NAME
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn partition_evaluator(
-        &self,
-        _args: PartitionEvaluatorArgs,
-    ) -> Result<Box<dyn PartitionEvaluator>> {
-        Ok(Box::new(Evaluator))
+        Ok(Box::new(Evaluator(self.kind)))
     }
 
     fn field(&self, args: WindowUDFFieldArgs) -> Result<FieldRef> {
         let types: Vec<&DataType> = args.input_fields().iter().map(|f| f.data_type()).collect();
-        if !matches!(
-            types[..],
-            [
-                DataType::Int64,
-                DataType::Timestamp(TimeUnit::Millisecond, _)
-            ]
-        ) {
-            return plan_err!(
-                "{NAME}(visitor_id, ts) takes a BIGINT and a millisecond timestamp, not {types:?}"
-            );
-        }
-        Ok(Arc::new(Field::new(args.name(), DataType::Int64, true)))
+        let out = match (self.kind, &types[..]) {
+            (
+                Kind::Visit,
+                [
+                    DataType::Int64,
+                    DataType::Timestamp(TimeUnit::Millisecond, _),
+                ],
+            ) => DataType::Int64,
+            (Kind::Visit, _) => {
+                return plan_err!(
+                    "{NAME}(visitor_id, ts) takes a BIGINT and a millisecond timestamp, not {types:?}"
+                );
+            }
+            (Kind::Shift(_), [t]) => (*t).clone(),
+            (Kind::Shift(_), _) => return plan_err!("{}(x) takes one argument", self.name),
+        };
+        Ok(Arc::new(Field::new(args.name(), out, true)))
     }
 
     fn limit_effect(&self, _args: &[Arc<dyn PhysicalExpr>]) -> LimitEffect {
@@ -151,16 +111,23 @@ impl WindowUDFImpl for TacetVisit {
 }
 
 #[derive(Debug)]
-struct Evaluator;
+struct Evaluator(Kind);
 
 impl PartitionEvaluator for Evaluator {
     fn evaluate_all(&mut self, values: &[ArrayRef], num_rows: usize) -> Result<ArrayRef> {
-        let [visitor, ts] = values else {
-            return exec_err!("{NAME} takes two arguments");
-        };
-        let visitor = visitor.as_primitive::<Int64Type>();
-        let ts = ts.as_primitive::<datafusion::arrow::datatypes::TimestampMillisecondType>();
-        Ok(Arc::new(number(visitor, ts, num_rows)))
+        match (self.0, values) {
+            (Kind::Visit, [visitor, ts]) => {
+                let visitor = visitor.as_primitive::<Int64Type>();
+                let ts =
+                    ts.as_primitive::<datafusion::arrow::datatypes::TimestampMillisecondType>();
+                Ok(Arc::new(number(visitor, ts, num_rows)))
+            }
+            (Kind::Shift(offset), [x]) => Ok(datafusion::arrow::compute::kernels::window::shift(
+                x.as_ref(),
+                offset,
+            )?),
+            (kind, _) => exec_err!("{kind:?}: wrong number of arguments"),
+        }
     }
 }
 
