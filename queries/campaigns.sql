@@ -4,6 +4,7 @@
 --   referrer_class, utm_source, utm_campaign, event, release, fingerprint)
 -- columns: utm_source, utm_medium, utm_campaign, visitors, pageviews
 -- k: visitors
+-- rollups: pageview campaign (days whose raw page views expired are added from the daily rollups, without filters)
 WITH {{visits}}
 SELECT utm_source AS utm_source, utm_medium AS utm_medium, utm_campaign AS utm_campaign, COUNT(DISTINCT visitor_id) AS visitors, COUNT(*) AS pageviews
 FROM scoped

@@ -4,6 +4,7 @@
 --   referrer_class, utm_source, utm_campaign, event, release, fingerprint)
 -- columns: country (ISO code; null when unknown or not kept), region, visitors, pageviews
 -- k: visitors
+-- rollups: pageview country_region (days whose raw page views expired are added from the daily rollups, without filters)
 WITH {{visits}}
 SELECT country AS country, region AS region, COUNT(DISTINCT visitor_id) AS visitors, COUNT(*) AS pageviews
 FROM scoped

@@ -4,6 +4,7 @@
 --   referrer_class, utm_source, utm_campaign, event, release, fingerprint)
 -- columns: referrer_class (search, social, email, direct, other), source, host, visitors, pageviews
 -- k: visitors
+-- rollups: pageview referrer (days whose raw page views expired are added from the daily rollups, without filters)
 WITH {{visits}}
 SELECT referrer_class AS referrer_class, referrer_source AS source, referrer_host AS host, COUNT(DISTINCT visitor_id) AS visitors, COUNT(*) AS pageviews
 FROM scoped

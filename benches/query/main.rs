@@ -212,7 +212,8 @@ fn literal_params(sql: &str, from: &str, to: &str) -> String {
     let mut sql = sql
         .replace("$from", &format!("'{from}'"))
         .replace("$to", &format!("'{to}'"))
-        .replace("$interval", "'day'");
+        .replace("$interval", "'day'")
+        .replace("$expired", "''");
     for (name, _) in tacet_query::FILTERS {
         sql = sql.replace(&format!("${name}"), "CAST(NULL AS VARCHAR)");
     }
@@ -404,8 +405,9 @@ import duckdb
 
 spec = json.load(open(sys.argv[1]))
 view = ("CREATE VIEW events AS SELECT * FROM read_parquet('{}', hive_partitioning = true, hive_types_autocast = false);"
-        "CREATE TABLE rollups (date VARCHAR, kind VARCHAR, dimension VARCHAR, value VARCHAR,"
-        " events BIGINT, visitors BIGINT)").format(spec["glob"])
+        "CREATE TABLE rollups (date VARCHAR, kind VARCHAR, dimension VARCHAR, value VARCHAR, value2 VARCHAR,"
+        " value3 VARCHAR, events BIGINT, visitors BIGINT, visits BIGINT, bounces BIGINT, visit_pageviews BIGINT,"
+        " visit_ms BIGINT)").format(spec["glob"])
 out = {}
 hot = duckdb.connect()
 hot.execute(view)

@@ -288,11 +288,18 @@ impl QueryEngine {
     ) -> Result<QueryOutput> {
         crate::report::check(params, report)?;
         let k = scope.k_threshold;
+        // Days answered by their rollup's visit totals (`-- rollups: visits`), unfiltered only.
+        let expired = if report.rollup_visits() && params.filters.is_empty() {
+            let days = self.expired_days(tenant, "pageview", params).await?;
+            days.into_iter().collect::<Vec<_>>().join(",")
+        } else {
+            String::new()
+        };
         let mut out = self
             .run_with_limit(
                 tenant,
                 &report.expanded_sql_in(scope.zone),
-                Some(crate::report::bind(params, scope.zone)),
+                Some(crate::report::bind(params, scope.zone, &expired)),
                 Run {
                     max_rows: self.inner.config.max_rows,
                     unrestricted: false,

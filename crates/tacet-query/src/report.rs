@@ -7,7 +7,9 @@
 //! `{{day}}` (an event's day), `{{filters}}` (every optional filter), `{{no_filters}}` (true when no filter is
 //! given), `{{visits}}` (common table expressions `scoped`, `tagged` and `visits`, below) and
 //! `{{visit_window}}` (the window the visit definition runs over, for reports that look at a page view's
-//! neighbours in the same order).
+//! neighbours in the same order). A report with the header `-- rollups: visits` also has `{{expired}}`
+//! (rollup days to add, those whose raw page views are gone) and keeps those days out of `scoped`;
+//! `{{midnight}}` is a rollup `date`'s first instant in the tenant's zone, typed as `ts`.
 //!
 //! Days are the tenant's: `from` and `to` are dates in its time zone (`[privacy] timezone`, default UTC), the
 //! range is bound as the instants of its first and last local midnight, and the session shows `ts` in that
@@ -117,7 +119,7 @@ const TAGGED: &str = "tagged AS (
 )";
 
 const VISITS: &str = "scoped AS (
-    SELECT *, visitor_id % 64 AS visit_bucket FROM events WHERE {{range}} AND {{filters}}
+    SELECT *, visitor_id % 64 AS visit_bucket FROM events WHERE {{range}} AND {{filters}} AND {{live}}
 ),
 {{tagged}},
 visits AS (
@@ -127,6 +129,21 @@ visits AS (
     WHERE visitor_id IS NOT NULL
     GROUP BY visitor_id, visit_no
 )";
+
+/// A day answered by its rollup (`-- rollups: visits`): `$expired` lists the range's days (UTC dates,
+/// comma-separated) that have a rollup and no raw page views; empty with a filter or without such days.
+const EXPIRED: &str = "strpos($expired, date) > 0";
+const LIVE: &str = "strpos($expired, date) = 0";
+
+/// `scoped`, `tagged` and `visits` over the events `range` selects, unfiltered: the daily rollup's visits.
+pub(crate) fn visits_of(range: &str) -> String {
+    VISITS
+        .replace("{{range}}", range)
+        .replace("{{filters}}", "TRUE")
+        .replace("{{live}}", "TRUE")
+        .replace("{{tagged}}", TAGGED)
+        .replace("{{visit_window}}", VISIT_WINDOW)
+}
 
 fn filters_sql() -> String {
     FILTERS
@@ -154,19 +171,28 @@ impl Report {
 
     /// The SQL with the macros expanded for a tenant whose days are those of `zone`.
     pub fn expanded_sql_in(&self, zone: chrono_tz::Tz) -> String {
-        self.expand(TAGGED, zone == chrono_tz::UTC)
+        // A rollup day's first instant, typed as `ts` is shown (the zone's local midnight of that date).
+        let midnight = format!(
+            "arrow_cast(CAST(date AS TIMESTAMP), 'Timestamp(Millisecond, Some(\"{}\"))')",
+            if zone == chrono_tz::UTC {
+                tacet_model::schema::TS_TZ
+            } else {
+                zone.name()
+            }
+        );
+        self.expand(TAGGED, zone == chrono_tz::UTC, &midnight)
     }
 
     /// The SQL with the macros expanded and Tacet's window functions in standard SQL ([`PORTABLE_VISIT_NO`]
     /// instead of `tacet_visit`, `LAG` and `LEAD` for `tacet_prev` and `tacet_next`): the same report for
     /// another engine (DuckDB, Trino) on the same files.
     pub fn portable_sql(&self) -> String {
-        self.expand(PORTABLE_VISIT_NO, true)
+        self.expand(PORTABLE_VISIT_NO, true, "CAST(date AS TIMESTAMP)")
             .replace("tacet_prev(", "LAG(")
             .replace("tacet_next(", "LEAD(")
     }
 
-    fn expand(&self, tagged: &str, utc: bool) -> String {
+    fn expand(&self, tagged: &str, utc: bool, midnight: &str) -> String {
         let (range, day) = if utc {
             (RANGE_UTC, DAY_UTC)
         } else {
@@ -177,6 +203,7 @@ impl Report {
             .map(|(param, _)| format!("${param} IS NULL"))
             .collect::<Vec<_>>()
             .join(" AND ");
+        let rolled = self.rollup_visits();
         self.sql
             .replace("{{visits}}", VISITS)
             .replace("{{tagged}}", tagged)
@@ -186,6 +213,16 @@ impl Report {
             .replace("{{day}}", day)
             .replace("{{filters}}", &filters_sql())
             .replace("{{no_filters}}", &format!("({no_filters})"))
+            .replace("{{live}}", if rolled { LIVE } else { "TRUE" })
+            .replace("{{expired}}", if rolled { EXPIRED } else { "FALSE" })
+            .replace("{{midnight}}", midnight)
+    }
+
+    /// Whether the report adds the daily rollups' visit totals for days whose raw events expired
+    /// (`-- rollups: visits`; `$expired` names those days).
+    pub fn rollup_visits(&self) -> bool {
+        self.header("rollups")
+            .is_some_and(|h| h.split_whitespace().next() == Some("visits"))
     }
 
     /// The column the k-threshold applies to (`-- k: visitors`), if any.
@@ -194,11 +231,13 @@ impl Report {
     }
 
     /// The rollup (kind, dimension) that answers this breakdown for days whose raw events expired
-    /// (`-- rollups: pageview page`): its columns must be the value, distinct visitors, and a count.
+    /// (`-- rollups: pageview page`): its columns must be the dimension's values (one to three, as in
+    /// crate::rollup::DIMENSIONS), distinct visitors, and a count. None for `-- rollups: visits`.
     pub fn rollup(&self) -> Option<(String, String)> {
         let h = self.header("rollups")?;
         let mut words = h.split_whitespace();
-        Some((words.next()?.to_owned(), words.next()?.to_owned()))
+        let kind = words.next().filter(|k| *k != "visits")?;
+        Some((kind.to_owned(), words.next()?.to_owned()))
     }
 
     /// Whether the report may run on a Ballista cluster (`-- distributed: no` keeps it local).
@@ -294,7 +333,7 @@ pub(crate) fn local_midnight(zone: chrono_tz::Tz, day: NaiveDate) -> i64 {
 
 /// The parameters as values for the report's placeholders (`$from`, `$page`, `$step1`, …), the range as
 /// whole days of `zone`.
-pub(crate) fn bind(params: &ReportParams, zone: chrono_tz::Tz) -> ParamValues {
+pub(crate) fn bind(params: &ReportParams, zone: chrono_tz::Tz, expired: &str) -> ParamValues {
     let text = |v: Option<&str>| ScalarValue::Utf8(v.map(str::to_owned));
     let day = |d: NaiveDate| text(Some(&d.format("%Y-%m-%d").to_string()));
     let start = local_midnight(zone, params.from);
@@ -319,6 +358,7 @@ pub(crate) fn bind(params: &ReportParams, zone: chrono_tz::Tz) -> ParamValues {
             })),
         ),
         ("prop".to_owned(), text(params.prop.as_deref())),
+        ("expired".to_owned(), text(Some(expired))),
     ];
     for (name, _) in FILTERS {
         values.push((
@@ -374,7 +414,7 @@ mod tests {
             day(2025, 11, 29),
         )
         .unwrap();
-        let bound = bind(&params, chrono_tz::Asia::Tokyo);
+        let bound = bind(&params, chrono_tz::Asia::Tokyo, "");
         let get = |name: &str| {
             bound
                 .get_placeholders_with_values(&format!("${name}"))

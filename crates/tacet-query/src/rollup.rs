@@ -1,18 +1,27 @@
 //! Daily rollups: per tenant and day, counts of events and distinct visitors by kind, overall and by each
-//! report dimension. They hold no pseudonyms, so they may outlive the raw events (their own retention), and
-//! the `daily` report answers from them for days whose raw partitions are gone, as do the breakdowns whose
-//! header names their rollup (`-- rollups: pageview page`: `pages`, `browsers`, `operating_systems`,
-//! `devices`, `events`), through [`QueryEngine::add_expired_days`].
+//! report dimension, and the day's visit totals. They hold no pseudonyms, so they may outlive the raw events
+//! (their own retention), and the reports answer from them for days whose raw events are gone: `daily`;
+//! `overview` and `timeseries` (header `-- rollups: visits`: the day's visit totals, bound as `$expired`);
+//! and the breakdowns whose header names their rollup (`-- rollups: pageview page`: `pages`, `referrers`,
+//! `campaigns`, `browsers`, `operating_systems`, `devices`, `countries`, `events`), through
+//! [`QueryEngine::add_expired_days`].
 //!
 //! ```text
 //! rollups/tenant=<id>/date=<YYYY-MM-DD>/rollup.parquet
 //!   kind       pageview | event | crash | * (all kinds together)
 //!   dimension  all | page | referrer_class | referrer_source | browser | os | device | country | event |
-//!              fingerprint | utm_source | utm_campaign
-//!   value      the dimension's value (null for `all`, or when the events had none)
+//!              fingerprint | utm_source | utm_campaign | country_region | referrer | campaign
+//!   value      the dimension's value (null for `all`, or when the events had none); for a dimension of
+//!   value2,    several columns (`country_region`: country, region; `referrer`: class, source, host of
+//!   value3     page views not internal; `campaign`: utm source, medium, campaign where a source is set)
+//!              the second and third
 //!   events     events of that kind with that value
 //!   visitors   distinct visitor ids among them (exact for the row; rows do not add up)
+//!   visits, bounces, visit_pageviews, visit_ms
+//!              on the row (`*`, `all`) only: the day's visits (30-minute gap, as in the reports), those
+//!              with one page view, the page views in visits, and the sum of their first-to-last times
 //! ```
+//! Files written before a column existed read it as null.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, LazyLock};
@@ -35,19 +44,47 @@ use crate::{Error, QueryEngine, Result};
 /// Where rollups live in the object store.
 pub const ROLLUP_ROOT: &str = "rollups";
 
-/// The dimensions rolled up: name in the rollup, column in `events`.
-pub const DIMENSIONS: &[(&str, &str)] = &[
-    ("page", "url_path"),
-    ("referrer_class", "referrer_class"),
-    ("referrer_source", "referrer_source"),
-    ("browser", "browser"),
-    ("os", "os"),
-    ("device", "device"),
-    ("country", "country"),
-    ("event", "name"),
-    ("fingerprint", "fingerprint"),
-    ("utm_source", "utm_source"),
-    ("utm_campaign", "utm_campaign"),
+/// A dimension rolled up: its name in the rollup, the `events` columns it groups by (one to three: `value`,
+/// `value2`, `value3`), and which events it counts.
+pub struct Dimension {
+    pub name: &'static str,
+    pub columns: &'static [&'static str],
+    pub only: &'static str,
+}
+
+const fn dim(name: &'static str, columns: &'static [&'static str]) -> Dimension {
+    Dimension {
+        name,
+        columns,
+        only: "TRUE",
+    }
+}
+
+/// The dimensions rolled up. The composite ones have the exact shape of a report (`countries`,
+/// `referrers`, `campaigns`), so that report can add them for days whose raw events expired.
+pub const DIMENSIONS: &[Dimension] = &[
+    dim("page", &["url_path"]),
+    dim("referrer_class", &["referrer_class"]),
+    dim("referrer_source", &["referrer_source"]),
+    dim("browser", &["browser"]),
+    dim("os", &["os"]),
+    dim("device", &["device"]),
+    dim("country", &["country"]),
+    dim("event", &["name"]),
+    dim("fingerprint", &["fingerprint"]),
+    dim("utm_source", &["utm_source"]),
+    dim("utm_campaign", &["utm_campaign"]),
+    dim("country_region", &["country", "region"]),
+    Dimension {
+        name: "referrer",
+        columns: &["referrer_class", "referrer_source", "referrer_host"],
+        only: "referrer_class <> 'internal'",
+    },
+    Dimension {
+        name: "campaign",
+        columns: &["utm_source", "utm_medium", "utm_campaign"],
+        only: "utm_source IS NOT NULL",
+    },
 ];
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -55,8 +92,14 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("kind", DataType::Utf8, false),
         Field::new("dimension", DataType::Utf8, false),
         Field::new("value", DataType::Utf8, true),
+        Field::new("value2", DataType::Utf8, true),
+        Field::new("value3", DataType::Utf8, true),
         Field::new("events", DataType::Int64, false),
         Field::new("visitors", DataType::Int64, false),
+        Field::new("visits", DataType::Int64, true),
+        Field::new("bounces", DataType::Int64, true),
+        Field::new("visit_pageviews", DataType::Int64, true),
+        Field::new("visit_ms", DataType::Int64, true),
     ]))
 });
 
@@ -72,22 +115,53 @@ pub fn rollup_prefix(tenant: &TenantId) -> String {
 
 fn rollup_sql() -> String {
     let counts = "CAST(COUNT(*) AS BIGINT) AS events, CAST(COUNT(DISTINCT visitor_id) AS BIGINT) AS visitors";
+    let no_visits = "CAST(NULL AS BIGINT) AS visits, CAST(NULL AS BIGINT) AS bounces, \
+                     CAST(NULL AS BIGINT) AS visit_pageviews, CAST(NULL AS BIGINT) AS visit_ms";
+    let values = |columns: &[&str]| {
+        (0..3)
+            .map(|i| {
+                let name = ["value", "value2", "value3"][i];
+                match columns.get(i) {
+                    Some(c) => format!("CAST({c} AS VARCHAR) AS {name}"),
+                    None => format!("CAST(NULL AS VARCHAR) AS {name}"),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let none = values(&[]);
     let mut parts = vec![
+        // The day's visits, as the reports define them (crate::report::VISITS), on the (`*`, `all`) row.
         format!(
-            "SELECT '*' AS kind, 'all' AS dimension, CAST(NULL AS VARCHAR) AS value, {counts} FROM events WHERE date = $day"
+            "SELECT '*' AS kind, 'all' AS dimension, {none}, e.events, e.visitors, \
+             v.visits, v.bounces, v.visit_pageviews, v.visit_ms \
+             FROM (SELECT {counts} FROM events WHERE date = $day) e CROSS JOIN v"
         ),
         format!(
-            "SELECT kind, 'all' AS dimension, CAST(NULL AS VARCHAR) AS value, {counts} FROM events WHERE date = $day GROUP BY kind"
+            "SELECT kind, 'all' AS dimension, {none}, {counts}, {no_visits} FROM events WHERE date = $day GROUP BY kind"
         ),
     ];
-    for (name, column) in DIMENSIONS {
+    for d in DIMENSIONS {
         parts.push(format!(
-            "SELECT kind, '{name}' AS dimension, CAST({column} AS VARCHAR) AS value, {counts} \
-             FROM events WHERE date = $day GROUP BY kind, {column}"
+            "SELECT kind, '{}' AS dimension, {}, {counts}, {no_visits} \
+             FROM events WHERE date = $day AND {} GROUP BY kind, {}",
+            d.name,
+            values(d.columns),
+            d.only,
+            d.columns.join(", ")
         ));
     }
     format!(
-        "SELECT * FROM ({}) WHERE events > 0 ORDER BY kind, dimension, value",
+        "WITH {},
+v AS (
+    SELECT CAST(COUNT(*) AS BIGINT) AS visits,
+        CAST(COALESCE(SUM(CASE WHEN pageviews = 1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS bounces,
+        CAST(COALESCE(SUM(pageviews), 0) AS BIGINT) AS visit_pageviews,
+        CAST(COALESCE(SUM(CAST(ended AS BIGINT) - CAST(started AS BIGINT)), 0) AS BIGINT) AS visit_ms
+    FROM visits
+)
+SELECT * FROM ({}) WHERE events > 0 ORDER BY kind, dimension, value, value2, value3",
+        crate::report::visits_of("date = $day"),
         parts.join(" UNION ALL ")
     )
 }
@@ -174,7 +248,7 @@ fn internal(e: impl std::fmt::Display) -> Error {
 
 impl QueryEngine {
     /// The range's days that have a rollup but no raw events of `kind` left (retention dropped them).
-    async fn expired_days(
+    pub(crate) async fn expired_days(
         &self,
         tenant: &TenantId,
         kind: &str,
@@ -211,10 +285,10 @@ impl QueryEngine {
         Ok(in_range.difference(&raw).cloned().collect())
     }
 
-    /// A breakdown (value, distinct visitors, count) with the rollups of the range's expired days added:
-    /// rollups count each day's distinct visitors and visitor ids rotate daily, so the sum is exact (a range
-    /// counts visitor-days either way). Without filters only (rollups cannot filter), and only when a day
-    /// expired: otherwise the answer is returned as it is, at the cost of two listings.
+    /// A breakdown (one to three values, distinct visitors, count) with the rollups of the range's expired
+    /// days added: rollups count each day's distinct visitors and visitor ids rotate daily, so the sum is
+    /// exact (a range counts visitor-days either way). Without filters only (rollups cannot filter), and only
+    /// when a day expired: otherwise the answer is returned as it is, at the cost of two listings.
     pub(crate) async fn add_expired_days(
         &self,
         tenant: &TenantId,
@@ -225,6 +299,12 @@ impl QueryEngine {
     ) -> Result<QueryOutput> {
         if !params.filters.is_empty() {
             return Ok(out);
+        }
+        let width = out.schema.fields().len().saturating_sub(2);
+        if !(1..=3).contains(&width) {
+            return Err(internal(
+                "the report's columns are not (values, visitors, count)",
+            ));
         }
         let expired = self.expired_days(tenant, kind, params).await?;
         if expired.is_empty() {
@@ -237,11 +317,14 @@ impl QueryEngine {
             ("from", text(&params.from.to_string())),
             ("to", text(&params.to.to_string())),
         ]);
+        let values = ["value", "value2", "value3"][..width].join(", ");
         let rolled = self
             .run_with_limit(
                 tenant,
-                "SELECT date, value, visitors, events FROM rollups \
-                 WHERE kind = $kind AND dimension = $dimension AND date >= $from AND date <= $to",
+                &format!(
+                    "SELECT date, {values}, visitors, events FROM rollups \
+                     WHERE kind = $kind AND dimension = $dimension AND date >= $from AND date <= $to"
+                ),
                 Some(bound),
                 Run {
                     max_rows: usize::MAX,
@@ -253,8 +336,9 @@ impl QueryEngine {
                 },
             )
             .await?;
-        // value → (visitors, count)
-        let mut merged: BTreeMap<Option<String>, (i64, i64)> = BTreeMap::new();
+        // values → (visitors, count)
+        type Key = Vec<Option<String>>;
+        let mut merged: BTreeMap<Key, (i64, i64)> = BTreeMap::new();
         let strings = |a: &Arc<dyn Array>| -> Result<StringArray> {
             Ok(arrow::compute::cast(a, &DataType::Utf8)
                 .map_err(internal)?
@@ -267,59 +351,67 @@ impl QueryEngine {
                 .as_primitive::<Int64Type>()
                 .clone())
         };
+        let key = |values: &[StringArray], i: usize| -> Key {
+            values
+                .iter()
+                .map(|v| v.is_valid(i).then(|| v.value(i).to_owned()))
+                .collect()
+        };
         for b in &out.batches {
-            if b.num_columns() < 3 {
-                return Err(internal(
-                    "the report's columns are not (value, visitors, count)",
-                ));
-            }
-            let (value, visitors, count) = (
-                strings(b.column(0))?,
-                ints(b.column(1))?,
-                ints(b.column(2))?,
-            );
+            let values = (0..width)
+                .map(|c| strings(b.column(c)))
+                .collect::<Result<Vec<_>>>()?;
+            let (visitors, count) = (ints(b.column(width))?, ints(b.column(width + 1))?);
             for i in 0..b.num_rows() {
-                let e = merged
-                    .entry(value.is_valid(i).then(|| value.value(i).to_owned()))
-                    .or_default();
+                let e = merged.entry(key(&values, i)).or_default();
                 e.0 += visitors.value(i);
                 e.1 += count.value(i);
             }
         }
         for b in &rolled.batches {
-            let (date, value) = (strings(b.column(0))?, strings(b.column(1))?);
-            let (visitors, count) = (ints(b.column(2))?, ints(b.column(3))?);
+            let date = strings(b.column(0))?;
+            let values = (1..=width)
+                .map(|c| strings(b.column(c)))
+                .collect::<Result<Vec<_>>>()?;
+            let (visitors, count) = (ints(b.column(width + 1))?, ints(b.column(width + 2))?);
             for i in 0..b.num_rows() {
                 if !expired.contains(date.value(i)) {
                     continue;
                 }
-                let e = merged
-                    .entry(value.is_valid(i).then(|| value.value(i).to_owned()))
-                    .or_default();
+                let e = merged.entry(key(&values, i)).or_default();
                 e.0 += visitors.value(i);
                 e.1 += count.value(i);
             }
         }
-        // The reports' order: visitors, then the count, descending; then the value (nulls last).
-        let mut rows: Vec<(Option<String>, (i64, i64))> = merged.into_iter().collect();
+        // The reports' order: visitors, then the count, descending; then the values (nulls last).
+        let mut rows: Vec<(Key, (i64, i64))> = merged.into_iter().collect();
+        let nulls_last = |a: &Option<String>, b: &Option<String>| match (a, b) {
+            (Some(a), Some(b)) => a.cmp(b),
+            (a, b) => a.is_none().cmp(&b.is_none()),
+        };
         rows.sort_by(|(a, (av, ac)), (b, (bv, bc))| {
-            bv.cmp(av).then(bc.cmp(ac)).then_with(|| match (a, b) {
-                (Some(a), Some(b)) => a.cmp(b),
-                (a, b) => a.is_none().cmp(&b.is_none()),
+            bv.cmp(av).then(bc.cmp(ac)).then_with(|| {
+                a.iter()
+                    .zip(b)
+                    .map(|(x, y)| nulls_last(x, y))
+                    .find(|o| o.is_ne())
+                    .unwrap_or(std::cmp::Ordering::Equal)
             })
         });
         let schema = out.schema.clone();
-        let columns: Vec<Arc<dyn Array>> = vec![
-            Arc::new(StringArray::from_iter(
-                rows.iter().map(|(v, _)| v.as_deref()),
-            )),
-            Arc::new(Int64Array::from_iter_values(
-                rows.iter().map(|(_, (v, _))| *v),
-            )),
-            Arc::new(Int64Array::from_iter_values(
-                rows.iter().map(|(_, (_, c))| *c),
-            )),
-        ];
+        let mut columns: Vec<Arc<dyn Array>> = (0..width)
+            .map(|c| {
+                Arc::new(StringArray::from_iter(
+                    rows.iter().map(|(v, _)| v[c].as_deref()),
+                )) as Arc<dyn Array>
+            })
+            .collect();
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|(_, (v, _))| *v),
+        )));
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|(_, (_, c))| *c),
+        )));
         let columns = columns
             .iter()
             .zip(schema.fields())
@@ -343,9 +435,18 @@ mod tests {
     #[test]
     fn the_sql_covers_every_dimension() {
         let sql = rollup_sql();
-        for (name, column) in DIMENSIONS {
-            assert!(sql.contains(&format!("'{name}' AS dimension, CAST({column} AS VARCHAR)")));
+        for d in DIMENSIONS {
+            assert!(sql.contains(&format!(
+                "'{}' AS dimension, CAST({} AS VARCHAR) AS value,",
+                d.name, d.columns[0]
+            )));
+            assert!(sql.contains(&format!("GROUP BY kind, {}", d.columns.join(", "))));
         }
-        assert!(!sql.contains("user_pseudonym") && !sql.contains("SELECT visitor_id"));
+        // Pseudonyms are only counted: the visits CTE groups by visitor id, the rows written never hold one.
+        let written = sql.split("SELECT * FROM (").nth(1).unwrap();
+        assert!(!sql.contains("user_pseudonym") && !written.contains("SELECT visitor_id"));
+        for f in rollup_schema().fields() {
+            assert!(!f.name().contains("visitor_id") && !f.name().contains("pseudonym"));
+        }
     }
 }

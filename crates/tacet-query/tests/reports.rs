@@ -36,6 +36,8 @@ struct Spec {
     plan: Option<&'static str>,
     release: Option<&'static str>,
     error: Option<(&'static str, String)>,
+    /// The UTM campaign on the page's URL (`?utm_source=ads&utm_medium=cpc&utm_campaign=<this>`).
+    campaign: Option<&'static str>,
 }
 
 impl Spec {
@@ -103,6 +105,12 @@ fn fixture() -> Vec<Spec> {
                     plan: None,
                     release: Some(release),
                     error: None,
+                    // "fall" for 12 visitors; "spring" for 4, below k = 5.
+                    campaign: match (view, visitor % 5) {
+                        (0, 2) => Some("fall"),
+                        (0, 3) if visitor < 20 => Some("spring"),
+                        _ => None,
+                    },
                 });
                 if rng.below(4) == 0 {
                     out.push(Spec {
@@ -144,14 +152,18 @@ fn fixture() -> Vec<Spec> {
             plan: None,
             release: None,
             error: None,
+            campaign: None,
         });
     }
     out
 }
 
 fn raw_json(s: &Spec) -> Value {
+    let utm = s.campaign.map_or(String::new(), |c| {
+        format!("?utm_source=ads&utm_medium=cpc&utm_campaign={c}")
+    });
     let mut v =
-        json!({"kind": s.kind, "url": format!("https://shop.example{}", s.path), "ts": s.ts});
+        json!({"kind": s.kind, "url": format!("https://shop.example{}{utm}", s.path), "ts": s.ts});
     if let Some(r) = s.referrer {
         v["referrer"] = r.into();
     }
@@ -264,6 +276,7 @@ async fn setup() -> Setup {
         plan: None,
         release: None,
         error: None,
+        campaign: None,
     }];
     write(&lake, &TenantId::new("solo").unwrap(), &solo).await;
     // Funnels, goals and cohorts: a small hand-made tenant.
@@ -580,6 +593,20 @@ async fn breakdowns_with_the_k_threshold() {
     );
     assert_eq!(s.rows("shop", "referrers", &[], 5).await, expected);
 
+    // Campaigns: page views whose URL carries a UTM source ("spring" has 4 visitors, below k).
+    let (expected, suppressed) = breakdown(
+        group(pageviews().filter(|x| x.campaign.is_some()), |x| {
+            json!(["ads", "cpc", x.campaign])
+        }),
+        5,
+        &["utm_source", "utm_medium", "utm_campaign"],
+        "pageviews",
+    );
+    assert_eq!((expected.as_array().unwrap().len(), suppressed), (1, 1));
+    let out = s.run("shop", "campaigns", &[], 5).await;
+    assert_eq!(out.suppressed, suppressed);
+    assert_eq!(s.rows("shop", "campaigns", &[], 5).await, expected);
+
     // Entry and exit pages: first and last page view of each visit.
     let pv: Vec<&Spec> = pageviews().collect();
     for (report, pick) in [("entry_pages", true), ("exit_pages", false)] {
@@ -830,10 +857,15 @@ async fn rollups_answer_for_days_whose_raw_events_are_gone() {
     // The breakdowns with a rollups branch, as the raw events answer them (k = 1: every row).
     const ROLLED: &[&str] = &[
         "pages",
+        "referrers",
+        "campaigns",
         "browsers",
         "operating_systems",
         "devices",
+        "countries",
         "events",
+        "overview",
+        "timeseries",
     ];
     let mut breakdowns = BTreeMap::new();
     for r in ROLLED {
@@ -842,6 +874,7 @@ async fn rollups_answer_for_days_whose_raw_events_are_gone() {
         breakdowns.insert(*r, rows);
     }
     let docs_before = s.rows("shop", "pages", &[("page", "/docs")], 1).await;
+    let overview_docs_before = s.rows("shop", "overview", &[("page", "/docs")], 1).await;
     for day in ["2025-11-28", "2025-11-29"] {
         let rows = s
             .engine
@@ -909,6 +942,59 @@ async fn rollups_answer_for_days_whose_raw_events_are_gone() {
     for r in ROLLED {
         assert_eq!(s.rows("shop", r, &[], 1).await, breakdowns[r], "{r}");
     }
+    // A rollup written before the composite dimensions and visit totals existed (five columns) still
+    // reads: its visitors and page views count, its visits (null) add nothing.
+    {
+        use arrow::array::{Int64Array, RecordBatch, StringArray};
+        use arrow::datatypes::{DataType, Field, Schema};
+        let old = Arc::new(Schema::new(vec![
+            Field::new("kind", DataType::Utf8, false),
+            Field::new("dimension", DataType::Utf8, false),
+            Field::new("value", DataType::Utf8, true),
+            Field::new("events", DataType::Int64, false),
+            Field::new("visitors", DataType::Int64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            old.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["*", "pageview"])),
+                Arc::new(StringArray::from(vec!["all", "all"])),
+                Arc::new(StringArray::from(vec![None::<&str>, None])),
+                Arc::new(Int64Array::from(vec![3, 3])),
+                Arc::new(Int64Array::from(vec![2, 2])),
+            ],
+        )
+        .unwrap();
+        let path =
+            object_store::path::Path::from("rollups/tenant=shop/date=2025-11-27/rollup.parquet");
+        let bytes = tacet_query::format::to_parquet(&old, &[batch]).unwrap();
+        store.put(&path, bytes.into()).await.unwrap();
+        let o = s
+            .rows("shop", "overview", &[("from", "2025-11-27")], 1)
+            .await;
+        let b = &breakdowns["overview"];
+        assert_eq!(o[0]["visitors"], b[0]["visitors"].as_u64().unwrap() + 2);
+        assert_eq!(o[0]["pageviews"], b[0]["pageviews"].as_u64().unwrap() + 3);
+        assert_eq!(o[0]["visits"], b[0]["visits"]);
+        store.delete(&path).await.unwrap();
+    }
+    // Hourly buckets come from raw events only: the first day has none left.
+    let hours = s
+        .rows("shop", "timeseries", &[("interval", "hour")], 1)
+        .await;
+    assert!(!hours.as_array().unwrap().is_empty());
+    for h in hours.as_array().unwrap() {
+        assert!(
+            h["bucket"].as_str().unwrap().starts_with("2025-11-29"),
+            "{h}"
+        );
+    }
+    // The overview with a filter: raw days only, so fewer visits than before.
+    let overview_docs = s.rows("shop", "overview", &[("page", "/docs")], 1).await;
+    assert!(
+        overview_docs[0]["visits"].as_u64() < overview_docs_before[0]["visits"].as_u64(),
+        "{overview_docs} vs {overview_docs_before}"
+    );
     // With a filter only raw days answer: /docs on the second day alone now.
     let docs_after = s.rows("shop", "pages", &[("page", "/docs")], 1).await;
     let second_day: Visitors = s
