@@ -978,6 +978,35 @@ async fn rollups_answer_for_days_whose_raw_events_are_gone() {
         assert_eq!(o[0]["visits"], b[0]["visits"]);
         store.delete(&path).await.unwrap();
     }
+    // In another zone a rollup day is labelled with its local midnight (rollups are UTC dates).
+    {
+        let given = BTreeMap::from([
+            ("from".to_owned(), "2025-11-28".to_owned()),
+            ("to".to_owned(), "2025-11-29".to_owned()),
+        ]);
+        let params =
+            ReportParams::parse(&given, NaiveDate::from_ymd_opt(2025, 11, 29).unwrap()).unwrap();
+        let scope = ReportScope {
+            k_threshold: 1,
+            zone: chrono_tz::Europe::Berlin,
+        };
+        let out = s
+            .engine
+            .report(&shop, Report::find("timeseries").unwrap(), &params, &scope)
+            .await
+            .unwrap();
+        let rows: Value = serde_json::from_slice(&to_json(&out.batches).unwrap()).unwrap();
+        let utc = &breakdowns["timeseries"];
+        assert!(
+            rows[0]["bucket"]
+                .as_str()
+                .unwrap()
+                .starts_with("2025-11-28T00:00:00+01:00"),
+            "{rows}"
+        );
+        assert_eq!(rows[0]["visitors"], utc[0]["visitors"], "{rows} {utc}");
+        assert_eq!(rows[0]["visits"], utc[0]["visits"], "{rows} {utc}");
+    }
     // Hourly buckets come from raw events only: the first day has none left.
     let hours = s
         .rows("shop", "timeseries", &[("interval", "hour")], 1)
