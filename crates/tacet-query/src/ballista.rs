@@ -75,7 +75,8 @@ pub fn cluster_state(runtime: Arc<RuntimeEnv>) -> datafusion::execution::Session
     state_with_tacet_functions(SessionConfig::new_with_ballista(), runtime)
 }
 
-/// A session state with DataFusion's functions and Tacet's own (`tacet_visit`, crate::visit): schedulers
+/// A session state with DataFusion's functions and Tacet's own (`tacet_visit`, crate::visit;
+/// `tacet_count_distinct`, crate::distinct): schedulers
 /// and executors must know every function a report calls.
 fn state_with_tacet_functions(
     config: SessionConfig,
@@ -87,6 +88,9 @@ fn state_with_tacet_functions(
         .with_default_features();
     if let Some(functions) = builder.window_functions() {
         functions.extend(crate::visit::udwfs());
+    }
+    if let Some(functions) = builder.aggregate_functions() {
+        functions.extend(crate::distinct::udafs());
     }
     builder.build()
 }

@@ -489,6 +489,9 @@ impl Inner {
         for f in crate::visit::udwfs() {
             ctx.register_udwf(f.as_ref().clone());
         }
+        for f in crate::distinct::udafs() {
+            ctx.register_udaf(f.as_ref().clone());
+        }
         let table_url =
             ListingTableUrl::parse(format!("{LAKE_URL}{}", tacet_lake::tenant_prefix(tenant)))
                 .map_err(|e| Error::Internal(e.to_string()))?;

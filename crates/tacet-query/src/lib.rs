@@ -13,6 +13,7 @@
 
 pub mod ballista;
 mod config;
+mod distinct;
 mod engine;
 pub mod format;
 mod hiding;

@@ -181,6 +181,10 @@ impl Report {
             }
         );
         self.expand(TAGGED, zone == chrono_tz::UTC, &midnight)
+            .replace(
+                "COUNT(DISTINCT visitor_id)",
+                &format!("{}(visitor_id)", crate::distinct::NAME),
+            )
     }
 
     /// The SQL with the macros expanded and Tacet's window functions in standard SQL ([`PORTABLE_VISIT_NO`]

@@ -114,7 +114,10 @@ pub fn rollup_prefix(tenant: &TenantId) -> String {
 }
 
 fn rollup_sql() -> String {
-    let counts = "CAST(COUNT(*) AS BIGINT) AS events, CAST(COUNT(DISTINCT visitor_id) AS BIGINT) AS visitors";
+    let counts = format!(
+        "CAST(COUNT(*) AS BIGINT) AS events, CAST({}(visitor_id) AS BIGINT) AS visitors",
+        crate::distinct::NAME
+    );
     let no_visits = "CAST(NULL AS BIGINT) AS visits, CAST(NULL AS BIGINT) AS bounces, \
                      CAST(NULL AS BIGINT) AS visit_pageviews, CAST(NULL AS BIGINT) AS visit_ms";
     let values = |columns: &[&str]| {
