@@ -192,6 +192,11 @@ async fn write(lake: &Lake, tenant: &TenantId, specs: &[Spec]) {
 
 /// Writes `(visitor, event JSON with a numeric ts)` pairs; a visitor is a client address.
 async fn write_json(lake: &Lake, tenant: &TenantId, events: &[(u32, Value)]) {
+    write_json_at(lake, tenant, events, DAY0 + 60 * DAY).await;
+}
+
+/// The same, accepted at `now` (milliseconds): events may not be from the future.
+async fn write_json_at(lake: &Lake, tenant: &TenantId, events: &[(u32, Value)], now: i64) {
     let privacy = Privacy::default();
     let ua = parse_user_agent(UA);
     let mut partitions: BTreeMap<String, (PartitionKey, Vec<tacet_privacy::Event>)> =
@@ -205,7 +210,7 @@ async fn write_json(lake: &Lake, tenant: &TenantId, events: &[(u32, Value)]) {
         };
         let ip = format!("198.51.{}.{}", visitor / 200, visitor % 200 + 1);
         let ctx = RequestContext::new(ip.parse().unwrap(), UA);
-        let raw = parse_event(json.clone(), DAY0 + 60 * DAY).unwrap();
+        let raw = parse_event(json.clone(), now).unwrap();
         let key = PartitionKey::for_event(tenant.clone(), raw.kind, raw.ts_millis);
         let Outcome::Keep(e) = privacy.pseudonymise(
             tenant,
@@ -646,11 +651,19 @@ async fn breakdowns_with_the_k_threshold() {
         .await,
         expected
     );
-    // Browsers: one user agent in the fixture.
+    // Browsers, operating systems, devices: one user agent in the fixture (Firefox on desktop Linux).
     let visitors: Visitors = pageviews().map(Spec::visitor_day).collect();
     assert_eq!(
         s.rows("shop", "browsers", &[], 5).await,
         json!([{"browser": "Firefox", "visitors": visitors.len(), "pageviews": pageviews().count()}])
+    );
+    assert_eq!(
+        s.rows("shop", "operating_systems", &[], 5).await,
+        json!([{"os": "Linux", "visitors": visitors.len(), "pageviews": pageviews().count()}])
+    );
+    assert_eq!(
+        s.rows("shop", "devices", &[], 5).await,
+        json!([{"device": "desktop", "visitors": visitors.len(), "pageviews": pageviews().count()}])
     );
 }
 
@@ -1318,4 +1331,60 @@ async fn days_are_the_tenant_s_local_days() {
         counts(&trend, "day", &["crashes", "visitors"]),
         [vec![json!("2025-11-29"), json!(1), json!(1)]]
     );
+}
+
+/// `realtime`: the last 30 minutes, minute by minute, from the clock (not the range).
+#[tokio::test]
+async fn realtime_is_the_last_thirty_minutes_by_minute() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::local(dir.path()).unwrap();
+    let live = TenantId::new("live").unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    // A minute that began ten minutes ago, and the one after it.
+    let m = (now - 10 * MIN).div_euclid(MIN) * MIN;
+    let at = |kind: &str, ts: i64| {
+        let mut e = json!({"kind": kind, "url": "https://live.example/", "ts": ts});
+        match kind {
+            "event" => e["name"] = "signup".into(),
+            "crash" => {
+                e["error_type"] = "TypeError".into();
+                e["message"] = "x is undefined".into();
+            }
+            _ => {}
+        }
+        e
+    };
+    let events = [
+        (1, at("pageview", m + 1_000)),
+        (2, at("pageview", m + 2_000)),
+        (1, at("event", m + 3_000)),
+        (3, at("crash", m + MIN + 1_000)),
+        // 40 minutes ago: outside the window.
+        (4, at("pageview", now - 40 * MIN)),
+    ];
+    write_json_at(&lake, &live, &events, now).await;
+    let engine = QueryEngine::new(Arc::clone(lake.store()), QueryConfig::default()).unwrap();
+    let params = ReportParams::parse(&BTreeMap::new(), chrono::Utc::now().date_naive()).unwrap();
+    let out = engine
+        .report(
+            &live,
+            Report::find("realtime").unwrap(),
+            &params,
+            &ReportScope::utc(1),
+        )
+        .await
+        .unwrap();
+    let rows: Value = serde_json::from_slice(&to_json(&out.batches).unwrap()).unwrap();
+    let minute = |r: &Value| {
+        chrono::DateTime::parse_from_rfc3339(r["minute"].as_str().unwrap())
+            .unwrap()
+            .timestamp_millis()
+    };
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!((minute(&rows[0]), minute(&rows[1])), (m, m + MIN));
+    let counts =
+        |r: &Value| ["visitors", "pageviews", "events", "crashes"].map(|c| r[c].as_i64().unwrap());
+    assert_eq!(counts(&rows[0]), [2, 2, 1, 0]);
+    assert_eq!(counts(&rows[1]), [1, 0, 0, 1]);
 }
