@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 use tacet_lake::{Lake, PartitionKey};
 use tacet_model::{TenantId, parse_event};
 use tacet_privacy::{
-    EventBatch, Keys, Outcome, Privacy, RequestContext, Tally, TenantPolicy, parse_user_agent,
+    EventBatch, GeoDb, GeoLevel, Keys, Outcome, Privacy, RequestContext, Tally, TenantPolicy,
+    parse_user_agent, testdb,
 };
 use tacet_query::format::to_json;
 use tacet_query::{QueryConfig, QueryEngine, QueryOutput, Report, ReportParams, ReportScope};
@@ -195,9 +196,38 @@ async fn write_json(lake: &Lake, tenant: &TenantId, events: &[(u32, Value)]) {
     write_json_at(lake, tenant, events, DAY0 + 60 * DAY).await;
 }
 
+/// Where the fixture's visitors are (visitor v writes from `198.51.0.<v + 1>`): `.0/27` (visitors 0 to 30)
+/// in Berlin, `.32/27` (visitors 31 to 62) in Paris, the rest unknown. Regions are kept.
+fn geo_of(visitor: u32) -> Value {
+    match visitor {
+        0..=30 => json!(["DE", "DE-BE"]),
+        31..=62 => json!(["FR", "FR-IDF"]),
+        _ => json!([null, null]),
+    }
+}
+
+fn privacy() -> (Privacy, TenantPolicy) {
+    let net = |last: u8, country, region, city| testdb::Network {
+        net: std::net::Ipv4Addr::new(198, 51, 0, last),
+        prefix: 27,
+        country,
+        region,
+        city,
+    };
+    let db = testdb::build(&[
+        net(0, "DE", "DE-BE", "Berlin"),
+        net(32, "FR", "FR-IDF", "Paris"),
+    ]);
+    let policy = TenantPolicy {
+        geo: GeoLevel::Region,
+        ..TenantPolicy::default()
+    };
+    (Privacy::new(Some(GeoDb::from_bytes(db).unwrap())), policy)
+}
+
 /// The same, accepted at `now` (milliseconds): events may not be from the future.
 async fn write_json_at(lake: &Lake, tenant: &TenantId, events: &[(u32, Value)], now: i64) {
-    let privacy = Privacy::default();
+    let (privacy, policy) = privacy();
     let ua = parse_user_agent(UA);
     let mut partitions: BTreeMap<String, (PartitionKey, Vec<tacet_privacy::Event>)> =
         BTreeMap::new();
@@ -212,15 +242,9 @@ async fn write_json_at(lake: &Lake, tenant: &TenantId, events: &[(u32, Value)], 
         let ctx = RequestContext::new(ip.parse().unwrap(), UA);
         let raw = parse_event(json.clone(), now).unwrap();
         let key = PartitionKey::for_event(tenant.clone(), raw.kind, raw.ts_millis);
-        let Outcome::Keep(e) = privacy.pseudonymise(
-            tenant,
-            &TenantPolicy::default(),
-            &keys,
-            ctx,
-            &ua,
-            raw,
-            &mut Tally::default(),
-        ) else {
+        let Outcome::Keep(e) =
+            privacy.pseudonymise(tenant, &policy, &keys, ctx, &ua, raw, &mut Tally::default())
+        else {
             panic!("kept")
         };
         partitions
@@ -651,6 +675,18 @@ async fn breakdowns_with_the_k_threshold() {
         .await,
         expected
     );
+    // Countries and regions from the client address (a generated City database); visitor 99 (two
+    // visitor-days) is nowhere, and below k.
+    let (expected, suppressed) = breakdown(
+        group(pageviews(), |x| geo_of(x.visitor)),
+        5,
+        &["country", "region"],
+        "pageviews",
+    );
+    assert_eq!((expected.as_array().unwrap().len(), suppressed), (2, 1));
+    let out = s.run("shop", "countries", &[], 5).await;
+    assert_eq!(out.suppressed, suppressed);
+    assert_eq!(s.rows("shop", "countries", &[], 5).await, expected);
     // Browsers, operating systems, devices: one user agent in the fixture (Firefox on desktop Linux).
     let visitors: Visitors = pageviews().map(Spec::visitor_day).collect();
     assert_eq!(
