@@ -1,6 +1,7 @@
 //! Daily rollups: per tenant and day, counts of events and distinct visitors by kind, overall and by each
 //! report dimension, and the day's visit totals. They hold no pseudonyms, so they may outlive the raw events
-//! (their own retention), and the reports answer from them for days whose raw events are gone: `daily`;
+//! (their own retention), and the reports answer from them for days whose raw events are gone: `daily` and
+//! `crash_trend` (in SQL, each count the larger of raw and rollup);
 //! `overview` and `timeseries` (header `-- rollups: visits`: the day's visit totals, bound as `$expired`);
 //! and the breakdowns whose header names their rollup (`-- rollups: pageview page`: `pages`, `referrers`,
 //! `campaigns`, `browsers`, `operating_systems`, `devices`, `countries`, `events`), through

@@ -923,6 +923,11 @@ async fn rollups_answer_for_days_whose_raw_events_are_gone() {
         breakdowns.insert(*r, rows);
     }
     let docs_before = s.rows("shop", "pages", &[("page", "/docs")], 1).await;
+    let groups = s.rows("shop", "crash_groups", &[], 1).await;
+    let fingerprint = groups[0]["fingerprint"].as_str().unwrap().to_owned();
+    let by_fingerprint = [("fingerprint", fingerprint.as_str())];
+    let trend_before = s.rows("shop", "crash_trend", &by_fingerprint, 1).await;
+    assert_eq!(trend_before.as_array().unwrap().len(), 2, "{trend_before}");
     let overview_docs_before = s.rows("shop", "overview", &[("page", "/docs")], 1).await;
     for day in ["2025-11-28", "2025-11-29"] {
         let rows = s
@@ -991,6 +996,28 @@ async fn rollups_answer_for_days_whose_raw_events_are_gone() {
     for r in ROLLED {
         assert_eq!(s.rows("shop", r, &[], 1).await, breakdowns[r], "{r}");
     }
+    // A crash group's trend: the first day from the fingerprint's rollup.
+    assert_eq!(
+        s.rows("shop", "crash_trend", &by_fingerprint, 1).await,
+        trend_before
+    );
+    // With another filter, only raw days.
+    let on_docs = s
+        .rows(
+            "shop",
+            "crash_trend",
+            &[("fingerprint", fingerprint.as_str()), ("page", "/docs")],
+            1,
+        )
+        .await;
+    assert!(
+        on_docs
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["day"] == "2025-11-29"),
+        "{on_docs}"
+    );
     // A rollup written before the composite dimensions and visit totals existed (five columns) still
     // reads: its visitors and page views count, its visits (null) add nothing.
     {
@@ -1093,6 +1120,10 @@ async fn rollups_answer_for_days_whose_raw_events_are_gone() {
         store.delete(&meta.location).await.unwrap();
     }
     assert_eq!(s.rows("shop", "daily", &[], 5).await, before);
+    assert_eq!(
+        s.rows("shop", "crash_trend", &by_fingerprint, 1).await,
+        trend_before
+    );
     // With a filter, a rollup cannot answer: only days with raw events do.
     let filtered = s.rows("shop", "daily", &[("page", "/docs")], 5).await;
     assert_eq!(filtered.as_array().unwrap().len(), 1);
