@@ -264,6 +264,11 @@ impl GroupsAccumulator for Groups {
             }
             let (from, to) = (offsets[i] as usize, offsets[i + 1] as usize);
             let set = &mut self.sets[g];
+            // Partial states of different partitions mostly hold different days, so different ids: make
+            // room for all at once rather than doubling on the way.
+            let before = set.capacity();
+            set.reserve(to - from);
+            self.table_bytes += (set.capacity() - before) * (size_of::<i64>() + 1);
             for j in from..to {
                 if inner.is_valid(j) {
                     insert(set, inner.value(j), &mut self.table_bytes);
