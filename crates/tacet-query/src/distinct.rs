@@ -116,7 +116,17 @@ impl AggregateUDFImpl for CountDistinct {
     }
 }
 
-/// The distinct values as one list.
+/// A list array (the state's type) of `values` cut at `offsets`.
+fn list(offsets: Vec<i32>, values: Vec<i64>) -> ArrayRef {
+    Arc::new(ListArray::new(
+        Arc::new(Field::new_list_field(DataType::Int64, true)),
+        OffsetBuffer::new(ScalarBuffer::from(offsets)),
+        Arc::new(Int64Array::from(values)),
+        None,
+    ))
+}
+
+/// The distinct values, a list per set.
 fn list_of(sets: &[Set]) -> ArrayRef {
     let mut offsets = Vec::with_capacity(sets.len() + 1);
     offsets.push(0i32);
@@ -126,12 +136,7 @@ fn list_of(sets: &[Set]) -> ArrayRef {
         values.extend(s.iter().copied());
         offsets.push(values.len() as i32);
     }
-    Arc::new(ListArray::new(
-        Arc::new(Field::new_list_field(DataType::Int64, true)),
-        OffsetBuffer::new(ScalarBuffer::from(offsets)),
-        Arc::new(Int64Array::from(values)),
-        None,
-    ))
+    list(offsets, values)
 }
 
 /// Without GROUP BY.
@@ -294,12 +299,7 @@ impl GroupsAccumulator for Groups {
             }
             offsets.push(kept.len() as i32);
         }
-        Ok(vec![Arc::new(ListArray::new(
-            Arc::new(Field::new_list_field(DataType::Int64, true)),
-            OffsetBuffer::new(ScalarBuffer::from(offsets)),
-            Arc::new(Int64Array::from(kept)),
-            None,
-        ))])
+        Ok(vec![list(offsets, kept)])
     }
 
     fn size(&self) -> usize {
