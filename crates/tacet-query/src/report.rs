@@ -5,9 +5,9 @@
 //! `$page`, …), never spliced into the SQL text. Files may use fixed macros, expanded from constants in this
 //! module (never from input): `{{range}}` (events in the date range), `{{days}}` (rollup dates in the range),
 //! `{{day}}` (an event's day), `{{filters}}` (every optional filter), `{{no_filters}}` (true when no filter is
-//! given; `{{no_filters_but_fingerprint}}` the same but for `fingerprint`), `{{visits}}` (common table expressions `scoped`, `tagged` and `visits`, below) and
-//! `{{visit_window}}` (the window the visit definition runs over, for reports that look at a page view's
-//! neighbours in the same order). A report with the header `-- rollups: visits` also has `{{expired}}`
+//! given; `{{no_filters_but_fingerprint}}` the same but for `fingerprint`), `{{visits}}` (common table
+//! expressions `scoped`, `tagged` and `visits`, below) and `{{visit_window}}` (the window the visit
+//! definition runs over, for reports that look at a page view's neighbours in the same order). A report with the header `-- rollups: visits` also has `{{expired}}`
 //! (rollup days to add, those whose raw page views are gone) and keeps those days out of `scoped`;
 //! `{{midnight}}` is a rollup `date`'s first instant in the tenant's zone, typed as `ts`.
 //!
@@ -202,17 +202,15 @@ impl Report {
         } else {
             (RANGE_LOCAL, DAY_LOCAL)
         };
-        let no_filters = FILTERS
-            .iter()
-            .map(|(param, _)| format!("${param} IS NULL"))
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        let no_filters_but_fingerprint = FILTERS
-            .iter()
-            .filter(|(param, _)| *param != "fingerprint")
-            .map(|(param, _)| format!("${param} IS NULL"))
-            .collect::<Vec<_>>()
-            .join(" AND ");
+        // True when no filter but `except` is given.
+        let no_filters_but = |except: &str| {
+            let unset: Vec<String> = FILTERS
+                .iter()
+                .filter(|(param, _)| *param != except)
+                .map(|(param, _)| format!("${param} IS NULL"))
+                .collect();
+            format!("({})", unset.join(" AND "))
+        };
         let rolled = self.rollup_visits();
         self.sql
             .replace("{{visits}}", VISITS)
@@ -222,10 +220,10 @@ impl Report {
             .replace("{{days}}", DAYS)
             .replace("{{day}}", day)
             .replace("{{filters}}", &filters_sql())
-            .replace("{{no_filters}}", &format!("({no_filters})"))
+            .replace("{{no_filters}}", &no_filters_but(""))
             .replace(
                 "{{no_filters_but_fingerprint}}",
-                &format!("({no_filters_but_fingerprint})"),
+                &no_filters_but("fingerprint"),
             )
             .replace("{{live}}", if rolled { LIVE } else { "TRUE" })
             .replace("{{expired}}", if rolled { EXPIRED } else { "FALSE" })
