@@ -30,6 +30,10 @@ const UAS: [&str; 2] = [
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7; ProbeBuild/4242) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.2 Safari/605.1.15",
 ];
 
+/// Planted where the scrubber's value rules must find them: a US social security number (in the URL, a
+/// property, the release, the message and the stack) and telephone numbers (both tenants opt in to `phone`).
+const NUMBERS: [&str; 3] = ["078-05-1120", "+1 415 555 0123", "+44 20 7946 0958"];
+
 /// Secrets planted in crash messages, stack frames, properties and URLs: each must be scrubbed.
 const SECRETS: [&str; 10] = [
     "4539 1488 0343 6467",
@@ -50,13 +54,24 @@ fn needles() -> Vec<&'static str> {
         .chain(&EMAILS)
         .chain(&UAS)
         .chain(&SECRETS)
+        .chain(&NUMBERS)
         .copied()
         .collect()
 }
 
 #[tokio::test]
 async fn no_raw_identifier_reaches_disk_or_logs() {
-    let server = Server::start(&two_tenant_config(""));
+    let config = two_tenant_config("")
+        .replace(
+            "read_key = \"read-a\"\n",
+            "read_key = \"read-a\"\n[tenant.privacy]\nscrub_opt_in = [\"phone\"]\n",
+        )
+        .replace(
+            "ip = \"truncate\"\n",
+            "ip = \"truncate\"\nscrub_opt_in = [\"phone\"]\n",
+        );
+    assert_eq!(config.matches("scrub_opt_in").count(), 2, "{config}");
+    let server = Server::start(&config);
     let mut sent = 0u64;
     for (i, ip) in IPS.iter().enumerate() {
         let ua = UAS[i % UAS.len()];
@@ -77,13 +92,19 @@ async fn no_raw_identifier_reaches_disk_or_logs() {
              "stack": [format!("at pay (/home/{}/app/pay.js:3:1)", SECRETS[6]), format!("at git ({})", SECRETS[4])]},
             {"kind": "event", "name": "checkout", "url": "https://a.example/checkout",
              "props": {"iban": SECRETS[1], "api_key": SECRETS[8], "note": format!("paid with {}", SECRETS[0])}},
+            // The event's own user id inside its free text, an SSN everywhere, phone numbers.
+            {"kind": "crash", "user_id": user, "url": format!("https://a.example/u/{}/ssn/{}", user, NUMBERS[0]),
+             "error_type": "CartError", "release": format!("3.1.0 {}", NUMBERS[0]),
+             "message": format!("cart failed for user {user}, ssn {}, call {} or {}", NUMBERS[0], NUMBERS[1], NUMBERS[2]),
+             "stack": [format!("at cart (/u/{user}/cart.js:1:1) {}", NUMBERS[0])],
+             "props": {"note": format!("{user} {} {}", NUMBERS[0], NUMBERS[1])}},
         ]);
         for key in ["ingest-a", "ingest-b"] {
             let (status, body) = server
                 .post_events(key, ua, ip, "application/json", batch.to_string())
                 .await;
             assert_eq!(status, 202, "{body}");
-            sent += 5;
+            sent += 6;
         }
     }
     server.wait_for_count("read-a", sent / 2).await;
@@ -95,7 +116,7 @@ async fn no_raw_identifier_reaches_disk_or_logs() {
             "SELECT COUNT(user_pseudonym) AS n, COUNT(DISTINCT user_pseudonym) AS d FROM events",
         )
         .await;
-    assert_eq!(users, json!([{"n": sent / 2 * 3 / 5, "d": USER_IDS.len()}]));
+    assert_eq!(users, json!([{"n": sent / 2 * 4 / 6, "d": USER_IDS.len()}]));
     let stopped = server.stop();
     // The daily rollups are a place that writes too (the server makes them hourly): make today's here.
     let today = chrono::Utc::now().date_naive().to_string();
@@ -191,6 +212,8 @@ async fn no_raw_identifier_reaches_disk_or_logs() {
         "[private_key]",
         "/home/[user]/app/pay.js",
         "/u/[email]/profile",
+        "cart failed for user [user], ssn [ssn], call [phone] or [phone]",
+        "3.1.0 [ssn]",
         "probe",
         "198.51.100.0/24",
     ] {

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::json;
 use tacet_ingest::Change;
 use tacet_model::TenantId;
-use tacet_privacy::{Scrubber, Tally, TenantPolicy};
+use tacet_privacy::{Known, Scrubber, Tally, TenantPolicy};
 use tacet_query::QueryOutput;
 
 use crate::rewrite::RewriteReport;
@@ -189,7 +189,9 @@ impl Steward {
                 "no change given: name at least one property, KEY=VALUE or KEY=".into(),
             ));
         }
-        let scrubber = Scrubber::new(&policy.scrub);
+        // The person's own id must not come back in through a new property value.
+        let known: Vec<Known> = Known::user(user_id).into_iter().collect();
+        let scrubber = Scrubber::for_policy(policy).with_known(&known);
         let mut tally = Tally::default();
         let changes: Vec<PropChange> = changes
             .iter()

@@ -252,4 +252,36 @@ mod tests {
         assert_eq!(events[0].utm_source.as_deref(), Some("n"));
         assert!(events[0].user_pseudonym.is_some() && events[1].user_pseudonym.is_none());
     }
+
+    #[test]
+    fn known_values_are_replaced_in_every_free_text_field() {
+        let policy: TenantPolicy =
+            toml::from_str("identifiers = [\"customer_no\"]\nscrub_opt_in = [\"phone\"]").unwrap();
+        let e = event(
+            serde_json::json!({"kind": "crash", "user_id": "canary-user-7f3a9",
+                "url": "https://a.example/u/canary-user-7f3a9/cart?ref=078-05-1120",
+                "error_type": "CartError",
+                "message": "cart failed for user canary-user-7f3a9 from 203.0.113.5, customer C-99817, ssn 078-05-1120, call +1 415 555 0123",
+                "stack": ["at load (/u/CANARY-USER-7F3A9/app.js:1:2)"],
+                "release": "2.0.0 078-05-1120",
+                "props": {"customer_no": "C-99817", "note": "for canary-user-7f3a9 or C-99817"}}),
+            &policy,
+            "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",
+        );
+        assert_eq!(
+            e.message.as_deref(),
+            Some(
+                "cart failed for user [user] from [ip], customer [identifier], ssn [ssn], call [phone]"
+            )
+        );
+        assert_eq!(e.stack, ["at load (/u/[user]/app.js:1:2)"]);
+        assert_eq!(e.url_path, "/u/[user]/cart");
+        assert_eq!(e.release.as_deref(), Some("2.0.0 [ssn]"));
+        // The identifier property itself is never stored; its value is gone from the others.
+        assert_eq!(
+            e.props,
+            [("note".to_owned(), "for [user] or [identifier]".to_owned())]
+        );
+        assert!(e.user_pseudonym.is_some());
+    }
 }

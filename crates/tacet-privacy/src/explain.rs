@@ -153,9 +153,23 @@ pub fn explain(tenant: &str, policy: &TenantPolicy, inst: &Installation) -> Stri
         w,
         "Free text (page paths, messages, stack frames, properties) is searched for personal data and \
          secrets, which are replaced by a placeholder naming their type: e-mail addresses, IP addresses, \
-         payment card numbers, IBANs, private keys, passwords and credentials in URLs, bearer tokens, JSON Web \
-         Tokens, API tokens, values of fields named like password, secret, token or key, and user names in \
-         home-directory paths.{}",
+         payment card numbers, IBANs, US social security numbers, private keys, passwords and credentials in \
+         URLs, bearer tokens, JSON Web Tokens, API tokens, values of fields named like password, secret, token \
+         or key, and user names in home-directory paths. Before that, the event's own user id, the sender's IP \
+         address{} are replaced wherever they appear in that text.{}{}",
+        if policy.identifiers.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " and the identifier properties ({}, which are never stored themselves)",
+                policy.identifiers.join(", ")
+            )
+        },
+        if policy.scrubs("phone") {
+            " Telephone numbers are removed too."
+        } else {
+            ""
+        },
         if policy.scrub.is_empty() {
             String::new()
         } else {

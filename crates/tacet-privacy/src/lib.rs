@@ -49,7 +49,7 @@ pub use policy::{
     BotMode, CustomRule, DEFAULT_RETENTION_DAYS, GeoLevel, IpMode, SignalMode, TenantPolicy,
 };
 pub use pseudonym::{Keys, user_pseudonym, visitor_id};
-pub use scrub::{RULES, Scrubber, Tally, is_secret_key};
+pub use scrub::{KNOWN_VALUE, Known, OPT_IN_RULES, RULES, Scrubber, Tally, is_secret_key};
 pub use url_clean::{CleanUrl, clean_url, referrer_host};
 pub use useragent::{UserAgent, is_automation, parse_user_agent};
 
@@ -184,6 +184,8 @@ struct Scope<'a> {
     ip_prefix: Option<String>,
     visitor: Option<i64>,
     user: Option<(String, String)>,
+    /// The client IP as known values (`known.rs`), first; then each event's own (user id, identifiers).
+    known: Vec<Known>,
 }
 
 impl<'a> Scope<'a> {
@@ -206,6 +208,7 @@ impl<'a> Scope<'a> {
             ip_prefix: None,
             visitor: None,
             user: None,
+            known: client_ip_values(ctx.ip),
         }
     }
 
@@ -273,7 +276,18 @@ impl<'a> Scope<'a> {
         let url = clean_url(&raw.url, &policy.query_params);
         let referrer = raw.referrer.as_deref().and_then(referrer_host);
         let class = referrer::classify(referrer.as_deref(), &url.host, url.utm_medium.as_deref());
-        let s = Scrubber::new(&policy.scrub);
+        // The raw values this step pseudonymises or drops must not survive in the free text either.
+        let mut known = std::mem::take(&mut self.known);
+        let ip_values = known.iter().filter(|k| k.is_ip()).count();
+        known.truncate(ip_values);
+        known.extend(raw.user_id.as_deref().and_then(Known::user));
+        known.extend(
+            raw.props
+                .iter()
+                .filter(|(k, _)| policy.is_identifier(k))
+                .filter_map(|(_, v)| Known::identifier(v)),
+        );
+        let s = Scrubber::for_policy(policy).with_known(&known);
         let mut text = |v: String| s.text_owned(v, tally);
         let url_host = text(url.host);
         let url_path = text(url.path);
@@ -308,6 +322,7 @@ impl<'a> Scope<'a> {
         } else {
             Vec::new()
         };
+        self.known = known;
         let fingerprint = (raw.kind == Kind::Crash)
             .then(|| fingerprint::fingerprint(error_type.as_deref(), message.as_deref(), &stack));
         let [utm_source, utm_medium, utm_campaign, utm_term, utm_content] = utm;
@@ -351,6 +366,17 @@ impl<'a> Scope<'a> {
             anonymised,
         })
     }
+}
+
+/// The client IP as known values: its text, and the IPv4 form of an IPv4-mapped IPv6 address.
+fn client_ip_values(ip: std::net::IpAddr) -> Vec<Known> {
+    let mut values: Vec<Known> = Known::ip(&ip.to_string()).into_iter().collect();
+    if let std::net::IpAddr::V6(v6) = ip
+        && let Some(v4) = v6.to_ipv4_mapped()
+    {
+        values.extend(Known::ip(&v4.to_string()));
+    }
+    values
 }
 
 /// Fixtures for this crate's tests.

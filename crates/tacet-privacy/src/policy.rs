@@ -135,8 +135,17 @@ pub struct TenantPolicy {
     pub retention: BTreeMap<Kind, Duration>,
     /// How long the daily rollups (counts, no pseudonyms) are kept: `retention.rollups`, default 5 years.
     pub rollup_retention: Duration,
-    /// Canned reports leave out rows describing fewer than this many distinct visitors (1: none).
+    /// No usage number describing fewer than this many distinct visitors leaves a canned report, whatever
+    /// the filters: breakdown rows are left out, single rows and series withheld (1: none).
     pub k_threshold: u64,
+    /// The same for crash triage reports (crash groups, a group, its trend): default 1, so that engineers
+    /// see a crash that hit one person (a group holds scrubbed code text, not behaviour).
+    pub k_threshold_crashes: u64,
+    /// Property keys that hold identifiers (`customer_no`, `account_email`): never stored, and their values,
+    /// like the user id and the client IP, are replaced wherever they also appear in the event's free text.
+    pub identifiers: Vec<String>,
+    /// Built-in scrubbing rules that are off unless named here ([`crate::scrub::OPT_IN_RULES`]: `phone`).
+    pub scrub_opt_in: Vec<String>,
 }
 
 impl Default for TenantPolicy {
@@ -160,11 +169,23 @@ impl TenantPolicy {
         }
     }
 
-    /// Whether a property key is kept.
+    /// Whether a property key is kept (an identifier never is).
     pub fn keeps_prop(&self, key: &str) -> bool {
-        self.props
-            .as_ref()
-            .is_none_or(|allowed| allowed.iter().any(|a| a == key))
+        !self.is_identifier(key)
+            && self
+                .props
+                .as_ref()
+                .is_none_or(|allowed| allowed.iter().any(|a| a == key))
+    }
+
+    /// Whether a property key names an identifier (`identifiers`).
+    pub fn is_identifier(&self, key: &str) -> bool {
+        self.identifiers.iter().any(|i| i == key)
+    }
+
+    /// Whether the opt-in scrubbing rule `rule` is on.
+    pub fn scrubs(&self, rule: &str) -> bool {
+        self.scrub_opt_in.iter().any(|r| r == rule)
     }
 }
 
@@ -193,6 +214,9 @@ struct PolicyConfig {
     #[serde(with = "retention_serde")]
     retention: BTreeMap<String, Duration>,
     k_threshold: u64,
+    k_threshold_crashes: u64,
+    identifiers: Vec<String>,
+    scrub_opt_in: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -242,6 +266,9 @@ impl Default for PolicyConfig {
             scrub: Vec::new(),
             retention: BTreeMap::new(),
             k_threshold: 5,
+            k_threshold_crashes: 1,
+            identifiers: Vec::new(),
+            scrub_opt_in: Vec::new(),
         }
     }
 }
@@ -318,8 +345,25 @@ impl TryFrom<PolicyConfig> for TenantPolicy {
         if c.k_threshold == 0 {
             return Err("k_threshold: at least 1 (1 turns suppression off)".into());
         }
+        if c.k_threshold_crashes == 0 {
+            return Err("k_threshold_crashes: at least 1 (1 shows every crash group)".into());
+        }
+        if let Some(i) = c.identifiers.iter().find(|i| i.is_empty()) {
+            return Err(format!("identifiers: empty property key {i:?}"));
+        }
+        for r in &c.scrub_opt_in {
+            if !crate::scrub::OPT_IN_RULES.contains(&r.as_str()) {
+                return Err(format!(
+                    "scrub_opt_in: unknown rule {r:?}; the opt-in rules are: {}",
+                    crate::scrub::OPT_IN_RULES.join(", ")
+                ));
+            }
+        }
         Ok(TenantPolicy {
             k_threshold: c.k_threshold,
+            k_threshold_crashes: c.k_threshold_crashes,
+            identifiers: c.identifiers,
+            scrub_opt_in: c.scrub_opt_in,
             ip: c.ip,
             geo: c.geo,
             dnt: c.dnt,
@@ -406,6 +450,13 @@ mod tests {
             Duration::from_secs(395 * 86_400)
         );
         assert_eq!(p.scrub[0].name, "order");
+        let p = parse(
+            "identifiers = [\"customer_no\"]\nscrub_opt_in = [\"phone\"]\nk_threshold_crashes = 3",
+        )
+        .unwrap();
+        assert!(p.is_identifier("customer_no") && !p.keeps_prop("customer_no"));
+        assert!(p.scrubs("phone") && p.k_threshold_crashes == 3);
+        assert!(!TenantPolicy::default().scrubs("phone"));
     }
 
     #[test]
@@ -447,6 +498,9 @@ mod tests {
             ("geo = \"street\"", "unknown variant `street`"),
             ("dnt = \"maybe\"", "unknown variant `maybe`"),
             ("colour = 1", "unknown field `colour`"),
+            ("k_threshold_crashes = 0", "at least 1"),
+            ("scrub_opt_in = [\"fax\"]", "unknown rule \"fax\""),
+            ("identifiers = [\"\"]", "empty property key"),
         ] {
             let err = parse(text).unwrap_err();
             assert!(err.contains(expected), "{text}: {err}");

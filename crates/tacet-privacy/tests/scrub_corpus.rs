@@ -1,10 +1,12 @@
 //! The scrubber against a corpus of planted secrets (zero misses allowed) and a corpus of ordinary text
-//! (zero changes allowed). The corpora are `tests/corpus/secrets.txt` and `tests/corpus/ordinary.txt`.
+//! (zero changes allowed). The corpora are `tests/corpus/secrets.txt` and `tests/corpus/ordinary.txt`; the
+//! opt-in `phone` rule also has `tests/corpus/phones.txt`, and must leave the ordinary corpus alone too.
 
 use tacet_privacy::{Scrubber, Tally};
 
 const SECRETS: &str = include_str!("corpus/secrets.txt");
 const ORDINARY: &str = include_str!("corpus/ordinary.txt");
+const PHONES: &str = include_str!("corpus/phones.txt");
 
 fn lines(text: &str) -> impl Iterator<Item = &str> {
     text.lines()
@@ -68,6 +70,43 @@ fn every_planted_secret_is_scrubbed() {
     );
     eprintln!(
         "{planted_total} planted secrets, all scrubbed; by corpus rule {per_rule:?}; tally {tally:?}"
+    );
+}
+
+/// The opt-in `phone` rule: every planted number in every layout found, and no ordinary line changed (the
+/// ordinary corpus is full of versions, dates, times, ids and line numbers).
+#[test]
+fn the_phone_rule_finds_numbers_and_leaves_ordinary_text_alone() {
+    let scrubber = Scrubber::default().with_phone(true);
+    let mut tally = Tally::default();
+    let mut misses = Vec::new();
+    let mut n = 0;
+    for line in lines(PHONES) {
+        let (_, body) = line.split_once('\t').expect("<layout>\\t<text>");
+        let (text, numbers) = planted(body);
+        let out = scrubber.text(&text, &mut tally);
+        for number in numbers {
+            n += 1;
+            let digits: String = number.chars().filter(char::is_ascii_digit).collect();
+            let out_digits: String = out.chars().filter(char::is_ascii_digit).collect();
+            if out.contains(&number) || out_digits.contains(&digits) {
+                misses.push(format!("{number:?} survived in {out:?}"));
+            }
+        }
+    }
+    assert!(misses.is_empty(), "{}", misses.join("\n"));
+    assert!(n >= 15 && tally.get("phone") == n, "{n} planted, {tally:?}");
+    let changed: Vec<String> = lines(ORDINARY)
+        .filter(|l| scrubber.text(l, &mut Tally::default()) != *l)
+        .map(str::to_owned)
+        .collect();
+    assert!(changed.is_empty(), "false positives: {changed:#?}");
+    // Off by default.
+    let mut t = Tally::default();
+    assert!(
+        Scrubber::default()
+            .text("+44 20 7946 0958", &mut t)
+            .contains("7946")
     );
 }
 

@@ -13,11 +13,19 @@
 //! | `email` | e-mail addresses | `[email]` |
 //! | `card` | payment card numbers of a known issuer range, Luhn-checked | `[card]` |
 //! | `iban` | IBANs of a known country and length, mod-97-checked | `[iban]` |
+//! | `us_ssn` | US social security numbers (`078-05-1120`), area, group and serial ranges checked | `[ssn]` |
 //! | `ip` | IPv4 and IPv6 addresses (checked by the standard library's parser) | `[ip]` |
 //! | `home_user` | user names in home-directory paths (`/home/x`, `/Users/x`, `C:\Users\x`) | `/home/[user]` |
 //!
-//! Tenants add their own rules (`custom:<name>`, replaced by `[<name>]`). Every replacement is counted per
-//! rule in a [`Tally`]. Each rule runs only when a cheap precondition holds (a byte, a digit count, a
+//! Opt-in rules (a tenant's `scrub_opt_in`, [`OPT_IN_RULES`]):
+//!
+//! | rule | finds | becomes |
+//! |---|---|---|
+//! | `phone` | telephone numbers: E.164 (`+44 20 7946 0958`), North American, national with a trunk 0 | `[phone]` |
+//!
+//! Before any rule, the event's known values (its user id, the client IP, identifier properties: see
+//! `known.rs`) are replaced (`known_value`). Tenants add their own rules (`custom:<name>`, replaced by
+//! `[<name>]`). Every replacement is counted per rule in a [`Tally`]. Each rule runs only when a cheap precondition holds (a byte, a digit count, a
 //! literal), so ordinary text costs a few scans and one copy.
 
 use std::borrow::Cow;
@@ -26,7 +34,12 @@ use std::sync::LazyLock;
 
 use regex::{Captures, Regex};
 
-use crate::policy::CustomRule;
+use crate::policy::{CustomRule, TenantPolicy};
+
+mod known;
+mod numbers;
+
+pub use known::Known;
 
 fn re(pattern: &str) -> Regex {
     Regex::new(pattern).expect("valid built-in regex")
@@ -139,8 +152,8 @@ impl Tally {
     }
 }
 
-/// The names of the built-in rules, in the order they run.
-pub const RULES: [&str; 11] = [
+/// The names of the built-in rules that always run, in the order they run.
+pub const RULES: [&str; 12] = [
     "private_key",
     "url_credentials",
     "jwt",
@@ -150,19 +163,49 @@ pub const RULES: [&str; 11] = [
     "email",
     "card",
     "iban",
+    "us_ssn",
     "ip",
     "home_user",
 ];
 
-/// The scrubber; holds a tenant's own rules, borrowed from its policy.
+/// Built-in rules a tenant turns on by name (`scrub_opt_in`): they would change too much ordinary text to
+/// run for everyone.
+pub const OPT_IN_RULES: [&str; 1] = ["phone"];
+
+/// The tally's name for replacements of known values (`known.rs`).
+pub const KNOWN_VALUE: &str = "known_value";
+
+/// The scrubber; holds a tenant's own rules, borrowed from its policy, its opt-in rules, and an event's
+/// known values.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Scrubber<'a> {
     custom: &'a [CustomRule],
+    phone: bool,
+    known: &'a [Known],
 }
 
 impl<'a> Scrubber<'a> {
+    /// The built-in rules and `custom`.
     pub fn new(custom: &'a [CustomRule]) -> Self {
-        Self { custom }
+        Self {
+            custom,
+            ..Self::default()
+        }
+    }
+
+    /// The built-in rules, the tenant's opt-in rules and its own rules.
+    pub fn for_policy(policy: &'a TenantPolicy) -> Self {
+        Self::new(&policy.scrub).with_phone(policy.scrubs("phone"))
+    }
+
+    /// With the opt-in `phone` rule on or off.
+    pub fn with_phone(self, phone: bool) -> Self {
+        Self { phone, ..self }
+    }
+
+    /// Also replacing these known values (one event's user id, client IP, identifier properties).
+    pub fn with_known(self, known: &'a [Known]) -> Self {
+        Self { known, ..self }
     }
 
     /// Scrubs free text, counting replacements into `tally`.
@@ -203,7 +246,13 @@ impl<'a> Scrubber<'a> {
         // One pass over the bytes decides which rules can match at all. Replacements only remove
         // features (placeholders are letters, `_` and brackets), so the shape of the input stays a safe
         // over-estimate for every later rule.
-        let shape = Shape::of(s.as_bytes());
+        if !self.known.is_empty()
+            && let Some((text, n)) = known::replace_known(&out, self.known)
+        {
+            out = Cow::Owned(text);
+            t.count(Cow::Borrowed(KNOWN_VALUE), n);
+        }
+        let shape = Shape::of(out.as_bytes());
         if shape.dash && out.contains("-----BEGIN") {
             apply(&mut out, t, "private_key", &PRIVATE_KEY, |_| {
                 Some("[private_key]".into())
@@ -256,12 +305,17 @@ impl<'a> Scrubber<'a> {
         }
         if shape.digits >= 13 {
             apply(&mut out, t, "card", &CARD, |c| {
-                is_card(&c[0]).then(|| "[card]".into())
+                numbers::is_card(&c[0]).then(|| "[card]".into())
             });
         }
         if shape.iban_start && out.len() >= 15 {
             apply(&mut out, t, "iban", &IBAN, |c| {
-                is_iban(&c[0]).then(|| "[iban]".into())
+                numbers::is_iban(&c[0]).then(|| "[iban]".into())
+            });
+        }
+        if shape.digits >= 9 && (shape.dash || shape.space) {
+            apply(&mut out, t, "us_ssn", &numbers::SSN, |c| {
+                numbers::is_ssn(c).then(|| "[ssn]".into())
             });
         }
         if shape.double_colon || shape.colons >= 6 {
@@ -277,6 +331,13 @@ impl<'a> Scrubber<'a> {
                 out = Cow::Owned(text);
                 t.count(Cow::Borrowed("ip"), n);
             }
+        }
+        if self.phone
+            && shape.digits >= 7
+            && let Some((text, n)) = numbers::replace_phones(&out)
+        {
+            out = Cow::Owned(text);
+            t.count(Cow::Borrowed("phone"), n);
         }
         if (shape.slash || shape.backslash)
             && (out.contains("/home/")
@@ -418,159 +479,6 @@ fn looks_random(s: &str) -> bool {
     s.bytes().enumerate().any(|(i, b)| {
         b.is_ascii_digit() || b"+/=_-.~".contains(&b) || (i > 0 && b.is_ascii_uppercase())
     })
-}
-
-/// A card number: 13 to 19 digits, a known issuer prefix, and a valid Luhn check digit.
-fn is_card(candidate: &str) -> bool {
-    let digits: Vec<u8> = candidate
-        .bytes()
-        .filter(u8::is_ascii_digit)
-        .map(|b| b - b'0')
-        .collect();
-    if !(13..=19).contains(&digits.len()) {
-        return false;
-    }
-    let prefix = |n: usize| {
-        digits[..n]
-            .iter()
-            .fold(0u32, |acc, d| acc * 10 + u32::from(*d))
-    };
-    let known_issuer = match digits[0] {
-        4 => true,                                                               // Visa
-        5 => (51..=55).contains(&prefix(2)) || (50..=59).contains(&prefix(2)), // Mastercard, Maestro
-        2 => (2221..=2720).contains(&prefix(4)), // Mastercard 2-series
-        3 => (34..=39).contains(&prefix(2)) || (300..=305).contains(&prefix(3)), // Amex, JCB, Diners
-        6 => true, // Discover, UnionPay, Maestro
-        _ => false,
-    };
-    known_issuer && luhn(&digits)
-}
-
-fn luhn(digits: &[u8]) -> bool {
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &d)| {
-            let d = u32::from(d);
-            if i % 2 == 1 {
-                let x = d * 2;
-                if x > 9 { x - 9 } else { x }
-            } else {
-                d
-            }
-        })
-        .sum();
-    sum.is_multiple_of(10)
-}
-
-/// IBAN lengths by country (ISO 13616 registry).
-const IBAN_LENGTHS: &[(&str, usize)] = &[
-    ("AD", 24),
-    ("AE", 23),
-    ("AL", 28),
-    ("AT", 20),
-    ("AZ", 28),
-    ("BA", 20),
-    ("BE", 16),
-    ("BG", 22),
-    ("BH", 22),
-    ("BR", 29),
-    ("BY", 28),
-    ("CH", 21),
-    ("CR", 22),
-    ("CY", 28),
-    ("CZ", 24),
-    ("DE", 22),
-    ("DK", 18),
-    ("DO", 28),
-    ("EE", 20),
-    ("EG", 29),
-    ("ES", 24),
-    ("FI", 18),
-    ("FO", 18),
-    ("FR", 27),
-    ("GB", 22),
-    ("GE", 22),
-    ("GI", 23),
-    ("GL", 18),
-    ("GR", 27),
-    ("GT", 28),
-    ("HR", 21),
-    ("HU", 28),
-    ("IE", 22),
-    ("IL", 23),
-    ("IQ", 23),
-    ("IS", 26),
-    ("IT", 27),
-    ("JO", 30),
-    ("KW", 30),
-    ("KZ", 20),
-    ("LB", 28),
-    ("LC", 32),
-    ("LI", 21),
-    ("LT", 20),
-    ("LU", 20),
-    ("LV", 21),
-    ("MC", 27),
-    ("MD", 24),
-    ("ME", 22),
-    ("MK", 19),
-    ("MR", 27),
-    ("MT", 31),
-    ("MU", 30),
-    ("NL", 18),
-    ("NO", 15),
-    ("PK", 24),
-    ("PL", 28),
-    ("PS", 29),
-    ("PT", 25),
-    ("QA", 29),
-    ("RO", 24),
-    ("RS", 22),
-    ("SA", 24),
-    ("SC", 31),
-    ("SE", 24),
-    ("SI", 19),
-    ("SK", 24),
-    ("SM", 27),
-    ("ST", 25),
-    ("SV", 28),
-    ("TL", 23),
-    ("TN", 24),
-    ("TR", 26),
-    ("UA", 29),
-    ("VA", 22),
-    ("VG", 24),
-    ("XK", 20),
-];
-
-/// An IBAN: a known country, that country's length, and a valid mod-97 check.
-fn is_iban(candidate: &str) -> bool {
-    let compact: Vec<u8> = candidate.bytes().filter(|b| *b != b' ').collect();
-    let Some(&(_, len)) = IBAN_LENGTHS
-        .iter()
-        .find(|(cc, _)| cc.as_bytes() == &compact[..2])
-    else {
-        return false;
-    };
-    if compact.len() != len {
-        return false;
-    }
-    let mut rem: u32 = 0;
-    for &b in compact[4..].iter().chain(&compact[..4]) {
-        let v = match b {
-            b'0'..=b'9' => u32::from(b - b'0'),
-            b'A'..=b'Z' => u32::from(b - b'A') + 10,
-            _ => return false,
-        };
-        rem = if v >= 10 {
-            (rem * 100 + v) % 97
-        } else {
-            (rem * 10 + v) % 97
-        };
-    }
-    rem == 1
 }
 
 fn is_word(bytes: &[u8], i: usize) -> bool {
