@@ -155,6 +155,32 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
+    // The user-agent step alone: woothee plus the overlay of families it lacks (useragent.rs).
+    let mut g = c.benchmark_group("user_agent");
+    for (name, agent) in [
+        (
+            "chrome_desktop",
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+        ),
+        (
+            "safari_iphone",
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1",
+        ),
+        (
+            "facebook_in_app",
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 [FBAN/FBIOS;FBAV/442.0.0.48.118;FBBV/540203620;FBDV/iPhone14,5;FBMD/iPhone;FBSN/iOS;FBSV/17.1;FBSS/3;FBID/phone;FBLC/en_GB;FBOP/5]",
+        ),
+        (
+            "samsung_internet",
+            "Mozilla/5.0 (Linux; Android 13; SAMSUNG SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/23.0 Chrome/115.0.0.0 Mobile Safari/537.36",
+        ),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(parse_user_agent(black_box(agent))))
+        });
+    }
+    g.finish();
+
     let mut g = c.benchmark_group("scrub");
     let scrubber = Scrubber::default();
     for (name, text) in [
@@ -176,6 +202,20 @@ fn bench(c: &mut Criterion) {
             b.iter(|| black_box(scrubber.text(black_box(text), &mut Tally::default())))
         });
     }
+    // The same ordinary message with an event's known values (user id, client IP) and the phone rule on.
+    let known: Vec<tacet_privacy::Known> = [
+        tacet_privacy::Known::user("user-7f3a9c2e"),
+        tacet_privacy::Known::ip("203.0.113.7"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let full = Scrubber::default().with_phone(true).with_known(&known);
+    let text = "Cannot read properties of undefined (reading 'total') for order 4711 at 2026-11-29T10:15:30Z";
+    g.throughput(Throughput::Bytes(text.len() as u64));
+    g.bench_function("ordinary_message_known_values_and_phone", |b| {
+        b.iter(|| black_box(full.text(black_box(text), &mut Tally::default())))
+    });
     g.finish();
 }
 
