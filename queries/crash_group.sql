@@ -5,7 +5,7 @@
 -- columns: fingerprint, error_type, example_message (scrubbed; of the latest crash), example_stack (the latest
 --   crash's scrubbed frames, top first, one per line), crashes, visitors (affected), first_seen, last_seen,
 --   releases (comma-separated)
--- k: visitors
+-- k: visitors crashes
 -- requires: fingerprint
 WITH {{visits}}
 SELECT fingerprint, last_value(error_type ORDER BY ts) AS error_type,

@@ -4,7 +4,7 @@
 --   referrer_class, utm_source, utm_campaign, event, release, fingerprint)
 -- columns: fingerprint, error_type, example_message (scrubbed), crashes, visitors (affected), first_seen,
 --   last_seen, releases (comma-separated)
--- k: visitors
+-- k: visitors crashes
 WITH {{visits}}
 SELECT fingerprint, MIN(error_type) AS error_type, MIN(message) AS example_message,
     COUNT(*) AS crashes, COUNT(DISTINCT visitor_id) AS visitors,

@@ -2,7 +2,8 @@
 -- title: One crash group day by day
 -- params: fingerprint (required), from, to (YYYY-MM-DD, inclusive; default the last 30 days), the filters (page, country, browser, os, device,
 --   referrer_class, utm_source, utm_campaign, event, release, fingerprint)
--- columns: day (YYYY-MM-DD in the tenant's time zone), crashes, visitors (affected)
+-- columns: day (YYYY-MM-DD in the tenant's time zone), crashes, visitors (affected), suppressed (null, or why the numbers are withheld)
+-- k: visitors withhold crashes
 -- requires: fingerprint
 -- Days whose raw crashes expired answer from the fingerprint's daily rollup (without other filters; each count
 -- the larger of raw and rollup, as in `daily`; those days are UTC dates).

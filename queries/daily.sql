@@ -6,7 +6,8 @@
 --   the filters (page, country, browser, os, device, referrer_class, utm_source, utm_campaign, event, release,
 --   fingerprint; with a filter, only days with raw events answer)
 -- columns: day (YYYY-MM-DD in the tenant's time zone; days answered from rollups are UTC dates), visitors (distinct visitor ids; ids rotate daily, so a day is the widest
---          window in which a visitor is counted once), pageviews, events (custom), crashes
+--          window in which a visitor is counted once), pageviews, events (custom), crashes, suppressed (null, or why the numbers are withheld)
+-- k: visitors withhold
 WITH raw AS (
     SELECT
         {{day}} AS day,

@@ -4,7 +4,8 @@
 --   referrer_class, utm_source, utm_campaign, event, release, fingerprint)
 -- columns: visitors (distinct visitor ids: visitor-days over a range), visits (30-minute inactivity gap),
 --   pageviews, views_per_visit, bounce_rate (share of visits with one page view), visit_seconds (mean
---   first-to-last event time of a visit), events (custom), crashes
+--   first-to-last event time of a visit), events (custom), crashes, suppressed (null, or why the numbers are withheld)
+-- k: visitors withhold
 -- rollups: visits (days whose raw page views expired are added from the daily rollups, without filters)
 WITH {{visits}},
 v AS (

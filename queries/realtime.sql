@@ -2,7 +2,8 @@
 -- title: The last 30 minutes, minute by minute (events written to Parquet; the flush interval behind)
 -- params: the filters (page, country, browser, os, device, referrer_class, utm_source, utm_campaign, event,
 --   release, fingerprint); from and to are ignored
--- columns: minute (in the tenant's time zone), visitors, pageviews, events, crashes
+-- columns: minute (in the tenant's time zone), visitors, pageviews, events, crashes, suppressed (null, or why the numbers are withheld)
+-- k: visitors withhold
 SELECT date_trunc('minute', ts) AS minute,
     COUNT(DISTINCT visitor_id) AS visitors,
     COUNT(*) FILTER (WHERE kind = 'pageview') AS pageviews,

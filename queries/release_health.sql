@@ -4,6 +4,7 @@
 --   referrer_class, utm_source, utm_campaign, event, release, fingerprint)
 -- columns: release, visits (visits with an event of the release), crash_free_visits (share), visitors,
 --   crash_free_visitors (share)
+-- k: visitors
 WITH {{visits}},
 r AS (
     SELECT release, visitor_id, visit_no, MAX(CASE WHEN kind = 'crash' THEN 1 ELSE 0 END) AS crashed

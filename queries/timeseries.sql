@@ -3,7 +3,8 @@
 -- params: interval (day or hour; default day), from, to (YYYY-MM-DD, inclusive; default the last 30 days), the filters (page, country, browser, os, device,
 --   referrer_class, utm_source, utm_campaign, event, release, fingerprint)
 -- columns: bucket (start of the day or hour in the tenant's time zone), visitors, visits (by the bucket they started in),
---   pageviews, events, crashes
+--   pageviews, events, crashes, suppressed (null, or why the numbers are withheld)
+-- k: visitors withhold
 -- rollups: visits (with interval=day, days whose raw page views expired come from the daily rollups, without filters)
 WITH {{visits}},
 b AS (

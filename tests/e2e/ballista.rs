@@ -2,7 +2,7 @@
 //! `tacet ballista executor` on loopback, and `tacet serve` with `[query] ballista = "df://…"`. Reports
 //! and SQL over HTTP are planned by the scheduler and run by the executor, with exact answers.
 //! (The in-process cluster is compared report by report with the local session in
-//! `crates/tacet-query/tests/reports.rs`.)
+//! `crates/tacet-query/tests/reports/`.)
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -41,6 +41,9 @@ ballista = "df://127.0.0.1:{scheduler}"
 id = "a"
 ingest_key = "ingest-a"
 read_key = "read-a"
+# One visitor: the exact counts are the point here, so no k-threshold.
+[tenant.privacy]
+k_threshold = 1
 "#,
         lake = lake.display()
     );

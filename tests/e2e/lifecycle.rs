@@ -131,6 +131,40 @@ async fn subject_rights_retention_audit_and_offboarding_end_to_end() {
     assert_eq!(manifest["rows"], 3);
     let csv = resp.text().await.unwrap();
     assert_eq!(csv.lines().count(), 4, "{csv}");
+    // Portability in Parquet: read back, the same rows as the JSON export, value for value.
+    let resp = server
+        .http
+        .post(format!("{}/v1/admin/subjects/export", server.base))
+        .bearer_auth("admin-a")
+        .json(&json!({"user_id": ALICE, "format": "parquet"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let parquet = resp.bytes().await.unwrap();
+    assert_eq!(&parquet[..4], b"PAR1");
+    let batches: Vec<_> =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(parquet)
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+    let mut rows = Vec::new();
+    {
+        let mut w = arrow::json::WriterBuilder::new()
+            .with_explicit_nulls(true)
+            .build::<_, arrow::json::writer::JsonArray>(&mut rows);
+        for b in &batches {
+            w.write(b).unwrap();
+        }
+        w.finish().unwrap();
+    }
+    let from_parquet: Value = serde_json::from_slice(&rows).unwrap();
+    assert_eq!(
+        from_parquet, body["events"],
+        "the Parquet export differs from the JSON one"
+    );
 
     // Objection: bob's new events are dropped, his stored ones leave the reports.
     let (status, body) = admin(
@@ -232,7 +266,7 @@ async fn subject_rights_retention_audit_and_offboarding_end_to_end() {
         rows,
         json!([
             {"action": "subject.erase", "n": 1},
-            {"action": "subject.export", "n": 3},
+            {"action": "subject.export", "n": 4},
             {"action": "subject.object", "n": 1},
             {"action": "subject.rectify", "n": 1},
         ])

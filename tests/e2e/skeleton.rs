@@ -17,7 +17,18 @@ fn ndjson(events: &[Value]) -> String {
 
 #[tokio::test]
 async fn mixed_batches_from_two_tenants_give_exact_answers() {
-    let server = Server::start(&two_tenant_config(""));
+    // Exact counts of one or two visitors are the point here: no k-threshold.
+    let server = Server::start(
+        &two_tenant_config("")
+            .replace(
+                "read_key = \"read-a\"\n",
+                "read_key = \"read-a\"\n[tenant.privacy]\nk_threshold = 1\n",
+            )
+            .replace(
+                "ip = \"truncate\"\n",
+                "ip = \"truncate\"\nk_threshold = 1\n",
+            ),
+    );
 
     // Tenant a, visitor 1 (Chrome on Windows): 3 page views, 2 custom events, 1 crash, as NDJSON.
     let visitor1 = ndjson(&[
@@ -266,7 +277,8 @@ async fn mixed_batches_from_two_tenants_give_exact_answers() {
     );
     let csv = String::from_utf8(out.stdout).unwrap();
     assert!(
-        csv.starts_with("day,visitors,pageviews,events,crashes\n") && csv.ends_with(",1,3,0,0\n"),
+        csv.starts_with("day,visitors,pageviews,events,crashes,suppressed\n")
+            && csv.ends_with(",1,3,0,0,\n"),
         "{csv}"
     );
     let out = tacet(&[

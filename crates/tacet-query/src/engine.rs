@@ -277,8 +277,9 @@ impl QueryEngine {
         self.run(tenant, sql, None).await
     }
 
-    /// Runs a canned report with bound parameters. Rows whose k column (`-- k: visitors`) is below
-    /// `k` are left out and counted in `suppressed`; then the answer is cut at `params.limit`.
+    /// Runs a canned report with bound parameters. The k-threshold applies as the report's `-- k:` header
+    /// says (threshold.rs: rows left out or withheld, counted in `suppressed`); then the answer is cut at
+    /// `params.limit`.
     pub async fn report(
         &self,
         tenant: &TenantId,
@@ -287,7 +288,8 @@ impl QueryEngine {
         scope: &crate::ReportScope,
     ) -> Result<QueryOutput> {
         crate::report::check(params, report)?;
-        let k = scope.k_threshold;
+        // Refused before it runs when the report does not say how k applies (threshold.rs).
+        let rule = crate::threshold::KRule::of(report)?;
         // Days answered by their rollup's visit totals (`-- rollups: visits`), unfiltered only.
         let expired = if report.rollup_visits() && params.filters.is_empty() {
             let days = self.expired_days(tenant, "pageview", params).await?;
@@ -315,15 +317,7 @@ impl QueryEngine {
                 .add_expired_days(tenant, &kind, &dimension, params, out)
                 .await?;
         }
-        if let Some(column) = report.k_column().filter(|_| k > 1) {
-            let mut kept = Vec::with_capacity(out.batches.len());
-            for batch in &out.batches {
-                let (batch, dropped) = suppress_below(batch, &column, k)?;
-                out.suppressed += dropped;
-                kept.push(batch);
-            }
-            out.batches = kept;
-        }
+        rule.apply(&mut out, rule.k(scope))?;
         if out.num_rows() > params.limit {
             let mut left = params.limit;
             out.batches = out
@@ -705,27 +699,6 @@ impl datafusion::physical_optimizer::PhysicalOptimizerRule for YieldingJoins {
 
 fn hex_encode(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The rows of `batch` whose `column` (an integer count of distinct visitors) is at least `k`, and how
-/// many were left out. A null count (no visitor at all) is below any k.
-fn suppress_below(batch: &RecordBatch, column: &str, k: u64) -> Result<(RecordBatch, usize)> {
-    use arrow::array::{Array, BooleanArray};
-    use arrow::compute::{cast, filter_record_batch};
-    let values = batch.column_by_name(column).ok_or_else(|| {
-        Error::Internal(format!("the report has no k-threshold column {column:?}"))
-    })?;
-    let values = cast(values, &DataType::UInt64).map_err(|e| Error::Internal(e.to_string()))?;
-    let values = values
-        .as_any()
-        .downcast_ref::<arrow::array::UInt64Array>()
-        .expect("cast to UInt64");
-    let keep: BooleanArray = (0..values.len())
-        .map(|i| Some(values.is_valid(i) && values.value(i) >= k))
-        .collect();
-    let dropped = keep.iter().filter(|v| *v == Some(false)).count();
-    let kept = filter_record_batch(batch, &keep).map_err(|e| Error::Internal(e.to_string()))?;
-    Ok((kept, dropped))
 }
 
 #[cfg(test)]

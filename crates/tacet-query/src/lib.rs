@@ -19,6 +19,7 @@ pub mod format;
 mod hiding;
 mod report;
 pub mod rollup;
+mod threshold;
 mod visit;
 
 pub use config::QueryConfig;
@@ -27,6 +28,7 @@ pub use report::{
     FILTERS, Interval, MAX_LIMIT, ParamError, REPORTS, Report, ReportParams, ReportScope,
     VISIT_WINDOW,
 };
+pub use threshold::{KRule, SUPPRESSED_COLUMN};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

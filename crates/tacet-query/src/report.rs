@@ -1,7 +1,7 @@
 //! The report catalogue: one SQL file per report under `queries/`, compiled into the binary.
 //!
-//! Each file starts with `-- key: value` header lines (`name`, `title`, `params`, `columns`, and `k` naming
-//! the distinct-visitor column the k-threshold applies to). Parameters are bound as values (`$from`, `$to`,
+//! Each file starts with `-- key: value` header lines (`name`, `title`, `params`, `columns`, and `k`, required:
+//! how the k-threshold applies, threshold.rs). Parameters are bound as values (`$from`, `$to`,
 //! `$page`, …), never spliced into the SQL text. Files may use fixed macros, expanded from constants in this
 //! module (never from input): `{{range}}` (events in the date range), `{{days}}` (rollup dates in the range),
 //! `{{day}}` (an event's day), `{{filters}}` (every optional filter), `{{no_filters}}` (true when no filter is
@@ -237,11 +237,6 @@ impl Report {
             .is_some_and(|h| h.split_whitespace().next() == Some("visits"))
     }
 
-    /// The column the k-threshold applies to (`-- k: visitors`), if any.
-    pub fn k_column(&self) -> Option<String> {
-        self.header("k")
-    }
-
     /// The rollup (kind, dimension) that answers this breakdown for days whose raw events expired
     /// (`-- rollups: pageview page`): its columns must be the dimension's values (one to three, as in
     /// crate::rollup::DIMENSIONS), distinct visitors, and a count. None for `-- rollups: visits`.
@@ -309,19 +304,23 @@ pub(crate) fn check(params: &ReportParams, report: &Report) -> Result<()> {
     Ok(())
 }
 
-/// Whose report it is: the tenant's k-threshold (rows describing fewer visitors are left out) and time
-/// zone (what a day is).
+/// Whose report it is: the tenant's k-thresholds (numbers describing fewer visitors are left out or
+/// withheld, threshold.rs) and time zone (what a day is).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReportScope {
+    /// For usage reports.
     pub k_threshold: u64,
+    /// For crash triage reports (`-- k: … crashes`).
+    pub k_crashes: u64,
     pub zone: chrono_tz::Tz,
 }
 
 impl ReportScope {
-    /// A tenant in UTC.
+    /// A tenant in UTC whose crash reports show every group (`k_crashes` 1).
     pub fn utc(k_threshold: u64) -> Self {
         Self {
             k_threshold,
+            k_crashes: 1,
             zone: chrono_tz::UTC,
         }
     }

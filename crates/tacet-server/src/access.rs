@@ -36,8 +36,12 @@ use tacet_model::TenantId;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// SQL and reports over the tenant's events.
+    /// A read key with scope `sql`: SQL over the tenant's pseudonymised rows (`/v1/sql`), and everything a
+    /// `reports` key reaches. What `read_key` in the configuration has always been.
     Read,
+    /// A read key with scope `reports`: the canned reports and the dashboard, k-threshold applied, never a
+    /// row. For handing the dashboard to a team without handing over the rows.
+    Reports,
     /// The admin API: subject rights, retention, the audit log.
     Admin,
 }
@@ -46,6 +50,7 @@ impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Read => "read",
+            Role::Reports => "reports",
             Role::Admin => "admin",
         }
     }
@@ -53,8 +58,23 @@ impl Role {
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "read" => Some(Role::Read),
+            "reports" => Some(Role::Reports),
             "admin" => Some(Role::Admin),
             _ => None,
+        }
+    }
+
+    /// Whether a key of this role may do what `need` allows (an `sql` read key also reaches the reports).
+    pub fn grants(self, need: Role) -> bool {
+        self == need || (self == Role::Read && need == Role::Reports)
+    }
+
+    /// How a read key's scope is named (`sql`, `reports`), or the role for an admin key.
+    pub fn scope(self) -> &'static str {
+        match self {
+            Role::Read => "sql",
+            Role::Reports => "reports",
+            Role::Admin => "admin",
         }
     }
 }
@@ -372,6 +392,11 @@ mod tests {
         let t = TenantId::new("acme").unwrap();
         let now = Utc::now();
         let (read, grant) = keys.create(&t, Role::Read, None).unwrap();
+        let (reports, _) = keys.create(&t, Role::Reports, None).unwrap();
+        assert!(reports.starts_with("tk_reports_"), "{reports}");
+        assert_eq!(keys.check(&reports, now).unwrap().role, Role::Reports);
+        assert!(Role::Read.grants(Role::Reports) && !Role::Reports.grants(Role::Read));
+        assert!(!Role::Admin.grants(Role::Reports) && !Role::Reports.grants(Role::Admin));
         assert!(
             read.starts_with("tk_read_") && read.len() == 8 + 64,
             "{read}"

@@ -118,7 +118,9 @@ impl From<crate::tenants::AuthError> for ApiError {
     fn from(e: crate::tenants::AuthError) -> Self {
         use crate::tenants::AuthError as A;
         match e {
-            A::WrongRole { .. } => Self::new(StatusCode::FORBIDDEN, e.to_string()),
+            A::WrongRole { .. } | A::ReportsScope => {
+                Self::new(StatusCode::FORBIDDEN, e.to_string())
+            }
             _ => Self::unauthorized(e.to_string()),
         }
     }

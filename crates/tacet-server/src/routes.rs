@@ -387,7 +387,13 @@ fn tenant_of<'a>(
     state.tenants.by_ingest_key(key)
 }
 
-fn read_tenant<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a TenantEntry, ApiError> {
+/// The tenant of the read key in `Authorization: Bearer`, if the key grants `role` (`Role::Read`: SQL;
+/// `Role::Reports`: the canned reports, which an `sql` read key reaches too).
+fn read_tenant<'a>(
+    state: &'a AppState,
+    headers: &HeaderMap,
+    role: crate::access::Role,
+) -> Result<&'a TenantEntry, ApiError> {
     let auth = header_str(headers, header::AUTHORIZATION).ok_or_else(|| {
         ApiError::unauthorized("missing read key: send Authorization: Bearer <read key>")
     })?;
@@ -396,7 +402,7 @@ fn read_tenant<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a Tenan
     })?;
     state
         .tenants
-        .authenticate(key.trim(), crate::access::Role::Read)
+        .authenticate(key.trim(), role)
         .map_err(ApiError::from)
 }
 
@@ -440,7 +446,7 @@ async fn post_sql(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let tenant = read_tenant(&state, &headers)?;
+    let tenant = read_tenant(&state, &headers, crate::access::Role::Read)?;
     let format = output_format(&query, &headers)?;
     let body = read_body(
         body,
@@ -479,7 +485,7 @@ async fn get_report(
     Query(mut query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let tenant = read_tenant(&state, &headers)?;
+    let tenant = read_tenant(&state, &headers, crate::access::Role::Reports)?;
     let format = output_format(&query, &headers)?;
     query.remove("format");
     let out = run_report(&state, tenant, &name, query.into_iter().collect()).await?;
@@ -506,6 +512,7 @@ pub(crate) async fn run_report(
     let params = ReportParams::parse(&params, today).map_err(tacet_query::Error::from)?;
     let scope = tacet_query::ReportScope {
         k_threshold: tenant.policy.k_threshold,
+        k_crashes: tenant.policy.k_threshold_crashes,
         zone,
     };
     Ok(state

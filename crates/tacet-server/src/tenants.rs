@@ -16,8 +16,10 @@ pub struct TenantEntry {
     pub policy: TenantPolicy,
     /// Public, write-only: it ships in web pages.
     pub ingest_key: String,
-    /// Secret: reads every report and runs SQL over the tenant's events.
+    /// Secret: reads every report and runs SQL over the tenant's events (scope `sql`).
     pub read_key: String,
+    /// Secret: the canned reports and the dashboard only (scope `reports`); `None`: no such configured key.
+    pub reports_key: Option<String>,
     /// Secret: the admin API (subject rights, retention, audit log); `None` turns it off for the tenant.
     pub admin_key: Option<String>,
     /// Web origins (`https://shop.example`) whose pages may post beacons; empty: any origin.
@@ -95,6 +97,12 @@ pub enum AuthError {
         have: &'static str,
         need: &'static str,
     },
+    /// A read key whose scope is `reports`, on raw SQL.
+    #[error(
+        "this read key's scope is reports: it reaches the canned reports (/v1/reports) and the dashboard, \
+         not SQL over rows; use a read key with scope sql (`tacet tenant key create --role read --scope sql`)"
+    )]
+    ReportsScope,
     /// The key's tenant is not (or no longer) in the configuration.
     #[error("the key's tenant {0:?} is not configured on this server")]
     NoTenant(String),
@@ -120,9 +128,14 @@ impl Tenants {
             if t.entries.iter().any(|x| x.id == e.id) {
                 return Err(TenantsError::DuplicateId(e.id.to_string()));
             }
-            for key in [Some(&e.ingest_key), Some(&e.read_key), e.admin_key.as_ref()]
-                .into_iter()
-                .flatten()
+            for key in [
+                Some(&e.ingest_key),
+                Some(&e.read_key),
+                e.reports_key.as_ref(),
+                e.admin_key.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
             {
                 if key.is_empty() {
                     return Err(TenantsError::EmptyKey(e.id.to_string()));
@@ -134,6 +147,9 @@ impl Tenants {
             t.by_ingest_key.insert(e.ingest_key.clone(), i);
             t.by_secret
                 .insert(t.access.hash(&e.read_key), (i, Role::Read));
+            if let Some(k) = &e.reports_key {
+                t.by_secret.insert(t.access.hash(k), (i, Role::Reports));
+            }
             if let Some(k) = &e.admin_key {
                 t.by_secret.insert(t.access.hash(k), (i, Role::Admin));
             }
@@ -146,8 +162,8 @@ impl Tenants {
         self.by_ingest_key.get(key).map(|&i| &self.entries[i])
     }
 
-    /// The tenant a read or admin key belongs to, if the key has `role`, is known, and has neither expired
-    /// nor been revoked.
+    /// The tenant a read or admin key belongs to, if the key grants `role` ([`Role::grants`]), is known, and
+    /// has neither expired nor been revoked.
     pub fn authenticate(&self, key: &str, role: Role) -> Result<&TenantEntry, AuthError> {
         self.authenticate_hash(&self.access.hash(key), role)
     }
@@ -170,7 +186,10 @@ impl Tenants {
                 (i, grant.role)
             }
         };
-        if have != role {
+        if have == Role::Reports && role == Role::Read {
+            return Err(AuthError::ReportsScope);
+        }
+        if !have.grants(role) {
             return Err(AuthError::WrongRole {
                 have: have.as_str(),
                 need: role.as_str(),

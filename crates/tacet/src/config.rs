@@ -148,10 +148,16 @@ pub struct TenantConfig {
     pub ingest_key: Option<String>,
     /// Or: the name of an environment variable holding it.
     pub ingest_key_env: Option<String>,
-    /// The secret key for SQL and reports over this tenant's events.
+    /// The secret read key with scope `sql`: SQL over this tenant's pseudonymised rows, the reports and the
+    /// dashboard.
     pub read_key: Option<String>,
     /// Or: the name of an environment variable holding it.
     pub read_key_env: Option<String>,
+    /// Optional: a secret read key with scope `reports`: the canned reports and the dashboard (k-threshold
+    /// applied), refused on `/v1/sql`. For a team that may see the dashboard but not the rows.
+    pub reports_key: Option<String>,
+    /// Or: the name of an environment variable holding it.
+    pub reports_key_env: Option<String>,
     /// The secret key for the admin API (subject requests, retention, audit log): distinct from the read
     /// key. Without it (and without `admin_key_env`) the tenant has no admin API; the CLI still works.
     pub admin_key: Option<String>,
@@ -259,6 +265,15 @@ impl Config {
                         .collect::<anyhow::Result<_>>()?,
                     ingest_key: resolve(t, "ingest_key", &t.ingest_key, &t.ingest_key_env)?,
                     read_key: resolve(t, "read_key", &t.read_key, &t.read_key_env)?,
+                    reports_key: match (&t.reports_key, &t.reports_key_env) {
+                        (None, None) => None,
+                        _ => Some(resolve(
+                            t,
+                            "reports_key",
+                            &t.reports_key,
+                            &t.reports_key_env,
+                        )?),
+                    },
                     admin_key: match (&t.admin_key, &t.admin_key_env) {
                         (None, None) => None,
                         _ => Some(resolve(t, "admin_key", &t.admin_key, &t.admin_key_env)?),

@@ -120,9 +120,13 @@ pub enum KeyCommand {
     Create {
         /// Tenant id, as in the configuration.
         tenant: String,
-        /// read (SQL and reports) or admin (the admin API).
+        /// read (a read key: see --scope) or admin (the admin API).
         #[arg(long, value_parser = ["read", "admin"])]
         role: String,
+        /// For --role read: sql (SQL over the tenant's pseudonymised rows, the reports and the dashboard) or
+        /// reports (only the canned reports and the dashboard, k-threshold applied; refused on /v1/sql).
+        #[arg(long, value_parser = ["sql", "reports"], default_value = "sql")]
+        scope: String,
         /// How long it is valid, e.g. 90d or 1y; default: until revoked.
         #[arg(long, value_name = "DURATION")]
         expires_in: Option<String>,
@@ -509,10 +513,17 @@ fn key_command(config: &Config, command: KeyCommand) -> anyhow::Result<()> {
         KeyCommand::Create {
             tenant,
             role,
+            scope,
             expires_in,
         } => {
             let tenant = known_tenant(config, &tenant)?;
-            let role = Role::parse(&role).expect("clap checked the role");
+            let role = match (role.as_str(), scope.as_str()) {
+                ("read", "reports") => Role::Reports,
+                ("admin", "reports") => {
+                    anyhow::bail!("--scope reports is for read keys; drop it for an admin key")
+                }
+                (role, _) => Role::parse(role).expect("clap checked the role"),
+            };
             let expires = expires_in
                 .map(|d| {
                     humantime::parse_duration(&d)
@@ -527,7 +538,7 @@ fn key_command(config: &Config, command: KeyCommand) -> anyhow::Result<()> {
                 ACTOR,
                 "access.created",
                 Some(tenant.as_str()),
-                serde_json::json!({"id": grant.id, "role": role.as_str(), "prefix": grant.prefix,
+                serde_json::json!({"id": grant.id, "role": role.as_str(), "scope": role.scope(), "prefix": grant.prefix,
                     "expires": grant.expires.map(|e| e.to_rfc3339())}),
             )?;
             println!("{key}");
@@ -555,7 +566,7 @@ fn key_command(config: &Config, command: KeyCommand) -> anyhow::Result<()> {
                     "active".to_owned()
                 };
                 println!(
-                    "{}  {:<12} {:<5} {}…  created {}  expires {}  {state}",
+                    "{}  {:<12} {:<7} {}…  created {}  expires {}  {state}",
                     g.id,
                     g.tenant,
                     g.role.as_str(),

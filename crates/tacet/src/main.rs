@@ -304,22 +304,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 given.insert(k.to_owned(), v.to_owned());
             }
             let policy = config.tenant.iter().find(|t| t.id == tenant.as_str());
-            let k = policy.map_or(5, |t| t.privacy.k_threshold);
-            let zone = policy
-                .and_then(|t| t.privacy.timezone)
-                .unwrap_or(chrono_tz::UTC);
+            let default_policy = tacet_privacy::TenantPolicy::default();
+            let privacy = policy.map_or(&default_policy, |t| &t.privacy);
+            let zone = privacy.timezone.unwrap_or(chrono_tz::UTC);
             let today = SystemClock.now().with_timezone(&zone).date_naive();
             let params = ReportParams::parse(&given, today)?;
             let scope = tacet_query::ReportScope {
-                k_threshold: k,
+                k_threshold: privacy.k_threshold,
+                k_crashes: privacy.k_threshold_crashes,
                 zone,
             };
+            let k = tacet_query::KRule::of(report)?.k(&scope);
             let out = query_engine(&config)?
                 .report(&tenant, report, &params, &scope)
                 .await?;
             if out.suppressed > 0 {
                 eprintln!(
-                    "note: {} rows describing fewer than {k} visitors were left out (the tenant's k_threshold)",
+                    "note: {} rows describing fewer than {k} visitors were left out or withheld (the tenant's k-threshold)",
                     out.suppressed
                 );
             }

@@ -82,7 +82,7 @@ async fn retention_drops_exactly_the_expired_partitions_and_rollups_answer_for_t
     assert_eq!(before.len(), 60);
     assert_eq!(
         before[0],
-        json!({"day": date(0), "visitors": 20, "pageviews": 20, "events": 0, "crashes": 20})
+        json!({"day": date(0), "visitors": 20, "pageviews": 20, "events": 0, "crashes": 20, "suppressed": null})
     );
 
     // The dry run lists exactly what goes: page views before day 30, crashes before day 50.

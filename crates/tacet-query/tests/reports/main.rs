@@ -456,7 +456,15 @@ fn overview_of(specs: &[&Spec]) -> Value {
         "visit_seconds": if vs.is_empty() { Value::Null } else { json!(round(mean_ms / n / 1000.0, 1)) },
         "events": count("event"),
         "crashes": count("crash"),
+        "suppressed": null,
     }])
+}
+
+/// The overview of a range that describes fewer than `k` visitors: every number withheld.
+fn withheld_overview(k: u64) -> Value {
+    json!([{"visitors": null, "visits": null, "pageviews": null, "views_per_visit": null, "bounce_rate": null,
+            "visit_seconds": null, "events": null, "crashes": null,
+            "suppressed": format!("fewer than {k} visitors")}])
 }
 
 #[tokio::test]
@@ -494,7 +502,7 @@ async fn overview_timeseries_and_visits() {
     }
     // Hourly buckets add up to the same page views.
     let hours = s
-        .rows("shop", "timeseries", &[("interval", "hour")], 5)
+        .rows("shop", "timeseries", &[("interval", "hour")], 1)
         .await;
     let total: u64 = hours
         .as_array()
@@ -508,21 +516,23 @@ async fn overview_timeseries_and_visits() {
     );
     assert!(hours.as_array().unwrap().len() > 2);
 
-    // Empty range: zero counts, no ratios.
-    let empty = s
-        .rows(
-            "shop",
-            "overview",
-            &[("from", "2020-01-01"), ("to", "2020-01-31")],
-            5,
-        )
-        .await;
+    // Empty range: zero counts, no ratios (k = 1); with k = 5 zero visitors are fewer than k: withheld.
+    let empty_range = [("from", "2020-01-01"), ("to", "2020-01-31")];
+    let empty = s.rows("shop", "overview", &empty_range, 1).await;
     assert_eq!(empty, overview_of(&[]));
-    // A single visitor with a single page view: one visit, all bounce, zero seconds.
+    assert_eq!(
+        s.rows("shop", "overview", &empty_range, 5).await,
+        withheld_overview(5)
+    );
+    // A single visitor with a single page view: one visit, all bounce, zero seconds; withheld under k = 5.
+    assert_eq!(
+        s.rows("solo", "overview", &[], 1).await,
+        json!([{"visitors": 1, "visits": 1, "pageviews": 1, "views_per_visit": 1.0, "bounce_rate": 1.0,
+                "visit_seconds": 0.0, "events": 0, "crashes": 0, "suppressed": null}])
+    );
     assert_eq!(
         s.rows("solo", "overview", &[], 5).await,
-        json!([{"visitors": 1, "visits": 1, "pageviews": 1, "views_per_visit": 1.0, "bounce_rate": 1.0,
-                "visit_seconds": 0.0, "events": 0, "crashes": 0}])
+        withheld_overview(5)
     );
 }
 
@@ -1063,8 +1073,8 @@ async fn rollups_answer_for_days_whose_raw_events_are_gone() {
         let params =
             ReportParams::parse(&given, NaiveDate::from_ymd_opt(2025, 11, 29).unwrap()).unwrap();
         let scope = ReportScope {
-            k_threshold: 1,
             zone: chrono_tz::Europe::Berlin,
+            ..ReportScope::utc(1)
         };
         let out = s
             .engine
@@ -1244,8 +1254,8 @@ async fn ballista_gives_the_same_answers_as_the_local_session() {
     ] {
         let tenant = TenantId::new(tenant).unwrap();
         let scope = ReportScope {
-            k_threshold: 2,
             zone,
+            ..ReportScope::utc(2)
         };
         for report in tacet_query::REPORTS {
             let mut given: BTreeMap<String, String> = BTreeMap::new();
@@ -1330,8 +1340,8 @@ async fn days_are_the_tenant_s_local_days() {
                 ReportParams::parse(&given, NaiveDate::from_ymd_opt(2025, 11, 29).unwrap())
                     .unwrap();
             let scope = ReportScope {
-                k_threshold: 1,
                 zone,
+                ..ReportScope::utc(1)
             };
             let out = engine
                 .report(tenant, Report::find(report).unwrap(), &params, &scope)
@@ -1455,3 +1465,5 @@ async fn realtime_is_the_last_thirty_minutes_by_minute() {
     assert_eq!(counts(&rows[0]), [2, 2, 1, 0]);
     assert_eq!(counts(&rows[1]), [1, 0, 0, 1]);
 }
+
+mod threshold;

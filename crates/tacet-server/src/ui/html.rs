@@ -244,7 +244,8 @@ pub fn table(
     out
 }
 
-/// The sentence under a table whose rows the k-threshold left out: never silently missing.
+/// The sentence under a table whose rows the k-threshold left out, or a chart whose buckets it withheld:
+/// never silently missing.
 pub fn suppressed(n: usize, k: u64) -> String {
     if n == 0 {
         return String::new();

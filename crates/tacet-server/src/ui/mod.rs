@@ -304,7 +304,7 @@ impl FromRequestParts<AppState> for Viewer {
         let session = dash.sessions.get(token).ok_or_else(|| to_login(uri))?;
         match state
             .tenants
-            .authenticate_hash(&session.key_hash, Role::Read)
+            .authenticate_hash(&session.key_hash, Role::Reports)
         {
             Ok(tenant) if tenant.id == session.tenant => Ok(Viewer {
                 tenant: tenant.clone(),
@@ -338,6 +338,11 @@ impl Viewer {
 
     fn k(&self) -> u64 {
         self.tenant.policy.k_threshold
+    }
+
+    /// The k-threshold of crash triage reports.
+    fn k_crashes(&self) -> u64 {
+        self.tenant.policy.k_threshold_crashes
     }
 }
 
@@ -441,7 +446,7 @@ async fn login(
             Some("Enter your tenant's read key."),
         );
     }
-    match state.tenants.authenticate(key, Role::Read) {
+    match state.tenants.authenticate(key, Role::Reports) {
         Ok(tenant) => {
             dash.sessions.login_succeeded(client);
             let token = dash
@@ -869,10 +874,31 @@ enum Fmt {
     Duration,
 }
 
-fn headline(cur: &Rows, prev: Option<&Rows>, days: i64) -> String {
+fn headline(cur: &Rows, prev: Option<&Rows>, days: i64, k: u64) -> String {
+    let row = cur.rows.first();
+    // Fewer than k visitors: the numbers were withheld (threshold.rs); say so instead of showing dashes.
+    if row
+        .and_then(|r| r.get("suppressed"))
+        .is_some_and(Value::is_string)
+    {
+        let mut out = String::from(r#"<dl class="headline withheld">"#);
+        for &(column, label, _, _) in HEADLINE {
+            out.push_str(&format!(
+                r#"<div class="metric" data-metric="{column}"><dt>{label}</dt><dd><span class="value" data-value="" data-withheld="true">{}</span></dd></div>"#,
+                if column == "visitors" {
+                    format!("fewer than {k}")
+                } else {
+                    "withheld".to_owned()
+                }
+            ));
+        }
+        out.push_str(&format!(
+            r#"</dl><p class="suppressed" data-suppressed="1">These numbers describe fewer than {k} visitors, so they are withheld (the k-threshold of this tenant's privacy policy).</p>"#
+        ));
+        return out;
+    }
     let mut out = String::from(r#"<dl class="headline">"#);
     for &(column, label, fmt, up_is_good) in HEADLINE {
-        let row = cur.rows.first();
         let value = row
             .and_then(|r| r.get(column))
             .cloned()
@@ -987,7 +1013,7 @@ async fn usage(
         view.from, view.to
     ));
     match &cur {
-        Ok(c) => body.push_str(&headline(c, prev.as_ref().ok(), view.days())),
+        Ok(c) => body.push_str(&headline(c, prev.as_ref().ok(), view.days(), v.k())),
         Err(e) => body.push_str(&failed(e)),
     }
     body.push_str(r#"<section class="card wide" aria-labelledby="h-series"><h2 id="h-series">Visitors and page views</h2>"#);
@@ -1006,6 +1032,7 @@ async fn usage(
                 ("bucket", &keys, &labels),
                 &[("visitors", "visitors"), ("pageviews", "page views")],
             ));
+            body.push_str(&html::suppressed(s.suppressed, v.k()));
         }
         Err(e) => body.push_str(&failed(e)),
     }
@@ -1080,6 +1107,7 @@ async fn realtime(
                 ("minute", &minutes, &labels),
                 &[("visitors", "visitors"), ("pageviews", "page views")],
             ));
+            body.push_str(&html::suppressed(r.suppressed, v.k()));
             body.push_str("</section>");
         }
         Err(e) => body.push_str(&failed(e)),
@@ -1263,7 +1291,7 @@ async fn crashes(
         ));
     }
     body.push_str("</tbody></table></div>");
-    body.push_str(&html::suppressed(groups.suppressed, v.k()));
+    body.push_str(&html::suppressed(groups.suppressed, v.k_crashes()));
     body.push_str("</section>");
     v.page("Crashes", Nav::Crashes, &body)
 }
@@ -1348,7 +1376,7 @@ async fn crash_group(
                 s("error_type")
             }
             None if g.suppressed > 0 => {
-                body.push_str(&html::suppressed(g.suppressed, v.k()));
+                body.push_str(&html::suppressed(g.suppressed, v.k_crashes()));
                 "Crash group (hidden)".to_owned()
             }
             None => {

@@ -50,6 +50,7 @@ fn harness(ingest: IngestConfig, http: ServerConfig) -> Harness {
         policy: TenantPolicy::default(),
         ingest_key: format!("ik-{id}"),
         read_key: format!("rk-{id}"),
+        reports_key: Some(format!("rpk-{id}")),
         admin_key: None,
         origins: if id == "b" {
             vec!["https://shop-b.example".to_owned()]
@@ -387,11 +388,13 @@ async fn sql_and_reports_over_http() {
             .body(Body::empty())
             .unwrap()
     };
+    // One visitor is fewer than the default k of 5: the day is there, its numbers withheld.
     let (s, _, b) = send(&h.app, report("/v1/reports/daily")).await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    assert_eq!(b[0]["pageviews"], 2);
-    assert_eq!(b[0]["crashes"], 1);
-    assert_eq!(b[0]["visitors"], 1);
+    assert_eq!(b.as_array().unwrap().len(), 1, "{b}");
+    let today = b.as_array().unwrap().last().unwrap();
+    assert_eq!(today["pageviews"], Value::Null);
+    assert_eq!(today["suppressed"], "fewer than 5 visitors");
     let (s, _, _) = send(&h.app, report("/v1/reports/nope")).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, _, b) = send(&h.app, report("/v1/reports/daily?from=yesterday")).await;
@@ -466,7 +469,7 @@ async fn the_tracker_is_small_cacheable_and_its_integrity_hash_is_published() {
         "t.js is {gzipped} bytes gzipped; the budget is 2048"
     );
     // The README publishes the integrity hash of exactly this script.
-    let readme = include_str!("../../../README.md");
+    let readme = include_str!("../../../../README.md");
     let integrity = tacet_server::tracker_integrity();
     assert!(
         readme.contains(&integrity),
@@ -621,14 +624,16 @@ async fn reports_take_typed_parameters_and_answer_in_every_format() {
         }
         b.body(Body::empty()).unwrap()
     };
-    // One visitor: below the default k = 5, so the pages report leaves both rows out and says so.
+    // One visitor: below the default k = 5, so the pages report leaves both rows out and says so, and the
+    // overview withholds its numbers (privacy.rs checks every format).
     let (s, headers, body) = send(&h.app, get("/v1/reports/pages", None)).await;
     assert_eq!((s, body), (StatusCode::OK, json!([])));
     assert_eq!(headers["x-tacet-suppressed"], "2");
     let (s, headers, body) = send(&h.app, get("/v1/reports/overview", None)).await;
     assert_eq!(s, StatusCode::OK, "{body}");
-    assert_eq!(body[0]["pageviews"], 3);
-    assert_eq!(headers["x-tacet-suppressed"], "0");
+    assert_eq!(body[0]["pageviews"], Value::Null);
+    assert_eq!(body[0]["suppressed"], "fewer than 5 visitors");
+    assert_eq!(headers["x-tacet-suppressed"], "1");
     for (uri, accept, content_type) in [
         (
             "/v1/reports/overview?format=arrow",
@@ -726,16 +731,17 @@ async fn accepted_events_are_queryable_before_the_flush_and_never_twice() {
         props,
         json!([{"name": "e", "plan": null}, {"name": "e2", "plan": "free"}])
     );
-    // Reports see the buffer too.
-    let (_, _, overview) = send(
+    // Reports see the buffer too: /x and /y from Parquet, /z from the buffer, each one visitor, so three
+    // rows held back by the k-threshold.
+    let (_, headers, _) = send(
         &h.app,
-        Request::get("/v1/reports/overview")
+        Request::get("/v1/reports/pages")
             .header(header::AUTHORIZATION, "Bearer rk-a")
             .body(Body::empty())
             .unwrap(),
     )
     .await;
-    assert_eq!(overview[0]["pageviews"], 3);
+    assert_eq!(headers["x-tacet-suppressed"], "3");
 }
 
 #[tokio::test]
@@ -916,12 +922,21 @@ async fn the_dashboard_logs_in_with_the_read_key_shows_the_api_numbers_and_logs_
     let h = default_harness();
     let crash = json!({"kind": "crash", "url": "https://a.example/cart", "error_type": "TypeError",
         "message": "cart failed for alice@example.com", "stack": ["at pay (app.js:10:5)"]});
-    let batch = json!([pageview("/"), pageview("/pricing"), crash]);
-    send(
-        &h.app,
-        post_events(Some("ik-a"), "application/json", batch.to_string()),
-    )
-    .await;
+    // Five browsers (five visitors, k = 5) on the home page; one of them also saw /pricing and crashed.
+    for v in 0..5 {
+        let batch = if v == 0 {
+            json!([pageview("/"), pageview("/pricing"), crash])
+        } else {
+            json!([pageview("/")])
+        };
+        let req = Request::post("/v1/events")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::USER_AGENT, format!("{UA} Probe/{v}"))
+            .header("x-tacet-key", "ik-a")
+            .body(Body::from(batch.to_string()))
+            .unwrap();
+        assert_eq!(send(&h.app, req).await.0, StatusCode::ACCEPTED);
+    }
     send(
         &h.app,
         post_events(
@@ -1044,7 +1059,7 @@ async fn the_dashboard_logs_in_with_the_read_key_shows_the_api_numbers_and_logs_
             "{m}"
         );
     }
-    assert_eq!(metric(&page, "pageviews"), "2");
+    assert_eq!(metric(&page, "pageviews"), "6");
     // One visitor is below the default k of 5: the lists say their rows are hidden, never silently empty.
     assert!(page.contains(r#"data-report="pages""#));
     assert!(
@@ -1067,8 +1082,10 @@ async fn the_dashboard_logs_in_with_the_read_key_shows_the_api_numbers_and_logs_
         .next()
         .unwrap()
         .to_owned();
+    // Its one visitor is fewer than k: the headline says so instead of a number.
     let (_, _, page_b) = html(&h.app, ui("GET", "/ui/usage", Some(&cookie_b), None)).await;
-    assert_eq!(metric(&page_b, "pageviews"), "1");
+    assert_eq!(metric(&page_b, "pageviews"), "");
+    assert!(page_b.contains("fewer than 5"), "{page_b}");
     assert!(
         page_b.contains(">b</span>"),
         "the tenant is named in the header"
@@ -1123,14 +1140,18 @@ async fn the_dashboard_logs_in_with_the_read_key_shows_the_api_numbers_and_logs_
         "{page}"
     );
     assert!(page.contains("state=resolved&amp;to="), "{page}");
-    // The crash group has one affected visitor, under k: announced as hidden.
+    // The crash group has one affected visitor: crash triage has its own threshold (default 1), so it is
+    // listed, its message scrubbed.
     let (s, _, page) = html(
         &h.app,
         ui("GET", "/ui/crashes?state=all", Some(&cookie), None),
     )
     .await;
     assert_eq!(s, StatusCode::OK);
-    assert!(page.contains("1 row hidden"), "{page}");
+    assert!(
+        !page.contains("row hidden") && page.contains("TypeError"),
+        "{page}"
+    );
     assert!(!page.contains("alice@example.com"));
 
     // Logout needs the form token too, then ends the session on the server: the old cookie opens nothing.
@@ -1170,3 +1191,5 @@ async fn the_dashboard_logs_in_with_the_read_key_shows_the_api_numbers_and_logs_
         StatusCode::OK
     );
 }
+
+mod privacy;
