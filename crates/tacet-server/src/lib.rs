@@ -25,6 +25,7 @@
 
 pub mod access;
 mod admin;
+mod admission;
 mod client_ip;
 mod config;
 mod error;

@@ -16,6 +16,7 @@ use tacet_privacy::RequestContext;
 use tacet_query::format::{Format, encode};
 use tacet_query::{QueryOutput, Report, ReportParams};
 
+use crate::admission::{admit, admit_events, refused};
 use crate::error::ApiError;
 use crate::tenants::TenantEntry;
 use crate::{AppState, client_ip, decode_body};
@@ -76,10 +77,6 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// Counts a request refused before its events could be looked at.
-fn refused(reason: &'static str) {
-    metrics::counter!("tacet_http_ingest_requests_refused_total", "reason" => reason).increment(1);
-}
-
 /// One rejected item of a batch.
 #[derive(Debug, Serialize)]
 struct Rejected {
@@ -188,40 +185,8 @@ async fn ingest(
         refused("unauthorized");
         ApiError::unauthorized("unknown ingest key")
     })?;
-    let origin = header_str(headers, "origin");
-    if !tenant.allows_origin(origin) {
-        refused("origin");
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!(
-                "origin {:?} may not post events for this tenant; add it to the tenant's origins",
-                origin.unwrap_or_default()
-            ),
-        ));
-    }
     let ctx = request_context(state, peer, headers);
-    if let Err((limit, wait)) = state.limits.request(key, ctx.ip) {
-        refused(limit.as_str());
-        metrics::counter!("tacet_rate_limited_total", "tenant" => tenant.id.to_string(), "reason" => limit.as_str())
-            .increment(1);
-        return Err(ApiError::too_many(
-            match limit {
-                crate::limits::Limited::Key => {
-                    "too many requests with this ingest key; slow down and retry after Retry-After seconds"
-                }
-                _ => {
-                    "too many requests from this address; slow down and retry after Retry-After seconds"
-                }
-            },
-            wait,
-        ));
-    }
-    if !state.ready.load(Ordering::SeqCst) {
-        refused("not_ready");
-        return Err(ApiError::unavailable(
-            "starting: replaying the write-ahead log; retry shortly",
-        ));
-    }
+    admit(state, tenant, key, headers, ctx.ip)?;
     let body = read_body(
         body,
         headers,
@@ -272,21 +237,7 @@ async fn ingest(
             "tenant" => tenant.id.to_string(), "reason" => "invalid")
         .increment(rejected.len() as u64);
     }
-    if let Err(wait) = state.limits.events(tenant.id.as_str(), events.len()) {
-        refused("quota");
-        metrics::counter!("tacet_rate_limited_total", "tenant" => tenant.id.to_string(), "reason" => "quota")
-            .increment(1);
-        return Err(match wait {
-            Some(wait) => ApiError::too_many(
-                "the tenant's event quota is used up for now; nothing was stored, retry after Retry-After seconds",
-                wait,
-            ),
-            None => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "this batch has more events than the tenant's quota allows at once; split it",
-            ),
-        });
-    }
+    admit_events(state, tenant, events.len())?;
     let outcome = state
         .pipeline
         .accept(&tenant.id, &tenant.policy, ctx, events)

@@ -150,11 +150,10 @@ async fn pixel_view(
         .tenants
         .by_ingest_key(key)
         .ok_or_else(|| ApiError::unauthorized("unknown ingest key"))?;
-    if !state.ready.load(std::sync::atomic::Ordering::SeqCst) {
-        return Err(ApiError::unavailable(
-            "starting: replaying the write-ahead log; retry shortly",
-        ));
-    }
+    // The same admission as POST /v1/events: origins (from the Referer an image request sends), request
+    // limits, readiness; then the event quota.
+    let ctx = request_context(state, peer, headers);
+    crate::admission::admit(state, tenant, key, headers, ctx.ip)?;
     let url = query
         .get("url")
         .map(String::as_str)
@@ -178,7 +177,7 @@ async fn pixel_view(
             "this tenant does not accept kind \"pageview\" (its policy's kinds setting)",
         ));
     }
-    let ctx = request_context(state, peer, headers);
+    crate::admission::admit_events(state, tenant, 1)?;
     state
         .pipeline
         .accept(&tenant.id, &tenant.policy, ctx, vec![raw])
