@@ -276,6 +276,7 @@ fn main() {
     let config = QueryConfig {
         timeout: std::time::Duration::from_secs(600),
         memory_limit_bytes: 4 << 30,
+        memory_backstop_bytes: 8 << 30,
         ..QueryConfig::default()
     };
     let engine = || QueryEngine::new(Arc::clone(lake.store()), config.clone()).unwrap();

@@ -181,6 +181,9 @@ id = "a"
 ingest_key = "ingest-a"
 read_key = "read-a"
 admin_key = "admin-a"
+[tenant.privacy]
+# The test sends events 40 days old, for retention to drop.
+accept_past = "60d"
 [tenant.privacy.retention]
 event = "30d"
 

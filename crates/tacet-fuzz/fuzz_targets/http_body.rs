@@ -14,6 +14,7 @@ const NOW: i64 = 1_780_272_000_000;
 const LIMITS: BodyLimits = BodyLimits {
     max_decompressed_bytes: 64 << 10,
     max_events_per_request: 50,
+    max_event_bytes: 16 << 10,
 };
 
 const CONTENT_TYPES: [Option<&str>; 8] = [
@@ -67,7 +68,7 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(items) = result {
         assert!(!items.is_empty() && items.len() <= LIMITS.max_events_per_request);
-        for item in items.into_iter().flatten() {
+        for item in items.iter().flatten() {
             if let Ok(e) = tacet_model::parse_event(item, NOW) {
                 assert!(e.url.len() <= 4096, "url over its limit");
                 assert!(e.props.len() <= 64);

@@ -15,6 +15,11 @@ pub struct IngestConfig {
     /// Refuse new events (HTTP 503 with `Retry-After`) while this many are buffered, e.g. when the object
     /// store is failing. Bounds memory.
     pub max_buffered_events: usize,
+    /// Partitions (kind and day) one tenant may have waiting for a flush; a request that would open more
+    /// is refused (503 with Retry-After) and the flush starts at once. Bounds the files one flush writes.
+    pub max_partitions_per_tenant: usize,
+    /// Partition files one flush writes at once, so that one slow partition does not hold up the others.
+    pub flush_parallel_writes: usize,
 }
 
 impl Default for IngestConfig {
@@ -23,6 +28,8 @@ impl Default for IngestConfig {
             flush_interval: Duration::from_secs(2),
             flush_events: 50_000,
             max_buffered_events: 500_000,
+            max_partitions_per_tenant: 64,
+            flush_parallel_writes: 8,
         }
     }
 }

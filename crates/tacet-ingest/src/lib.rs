@@ -45,6 +45,17 @@ pub enum Error {
     /// Too many events are waiting to be written; the client should retry later.
     #[error("{buffered} events are waiting to be written (limit {limit}); retry later")]
     Backpressure { buffered: usize, limit: usize },
+    /// The request would open more partitions (kind and day) than one tenant may have waiting for a flush.
+    #[error(
+        "these events would open {adding} more partitions (kind and day) for this tenant, which already has \
+         {open} waiting to be written (limit {limit}, ingest.max_partitions_per_tenant); retry after the next \
+         flush, or send fewer distinct days at once"
+    )]
+    Partitions {
+        open: usize,
+        adding: usize,
+        limit: usize,
+    },
     #[error("key store at {path}: {source}")]
     Keys {
         path: String,

@@ -448,6 +448,7 @@ impl Pipeline {
         }
         let events = kept;
         let n = events.len();
+        self.check_partitions(tenant, &events)?;
         let payload = record::encode(tenant, &events);
         let (state, wake, flush_events) = (
             Arc::clone(&self.state),
@@ -483,6 +484,38 @@ impl Pipeline {
 
     /// Writes everything buffered, one Parquet file per partition named by the log range it covers, then
     /// lets the log drop those records. A failure leaves the flush pending; the next call retries it whole.
+    /// Refuses events that would give `tenant` more than `max_partitions_per_tenant` partitions waiting
+    /// for a flush (and wakes the flusher, so that the client's retry finds room).
+    fn check_partitions(&self, tenant: &TenantId, events: &[Event]) -> Result<()> {
+        let limit = self.config.max_partitions_per_tenant;
+        let st = self.state.lock().expect("pipeline lock");
+        let open = st
+            .buffer
+            .partitions
+            .keys()
+            .filter(|k| &k.tenant == tenant)
+            .count();
+        let mut adding = std::collections::HashSet::new();
+        for e in events {
+            let key = PartitionKey::for_event(tenant.clone(), e.kind, e.ts_millis);
+            if !st.buffer.partitions.contains_key(&key) {
+                adding.insert(key);
+            }
+        }
+        if open + adding.len() <= limit {
+            return Ok(());
+        }
+        drop(st);
+        self.wake.notify_one();
+        metrics::counter!("tacet_ingest_events_dropped_total", "tenant" => tenant.to_string(), "reason" => "partitions")
+            .increment(events.len() as u64);
+        Err(Error::Partitions {
+            open,
+            adding: adding.len(),
+            limit,
+        })
+    }
+
     pub async fn flush(&self) -> FlushSummary {
         let _one_at_a_time = self.flushing.lock().await;
         let summary = FlushSummary::default();
@@ -529,20 +562,38 @@ impl Pipeline {
             self.keep_pending(set);
             return summary;
         }
-        for (key, events, written) in &mut set.partitions {
-            if *written {
-                continue;
-            }
-            let result = match EventBatch::from_events(events.iter()) {
-                Ok(batch) => self
-                    .lake
-                    .write(key, (set.from, set.to), &batch)
-                    .await
-                    .map_err(Error::Lake),
-                Err(e) => Err(Error::Arrow(e)),
-            };
+        // Several files at once, so that one slow partition does not hold up the others.
+        let (from, to) = (set.from, set.to);
+        let written: Vec<(usize, Result<()>)> = {
+            use futures::StreamExt;
+            let todo: Vec<(usize, PartitionKey, Arc<Vec<Event>>)> = set
+                .partitions
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| !p.2)
+                .map(|(i, p)| (i, p.0.clone(), Arc::clone(&p.1)))
+                .collect();
+            let lake = &self.lake;
+            let writes = todo.into_iter().map(|(i, key, events)| async move {
+                let result = match EventBatch::from_events(events.iter()) {
+                    Ok(batch) => lake
+                        .write(&key, (from, to), &batch)
+                        .await
+                        .map(|_| ())
+                        .map_err(Error::Lake),
+                    Err(e) => Err(Error::Arrow(e)),
+                };
+                (i, result)
+            });
+            futures::stream::iter(writes)
+                .buffer_unordered(self.config.flush_parallel_writes.max(1))
+                .collect()
+                .await
+        };
+        for (i, result) in written {
+            let (key, events, written) = &mut set.partitions[i];
             match result {
-                Ok(_) => {
+                Ok(()) => {
                     *written = true;
                     summary.files += 1;
                     summary.events += events.len();

@@ -18,8 +18,8 @@ pub enum BodyError {
     TooLarge { limit: usize },
     #[error("body larger than {limit} bytes once decompressed; split the batch")]
     DecompressedTooLarge { limit: usize },
-    #[error("{count} events in one request, at most {limit}; split the batch")]
-    TooManyEvents { count: usize, limit: usize },
+    #[error("more than {limit} events in one request; split the batch")]
+    TooManyEvents { limit: usize },
     #[error("the body is not valid gzip: {0}")]
     BadGzip(String),
     #[error("content-encoding {0:?} is not supported; send gzip or an uncompressed body")]
@@ -32,7 +32,8 @@ pub enum BodyError {
     Json(String),
 }
 
-/// One item of a body: a JSON value, or why its line could not be parsed (NDJSON only).
+/// One item of a body: a JSON value, or why it could not be used (an NDJSON line that is not JSON, an
+/// event over `max_event_bytes`).
 pub type Item = Result<Value, String>;
 
 /// The caps [`decode_body`] applies (the raw body's own cap is the HTTP layer's, before this).
@@ -42,15 +43,45 @@ pub struct BodyLimits {
     pub max_decompressed_bytes: usize,
     /// Items (events or NDJSON lines) in one body.
     pub max_events_per_request: usize,
+    /// Bytes of one event's JSON; a bigger event is refused alone.
+    pub max_event_bytes: usize,
 }
 
-/// Decodes a body into items. A whole-body error means nothing in it is usable.
-pub fn decode_body(
+/// A decoded body: where each item is in the (inflated) text, checked as JSON but not yet turned into
+/// values. [`Items::iter`] builds one value at a time, so a body never exists as one tree of values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Items<'a> {
+    text: std::borrow::Cow<'a, [u8]>,
+    spans: Vec<Result<std::ops::Range<usize>, String>>,
+}
+
+impl Items<'_> {
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Each item as a value, built when it is reached.
+    pub fn iter(&self) -> impl Iterator<Item = Item> + '_ {
+        self.spans.iter().map(|span| match span {
+            Ok(range) => serde_json::from_slice(&self.text[range.clone()])
+                .map_err(|e| format!("invalid JSON: {e}")),
+            Err(reason) => Err(reason.clone()),
+        })
+    }
+}
+
+/// Decodes a body into items, counting as it goes: an array or NDJSON body stops at the first item past
+/// `max_events_per_request` without reading further. A whole-body error means nothing in it is usable.
+pub fn decode_body<'a>(
     content_type: Option<&str>,
     content_encoding: Option<&str>,
-    body: &[u8],
+    body: &'a [u8],
     limits: BodyLimits,
-) -> Result<Vec<Item>, BodyError> {
+) -> Result<Items<'a>, BodyError> {
     let mime = content_type
         .map(|ct| {
             ct.split(';')
@@ -67,60 +98,150 @@ pub fn decode_body(
     if !(ndjson_declared || matches!(mime.as_str(), "" | "application/json" | "text/plain")) {
         return Err(BodyError::UnsupportedContentType(mime));
     }
-    let decompressed;
-    let body = match content_encoding
+    let text: std::borrow::Cow<'a, [u8]> = match content_encoding
         .map(|e| e.trim().to_ascii_lowercase())
         .as_deref()
     {
-        None | Some("" | "identity") => body,
+        None | Some("" | "identity") => std::borrow::Cow::Borrowed(body),
         Some("gzip" | "x-gzip") => {
-            decompressed = gunzip(body, limits.max_decompressed_bytes)?;
-            &decompressed[..]
+            std::borrow::Cow::Owned(gunzip(body, limits.max_decompressed_bytes)?)
         }
         Some(other) => return Err(BodyError::UnsupportedEncoding(other.to_owned())),
     };
+    let spans = spans(&text, ndjson_declared, limits)?;
+    if spans.is_empty() {
+        return Err(BodyError::Empty);
+    }
+    Ok(Items { text, spans })
+}
+
+type Span = Result<std::ops::Range<usize>, String>;
+
+fn spans(body: &[u8], ndjson_declared: bool, limits: BodyLimits) -> Result<Vec<Span>, BodyError> {
     let text = body.trim_ascii();
     if text.is_empty() {
         return Err(BodyError::Empty);
     }
-    let items = if ndjson_declared {
-        ndjson(text)
-    } else if text[0] == b'[' {
-        let values: Vec<Value> =
-            serde_json::from_slice(text).map_err(|e| BodyError::Json(e.to_string()))?;
-        values.into_iter().map(Ok).collect()
-    } else {
-        match serde_json::from_slice::<Value>(text) {
-            Ok(v) => vec![Ok(v)],
-            // Several lines that are each JSON: NDJSON sent without its content type (sendBeacon does this).
-            Err(e) if text.contains(&b'\n') => {
-                let items = ndjson(text);
-                if items.iter().all(Result::is_err) {
-                    return Err(BodyError::Json(e.to_string()));
-                }
-                items
-            }
-            Err(e) => return Err(BodyError::Json(e.to_string())),
+    let base = body.len() - body.trim_ascii_start().len();
+    let sized = |range: std::ops::Range<usize>| -> Span {
+        if range.len() > limits.max_event_bytes {
+            Err(format!(
+                "event of {} bytes, at most {}; send less text per event",
+                range.len(),
+                limits.max_event_bytes
+            ))
+        } else {
+            Ok(range)
         }
     };
-    if items.is_empty() {
-        return Err(BodyError::Empty);
+    if ndjson_declared {
+        return ndjson(text, base, limits, &sized);
     }
-    if items.len() > limits.max_events_per_request {
-        return Err(BodyError::TooManyEvents {
-            count: items.len(),
-            limit: limits.max_events_per_request,
-        });
+    // JSON is UTF-8: checked once for the whole body (NDJSON: line by line; skipping an item does not look inside its strings).
+    if let Err(e) = std::str::from_utf8(text) {
+        return Err(BodyError::Json(format!(
+            "the body is not valid UTF-8 (at byte {})",
+            e.valid_up_to()
+        )));
     }
-    Ok(items)
+    if text[0] == b'[' {
+        return Ok(array(text, limits.max_events_per_request)?
+            .into_iter()
+            .map(|(from, to)| sized(base + from..base + to))
+            .collect());
+    }
+    match serde_json::from_slice::<serde::de::IgnoredAny>(text) {
+        Ok(_) => Ok(vec![sized(base..base + text.len())]),
+        // Several lines that are each JSON: NDJSON sent without its content type (sendBeacon does this).
+        Err(e) if text.contains(&b'\n') => {
+            let items = ndjson(text, base, limits, &sized)?;
+            if items.iter().all(Result::is_err) {
+                return Err(BodyError::Json(e.to_string()));
+            }
+            Ok(items)
+        }
+        Err(e) => Err(BodyError::Json(e.to_string())),
+    }
 }
 
-fn ndjson(text: &[u8]) -> Vec<Item> {
-    text.split(|&b| b == b'\n')
-        .map(<[u8]>::trim_ascii)
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_slice(l).map_err(|e| format!("invalid JSON: {e}")))
-        .collect()
+/// The elements of a JSON array as byte ranges of `text`, each checked as JSON but not built, stopping at
+/// the first one past `limit`.
+fn array(text: &[u8], limit: usize) -> Result<Vec<(usize, usize)>, BodyError> {
+    let space = |mut at: usize| {
+        while text.get(at).is_some_and(u8::is_ascii_whitespace) {
+            at += 1;
+        }
+        at
+    };
+    let broken =
+        |at: usize, what: &str| BodyError::Json(format!("{what} at byte {at} of the array"));
+    let mut out = Vec::new();
+    let mut at = space(1);
+    if text.get(at) == Some(&b']') {
+        at += 1;
+    } else {
+        loop {
+            if out.len() == limit {
+                return Err(BodyError::TooManyEvents { limit });
+            }
+            let mut one = serde_json::Deserializer::from_slice(&text[at..])
+                .into_iter::<serde::de::IgnoredAny>();
+            match one.next() {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(BodyError::Json(e.to_string())),
+                None => return Err(broken(at, "expected a value")),
+            }
+            let end = at + one.byte_offset();
+            out.push((space(at), end));
+            at = space(end);
+            match text.get(at) {
+                Some(b',') => at = space(at + 1),
+                Some(b']') => {
+                    at += 1;
+                    break;
+                }
+                _ => return Err(broken(at, "expected `,` or `]`")),
+            }
+        }
+    }
+    if space(at) != text.len() {
+        return Err(broken(at, "trailing characters"));
+    }
+    Ok(out)
+}
+
+fn ndjson(
+    text: &[u8],
+    base: usize,
+    limits: BodyLimits,
+    sized: &dyn Fn(std::ops::Range<usize>) -> Span,
+) -> Result<Vec<Span>, BodyError> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    for line in text.split(|&b| b == b'\n') {
+        let start = at + (line.len() - line.trim_ascii_start().len());
+        at += line.len() + 1;
+        let line = line.trim_ascii();
+        if line.is_empty() {
+            continue;
+        }
+        if out.len() == limits.max_events_per_request {
+            return Err(BodyError::TooManyEvents {
+                limit: limits.max_events_per_request,
+            });
+        }
+        let range = base + start..base + start + line.len();
+        out.push(
+            std::str::from_utf8(line)
+                .map_err(|e| format!("invalid JSON: not valid UTF-8 at byte {}", e.valid_up_to()))
+                .and_then(|_| {
+                    serde_json::from_slice::<serde::de::IgnoredAny>(line)
+                        .map_err(|e| format!("invalid JSON: {e}"))
+                })
+                .and_then(|_| sized(range)),
+        );
+    }
+    Ok(out)
 }
 
 fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, BodyError> {
@@ -145,10 +266,11 @@ mod tests {
         BodyLimits {
             max_decompressed_bytes: 1000,
             max_events_per_request: 3,
+            max_event_bytes: 100,
         }
     }
 
-    fn ok_count(items: &[Item]) -> usize {
+    fn ok_count(items: &Items) -> usize {
         items.iter().filter(|i| i.is_ok()).count()
     }
 
@@ -191,7 +313,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(items.len(), 3);
-        assert!(items[1].as_ref().unwrap_err().starts_with("invalid JSON"));
+        let items_list: Vec<Item> = items.iter().collect();
+        assert!(
+            items_list[1]
+                .as_ref()
+                .unwrap_err()
+                .starts_with("invalid JSON")
+        );
         assert_eq!(ok_count(&items), 2);
     }
 
@@ -210,7 +338,7 @@ mod tests {
         ));
         assert_eq!(
             decode_body(None, None, b"[{},{},{},{}]", l),
-            Err(BodyError::TooManyEvents { count: 4, limit: 3 })
+            Err(BodyError::TooManyEvents { limit: 3 })
         );
         assert!(matches!(
             decode_body(Some("multipart/form-data"), None, b"{}", l),
@@ -246,5 +374,63 @@ mod tests {
             decode_body(None, Some("gzip"), &bomb, l),
             Err(BodyError::DecompressedTooLarge { limit: 1000 })
         );
+    }
+
+    #[test]
+    fn a_long_array_stops_at_the_limit_without_reading_on() {
+        let l = BodyLimits {
+            max_decompressed_bytes: 64 << 20,
+            max_events_per_request: 10_000,
+            max_event_bytes: 1 << 10,
+        };
+        // 16 MiB of small values: refused after 10,001 of them (the rest is never looked at, so a broken
+        // tail does not matter).
+        let mut body = b"[".to_vec();
+        while body.len() < 16 << 20 {
+            body.extend_from_slice(b"1,");
+        }
+        body.extend_from_slice(b"oops");
+        assert_eq!(
+            decode_body(None, None, &body, l),
+            Err(BodyError::TooManyEvents { limit: 10_000 })
+        );
+        let mut nd = Vec::new();
+        for _ in 0..10_001 {
+            nd.extend_from_slice(b"{}\n");
+        }
+        assert_eq!(
+            decode_body(Some("application/x-ndjson"), None, &nd, l),
+            Err(BodyError::TooManyEvents { limit: 10_000 })
+        );
+    }
+
+    #[test]
+    fn an_event_over_its_size_is_refused_alone() {
+        let big = format!(r#"{{"a":"{}"}}"#, "x".repeat(200));
+        let body = format!(r#"[{{"a":1}}, {big} ,{{"a":2}}]"#);
+        let items = decode_body(None, None, body.as_bytes(), limits()).unwrap();
+        let items: Vec<Item> = items.iter().collect();
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[0], Ok(serde_json::json!({"a": 1})));
+        assert!(items[1].as_ref().unwrap_err().contains("at most 100"));
+        assert_eq!(items[2], Ok(serde_json::json!({"a": 2})));
+        // The same in NDJSON and as a single object.
+        let nd = format!("{{\"a\":1}}\n{big}\n");
+        let items =
+            decode_body(Some("application/x-ndjson"), None, nd.as_bytes(), limits()).unwrap();
+        assert_eq!(ok_count(&items), 1);
+        let one = decode_body(None, None, big.as_bytes(), limits()).unwrap();
+        assert_eq!(ok_count(&one), 0);
+        // Whitespace around items and a trailing comma.
+        let spaced = decode_body(None, None, b" [ {\"a\":1} , {\"a\":2} ] ", limits()).unwrap();
+        assert_eq!(ok_count(&spaced), 2);
+        assert!(matches!(
+            decode_body(None, None, b"[{\"a\":1},]", limits()),
+            Err(BodyError::Json(_))
+        ));
+        assert!(matches!(
+            decode_body(None, None, b"[{\"a\":1}] x", limits()),
+            Err(BodyError::Json(_))
+        ));
     }
 }

@@ -12,7 +12,7 @@ pub mod params;
 pub mod schema;
 pub mod tenant;
 
-pub use body::{BodyError, BodyLimits, Item, decode_body};
+pub use body::{BodyError, BodyLimits, Item, Items, decode_body};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::{FieldError, Kind, RawEvent, parse_event};
 pub use params::{ParamError, ReportParams};

@@ -146,6 +146,11 @@ pub struct TenantPolicy {
     pub identifiers: Vec<String>,
     /// Built-in scrubbing rules that are off unless named here ([`crate::scrub::OPT_IN_RULES`]: `phone`).
     pub scrub_opt_in: Vec<String>,
+    /// Events stamped further back than this (`ts`) are refused one by one: 7 days by default, for apps
+    /// that send what they collected offline. Older history is not taken through ingestion.
+    pub accept_past: Duration,
+    /// Events stamped further ahead of the server's clock than this are refused one by one (5 minutes).
+    pub accept_future: Duration,
 }
 
 impl Default for TenantPolicy {
@@ -157,6 +162,27 @@ impl Default for TenantPolicy {
 }
 
 impl TenantPolicy {
+    /// Whether an event stamped `ts` is inside the accept window around `now` (both epoch milliseconds);
+    /// if not, why, in words for the client.
+    pub fn accepts_time(&self, ts: i64, now: i64) -> Result<(), String> {
+        let past = self.accept_past.as_millis() as i64;
+        let future = self.accept_future.as_millis() as i64;
+        if ts < now.saturating_sub(past) {
+            return Err(format!(
+                "older than this tenant accepts ({} back, its policy's accept_past); history is not \
+                 taken through ingestion",
+                humantime::format_duration(self.accept_past)
+            ));
+        }
+        if ts > now.saturating_add(future) {
+            return Err(format!(
+                "more than {} ahead of the server's clock (the policy's accept_future); check the client's clock",
+                humantime::format_duration(self.accept_future)
+            ));
+        }
+        Ok(())
+    }
+
     pub fn accepts(&self, kind: Kind) -> bool {
         self.kinds.contains(&kind)
     }
@@ -217,6 +243,8 @@ struct PolicyConfig {
     k_threshold_crashes: u64,
     identifiers: Vec<String>,
     scrub_opt_in: Vec<String>,
+    accept_past: String,
+    accept_future: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -269,6 +297,8 @@ impl Default for PolicyConfig {
             k_threshold_crashes: 1,
             identifiers: Vec::new(),
             scrub_opt_in: Vec::new(),
+            accept_past: "7d".into(),
+            accept_future: "5m".into(),
         }
     }
 }
@@ -277,6 +307,18 @@ impl TryFrom<PolicyConfig> for TenantPolicy {
     type Error = String;
 
     fn try_from(c: PolicyConfig) -> Result<Self, String> {
+        let window = |name: &str, v: &str| {
+            humantime::parse_duration(v)
+                .map_err(|e| format!("{name} = {v:?} is not a duration like \"7d\" or \"5m\": {e}"))
+        };
+        let accept_past = window("accept_past", &c.accept_past)?;
+        let accept_future = window("accept_future", &c.accept_future)?;
+        if accept_past < Duration::from_secs(3600) {
+            return Err("accept_past: at least one hour (clients batch and retry)".into());
+        }
+        if accept_future > Duration::from_secs(86_400) {
+            return Err("accept_future: at most one day".into());
+        }
         let mut kinds = Vec::new();
         for k in &c.kinds {
             let kind = Kind::parse(k).ok_or_else(|| {
@@ -364,6 +406,8 @@ impl TryFrom<PolicyConfig> for TenantPolicy {
             k_threshold_crashes: c.k_threshold_crashes,
             identifiers: c.identifiers,
             scrub_opt_in: c.scrub_opt_in,
+            accept_past,
+            accept_future,
             ip: c.ip,
             geo: c.geo,
             dnt: c.dnt,

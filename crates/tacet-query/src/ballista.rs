@@ -26,16 +26,17 @@ use crate::{Error, Result};
 /// Where Ballista sessions send their plans.
 #[derive(Debug)]
 pub(crate) enum Cluster {
-    /// Started on first use, in this process.
-    Standalone(tokio::sync::OnceCell<String>),
+    /// Started on first use, in this process, on the engine's service runtime (queries run on runtimes of
+    /// their own that end with them).
+    Standalone(tokio::sync::OnceCell<String>, tokio::runtime::Handle),
     Remote(String),
 }
 
 impl Cluster {
     /// `"standalone"` or a scheduler URL (`df://host:port`).
-    pub(crate) fn parse(setting: &str) -> Result<Self> {
+    pub(crate) fn parse(setting: &str, service: tokio::runtime::Handle) -> Result<Self> {
         match setting.trim() {
-            "standalone" => Ok(Self::Standalone(tokio::sync::OnceCell::new())),
+            "standalone" => Ok(Self::Standalone(tokio::sync::OnceCell::new(), service)),
             url if url.starts_with("df://") && url.len() > 5 => Ok(Self::Remote(url.to_owned())),
             other => Err(Error::User(format!(
                 "query.ballista = {other:?}: use \"standalone\" or the scheduler's URL, df://host:port"
@@ -47,8 +48,15 @@ impl Cluster {
     async fn url(&self, runtime: &Arc<RuntimeEnv>) -> Result<String> {
         match self {
             Self::Remote(url) => Ok(url.clone()),
-            Self::Standalone(cell) => cell
-                .get_or_try_init(|| start_standalone(Arc::clone(runtime)))
+            Self::Standalone(cell, service) => cell
+                .get_or_try_init(|| async {
+                    service
+                        .spawn(start_standalone(Arc::clone(runtime)))
+                        .await
+                        .map_err(|e| {
+                            Error::Internal(format!("the Ballista cluster did not start: {e}"))
+                        })?
+                })
                 .await
                 .cloned(),
         }

@@ -48,8 +48,11 @@ impl QueryOutput {
 #[derive(Debug)]
 pub struct QueryEngine {
     inner: Arc<Inner>,
-    executor: Option<tokio::runtime::Runtime>,
-    slots: Arc<tokio::sync::Semaphore>,
+    /// A small runtime for what outlives one query (the in-process Ballista cluster).
+    service: Option<tokio::runtime::Runtime>,
+    slots: Arc<crate::slots::Slots>,
+    /// What the running queries hold, for the memory backstop.
+    running: Arc<crate::budget::Running>,
 }
 
 #[derive(Debug)]
@@ -87,6 +90,9 @@ pub(crate) struct Run {
     /// Rows a batch: [`REPORT_BATCH_ROWS`] for canned reports, DataFusion's 8k for everything else (raw
     /// SQL may be anything, and smaller batches reach the next cancellation point sooner).
     pub(crate) batch_rows: usize,
+    /// SQL a client wrote (`/v1/sql`, `tacet sql`), checked for amplifiers (`capped::check_plan`); the
+    /// canned reports' own SQL is not.
+    pub(crate) client_sql: bool,
 }
 
 /// Rows a batch for canned reports: a sort merges one run per input batch, so with DataFusion's 8k rows a
@@ -112,14 +118,11 @@ pub trait FreshEvents: Send + Sync + std::fmt::Debug {
 impl Drop for QueryEngine {
     fn drop(&mut self) {
         // Dropping a runtime from async code would block; let its threads wind down on their own.
-        if let Some(rt) = self.executor.take() {
+        if let Some(rt) = self.service.take() {
             rt.shutdown_background();
         }
     }
 }
-
-/// Stack of each query thread.
-const QUERY_STACK_BYTES: usize = 16 << 20;
 
 /// The runtime every query shares: the lake's object store at `tacet://lake/` behind the visibility rule
 /// (`hiding.rs`), a memory pool, no listing cache.
@@ -148,22 +151,28 @@ pub(crate) fn lake_runtime(
 
 impl QueryEngine {
     pub fn new(store: Arc<dyn ObjectStore>, config: QueryConfig) -> Result<Self> {
+        config.check().map_err(Error::User)?;
         let runtime = lake_runtime(Arc::clone(&store), config.memory_limit_bytes)?;
-        let cluster = config
-            .ballista
-            .as_deref()
-            .map(crate::ballista::Cluster::parse)
-            .transpose()?;
-        let executor = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(config.threads.max(1))
-            .thread_name("tacet-query")
-            // Planning and (for Ballista) serialising a report's plan recurse deeply: 2 MiB is not enough.
-            .thread_stack_size(QUERY_STACK_BYTES)
+        let service = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("tacet-query-service")
+            .thread_stack_size(crate::budget::QUERY_STACK_BYTES)
             .enable_all()
             .build()
             .map_err(|e| Error::Internal(format!("cannot start the query runtime: {e}")))?;
+        let cluster = config
+            .ballista
+            .as_deref()
+            .map(|c| crate::ballista::Cluster::parse(c, service.handle().clone()))
+            .transpose()?;
         Ok(Self {
-            slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent.max(1))),
+            slots: crate::slots::Slots::new(crate::slots::SlotRules {
+                total: config.max_concurrent,
+                per_tenant: config.per_tenant(),
+                queued_per_tenant: config.max_queued_per_tenant,
+                queue_timeout: config.queue_timeout,
+            }),
+            running: Arc::default(),
             inner: Arc::new(Inner {
                 runtime,
                 store,
@@ -173,7 +182,7 @@ impl QueryEngine {
                 data_keys: std::sync::OnceLock::new(),
                 cluster,
             }),
-            executor: Some(executor),
+            service: Some(service),
         })
     }
 
@@ -198,12 +207,8 @@ impl QueryEngine {
 
     /// Waits until no query runs and holds every query slot until the guard is dropped: files that a
     /// running query may still read are deleted under it (erasure, compaction).
-    pub async fn exclusive(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
-        let slots = self.inner.config.max_concurrent.max(1) as u32;
-        Arc::clone(&self.slots)
-            .acquire_many_owned(slots)
-            .await
-            .map_err(|_| Error::Internal("the query slots are closed".into()))
+    pub async fn exclusive(&self) -> Result<crate::SlotGuard> {
+        self.slots.exclusive().await
     }
 
     /// Every stored or buffered event whose `user_pseudonym` is one of `pseudonyms`, restricted or not (a
@@ -244,6 +249,7 @@ impl QueryEngine {
                 local: false,
                 zone: None,
                 batch_rows: DEFAULT_BATCH_ROWS,
+                client_sql: false,
             },
         )
         .await
@@ -267,6 +273,7 @@ impl QueryEngine {
                 local: false,
                 zone: None,
                 batch_rows: DEFAULT_BATCH_ROWS,
+                client_sql: true,
             },
         )
         .await
@@ -309,6 +316,7 @@ impl QueryEngine {
                     local: !report.distributed(),
                     zone: Some(scope.zone),
                     batch_rows: REPORT_BATCH_ROWS,
+                    client_sql: false,
                 },
             )
             .await?;
@@ -356,6 +364,7 @@ impl QueryEngine {
                 local: false,
                 zone: None,
                 batch_rows: DEFAULT_BATCH_ROWS,
+                client_sql: true,
             },
         )
         .await
@@ -369,44 +378,39 @@ impl QueryEngine {
         run: Run,
     ) -> Result<QueryOutput> {
         let config = &self.inner.config;
-        let permit = tokio::time::timeout(
-            config.queue_timeout,
-            Arc::clone(&self.slots).acquire_owned(),
-        )
-        .await
-        .map_err(|_| {
-            Error::Busy(format!(
-                "{} queries are already running and none finished within {}s; retry shortly",
-                config.max_concurrent,
-                config.queue_timeout.as_secs_f64()
-            ))
-        })?
-        .map_err(|_| Error::Internal("the query slots are closed".into()))?;
+        let slot = self.slots.acquire(tenant).await?;
         let inner = Arc::clone(&self.inner);
         let (tenant, sql) = (tenant.clone(), sql.to_owned());
-        let executor = self
-            .executor
-            .as_ref()
-            .expect("the runtime lives as long as the engine");
-        let mut task = executor.spawn(async move {
-            let _slot = permit;
-            let again = (params.clone(), run.clone());
-            match inner.run_unbounded(&tenant, &sql, params, run).await {
-                // A file listed for the query was replaced by another node meanwhile: list again.
-                Err(Error::Replaced(_)) => {
-                    inner.run_unbounded(&tenant, &sql, again.0, again.1).await
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        // On threads of its own, so that the memory backstop counts exactly what this query holds.
+        let answer = crate::budget::run_on_own_threads(
+            config.threads,
+            config.memory_backstop_bytes,
+            Arc::clone(&self.running),
+            stopped,
+            move || async move {
+                let _slot = slot;
+                let again = (params.clone(), run.clone());
+                match inner.run_unbounded(&tenant, &sql, params, run).await {
+                    // A file listed for the query was replaced by another node meanwhile: list again.
+                    Err(Error::Replaced(_)) => {
+                        inner.run_unbounded(&tenant, &sql, again.0, again.1).await
+                    }
+                    answer => answer,
                 }
-                answer => answer,
-            }
-        });
+            },
+        )?;
         let timeout = config.timeout;
-        match tokio::time::timeout(timeout, &mut task).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(e)) => Err(Error::Internal(format!("the query task failed: {e}"))),
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok((answer, _peak))) => answer,
+            Ok(Err(_)) => Err(Error::Internal(
+                "the query thread ended without an answer".into(),
+            )),
             Err(_) => {
-                task.abort();
+                let _ = stop.send(());
                 Err(Error::Resources(format!(
-                    "the query ran longer than its limit of {}s; narrow the date range or aggregate more",
+                    "the query ran longer than its limit of {}s (query.timeout); narrow the date range or \
+                     aggregate more",
                     timeout.as_secs_f64()
                 )))
             }
@@ -488,6 +492,10 @@ impl Inner {
         }
         for f in crate::distinct::udafs() {
             ctx.register_udaf(f.as_ref().clone());
+        }
+        // Value-building functions refuse answers past `max_value_bytes` before building them.
+        for f in crate::capped::udfs(self.config.max_value_bytes) {
+            ctx.register_udf(f);
         }
         let table_url =
             ListingTableUrl::parse(format!("{LAKE_URL}{}", tacet_lake::tenant_prefix(tenant)))
@@ -628,6 +636,9 @@ impl Inner {
                         .trim_start_matches("Error during planning: ")
                 ))
             })?;
+        if run.client_sql {
+            crate::capped::check_plan(&plan)?;
+        }
         let mut df = ctx
             .execute_logical_plan(plan)
             .await

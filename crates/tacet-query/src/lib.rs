@@ -12,6 +12,8 @@
 //! table that reaches another tenant's files, no URL tables and no file-reading table functions.
 
 pub mod ballista;
+pub mod budget;
+mod capped;
 mod config;
 mod distinct;
 mod engine;
@@ -19,6 +21,7 @@ pub mod format;
 mod hiding;
 mod report;
 pub mod rollup;
+mod slots;
 mod threshold;
 mod visit;
 
@@ -28,6 +31,7 @@ pub use report::{
     FILTERS, Interval, MAX_LIMIT, ParamError, REPORTS, Report, ReportParams, ReportScope,
     VISIT_WINDOW,
 };
+pub use slots::SlotGuard;
 pub use threshold::{KRule, SUPPRESSED_COLUMN};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -98,9 +102,10 @@ impl Error {
             );
         }
         match e {
-            D::ResourcesExhausted(m) => {
-                Error::Resources(format!("the query needs more memory than its limit: {m}"))
-            }
+            D::ResourcesExhausted(m) if m.contains("query.max_value_bytes") => Error::Resources(m),
+            D::ResourcesExhausted(m) => Error::Resources(format!(
+                "the query needs more memory than its limit (query.memory_limit_bytes): {m}"
+            )),
             D::Plan(m) => Error::User(format!("plan error: {m}")),
             D::SQL(e, _) => Error::User(format!("SQL error: {e}")),
             D::SchemaError(e, _) => Error::User(format!("schema error: {e}")),

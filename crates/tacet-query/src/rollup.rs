@@ -191,6 +191,7 @@ impl QueryEngine {
                     local: true,
                     zone: None,
                     batch_rows: crate::engine::DEFAULT_BATCH_ROWS,
+                    client_sql: false,
                 },
             )
             .await?;
@@ -337,6 +338,7 @@ impl QueryEngine {
                     local: true,
                     zone: None,
                     batch_rows: crate::engine::DEFAULT_BATCH_ROWS,
+                    client_sql: false,
                 },
             )
             .await?;

@@ -100,7 +100,7 @@ impl From<tacet_ingest::Error> for ApiError {
     fn from(e: tacet_ingest::Error) -> Self {
         use tacet_ingest::Error as I;
         match e {
-            I::Backpressure { .. } => Self::unavailable(e.to_string()),
+            I::Backpressure { .. } | I::Partitions { .. } => Self::unavailable(e.to_string()),
             I::Wal(w) if w.is_retryable() || matches!(w, tacet_wal::Error::Closed) => {
                 tracing::warn!(error = %w, "write-ahead log refused a request");
                 Self::unavailable(match w {

@@ -30,6 +30,7 @@ mod client_ip;
 mod config;
 mod error;
 pub mod limits;
+pub mod listener;
 mod routes;
 mod tenants;
 pub mod ui;

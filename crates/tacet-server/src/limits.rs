@@ -9,6 +9,7 @@
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
@@ -45,7 +46,13 @@ pub struct RateLimits {
     per_tenant: Option<DefaultKeyedRateLimiter<String>>,
     hasher: std::collections::hash_map::RandomState,
     clock: DefaultClock,
+    /// Per tenant, the right to decode a heavy body (compressed, or large) off the async workers: one at a
+    /// time, so one tenant's bodies never take more than one core from the others.
+    decoders: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
+
+/// Heavy bodies one tenant decodes at once.
+pub const DECODES_PER_TENANT: usize = 1;
 
 fn quota(per_second: u32) -> Option<Quota> {
     let rate = NonZeroU32::new(per_second)?;
@@ -63,7 +70,17 @@ impl RateLimits {
                 .map(DefaultKeyedRateLimiter::keyed),
             hasher: std::collections::hash_map::RandomState::new(),
             clock: DefaultClock::default(),
+            decoders: Default::default(),
         }
+    }
+
+    /// The tenant's decoding slots (see `decoders`).
+    pub fn decoder(&self, tenant: &str) -> Arc<tokio::sync::Semaphore> {
+        let mut all = self.decoders.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(
+            all.entry(tenant.to_owned())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(DECODES_PER_TENANT))),
+        )
     }
 
     /// Takes one request for `key` from `client`; on refusal, which limit and how long to wait.

@@ -195,34 +195,56 @@ async fn ingest(
     )
     .await
     .inspect_err(|_| refused("bad_body"))?;
-    let items = decode_body(
-        header_str(headers, header::CONTENT_TYPE),
-        header_str(headers, header::CONTENT_ENCODING),
-        &body,
-        state.config.body_limits(),
-    )
-    .inspect_err(|_| refused("bad_body"))?;
-
     let now = state.pipeline.clock().now_millis();
-    let mut events = Vec::with_capacity(items.len());
+    let content_type = header_str(headers, header::CONTENT_TYPE).map(str::to_owned);
+    let encoding = header_str(headers, header::CONTENT_ENCODING).map(str::to_owned);
+    let limits = state.config.body_limits();
+    let heavy = body.len() > INLINE_DECODE_BYTES
+        || encoding
+            .as_deref()
+            .is_some_and(|e| !e.trim().is_empty() && !e.trim().eq_ignore_ascii_case("identity"));
+    let decoded = if heavy {
+        // Off the async workers, one body of this tenant at a time.
+        let slot = tokio::time::timeout(
+            state.config.body_timeout,
+            state.limits.decoder(tenant.id.as_str()).acquire_owned(),
+        )
+        .await
+        .map_err(|_| {
+            refused("busy");
+            ApiError::unavailable(
+                "this tenant's earlier large or compressed requests are still being decoded; retry shortly",
+            )
+        })?
+        .map_err(|_| ApiError::internal("the decoding slots are closed"))?;
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            decode_events(content_type.as_deref(), encoding.as_deref(), &body, limits, now)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("decoding failed: {e}")))?
+    } else {
+        decode_events(content_type.as_deref(), encoding.as_deref(), &body, limits, now)
+    }
+    .inspect_err(|_| refused("bad_body"))?;
+    let mut events = Vec::with_capacity(decoded.len());
     let mut rejected = Vec::new();
-    for (index, item) in items.into_iter().enumerate() {
-        let parsed = item
-            .map_err(|reason| ("(line)".to_owned(), reason))
-            .and_then(|v| parse_event(v, now).map_err(|e| (e.field, e.problem)))
-            .and_then(|e| {
-                if tenant.policy.accepts(e.kind) {
-                    Ok(e)
-                } else {
-                    Err((
-                        "kind".to_owned(),
-                        format!(
-                            "this tenant does not accept kind {:?} (its policy's kinds setting)",
-                            e.kind.as_str()
-                        ),
-                    ))
-                }
-            });
+    for (index, parsed) in decoded.into_iter().enumerate() {
+        let parsed = parsed.and_then(|e| {
+            if let Err(reason) = tenant.policy.accepts_time(e.ts_millis, now) {
+                Err(("ts".to_owned(), reason))
+            } else if tenant.policy.accepts(e.kind) {
+                Ok(e)
+            } else {
+                Err((
+                    "kind".to_owned(),
+                    format!(
+                        "this tenant does not accept kind {:?} (its policy's kinds setting)",
+                        e.kind.as_str()
+                    ),
+                ))
+            }
+        });
         match parsed {
             Ok(event) => events.push(event),
             Err((field, reason)) => rejected.push(Rejected {
@@ -268,6 +290,30 @@ async fn ingest(
         }),
     )
         .into_response())
+}
+
+/// Bodies up to this size, uncompressed, are decoded where they arrive; larger or compressed ones on a
+/// blocking thread, one per tenant at a time.
+const INLINE_DECODE_BYTES: usize = 64 << 10;
+
+/// A body's events, each parsed or with the field at fault and why.
+type Decoded = Vec<Result<tacet_model::RawEvent, (String, String)>>;
+
+fn decode_events(
+    content_type: Option<&str>,
+    encoding: Option<&str>,
+    body: &[u8],
+    limits: crate::BodyLimits,
+    now: i64,
+) -> Result<Decoded, crate::BodyError> {
+    let items = decode_body(content_type, encoding, body, limits)?;
+    Ok(items
+        .iter()
+        .map(|item| {
+            item.map_err(|reason| ("(line)".to_owned(), reason))
+                .and_then(|v| parse_event(v, now).map_err(|e| (e.field, e.problem)))
+        })
+        .collect())
 }
 
 pub(crate) async fn read_body(

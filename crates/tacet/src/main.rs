@@ -27,8 +27,10 @@ use crate::config::{Config, Source};
 
 /// Ingestion allocates many short-lived strings and JSON values; under batch load glibc's allocator took
 /// about 40% of the CPU (perf, see the README's benchmark section). mimalloc is the binary's choice alone.
+/// `Tracking` counts what query threads allocate, for the memory backstop (`query.memory_backstop_bytes`).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tacet_query::budget::Tracking<mimalloc::MiMalloc> =
+    tacet_query::budget::Tracking(mimalloc::MiMalloc);
 
 /// Tacet: privacy-first telemetry and analytics.
 ///
@@ -886,7 +888,6 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
     if tls.is_some() {
         app = app.layer(axum::middleware::map_response(hsts));
     }
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
     {
         let handle = handle.clone();
@@ -895,26 +896,14 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
             handle.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
         });
     }
-    let header_timeout = config.http.header_timeout;
-    let server = match (tls, &config.tls) {
-        (Some(rustls), Some(files)) => {
-            spawn_tls_reloader(rustls.clone(), files.clone());
-            let mut server =
-                axum_server::tls_rustls::from_tcp_rustls(listener, rustls)?.handle(handle);
-            server
-                .http_builder()
-                .http1()
-                .header_read_timeout(header_timeout);
-            tokio::spawn(server.serve(app))
-        }
-        _ => {
-            let mut server = axum_server::from_tcp(listener)?.handle(handle);
-            server
-                .http_builder()
-                .http1()
-                .header_read_timeout(header_timeout);
-            tokio::spawn(server.serve(app))
-        }
+    if let (Some(rustls), Some(files)) = (&tls, &config.tls) {
+        spawn_tls_reloader(rustls.clone(), files.clone());
+    }
+    let server = {
+        let (http, trusted) = (config.http.clone(), config.trusted_proxies.clone());
+        tokio::spawn(async move {
+            tacet_server::listener::serve(listener, app, tls, &http, &trusted, handle).await
+        })
     };
 
     // Not ready (503 on /readyz and /v1/events) until what the log holds is back in the pipeline.
@@ -995,7 +984,10 @@ fn spawn_tls_reloader(
             }
             seen = now;
             match rustls.reload_from_pem_file(&files.cert, &files.key).await {
-                Ok(()) => info!(cert = %files.cert.display(), "TLS certificate reloaded"),
+                Ok(()) => {
+                    tacet_server::listener::http1_alpn(&rustls);
+                    info!(cert = %files.cert.display(), "TLS certificate reloaded")
+                }
                 Err(e) => {
                     warn!(error = %e, "the changed TLS certificate or key cannot be loaded; keeping the previous one")
                 }

@@ -24,12 +24,25 @@ const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firef
 
 struct Harness {
     app: axum::Router,
+    state: AppState,
     ready: Arc<AtomicBool>,
     pipeline: Arc<Pipeline>,
     _dir: tempfile::TempDir,
 }
 
 fn harness(ingest: IngestConfig, http: ServerConfig) -> Harness {
+    harness_with(ingest, http, TenantPolicy::default())
+}
+
+impl Harness {
+    /// The same server as seen from another client address.
+    fn app_for(&self, peer: &str) -> axum::Router {
+        router(self.state.clone()).layer(MockConnectInfo(peer.parse::<SocketAddr>().unwrap()))
+    }
+}
+
+/// Tenant a with `policy`, tenant b with the default one.
+fn harness_with(ingest: IngestConfig, http: ServerConfig, policy: TenantPolicy) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = Arc::new(InMemory::new());
@@ -47,7 +60,11 @@ fn harness(ingest: IngestConfig, http: ServerConfig) -> Harness {
     query.set_fresh(Arc::new(tacet_server::PipelineFresh(pipeline.clone())));
     let tenant = |id: &str| TenantEntry {
         id: TenantId::new(id).unwrap(),
-        policy: TenantPolicy::default(),
+        policy: if id == "a" {
+            policy.clone()
+        } else {
+            TenantPolicy::default()
+        },
         ingest_key: format!("ik-{id}"),
         read_key: format!("rk-{id}"),
         reports_key: Some(format!("rpk-{id}")),
@@ -78,7 +95,8 @@ fn harness(ingest: IngestConfig, http: ServerConfig) -> Harness {
     let peer: SocketAddr = "203.0.113.50:5000".parse().unwrap();
     Harness {
         ready: state.ready.clone(),
-        app: router(state).layer(MockConnectInfo(peer)),
+        app: router(state.clone()).layer(MockConnectInfo(peer)),
+        state,
         pipeline,
         _dir: dir,
     }
@@ -805,10 +823,27 @@ async fn a_burst_over_the_limit_gets_429_while_another_tenant_is_unaffected() {
 #[tokio::test]
 async fn hostile_bodies_get_their_4xx() {
     let h = default_harness();
-    // Deep nesting: serde_json stops at 128 levels; the whole body is refused.
+    // Deep nesting: the array is read item by item, and its one item stops serde_json at 128 levels: that
+    // item is refused, nothing is stored.
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     let (s, _, b) = send(&h.app, post_events(Some("ik-a"), "application/json", deep)).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(b["accepted"], json!(0));
+    assert!(
+        b["rejected"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("recursion limit"),
+        "{b}"
+    );
+    // A deep single object, the same.
+    let deep_object = format!("{}1{}", "{\"a\":".repeat(10_000), "}".repeat(10_000));
+    let (s, _, b) = send(
+        &h.app,
+        post_events(Some("ik-a"), "application/json", deep_object),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     let deep_props = format!(
         r#"{{"kind":"event","name":"x","url":"https://a.example/","props":{{"a":{}1{}}}}}"#,
         "[".repeat(200),
@@ -819,8 +854,19 @@ async fn hostile_bodies_get_their_4xx() {
         post_events(Some("ik-a"), "application/json", deep_props),
     )
     .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
-    // A huge string: the event is refused with the field named, nothing stored.
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(b["accepted"], json!(0));
+    // A long string: the event is refused with the field named, nothing stored.
+    let long =
+        json!({"kind": "pageview", "url": format!("https://a.example/{}", "x".repeat(100_000))});
+    let (s, _, b) = send(
+        &h.app,
+        post_events(Some("ik-a"), "application/json", long.to_string()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(b["rejected"][0]["field"], "url");
+    // An event over max_event_bytes (512 KiB) is refused by its size before it is parsed.
     let huge =
         json!({"kind": "pageview", "url": format!("https://a.example/{}", "x".repeat(1 << 20))});
     let (s, _, b) = send(
@@ -829,7 +875,13 @@ async fn hostile_bodies_get_their_4xx() {
     )
     .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
-    assert_eq!(b["rejected"][0]["field"], "url");
+    assert!(
+        b["rejected"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("at most 524288"),
+        "{b}"
+    );
     // Invalid UTF-8.
     let mut bad = br#"{"kind":"pageview","url":"https://a.example/"#.to_vec();
     bad.extend_from_slice(&[0xff, 0xfe]);
@@ -1193,4 +1245,5 @@ async fn the_dashboard_logs_in_with_the_read_key_shows_the_api_numbers_and_logs_
 }
 
 mod admission;
+mod connections;
 mod privacy;
