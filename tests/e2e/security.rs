@@ -499,6 +499,80 @@ async fn hostile_bodies_get_4xx_and_memory_stays_bounded() {
         assert_eq!(post(b"\xff\xfe{".to_vec(), false).await, 400);
     }
     assert_eq!(post(small.clone(), true).await, 202);
+    // 16 KB of gzip that inflates to a 16 MiB array of small values: refused as too many events after the
+    // first 10,001 (the array is counted as it is read, never built).
+    let array_bomb = {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(b"[").unwrap();
+        gz.write_all(&b"1,".repeat(8 << 20)).unwrap();
+        gz.write_all(b"1]").unwrap();
+        gz.finish().unwrap()
+    };
+    assert!(array_bomb.len() < 64 << 10, "{}", array_bomb.len());
+    let started = Instant::now();
+    assert_eq!(post(array_bomb.clone(), true).await, 413);
+    let one_bomb = started.elapsed();
+    eprintln!(
+        "rss before {before} kB, after the plain bombs and one array bomb {} kB",
+        server.rss_kb()
+    );
+    // Four clients looping on it with tenant a's key do not hold up tenant b's beacons: a's bodies are
+    // decoded one at a time, off the threads that answer b.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loops: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, body, url, http) = (
+                stop.clone(),
+                array_bomb.clone(),
+                format!("{}/v1/events", server.base),
+                server.http.clone(),
+            );
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let status = http
+                        .post(&url)
+                        .header("x-tacet-key", "ingest-a")
+                        .header("content-encoding", "gzip")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .unwrap()
+                        .status()
+                        .as_u16();
+                    assert!(status == 413 || status == 503, "{status}");
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut slowest = Duration::ZERO;
+    for _ in 0..10 {
+        let started = Instant::now();
+        let status = server
+            .http
+            .post(format!("{}/v1/events", server.base))
+            .header("x-tacet-key", "ingest-b")
+            .body(r#"{"kind":"pageview","url":"https://b.example/"}"#)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        assert_eq!(status, 202);
+        slowest = slowest.max(started.elapsed());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for l in loops {
+        l.await.unwrap();
+    }
+    eprintln!(
+        "rss after the loops {} kB; tenant b's slowest beacon {slowest:?}",
+        server.rss_kb()
+    );
+    assert!(
+        slowest < Duration::from_millis(500),
+        "tenant b waited {slowest:?} for a beacon while tenant a sent array bombs (one took {one_bomb:?})"
+    );
     let after = server.rss_kb();
     // Twenty 64 MB bombs and deep nestings later, the server holds at most a few of its caps more.
     assert!(

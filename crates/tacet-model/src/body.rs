@@ -245,7 +245,9 @@ fn ndjson(
 }
 
 fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, BodyError> {
-    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
+    // Room for the cap (plus the byte that shows it was passed) at once: growing by doubling would end in
+    // a buffer twice the cap, copied on the way; untouched pages cost no memory.
+    let mut out = Vec::with_capacity(limit.saturating_add(1));
     let mut decoder = flate2::read::MultiGzDecoder::new(body).take(limit as u64 + 1);
     decoder
         .read_to_end(&mut out)
