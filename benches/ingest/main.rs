@@ -74,6 +74,7 @@ async fn load(
     conns: usize,
     secs: f64,
     rate: Option<f64>,
+    expect: Option<u16>,
 ) -> Run {
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(secs);
@@ -112,7 +113,10 @@ async fn load(
                 let resp = sender.send_request(req).await.expect("request");
                 let status = resp.status();
                 resp.into_body().collect().await.expect("body");
-                assert!(status.is_success(), "the server answered {status}");
+                match expect {
+                    None => assert!(status.is_success(), "the server answered {status}"),
+                    Some(code) => assert_eq!(status.as_u16(), code, "the server answered {status}"),
+                }
                 latencies.push(t.elapsed());
             }
             latencies
@@ -168,26 +172,36 @@ fn bare_hyper() -> SocketAddr {
 }
 
 /// `tacet serve` from this build, on a temporary data directory.
-fn tacet(dir: &std::path::Path) -> (std::process::Child, SocketAddr) {
+/// The load comes from one address and one key: no rate limits for the main measures.
+const NO_LIMITS: &str = "requests_per_second_per_key = 0
+requests_per_second_per_client = 0
+events_per_second_per_tenant = 0";
+
+/// Every limit on, none reached: what admission costs in production.
+const HIGH_LIMITS: &str = "requests_per_second_per_key = 100000000
+requests_per_second_per_client = 100000000
+events_per_second_per_tenant = 100000000";
+
+fn tacet(dir: &std::path::Path, limits: &str) -> (std::process::Child, SocketAddr) {
     let config = dir.join("tacet.toml");
     std::fs::write(
         &config,
-        r#"
+        format!(
+            r#"
 [ingest]
 flush_interval = "1s"
 max_buffered_events = 2000000
 [http]
 max_body_bytes = 8388608
-# The load comes from one address and one key: no rate limits here.
-requests_per_second_per_key = 0
-requests_per_second_per_client = 0
-events_per_second_per_tenant = 0
+{limits}
 max_decompressed_bytes = 16777216
 [[tenant]]
 id = "bench"
 ingest_key = "bench-ingest"
 read_key = "bench-read"
-"#,
+origins = ["https://bench.example"]
+"#
+        ),
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tacet"))
@@ -260,13 +274,23 @@ async fn main() {
     );
 
     let bare = bare_hyper();
-    let base = load(bare, "/", "application/json", &singles, 64, secs, None).await;
+    let base = load(
+        bare,
+        "/",
+        "application/json",
+        &singles,
+        64,
+        secs,
+        None,
+        None,
+    )
+    .await;
     println!(
         "1. bare hyper, 64 connections:            {:>10.0} requests/s",
         base.per_sec()
     );
 
-    let (mut child, addr) = tacet(tmp.path());
+    let (mut child, addr) = tacet(tmp.path(), NO_LIMITS);
     let single = load(
         addr,
         "/v1/events",
@@ -274,6 +298,7 @@ async fn main() {
         &singles,
         64,
         secs,
+        None,
         None,
     )
     .await;
@@ -290,6 +315,7 @@ async fn main() {
         &batches,
         4,
         secs,
+        None,
         None,
     )
     .await;
@@ -316,6 +342,7 @@ async fn main() {
         64,
         secs,
         Some(half),
+        None,
     )
     .await;
     println!(
@@ -329,6 +356,34 @@ async fn main() {
         .args(["-TERM", &child.id().to_string()])
         .status();
     let _ = child.wait();
+    // The admission path alone: a server with every limit on (none reached) answers an empty batch,
+    // which passes the key, the origin check, the per-key and per-client limits and the body read, and is
+    // refused (400) before anything is decoded or logged.
+    let gate_dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
+    let (mut gate, gate_addr) = tacet(gate_dir.path(), HIGH_LIMITS);
+    let empty = [Bytes::from_static(b"[]")];
+    let admitted = load(
+        gate_addr,
+        "/v1/events",
+        "application/json",
+        &empty,
+        64,
+        secs,
+        None,
+        Some(400),
+    )
+    .await;
+    let per_request = |r: &Run| 1e6 * cores as f64 / r.per_sec();
+    println!(
+        "6. tacet, admission only (limits on), 64 connections: {:>10.0} requests/s  ({:.1} us of CPU a request, bare hyper {:.1})",
+        admitted.per_sec(),
+        per_request(&admitted),
+        per_request(&base)
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &gate.id().to_string()])
+        .status();
+    let _ = gate.wait();
 
     println!("\nratios (aims from shared/BRIEF.md):");
     println!(
@@ -342,5 +397,10 @@ async fn main() {
     println!(
         "  p99 at half peak - fdatasync p99:    {:+.2} ms (aim <= +2.00 ms)",
         ms(paced.pct(0.99)) - ms(fs99)
+    );
+    println!(
+        "  admission over bare hyper:           {:+.1} us a request ({:.2}x the requests/s)",
+        per_request(&admitted) - per_request(&base),
+        admitted.per_sec() / base.per_sec()
     );
 }

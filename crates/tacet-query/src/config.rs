@@ -52,7 +52,7 @@ impl Default for QueryConfig {
             threads: 2,
             max_concurrent: 4,
             max_concurrent_per_tenant: None,
-            max_queued_per_tenant: 8,
+            max_queued_per_tenant: 32,
             queue_timeout: Duration::from_secs(5),
             ballista: None,
         }
