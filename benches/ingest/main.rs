@@ -66,6 +66,7 @@ fn ms(d: Duration) -> f64 {
 
 /// Drives `conns` keep-alive connections posting `bodies` round-robin for `secs`; with `rate`, each
 /// connection is paced to its share of `rate` requests per second.
+#[allow(clippy::too_many_arguments)]
 async fn load(
     addr: SocketAddr,
     path: &str,
