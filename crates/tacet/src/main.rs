@@ -7,6 +7,7 @@ mod lifecycle;
 mod storage;
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -844,27 +845,37 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
             Source::File(_) => None,
         },
     };
-    println!(
+    // One write, whatever reads it: a reader that hangs up after the first line (a supervisor, a
+    // benchmark) must not make a later line fail the server.
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
         "tacet {} listening on {}://{addr}",
         env!("CARGO_PKG_VERSION"),
         if tls.is_some() { "https" } else { "http" }
     );
-    println!("data directory: {}", config.data_dir.display());
-    println!("lake: {}", config.storage.describe(&config));
+    let _ = writeln!(out, "data directory: {}", config.data_dir.display());
+    let _ = writeln!(out, "lake: {}", config.storage.describe(&config));
     for t in config.tenant.iter().filter(|t| t.storage.is_some()) {
         let storage = t.storage.as_ref().expect("filtered");
-        println!("lake of tenant {:?}: {}", t.id, storage.describe(&config));
+        let _ = writeln!(
+            out,
+            "lake of tenant {:?}: {}",
+            t.id,
+            storage.describe(&config)
+        );
     }
     if let Some(node) = config.node_id {
-        println!("ingestion node {node}");
+        let _ = writeln!(out, "ingestion node {node}");
     }
     if let Some(cluster) = &config.query.ballista {
-        println!("SQL and reports on Ballista: {cluster}");
+        let _ = writeln!(out, "SQL and reports on Ballista: {cluster}");
     }
     match &source {
         Source::Embedded => {
             for t in tenants.iter() {
-                println!(
+                let _ = writeln!(
+                    out,
                     "tenant {:?}: ingest key {:?}, read key {:?}, admin key {:?} (embedded demo configuration)",
                     t.id.as_str(),
                     t.ingest_key,
@@ -872,18 +883,30 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
                     t.admin_key.as_deref().unwrap_or("none")
                 );
             }
-            println!("demo page (the tracker in action): http://{addr}/demo");
+            let _ = writeln!(out, "demo page (the tracker in action): http://{addr}/demo");
             if config.dashboard.enabled {
-                println!("dashboard: http://{addr}/ui (log in with the read key above)");
+                let _ = writeln!(
+                    out,
+                    "dashboard: http://{addr}/ui (log in with the read key above)"
+                );
             }
         }
         Source::File(path) => {
-            println!("configuration: {}", path.display());
+            let _ = writeln!(out, "configuration: {}", path.display());
             for t in tenants.iter() {
-                println!("tenant {:?}: ingest key {:?}", t.id.as_str(), t.ingest_key);
+                let _ = writeln!(
+                    out,
+                    "tenant {:?}: ingest key {:?}",
+                    t.id.as_str(),
+                    t.ingest_key
+                );
             }
         }
     }
+    let mut stdout = std::io::stdout().lock();
+    let _ = std::io::Write::write_all(&mut stdout, out.as_bytes())
+        .and_then(|()| std::io::Write::flush(&mut stdout));
+    drop(stdout);
     let mut app = router(state);
     if tls.is_some() {
         app = app.layer(axum::middleware::map_response(hsts));
