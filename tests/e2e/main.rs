@@ -7,6 +7,7 @@ mod crash;
 mod dashboard;
 mod deploy;
 mod lifecycle;
+mod nodes;
 mod policy;
 mod privacy;
 mod s3;

@@ -262,8 +262,25 @@ read_key = "read-eu"
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(parts(&lake).len() >= 5, "one file per flush: {lake:?}");
+    // Beside the events, only the lake's record of its writers (the key store, this node), and the pinned
+    // tenant's bucket gets its own key store claim.
+    let claims = |keys: &[String], prefix: &str| -> Vec<String> {
+        keys.iter()
+            .filter(|k| k.starts_with(&format!("{prefix}_tacet/")))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(
+        claims(&lake, "prod/tacet/"),
+        [
+            "prod/tacet/_tacet/keystore.json",
+            "prod/tacet/_tacet/nodes/single.json"
+        ]
+    );
+    assert_eq!(claims(&lake_eu, ""), ["_tacet/tenant=eu/keystore.json"]);
     assert!(
         lake.iter()
+            .filter(|k| !k.starts_with("prod/tacet/_tacet/"))
             .all(|k| k.starts_with("prod/tacet/events/tenant=a/kind=event/date=")),
         "{lake:?}"
     );
@@ -271,6 +288,7 @@ read_key = "read-eu"
         !lake_eu.is_empty()
             && lake_eu
                 .iter()
+                .filter(|k| !k.starts_with("_tacet/"))
                 .all(|k| k.starts_with("events/tenant=eu/kind=event/date=")),
         "{lake_eu:?}"
     );

@@ -148,6 +148,13 @@ impl KeyStore {
         &self.dir
     }
 
+    /// This key store's identity (`store.id`, 16 random bytes in hex, made once): the same on every node
+    /// that shares the directory, different for a key store made anywhere else. A lake remembers the one
+    /// whose pseudonyms it holds, so that a node with other keys cannot write into it.
+    pub fn id(&self) -> Result<String> {
+        identity(&self.dir.join("store.id"))
+    }
+
     pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
     }
@@ -438,6 +445,19 @@ pub(crate) fn append_line(path: &Path, line: &str) -> Result<()> {
     writeln!(f, "{line}")
         .and_then(|()| f.sync_data())
         .map_err(|e| Error::keys(path, e))
+}
+
+/// The random identity in `path` (16 bytes in hex), made the first time; processes racing to make it
+/// agree on one (see [`create_secret`]).
+pub fn identity(path: &Path) -> Result<String> {
+    if !path.exists() {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| Error::keys(path, std::io::Error::other(e.to_string())))?;
+        create_secret(path, hex::encode(bytes).as_bytes())?;
+    }
+    let text = fs::read_to_string(path).map_err(|e| Error::keys(path, e))?;
+    Ok(text.trim().to_owned())
 }
 
 /// Creates a 0600 secret file only if none exists, atomically, also between processes sharing the

@@ -32,7 +32,7 @@ use std::path::Path;
 
 pub use config::IngestConfig;
 pub use datakeys::{DataKeyring, MasterKey};
-pub use keystore::{KeyStore, create_secret};
+pub use keystore::{KeyStore, create_secret, identity};
 pub use objections::{Change, Objections};
 pub use peers::Peers;
 pub use pipeline::{Accepted, FlushSummary, Pipeline, RecoverySummary};

@@ -298,6 +298,7 @@ pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Open
         replay,
         ..
     } = open_parts(config, clock, Privacy::default())?;
+    crate::claim::keystore(config, pipeline.lake().store(), pipeline.keys()).await?;
     if let Some(node) = config.node_id {
         // A job on a stopped node's directory still makes the running nodes flush before an erasure.
         let peers = tacet_ingest::Peers::observe(&config.nodes_dir(), node)?;

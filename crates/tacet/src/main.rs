@@ -2,6 +2,7 @@
 //!
 //! This is the only crate that reads environment variables or installs global subscribers.
 
+mod claim;
 mod config;
 mod lifecycle;
 mod storage;
@@ -757,6 +758,8 @@ async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
         wal,
         replay,
     } = lifecycle::open_parts(&config, clock, Privacy::new(geo))?;
+    claim::keystore(&config, pipeline.lake().store(), pipeline.keys()).await?;
+    claim::node(&config, pipeline.lake().store()).await?;
     if let Some(node) = config.node_id {
         // Registered while running, so that an erasure on another node waits for this one's flush.
         let peers = tacet_ingest::Peers::join(&config.nodes_dir(), node)?;
