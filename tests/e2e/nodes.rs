@@ -112,36 +112,29 @@ async fn a_node_that_would_break_the_lake_refuses_to_start() {
         "a refused node leaves no claim behind"
     );
 
-    // A job with the shared key store and a scratch data directory (the retention CronJob) is fine.
-    let scratch = root.path().join("scratch");
-    let job = config(&lake, &shared);
-    std::fs::create_dir_all(&scratch).unwrap();
-    std::fs::write(scratch.join("tacet.toml"), &job).unwrap();
-    let out = tacet(&[
-        "retention",
-        "run",
-        "--config",
-        scratch.join("tacet.toml").to_str().unwrap(),
-        "--data-dir",
-        scratch.join("data").to_str().unwrap(),
-    ]);
+    // A retention job in a scratch data directory of its own, with `config`.
+    let retention = |name: &str, config: String| {
+        let dir = root.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("tacet.toml"), config).unwrap();
+        tacet(&[
+            "retention",
+            "run",
+            "--config",
+            dir.join("tacet.toml").to_str().unwrap(),
+            "--data-dir",
+            dir.join("data").to_str().unwrap(),
+        ])
+    };
+    // With the shared key store (the Kubernetes retention CronJob): fine.
+    let out = retention("scratch", config(&lake, &shared));
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // A job with its own key store is not.
-    let own = root.path().join("own");
-    std::fs::create_dir_all(&own).unwrap();
-    std::fs::write(own.join("tacet.toml"), config(&lake, "")).unwrap();
-    let out = tacet(&[
-        "retention",
-        "run",
-        "--config",
-        own.join("tacet.toml").to_str().unwrap(),
-        "--data-dir",
-        own.join("data").to_str().unwrap(),
-    ]);
+    // With its own key store: refused.
+    let out = retention("own", config(&lake, ""));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("another key store"));
 
