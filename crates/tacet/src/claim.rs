@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Claim {
     /// The identity claimed: a key store's or a data directory's.
     id: String,
@@ -45,16 +45,26 @@ async fn claim(
         Err(object_store::Error::AlreadyExists { .. }) => {}
         Err(e) => return Err(e).with_context(|| format!("cannot write {path} in the lake")),
     }
-    let held = store
-        .get(path)
-        .await
-        .with_context(|| format!("cannot read {path} in the lake"))?
-        .bytes()
-        .await?;
-    let held = serde_json::from_slice(&held).with_context(|| {
-        format!("{path} in the lake is not a claim Tacet wrote; remove it if you know where it came from")
+    let held = read(store, path).await?.with_context(|| {
+        format!("{path} in the lake was there a moment ago and is gone: start again")
     })?;
     Ok((held, false))
+}
+
+/// The claim at `path`, if there is one.
+async fn read(store: &Arc<dyn ObjectStore>, path: &Path) -> anyhow::Result<Option<Claim>> {
+    let got = match store.get(path).await {
+        Ok(got) => got,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {path} in the lake")),
+    };
+    let bytes = got
+        .bytes()
+        .await
+        .with_context(|| format!("cannot read {path} in the lake"))?;
+    serde_json::from_slice(&bytes).map(Some).with_context(|| {
+        format!("{path} in the lake is not a claim Tacet wrote; remove it if you know where it came from")
+    })
 }
 
 fn now() -> String {
@@ -164,14 +174,8 @@ async fn beside_others(
     }
     if single {
         let path = Path::from("_tacet/nodes/single.json");
-        let held: Claim = match store.get(&path).await {
-            Ok(got) => serde_json::from_slice(&got.bytes().await?).unwrap_or(Claim {
-                id: String::new(),
-                dir: String::new(),
-                since: String::new(),
-            }),
-            Err(object_store::Error::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e).context("cannot read _tacet/nodes/single.json in the lake"),
+        let Some(held) = read(store, &path).await? else {
+            return Ok(());
         };
         if held.id == mine.id {
             // This data directory was the single node and now has a node_id: it takes its own claim.
