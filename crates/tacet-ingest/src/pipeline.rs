@@ -130,7 +130,8 @@ impl Buffer {
         self.len += events.len();
         self.last_seq = self.last_seq.max(seq);
         self.oldest_millis.get_or_insert(now_millis);
-        for e in events {
+        for (i, mut e) in events.into_iter().enumerate() {
+            e.set_arrival(seq, i);
             let key = PartitionKey::for_event(tenant.clone(), e.kind, e.ts_millis);
             self.partitions.entry(key).or_default().push(e);
         }
@@ -142,7 +143,7 @@ impl Buffer {
 struct FlushSet {
     from: u64,
     to: u64,
-    /// Partitions, each with its events sorted by time (shared with query snapshots while the flush
+    /// Partitions, each with its events sorted by time and arrival (shared with query snapshots while the flush
     /// runs) and whether its file is already written.
     partitions: Vec<(PartitionKey, Arc<Vec<Event>>, bool)>,
     len: usize,
@@ -155,7 +156,7 @@ impl FlushSet {
             .partitions
             .into_iter()
             .map(|(k, mut events)| {
-                events.sort_by_key(|e| e.ts_millis);
+                events.sort_by_key(|e| (e.ts_millis, e.arrival));
                 (k, Arc::new(events), false)
             })
             .collect();

@@ -82,6 +82,30 @@ pub enum Error {
     },
 }
 
+/// `batch` in the file schema: its columns by name, a missing nullable column as nulls.
+fn conform(batch: &RecordBatch) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
+    let schema = tacet_model::schema::file_schema();
+    if batch.schema() == schema {
+        return Ok(batch.clone());
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) => Ok(c.clone()),
+            None if f.is_nullable() => Ok(arrow::array::new_null_array(
+                f.data_type(),
+                batch.num_rows(),
+            )),
+            None => Err(arrow::error::ArrowError::SchemaError(format!(
+                "the file has no column {}",
+                f.name()
+            ))),
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema, columns)
+}
+
 /// fsyncs a file written under `root` and every directory from its parent up to `root`, so that both its
 /// bytes and its directory entries survive a power cut.
 fn sync_local(root: &std::path::Path, rel: &str) -> std::io::Result<()> {
@@ -334,7 +358,8 @@ impl Lake {
         Ok(out)
     }
 
-    /// The rows of one lake file.
+    /// The rows of one lake file, in today's file schema: a column added since the file was written (such
+    /// as `arrival`) is null, so rows of old and new files can be merged and written back.
     pub async fn read(&self, meta: &ObjectMeta) -> Result<Vec<RecordBatch>> {
         use futures::TryStreamExt;
         let read = |source| Error::Read {
@@ -342,14 +367,19 @@ impl Lake {
             source,
         };
         let reader = StoreReader::new(&self.store, meta);
-        ParquetRecordBatchStreamBuilder::new_with_options(reader, self.reader_options(meta)?)
-            .await
-            .map_err(read)?
-            .build()
-            .map_err(read)?
-            .try_collect()
-            .await
-            .map_err(read)
+        let batches: Vec<RecordBatch> =
+            ParquetRecordBatchStreamBuilder::new_with_options(reader, self.reader_options(meta)?)
+                .await
+                .map_err(read)?
+                .build()
+                .map_err(read)?
+                .try_collect()
+                .await
+                .map_err(read)?;
+        batches
+            .iter()
+            .map(|b| conform(b).map_err(|e| read(e.into())))
+            .collect()
     }
 
     /// Whether a lake file may hold a row whose `column` is one of `values`, from its row groups' bloom

@@ -161,4 +161,39 @@ mod tests {
         assert!(column("url_path").dictionary_page_offset().is_some());
         assert!(column("visitor_id").bloom_filter_offset().is_some());
     }
+
+    #[tokio::test]
+    async fn arrival_is_kept_for_visitors_only_and_old_files_read_it_as_null() {
+        use object_store::ObjectStoreExt;
+        let mut events = events();
+        for (i, e) in events.iter_mut().enumerate() {
+            e.set_arrival(7, i);
+        }
+        // The anonymised page view says nothing of which request it came in.
+        let arrivals: Vec<_> = events.iter().map(|e| e.arrival).collect();
+        assert_eq!(arrivals, [Some(7 << 24), Some((7 << 24) + 1), None]);
+        let batch = EventBatch::from_events(events.iter()).unwrap();
+        let lake = crate::Lake::new(std::sync::Arc::new(object_store::memory::InMemory::new()));
+        // A file written before the column existed: the same rows without it.
+        let old = batch
+            .record_batch()
+            .project(&(0..32).collect::<Vec<_>>())
+            .unwrap();
+        assert!(old.column_by_name("arrival").is_none());
+        let path = object_store::path::Path::from(
+            "events/tenant=t/kind=crash/date=2026-09-01/part-1-1.parquet",
+        );
+        lake.store()
+            .put(&path, encode_batches(&[old]).unwrap().into())
+            .await
+            .unwrap();
+        let meta = lake.store().head(&path).await.unwrap();
+        let read = lake.read(&meta).await.unwrap();
+        assert_eq!(read[0].schema(), tacet_model::schema::file_schema());
+        let arrival = read[0].column_by_name("arrival").unwrap();
+        assert_eq!(arrival.null_count(), 3);
+        // And it merges with a new file's rows, as compaction does.
+        arrow::compute::concat_batches(&read[0].schema(), [&read[0], batch.record_batch()])
+            .unwrap();
+    }
 }

@@ -181,14 +181,26 @@ impl Steward {
     }
 }
 
-/// One batch of all rows, sorted by `ts` (better pruning by time within the file).
+/// One batch of all rows, sorted by `ts` then `arrival` (better pruning by time within the file, and
+/// the order a flush writes).
 fn sorted_by_time(batches: &[RecordBatch]) -> Result<RecordBatch> {
     let schema = batches[0].schema();
     let all = arrow::compute::concat_batches(&schema, batches)?;
-    let ts = all
-        .column_by_name("ts")
-        .ok_or_else(|| crate::Error::Verify("a lake file without ts".into()))?;
-    let order = arrow::compute::sort_to_indices(ts, None, None)?;
+    let column = |name: &str| {
+        all.column_by_name(name)
+            .cloned()
+            .ok_or_else(|| crate::Error::Verify(format!("a lake file without {name}")))
+    };
+    let keys = ["ts", "arrival"]
+        .into_iter()
+        .map(|name| {
+            Ok(arrow::compute::SortColumn {
+                values: column(name)?,
+                options: None,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let order = arrow::compute::lexsort_to_indices(&keys, None)?;
     Ok(arrow::compute::take_record_batch(&all, &order)?)
 }
 

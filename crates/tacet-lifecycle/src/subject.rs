@@ -91,6 +91,10 @@ const COLUMNS: &[(&str, &str)] = &[
         "anonymised",
         "why the event was stored without identifiers, if it was",
     ),
+    (
+        "arrival",
+        "the order the server received events in, for events with the same time",
+    ),
 ];
 
 impl Steward {

@@ -4,6 +4,8 @@
 //! Layout: kind u8, ts i64, visitor_id tag u8 (0 none, 1 some) + i64, is_bot u8, device u8,
 //! referrer_class u8, anonymised u8 (0 none, else 1 + index), then strings as `u32 length + UTF-8`,
 //! optional strings with a leading 0/1 byte, `props` and `stack` as a u32 count and their strings.
+//! `arrival` is not written: it is the log record's sequence number and the event's place in the record,
+//! which the reader of the log knows (`Event::set_arrival`).
 
 use tacet_model::Kind;
 
@@ -194,6 +196,7 @@ impl Event {
             release,
             fingerprint,
             anonymised,
+            arrival: None,
         })
     }
 }

@@ -52,6 +52,21 @@ pub struct Event {
     pub fingerprint: Option<String>,
     /// Why identifiers were left out: `dnt`, `gpc` or `consent`.
     pub anonymised: Option<&'static str>,
+    /// The order this node received it in (`tacet_model::schema::arrival`), set by
+    /// [`Event::set_arrival`] when the log has numbered its request; not part of the WAL form.
+    pub arrival: Option<i64>,
+}
+
+impl Event {
+    /// Records that this is the `index`th event of log record `seq`. Only for events with a visitor id: the
+    /// order exists to sort a visitor's events, and on an anonymised event it would say which other
+    /// anonymised events came in the same request, linking what anonymisation keeps apart.
+    pub fn set_arrival(&mut self, seq: u64, index: usize) {
+        self.arrival = self
+            .visitor_id
+            .is_some()
+            .then(|| tacet_model::schema::arrival(seq, index));
+    }
 }
 
 /// A record batch of pseudonymised events in the lake's file schema. Only [`EventBatch::from_events`]
@@ -68,6 +83,7 @@ impl EventBatch {
         let mut ts = TimestampMillisecondBuilder::with_capacity(n).with_timezone(TS_TZ);
         let mut visitor = Int64Builder::with_capacity(n);
         let mut is_bot = BooleanBuilder::with_capacity(n);
+        let mut arrival = Int64Builder::with_capacity(n);
         let mut strings: Vec<StringBuilder> = (0..STRING_COLUMNS)
             .map(|_| StringBuilder::with_capacity(n, n * 8))
             .collect();
@@ -85,6 +101,7 @@ impl EventBatch {
             ts.append_value(e.ts_millis);
             visitor.append_option(e.visitor_id);
             is_bot.append_value(e.is_bot);
+            arrival.append_option(e.arrival);
             let cols: [Option<&str>; STRING_COLUMNS] = [
                 e.user_pseudonym.as_deref(),
                 Some(&e.browser),
@@ -139,12 +156,13 @@ impl EventBatch {
             .into_iter()
             .map(|mut b| Arc::new(b.finish()) as ArrayRef);
         let schema = file_schema();
-        let (mut ts, mut visitor, mut is_bot, mut props, mut stack) = (
+        let (mut ts, mut visitor, mut is_bot, mut props, mut stack, mut arrival) = (
             Some(Arc::new(ts.finish()) as ArrayRef),
             Some(Arc::new(visitor.finish()) as ArrayRef),
             Some(Arc::new(is_bot.finish()) as ArrayRef),
             Some(Arc::new(props.finish()) as ArrayRef),
             Some(Arc::new(stack.finish()) as ArrayRef),
+            Some(Arc::new(arrival.finish()) as ArrayRef),
         );
         // Strings come in the schema's order of Utf8 columns (STRING_NAMES, checked by a test).
         let columns: Vec<ArrayRef> = schema
@@ -157,6 +175,7 @@ impl EventBatch {
                     "is_bot" => is_bot.take(),
                     "props" => props.take(),
                     "stack" => stack.take(),
+                    "arrival" => arrival.take(),
                     _ => None,
                 };
                 special.unwrap_or_else(|| strings.next().expect("one builder per string column"))

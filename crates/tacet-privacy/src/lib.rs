@@ -364,6 +364,7 @@ impl<'a> Scope<'a> {
             release,
             fingerprint,
             anonymised,
+            arrival: None,
         })
     }
 }

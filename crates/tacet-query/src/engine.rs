@@ -223,7 +223,7 @@ impl QueryEngine {
         }
         let placeholders: Vec<String> = (1..=pseudonyms.len()).map(|i| format!("$p{i}")).collect();
         let sql = format!(
-            "SELECT * FROM events WHERE user_pseudonym IN ({}) ORDER BY ts",
+            "SELECT * FROM events WHERE user_pseudonym IN ({}) ORDER BY ts, arrival",
             placeholders.join(", ")
         );
         let params = ParamValues::from(

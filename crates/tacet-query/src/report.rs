@@ -22,13 +22,16 @@
 //! `visitors` counts visitor-days. Anonymised events (no visitor id) count as page views and events but
 //! belong to no visit and no visitor.
 //!
-//! The windows run `PARTITION BY visit_bucket ORDER BY visitor_id, ts` (`visit_bucket` is `visitor_id % 64`,
+//! The windows run `PARTITION BY visit_bucket ORDER BY visitor_id, ts, arrival` (`visit_bucket` is `visitor_id % 64`,
 //! a column of `scoped` so that both window levels share one sort): all of a visitor's events fall in
 //! one of 64 buckets, so the previous row in the bucket is the visitor's previous event or another
 //! visitor's, exactly as in one global order, and `visit_no` (a running count of visit starts in the bucket)
 //! is unique per visitor and visit. The buckets let the sort and the window run on every core; one partition
 //! per visitor (hundreds of thousands a month) made DataFusion's window operator slow, and one global order
-//! ran single-threaded.
+//! ran single-threaded. `arrival` (the order the node received events in, schemas/events.md) breaks ties
+//! between equal timestamps: events of one request share the time of receipt, and without it the order of
+//! `/c` and `/d` sent together depended on how the files were read (entry pages and funnels changed from one
+//! call to the next). Reports that need a visitor's events in order use this window, never `ts` alone.
 
 use chrono::NaiveDate;
 use datafusion::common::{ParamValues, ScalarValue};
@@ -110,7 +113,7 @@ tagged AS (
 )";
 
 /// The window of the visit definition: see the module documentation.
-pub const VISIT_WINDOW: &str = "PARTITION BY visit_bucket ORDER BY visitor_id, ts";
+pub const VISIT_WINDOW: &str = "PARTITION BY visit_bucket ORDER BY visitor_id, ts, arrival";
 
 /// `tagged` as Tacet runs it: the visit number from `tacet_visit` (crate::visit).
 const TAGGED: &str = "tagged AS (

@@ -1,10 +1,10 @@
 //! `tacet_visit(visitor_id, ts)`: the visit definition as one window function.
 //!
-//! Over rows ordered by `(visitor_id, ts)`, a visit starts where the visitor id changes or more than 30
+//! Over rows ordered by `(visitor_id, ts, arrival)`, a visit starts where the visitor id changes or more than 30
 //! minutes passed since the visitor's previous event; the function numbers the visits of its window
 //! partition 1, 2, 3, … (a running count of visit starts) and gives NULL where the visitor id is NULL.
 //! The reports call it as `tacet_visit(visitor_id, ts) OVER (PARTITION BY visit_bucket ORDER BY
-//! visitor_id, ts)`.
+//! visitor_id, ts, arrival)`.
 //!
 //! Standard SQL says the same with `LAG` and a running `SUM` ([`crate::report::PORTABLE_VISIT_NO`], what
 //! other engines run). DataFusion evaluates a running `SUM` one row at a time (an accumulator update and a
@@ -193,11 +193,11 @@ mod tests {
         for f in udwfs() {
             ctx.register_udwf(f.as_ref().clone());
         }
-        let rows = "(VALUES (1, 0), (1, 1800000), (1, 3600001), (2, 10), (NULL, 5), (3, 7), (3, 99999999))";
+        let rows = "(VALUES (1, 0, 1), (1, 1800000, 2), (1, 3600001, 3), (2, 10, 4), (NULL, 5, NULL), (3, 7, 6), (3, 99999999, 7))";
         let sql = |visit_no: &str| {
             format!(
                 "WITH e AS (SELECT CAST(column1 AS BIGINT) AS visitor_id,
-                        to_timestamp_millis(column2) AS ts FROM {rows}),
+                        to_timestamp_millis(column2) AS ts, CAST(column3 AS BIGINT) AS arrival FROM {rows}),
                     scoped AS (SELECT *, visitor_id % 2 AS visit_bucket FROM e),
                     {visit_no}
                 SELECT visitor_id, CAST(ts AS BIGINT) AS ms, visit_no FROM tagged ORDER BY ms"
