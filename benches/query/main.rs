@@ -156,8 +156,11 @@ async fn generate(lake: &Lake, total: u64) -> u64 {
         }
         for (i, (key, mut events)) in partitions.into_iter().enumerate() {
             events.sort_by_key(|e| e.ts_millis);
-            let batch = EventBatch::from_events(events.iter()).unwrap();
             let seq = (day as u64) * 1_000 + i as u64 + 1;
+            for (j, e) in events.iter_mut().enumerate() {
+                e.set_arrival(seq, j);
+            }
+            let batch = EventBatch::from_events(events.iter()).unwrap();
             lake.write(&key, (seq, seq), &batch).await.unwrap();
         }
         written += made;
@@ -195,10 +198,10 @@ fn dir_bytes(dir: &Path) -> u64 {
 fn duckdb_sql(report: &Report, from: &str, to: &str) -> String {
     let mut sql = report.portable_sql();
     sql = sql
-        .replace(VISIT_WINDOW, "ORDER BY visitor_id, ts")
+        .replace(VISIT_WINDOW, "ORDER BY visitor_id, ts, arrival")
         .replace(
-            "CAST(ts AS BIGINT) - CAST(LAG(ts) OVER (ORDER BY visitor_id, ts) AS BIGINT)",
-            "epoch_ms(ts) - epoch_ms(LAG(ts) OVER (ORDER BY visitor_id, ts))",
+            "CAST(ts AS BIGINT) - CAST(LAG(ts) OVER (ORDER BY visitor_id, ts, arrival) AS BIGINT)",
+            "epoch_ms(ts) - epoch_ms(LAG(ts) OVER (ORDER BY visitor_id, ts, arrival))",
         )
         .replace(
             "CAST(ended AS BIGINT) - CAST(started AS BIGINT)",
