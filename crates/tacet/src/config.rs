@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use ipnet::IpNet;
 use serde::Deserialize;
 use tacet_ingest::IngestConfig;
+use tacet_lake::{Lake, RoutedStore};
 use tacet_model::TenantId;
 use tacet_privacy::TenantPolicy;
 use tacet_query::QueryConfig;
@@ -281,6 +282,41 @@ impl Config {
                 })
             })
             .collect()
+    }
+
+    /// The lake the configuration names: its default store, with every tenant that has its own
+    /// `[tenant.storage]` routed to that store, and this node's id in the names of the files it flushes.
+    pub fn open_lake(&self) -> anyhow::Result<Lake> {
+        use crate::storage::Backend;
+        let pinned: Vec<(&str, &crate::storage::StorageConfig)> = self
+            .tenant
+            .iter()
+            .filter_map(|t| t.storage.as_ref().map(|s| (t.id.as_str(), s)))
+            .collect();
+        let lake = match self.storage.backend {
+            Backend::Local if pinned.is_empty() => Lake::local(&self.lake_dir())?,
+            Backend::Local => bail!(
+                "tenant {:?} has its own [tenant.storage], which needs the default [storage] on S3 too \
+                 (backend = \"s3\"): a lake split between local disk and S3 is not supported",
+                pinned[0].0
+            ),
+            Backend::S3 => {
+                let default = self.storage.s3()?;
+                let mut routes = Vec::new();
+                for (tenant, storage) in pinned {
+                    if storage.backend != Backend::S3 {
+                        bail!("[tenant.storage] of tenant {tenant:?}: backend must be \"s3\"");
+                    }
+                    routes.push((tenant.to_owned(), storage.s3()?));
+                }
+                if routes.is_empty() {
+                    Lake::new(default)
+                } else {
+                    Lake::new(std::sync::Arc::new(RoutedStore::new(default, routes)))
+                }
+            }
+        };
+        Ok(lake.with_node(self.node_id))
     }
 
     /// The lake directory of a local `[storage]`.

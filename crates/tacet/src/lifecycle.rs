@@ -19,7 +19,7 @@ use tacet_server::PipelineFresh;
 use tacet_wal::{Replay, Wal};
 
 use crate::config::Config;
-use crate::known_tenant;
+use crate::setup::{known_tenant, master_key};
 
 const ACTOR: &str = "cli";
 
@@ -227,7 +227,7 @@ pub fn open_parts(
     for t in &config.tenant {
         keys.set_zone(&TenantId::new(&t.id)?, t.privacy.timezone);
     }
-    let mut lake = crate::storage::open_lake(config)?;
+    let mut lake = config.open_lake()?;
     if let Some(ring) = &keyring {
         lake = lake.with_keys(Arc::clone(ring) as Arc<dyn tacet_lake::DataKeys>);
     }
@@ -261,31 +261,6 @@ pub fn open_parts(
         wal,
         replay,
     })
-}
-
-/// The master key, from `TACET_MASTER_KEY` or `encryption.master_key_file`; `None`: no encryption at rest.
-pub fn master_key(config: &Config) -> anyhow::Result<Option<tacet_ingest::MasterKey>> {
-    let (text, source) = match (
-        std::env::var("TACET_MASTER_KEY")
-            .ok()
-            .filter(|v| !v.is_empty()),
-        &config.encryption.master_key_file,
-    ) {
-        (Some(v), _) => (v, "TACET_MASTER_KEY".to_owned()),
-        (None, Some(path)) => (
-            std::fs::read_to_string(path).with_context(|| {
-                format!(
-                    "cannot read the master key file {} (encryption.master_key_file)",
-                    path.display()
-                )
-            })?,
-            path.display().to_string(),
-        ),
-        (None, None) => return Ok(None),
-    };
-    tacet_ingest::MasterKey::from_hex(&text)
-        .map(Some)
-        .map_err(|e| anyhow::anyhow!("{source}: {e}"))
 }
 
 /// Opens the data directory for a job: locked, and whatever the log held written to the lake first.

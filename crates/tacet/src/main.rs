@@ -5,27 +5,27 @@
 mod claim;
 mod config;
 mod lifecycle;
+mod serve;
+mod setup;
 mod storage;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use tacet_ingest::{KeyStore, Pipeline};
+use tacet_ingest::KeyStore;
 use tacet_model::{Clock, SystemClock, TenantId};
-use tacet_privacy::explain::{Installation, explain};
-use tacet_privacy::{GeoDb, Privacy};
+use tacet_privacy::explain::explain;
 use tacet_query::format::{Format, encode};
 use tacet_query::{QueryEngine, QueryOutput, REPORTS, Report, ReportParams};
-use tacet_server::{AppState, DemoKeys, MetricsRender, Tenants, router};
-use tracing::{info, warn};
 
-use crate::config::{Config, Source};
+use crate::config::Config;
+use crate::setup::{
+    env_var, installation, known_tenant, load_geo, refuse_ballista_with_encryption,
+};
 
 /// Ingestion allocates many short-lived strings and JSON values; under batch load glibc's allocator took
 /// about 40% of the CPU (perf, see the README's benchmark section). mimalloc is the binary's choice alone.
@@ -240,10 +240,6 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn env_var(name: &str) -> Option<String> {
-    std::env::var(name).ok()
-}
-
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let (mut config, source) = Config::load(cli.config.as_deref(), env_var)?;
     if let Some(dir) = cli.data_dir {
@@ -254,7 +250,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(listen) = listen {
                 config.listen = listen;
             }
-            serve(config, source).await
+            serve::serve(config, source).await
         }
         Command::Sql {
             tenant,
@@ -462,140 +458,10 @@ fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn load_geo(path: &std::path::Path) -> anyhow::Result<GeoDb> {
-    let bytes = std::fs::read(path).with_context(|| {
-        format!(
-            "cannot read the GeoIP database {} (setting geoip)",
-            path.display()
-        )
-    })?;
-    GeoDb::from_bytes(bytes).with_context(|| format!("geoip = {}", path.display()))
-}
-
-fn installation(geo: Option<&GeoDb>) -> Installation {
-    Installation {
-        geo_database: geo.map(|g| g.database_type().to_owned()),
-        geo_is_dbip: geo.is_some_and(|g| g.database_type().to_ascii_lowercase().contains("dbip")),
-    }
-}
-
-/// Reloads the GeoIP database when its file changes (size or modification time), keeping the old one if
-/// the new one cannot be read.
-fn spawn_geo_reloader(pipeline: Arc<Pipeline>, path: PathBuf, every: std::time::Duration) {
-    if every.is_zero() {
-        return;
-    }
-    let stamp = |p: &std::path::Path| {
-        std::fs::metadata(p)
-            .ok()
-            .map(|m| (m.len(), m.modified().ok()))
-    };
-    tokio::spawn(async move {
-        let mut seen = stamp(&path);
-        loop {
-            tokio::time::sleep(every).await;
-            let now = stamp(&path);
-            if now == seen || now.is_none() {
-                continue;
-            }
-            seen = now;
-            match load_geo(&path) {
-                Ok(db) => {
-                    info!(database_type = db.database_type(), path = %path.display(), "GeoIP database reloaded");
-                    pipeline.privacy().set_geo(Some(db));
-                }
-                Err(e) => {
-                    warn!(error = %format!("{e:#}"), "the changed GeoIP database cannot be loaded; keeping the previous one")
-                }
-            }
-        }
-    });
-}
-
-/// Retention every `retention_interval` (first two minutes after start) and compaction every
-/// `compact_interval`, for every tenant; summaries go to the log.
-fn spawn_lifecycle(steward: Arc<tacet_lifecycle::Steward>, config: &Config, tenants: &Tenants) {
-    let policies: Vec<(TenantId, tacet_privacy::TenantPolicy)> = tenants
-        .iter()
-        .map(|t| (t.id.clone(), t.policy.clone()))
-        .collect();
-    let every = config.lifecycle.retention_interval;
-    if !every.is_zero() {
-        let (steward, policies) = (Arc::clone(&steward), policies.clone());
-        tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_secs(120)).await;
-            loop {
-                match steward
-                    .retention_run(&policies, false, "server", &tacet_lifecycle::quiet)
-                    .await
-                {
-                    Ok(r) if !r.expired.is_empty() => info!(
-                        dropped = r.expired.len(),
-                        files = r.files_deleted,
-                        bytes = r.bytes_deleted,
-                        rollups_written = r.rollups_written,
-                        "retention ran"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => warn!(error = %e, "retention failed; retrying at the next interval"),
-                }
-                tokio::time::sleep(every).await;
-            }
-        });
-    }
-    let every = config.lifecycle.compact_interval;
-    if !every.is_zero() {
-        let options = tacet_lifecycle::CompactOptions {
-            min_age: config.lifecycle.compact_min_age,
-            target_bytes: config.lifecycle.compact_target_bytes,
-        };
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                for (t, _) in &policies {
-                    match steward
-                        .compact(t, options, "server", &tacet_lifecycle::quiet)
-                        .await
-                    {
-                        Ok(r) if r.files_merged > 0 => info!(tenant = %t, merged = r.files_merged,
-                            written = r.files_written, "compacted"),
-                        Ok(_) => {}
-                        Err(e) => {
-                            warn!(tenant = %t, error = %e, "compaction failed; retrying at the next interval")
-                        }
-                    }
-                }
-            }
-        });
-    }
-}
-
-/// Every hour (and a minute after start), the rollups of the two previous days for every tenant.
-fn spawn_rollups(query: Arc<QueryEngine>, tenants: Vec<TenantId>) {
-    tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
-        loop {
-            let today = SystemClock.now().date_naive();
-            for t in &tenants {
-                for back in [2, 1] {
-                    let day = today - chrono::Days::new(back);
-                    match query.rollup_day(t, day).await {
-                        Ok(rows) => info!(tenant = %t, %day, rows, "rollup written"),
-                        Err(e) => {
-                            warn!(tenant = %t, %day, error = %e, "rollup failed; retrying in an hour")
-                        }
-                    }
-                }
-            }
-            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
-        }
-    });
-}
-
 /// `tacet ballista scheduler|executor`: Ballista's processes, with the lake of this configuration.
 async fn ballista(config: &Config, command: BallistaCommand) -> anyhow::Result<()> {
     refuse_ballista_with_encryption(config, "tacet ballista")?;
-    let lake = storage::open_lake(config)?;
+    let lake = config.open_lake()?;
     let runtime = tacet_query::ballista::lake_runtime(
         Arc::clone(lake.store()),
         config.query.memory_limit_bytes,
@@ -604,7 +470,7 @@ async fn ballista(config: &Config, command: BallistaCommand) -> anyhow::Result<(
         BallistaCommand::Scheduler { bind } => {
             println!(
                 "Ballista scheduler for the lake {} on {bind}",
-                config.storage.describe(config)
+                config.storage.describe(&config.data_dir)
             );
             tacet_query::ballista::run_scheduler(runtime, bind).await?;
         }
@@ -622,7 +488,7 @@ async fn ballista(config: &Config, command: BallistaCommand) -> anyhow::Result<(
                 .with_context(|| format!("--scheduler {scheduler:?}: give HOST:PORT"))?;
             println!(
                 "Ballista executor for the lake {} (scheduler {scheduler}, flight port {port})",
-                config.storage.describe(config)
+                config.storage.describe(&config.data_dir)
             );
             tacet_query::ballista::run_executor(
                 runtime,
@@ -644,30 +510,6 @@ async fn ballista(config: &Config, command: BallistaCommand) -> anyhow::Result<(
     Ok(())
 }
 
-/// Ballista sessions cannot decrypt the lake yet: refuse the combination with what to do instead.
-fn refuse_ballista_with_encryption(config: &Config, what: &str) -> anyhow::Result<()> {
-    if (config.query.ballista.is_some() || what == "tacet ballista")
-        && lifecycle::master_key(config)?.is_some()
-    {
-        bail!(
-            "{what}: distributed SQL on Ballista cannot read a lake encrypted at rest ([encryption] or \
-             TACET_MASTER_KEY is set); remove [query] ballista to query locally"
-        );
-    }
-    Ok(())
-}
-
-fn known_tenant(config: &Config, id: &str) -> anyhow::Result<TenantId> {
-    if !config.tenant.iter().any(|t| t.id == id) {
-        let ids: Vec<&str> = config.tenant.iter().map(|t| t.id.as_str()).collect();
-        bail!(
-            "no tenant {id:?} in the configuration; tenants are: {}",
-            ids.join(", ")
-        );
-    }
-    Ok(TenantId::new(id)?)
-}
-
 fn query_engine(config: &Config) -> anyhow::Result<QueryEngine> {
     let dir = config.lake_dir();
     if config.storage.backend == storage::Backend::Local && !dir.is_dir() {
@@ -677,9 +519,9 @@ fn query_engine(config: &Config) -> anyhow::Result<QueryEngine> {
         );
     }
     refuse_ballista_with_encryption(config, "tacet sql/report")?;
-    let lake = storage::open_lake(config)?;
+    let lake = config.open_lake()?;
     let engine = QueryEngine::new(Arc::clone(lake.store()), config.query.clone())?;
-    if let Some(master) = lifecycle::master_key(config)? {
+    if let Some(master) = setup::master_key(config)? {
         let ring = tacet_ingest::DataKeyring::open(&config.keys_dir().join("data"), master)?;
         engine.set_data_keys(Arc::new(ring));
     }
@@ -702,340 +544,4 @@ fn print_output(out: &QueryOutput, format: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn init_logging() {
-    use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("TACET_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
-}
-
-/// Installs the Prometheus recorder; returns what renders `/metrics`.
-fn init_metrics() -> anyhow::Result<MetricsRender> {
-    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-    const SECONDS: &[f64] = &[
-        0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-        2.5, 5.0, 10.0,
-    ];
-    let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)?
-        .install_recorder()
-        .context("cannot install the metrics recorder")?;
-    Ok(MetricsRender(Arc::new(move || handle.render())))
-}
-
-async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
-    init_logging();
-    refuse_ballista_with_encryption(&config, "tacet serve")?;
-    let metrics = init_metrics()?;
-    let tenants = config.tenants(env_var)?;
-    let access = Arc::new(tacet_server::access::AccessKeys::open(&config.keys_dir())?);
-    let tenants = Arc::new(Tenants::with_access(tenants, access)?);
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let geo = match &config.geoip {
-        None => None,
-        Some(path) => {
-            let db = load_geo(path)?;
-            info!(database_type = db.database_type(), "GeoIP database loaded");
-            if installation(Some(&db)).geo_is_dbip {
-                info!("IP geolocation by DB-IP (https://db-ip.com), licensed under CC BY 4.0");
-            }
-            Some(db)
-        }
-    };
-    // One process per data directory: the lock is held until the server exits.
-    let _lock = lifecycle::lock_data_dir(&config)?;
-    let lifecycle::Parts {
-        pipeline,
-        query,
-        audit,
-        wal,
-        replay,
-    } = lifecycle::open_parts(&config, clock, Privacy::new(geo))?;
-    claim::keystore(&config, pipeline.lake().store(), pipeline.keys()).await?;
-    claim::node(&config, pipeline.lake().store()).await?;
-    if let Some(node) = config.node_id {
-        // Registered while running, so that an erasure on another node waits for this one's flush.
-        let peers = tacet_ingest::Peers::join(&config.nodes_dir(), node)?;
-        pipeline.set_peers(Arc::new(peers));
-    }
-    let destroyed = pipeline.keys().destroy_expired()?;
-    if !destroyed.is_empty() {
-        info!(
-            salts = destroyed.len(),
-            "destroyed visitor salts older than 48 hours after their day"
-        );
-    }
-    let steward = Arc::new(tacet_lifecycle::Steward::new(
-        Arc::clone(&pipeline),
-        Arc::clone(&query),
-        audit,
-    ));
-    spawn_lifecycle(Arc::clone(&steward), &config, &tenants);
-    spawn_rollups(
-        Arc::clone(&query),
-        tenants.iter().map(|t| t.id.clone()).collect(),
-    );
-    if let Some(path) = &config.geoip {
-        spawn_geo_reloader(
-            Arc::clone(&pipeline),
-            path.clone(),
-            config.geoip_check_interval,
-        );
-    }
-
-    let listener = std::net::TcpListener::bind(config.listen).with_context(|| {
-        format!(
-            "cannot listen on {} (is another server running there? use --listen)",
-            config.listen
-        )
-    })?;
-    let addr = listener.local_addr()?;
-    let tls = match &config.tls {
-        None => None,
-        Some(t) => Some(
-            axum_server::tls_rustls::RustlsConfig::from_pem_file(&t.cert, &t.key)
-                .await
-                .with_context(|| {
-                    format!(
-                        "cannot load the TLS certificate {} and key {} (setting [tls])",
-                        t.cert.display(),
-                        t.key.display()
-                    )
-                })?,
-        ),
-    };
-    let ready = Arc::new(AtomicBool::new(false));
-    let limits = Arc::new(tacet_server::limits::RateLimits::new(&config.http));
-    {
-        let limits = Arc::clone(&limits);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
-                limits.forget_idle();
-            }
-        });
-    }
-    let state = AppState {
-        pipeline: Arc::clone(&pipeline),
-        query,
-        tenants: Arc::clone(&tenants),
-        config: Arc::new(config.http.clone()),
-        trusted_proxies: Arc::new(config.trusted_proxies.clone()),
-        ready: Arc::clone(&ready),
-        metrics: Some(metrics),
-        steward: Some(steward),
-        dashboard: config.dashboard.enabled.then(|| {
-            Arc::new(tacet_server::ui::Dashboard::new(
-                &config.dashboard,
-                Some(config.triage_dir()),
-                tls.is_some(),
-            ))
-        }),
-        limits: Arc::clone(&limits),
-        // The demo page only for the embedded configuration, whose keys are public anyway.
-        demo: match &source {
-            Source::Embedded => tenants.iter().next().map(|t| DemoKeys {
-                ingest_key: t.ingest_key.clone(),
-                read_key: t.read_key.clone(),
-            }),
-            Source::File(_) => None,
-        },
-    };
-    // One write, whatever reads it: a reader that hangs up after the first line (a supervisor, a
-    // benchmark) must not make a later line fail the server.
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "tacet {} listening on {}://{addr}",
-        env!("CARGO_PKG_VERSION"),
-        if tls.is_some() { "https" } else { "http" }
-    );
-    let _ = writeln!(out, "data directory: {}", config.data_dir.display());
-    let _ = writeln!(out, "lake: {}", config.storage.describe(&config));
-    for t in config.tenant.iter().filter(|t| t.storage.is_some()) {
-        let storage = t.storage.as_ref().expect("filtered");
-        let _ = writeln!(
-            out,
-            "lake of tenant {:?}: {}",
-            t.id,
-            storage.describe(&config)
-        );
-    }
-    if let Some(node) = config.node_id {
-        let _ = writeln!(out, "ingestion node {node}");
-    }
-    if let Some(cluster) = &config.query.ballista {
-        let _ = writeln!(out, "SQL and reports on Ballista: {cluster}");
-    }
-    match &source {
-        Source::Embedded => {
-            for t in tenants.iter() {
-                let _ = writeln!(
-                    out,
-                    "tenant {:?}: ingest key {:?}, read key {:?}, admin key {:?} (embedded demo configuration)",
-                    t.id.as_str(),
-                    t.ingest_key,
-                    t.read_key,
-                    t.admin_key.as_deref().unwrap_or("none")
-                );
-            }
-            let _ = writeln!(out, "demo page (the tracker in action): http://{addr}/demo");
-            if config.dashboard.enabled {
-                let _ = writeln!(
-                    out,
-                    "dashboard: http://{addr}/ui (log in with the read key above)"
-                );
-            }
-        }
-        Source::File(path) => {
-            let _ = writeln!(out, "configuration: {}", path.display());
-            for t in tenants.iter() {
-                let _ = writeln!(
-                    out,
-                    "tenant {:?}: ingest key {:?}",
-                    t.id.as_str(),
-                    t.ingest_key
-                );
-            }
-        }
-    }
-    let mut stdout = std::io::stdout().lock();
-    let _ = std::io::Write::write_all(&mut stdout, out.as_bytes())
-        .and_then(|()| std::io::Write::flush(&mut stdout));
-    drop(stdout);
-    let mut app = router(state);
-    if tls.is_some() {
-        app = app.layer(axum::middleware::map_response(hsts));
-    }
-    let handle = axum_server::Handle::new();
-    {
-        let handle = handle.clone();
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            handle.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
-        });
-    }
-    if let (Some(rustls), Some(files)) = (&tls, &config.tls) {
-        spawn_tls_reloader(rustls.clone(), files.clone());
-    }
-    let server = {
-        let (http, trusted) = (config.http.clone(), config.trusted_proxies.clone());
-        tokio::spawn(async move {
-            tacet_server::listener::serve(listener, app, tls, &http, &trusted, handle).await
-        })
-    };
-
-    // Not ready (503 on /readyz and /v1/events) until what the log holds is back in the pipeline.
-    let recovered = pipeline.recover(replay);
-    if recovered.records > 0 || recovered.cut_bytes > 0 {
-        info!(
-            records = recovered.records,
-            events = recovered.events,
-            undecodable = recovered.undecodable,
-            cut_bytes = recovered.cut_bytes,
-            "recovered from the write-ahead log"
-        );
-        pipeline.flush().await;
-    }
-    ready.store(true, Ordering::SeqCst);
-    let flusher = pipeline.spawn_flusher();
-
-    server
-        .await
-        .context("the HTTP server task failed")?
-        .context("the HTTP server failed")?;
-    info!("shutting down: writing buffered events");
-    pipeline.stop_flusher(flusher).await;
-    let mut summary = pipeline.flush().await;
-    for _ in 0..3 {
-        if pipeline.buffered() == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        summary = pipeline.flush().await;
-    }
-    wal.close();
-    if pipeline.buffered() > 0 {
-        bail!(
-            "{} events could not be written to Parquet at shutdown (see the log above); they are safe in the \
-             write-ahead log and will be written at the next start",
-            pipeline.buffered()
-        );
-    }
-    if let Some(peers) = pipeline.peers() {
-        // Everything is flushed: other nodes need not wait for this one any more.
-        peers.leave()?;
-    }
-    info!(
-        events = summary.events,
-        files = summary.files,
-        "stopped cleanly"
-    );
-    Ok(())
-}
-
-/// `Strict-Transport-Security` on every answer when TLS is on.
-async fn hsts(mut resp: axum::response::Response) -> axum::response::Response {
-    resp.headers_mut().insert(
-        axum::http::header::STRICT_TRANSPORT_SECURITY,
-        axum::http::HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-    );
-    resp
-}
-
-/// Loads a renewed certificate and key when either file changes, keeping the old pair if the new one
-/// does not load.
-fn spawn_tls_reloader(
-    rustls: axum_server::tls_rustls::RustlsConfig,
-    files: crate::config::TlsConfig,
-) {
-    if files.reload_interval.is_zero() {
-        return;
-    }
-    let stamp = |p: &std::path::Path| std::fs::metadata(p).ok().and_then(|m| m.modified().ok());
-    tokio::spawn(async move {
-        let mut seen = (stamp(&files.cert), stamp(&files.key));
-        loop {
-            tokio::time::sleep(files.reload_interval).await;
-            let now = (stamp(&files.cert), stamp(&files.key));
-            if now == seen {
-                continue;
-            }
-            seen = now;
-            match rustls.reload_from_pem_file(&files.cert, &files.key).await {
-                Ok(()) => {
-                    tacet_server::listener::http1_alpn(&rustls);
-                    info!(cert = %files.cert.display(), "TLS certificate reloaded")
-                }
-                Err(e) => {
-                    warn!(error = %e, "the changed TLS certificate or key cannot be loaded; keeping the previous one")
-                }
-            }
-        }
-    });
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
 }

@@ -13,9 +13,6 @@ use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use object_store::prefix::PrefixStore;
 use serde::Deserialize;
-use tacet_lake::{Lake, RoutedStore};
-
-use crate::config::Config;
 
 /// Which object store.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -80,7 +77,7 @@ impl StorageConfig {
         Ok(())
     }
 
-    fn s3(&self) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    pub(crate) fn s3(&self) -> anyhow::Result<Arc<dyn ObjectStore>> {
         let bucket = self.bucket.as_deref().unwrap_or_default();
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
         if let Some(region) = &self.region {
@@ -101,13 +98,14 @@ impl StorageConfig {
         })
     }
 
-    /// A short description for the start-up banner (no credentials).
-    pub fn describe(&self, config: &Config) -> String {
+    /// A short description for the start-up banner (no credentials); a local lake without `path` is
+    /// `<data_dir>/lake`.
+    pub fn describe(&self, data_dir: &std::path::Path) -> String {
         match self.backend {
             Backend::Local => self
                 .path
                 .clone()
-                .unwrap_or_else(|| config.data_dir.join("lake"))
+                .unwrap_or_else(|| data_dir.join("lake"))
                 .display()
                 .to_string(),
             Backend::S3 => format!(
@@ -121,40 +119,6 @@ impl StorageConfig {
             ),
         }
     }
-}
-
-/// The lake the configuration names: its default store, with every tenant that has its own
-/// `[tenant.storage]` routed to that store, and this node's id in the names of the files it flushes.
-pub fn open_lake(config: &Config) -> anyhow::Result<Lake> {
-    let pinned: Vec<(&str, &StorageConfig)> = config
-        .tenant
-        .iter()
-        .filter_map(|t| t.storage.as_ref().map(|s| (t.id.as_str(), s)))
-        .collect();
-    let lake = match config.storage.backend {
-        Backend::Local if pinned.is_empty() => Lake::local(&config.lake_dir())?,
-        Backend::Local => bail!(
-            "tenant {:?} has its own [tenant.storage], which needs the default [storage] on S3 too \
-             (backend = \"s3\"): a lake split between local disk and S3 is not supported",
-            pinned[0].0
-        ),
-        Backend::S3 => {
-            let default = config.storage.s3()?;
-            let mut routes = Vec::new();
-            for (tenant, storage) in pinned {
-                if storage.backend != Backend::S3 {
-                    bail!("[tenant.storage] of tenant {tenant:?}: backend must be \"s3\"");
-                }
-                routes.push((tenant.to_owned(), storage.s3()?));
-            }
-            if routes.is_empty() {
-                Lake::new(default)
-            } else {
-                Lake::new(Arc::new(RoutedStore::new(default, routes)))
-            }
-        }
-    };
-    Ok(lake.with_node(config.node_id))
 }
 
 #[cfg(test)]
