@@ -199,7 +199,7 @@ max_decompressed_bytes = 16777216
 [[tenant]]
 id = "bench"
 ingest_key = "bench-ingest"
-read_key = "bench-read"
+read_key = "bench-read-key-for-the-harness"
 origins = ["https://bench.example"]
 "#
         ),

@@ -10,6 +10,7 @@ mod lifecycle;
 mod nodes;
 mod policy;
 mod privacy;
+mod production;
 mod s3;
 mod security;
 mod server;

@@ -9,6 +9,7 @@ use crate::server::{BIN, Server, tacet};
 fn config(lake: &Path, extra: &str) -> String {
     format!(
         r#"
+insecure_demo = true
 {extra}
 [storage]
 path = "{lake}"

@@ -356,7 +356,11 @@ async fn slow_senders_are_cut_off() {
 async fn an_encrypted_lake_reads_through_tacet_only_and_offboarding_shreds_it() {
     let secrets = tempfile::tempdir().unwrap();
     let master = secrets.path().join("master.key");
-    std::fs::write(&master, "7f".repeat(32)).unwrap();
+    std::fs::write(
+        &master,
+        "7cbcce99600b9ebd7a04eb4fd0d5053ea995365c4fe7f2b22bfbc82761dfacc1",
+    )
+    .unwrap();
     let config = format!(
         "[encryption]\nmaster_key_file = {:?}\n[ingest]\nflush_interval = \"100ms\"\n{CONFIG}",
         master.display().to_string()
@@ -418,7 +422,11 @@ async fn an_encrypted_lake_reads_through_tacet_only_and_offboarding_shreds_it() 
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "n,users\n5,5");
     // With another master key, the tenant's data key cannot be unwrapped: a clear error, no data.
     let wrong = secrets.path().join("wrong.key");
-    std::fs::write(&wrong, "00".repeat(32)).unwrap();
+    std::fs::write(
+        &wrong,
+        "492684423d2165fccd4b7707f967ca676fb3a83f17931aa3db52863853e50a96",
+    )
+    .unwrap();
     let other = std::fs::read_to_string(&cfg)
         .unwrap()
         .replace(&master.display().to_string(), &wrong.display().to_string());

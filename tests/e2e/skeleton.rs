@@ -492,7 +492,7 @@ fn cli_errors_name_the_problem() {
     let bad = dir.path().join("bad.toml");
     std::fs::write(
         &bad,
-        "[[tenant]]\nid = \"x\"\ningest_key = \"k\"\nread_key = \"k\"\n",
+        "insecure_demo = true\n[[tenant]]\nid = \"x\"\ningest_key = \"k\"\nread_key = \"k\"\n",
     )
     .unwrap();
     let out = tacet(&["serve", "--config", bad.to_str().unwrap(), "--data-dir", d]);

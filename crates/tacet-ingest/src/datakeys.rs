@@ -38,6 +38,20 @@ impl MasterKey {
         })?;
         Ok(Self(key))
     }
+
+    /// How many different byte values the key holds: about 28 for a random key, 1 for the all-zero key
+    /// of an example file. Below [`MasterKey::MIN_DISTINCT_BYTES`] it was typed, not generated.
+    pub fn distinct_bytes(&self) -> usize {
+        let mut seen = [false; 256];
+        for b in self.0 {
+            seen[b as usize] = true;
+        }
+        seen.iter().filter(|s| **s).count()
+    }
+
+    /// Fewer different bytes than this: a key made by hand. A random key has fewer with a probability
+    /// below 10^-18.
+    pub const MIN_DISTINCT_BYTES: usize = 12;
 }
 
 /// The tenants' data keys.

@@ -183,7 +183,7 @@ async fn ingest(
         })?;
     let tenant = state.tenants.by_ingest_key(key).ok_or_else(|| {
         refused("unauthorized");
-        ApiError::unauthorized("unknown ingest key")
+        ApiError::unauthorized(state.tenants.not_an_ingest_key(key))
     })?;
     let ctx = request_context(state, peer, headers);
     admit(state, tenant, key, headers, ctx.ip)?;

@@ -91,8 +91,8 @@ pub enum AuthError {
     Unknown(&'static str),
     #[error(transparent)]
     Refused(#[from] Refusal),
-    /// A valid key of another role (a read key on the admin API, or the reverse).
-    #[error("this is a {have} key; this endpoint needs the tenant's {need} key")]
+    /// A valid key of another role (a read key on the admin API, an ingest key on a report, ...).
+    #[error("this is the tenant's {have} key; this endpoint needs its {need} key")]
     WrongRole {
         have: &'static str,
         need: &'static str,
@@ -165,7 +165,41 @@ impl Tenants {
     /// The tenant a read or admin key belongs to, if the key grants `role` ([`Role::grants`]), is known, and
     /// has neither expired nor been revoked.
     pub fn authenticate(&self, key: &str, role: Role) -> Result<&TenantEntry, AuthError> {
-        self.authenticate_hash(&self.access.hash(key), role)
+        match self.authenticate_hash(&self.access.hash(key), role) {
+            // The public ingest key, where a secret one is needed: say so (it is public anyway).
+            Err(AuthError::Unknown(_)) if self.by_ingest_key.contains_key(key) => {
+                Err(AuthError::WrongRole {
+                    have: "ingest",
+                    need: match role {
+                        Role::Reports => "read (or reports)",
+                        other => other.as_str(),
+                    },
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// Why `key` is no ingest key: a secret key of some role sent as one is named as such (whoever sent
+    /// it holds it), anything else is unknown.
+    pub fn not_an_ingest_key(&self, key: &str) -> String {
+        let h = self.access.hash(key);
+        let role = match self.by_secret.get_key_value(&h) {
+            Some((stored, &(_, role))) if crate::access::constant_time_eq(stored, &h) => Some(role),
+            _ => self
+                .access
+                .check_hash(&h, chrono::Utc::now())
+                .ok()
+                .map(|g| g.role),
+        };
+        match role {
+            Some(role) => format!(
+                "this is a secret {} key, not an ingest key: beacons use the tenant's public ingest key; \
+                 keep this one out of web pages",
+                role.as_str()
+            ),
+            None => "unknown ingest key".to_owned(),
+        }
     }
 
     /// [`Tenants::authenticate`] by the key's keyed hash ([`AccessKeys::hash`]): a dashboard session keeps

@@ -149,7 +149,7 @@ async fn pixel_view(
     let tenant = state
         .tenants
         .by_ingest_key(key)
-        .ok_or_else(|| ApiError::unauthorized("unknown ingest key"))?;
+        .ok_or_else(|| ApiError::unauthorized(state.tenants.not_an_ingest_key(key)))?;
     // The same admission as POST /v1/events: origins (from the Referer an image request sends), request
     // limits, readiness; then the event quota.
     let ctx = request_context(state, peer, headers);

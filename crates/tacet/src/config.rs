@@ -56,6 +56,9 @@ pub struct Config {
     pub dashboard: tacet_server::ui::DashboardConfig,
     /// The tenants (`[[tenant]]` tables).
     pub tenant: Vec<TenantConfig>,
+    /// Accept weak or placeholder keys (secret keys under 16 characters, `replace-me`, an all-zero master
+    /// key) with a warning instead of refusing to start. For the embedded demo and throwaway tests only.
+    pub insecure_demo: bool,
 }
 
 impl Default for Config {
@@ -78,6 +81,7 @@ impl Default for Config {
             lifecycle: LifecycleConfig::default(),
             dashboard: tacet_server::ui::DashboardConfig::default(),
             tenant: Vec::new(),
+            insecure_demo: false,
         }
     }
 }

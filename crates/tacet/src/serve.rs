@@ -149,9 +149,10 @@ fn init_metrics() -> anyhow::Result<MetricsRender> {
 
 pub(crate) async fn serve(config: Config, source: Source) -> anyhow::Result<()> {
     init_logging();
+    let tenants = config.tenants(env_var)?;
+    crate::setup::check_keys(&config, &tenants)?;
     refuse_ballista_with_encryption(&config, "tacet serve")?;
     let metrics = init_metrics()?;
-    let tenants = config.tenants(env_var)?;
     let access = Arc::new(tacet_server::access::AccessKeys::open(&config.keys_dir())?);
     let tenants = Arc::new(Tenants::with_access(tenants, access)?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);

@@ -6,6 +6,8 @@ use tacet_model::TenantId;
 use tacet_privacy::GeoDb;
 use tacet_privacy::explain::Installation;
 
+use tacet_server::TenantEntry;
+
 use crate::config::Config;
 
 pub(crate) fn env_var(name: &str) -> Option<String> {
@@ -66,7 +68,21 @@ pub(crate) fn init_logging() {
 }
 
 /// The master key, from `TACET_MASTER_KEY` or `encryption.master_key_file`; `None`: no encryption at rest.
+/// A key typed by hand (see [`weak_master_key`]) is refused unless `insecure_demo = true`.
 pub(crate) fn master_key(config: &Config) -> anyhow::Result<Option<tacet_ingest::MasterKey>> {
+    let Some((key, source)) = read_master_key(config)? else {
+        return Ok(None);
+    };
+    if let Some(weak) = weak_master_key(&key, &source)
+        && !config.insecure_demo
+    {
+        bail!("{weak} (or set insecure_demo = true for a throwaway demo)");
+    }
+    Ok(Some(key))
+}
+
+/// The master key and where it came from, unchecked.
+fn read_master_key(config: &Config) -> anyhow::Result<Option<(tacet_ingest::MasterKey, String)>> {
     let (text, source) = match (
         std::env::var("TACET_MASTER_KEY")
             .ok()
@@ -85,7 +101,118 @@ pub(crate) fn master_key(config: &Config) -> anyhow::Result<Option<tacet_ingest:
         ),
         (None, None) => return Ok(None),
     };
-    tacet_ingest::MasterKey::from_hex(&text)
-        .map(Some)
-        .map_err(|e| anyhow::anyhow!("{source}: {e}"))
+    let key =
+        tacet_ingest::MasterKey::from_hex(&text).map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
+    Ok(Some((key, source)))
+}
+
+fn weak_master_key(key: &tacet_ingest::MasterKey, source: &str) -> Option<String> {
+    let distinct = key.distinct_bytes();
+    (distinct < tacet_ingest::MasterKey::MIN_DISTINCT_BYTES).then(|| {
+        format!(
+            "{source}: the master key has only {distinct} different byte value(s), so it was typed or \
+             copied from an example, not generated; make one with `openssl rand -hex 32`"
+        )
+    })
+}
+
+/// Secret keys (read, reports, admin) are at least this long.
+pub(crate) const MIN_SECRET_KEY_CHARS: usize = 16;
+
+/// Words that mark a value nobody replaced.
+const PLACEHOLDERS: &[&str] = &[
+    "replace",
+    "changeme",
+    "change-me",
+    "change_me",
+    "placeholder",
+    "example",
+    "todo",
+    "xxxx",
+];
+
+/// Why `value` is no key to run with: a placeholder (any key), or for a secret key too short or too
+/// repetitive to be guessed only by luck.
+fn weak_key(value: &str, secret: bool) -> Option<String> {
+    let lower = value.to_ascii_lowercase();
+    if let Some(word) = PLACEHOLDERS.iter().find(|w| lower.contains(*w)) {
+        return Some(format!("looks like a placeholder (it contains {word:?})"));
+    }
+    if !secret {
+        return None;
+    }
+    let chars = value.chars().count();
+    if chars < MIN_SECRET_KEY_CHARS {
+        return Some(format!(
+            "is {chars} characters; secret keys need at least {MIN_SECRET_KEY_CHARS}"
+        ));
+    }
+    let mut distinct: Vec<char> = value.chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < 8 {
+        return Some(format!(
+            "uses only {} different characters, so it was typed, not generated",
+            distinct.len()
+        ));
+    }
+    None
+}
+
+/// Refuses to serve with weak or placeholder access keys, naming each, or a master key typed by hand,
+/// unless `insecure_demo = true` (then each is a warning). The ingest key is public (it ships in web pages),
+/// so only a placeholder is refused. Reads nothing but the configuration and the master key, so a refused
+/// server has written nothing.
+pub(crate) fn check_keys(config: &Config, tenants: &[TenantEntry]) -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    // A master key that cannot be read is refused even in a demo; it is named with the others.
+    let mut fatal = false;
+    match read_master_key(config) {
+        Ok(Some((key, source))) => problems.extend(weak_master_key(&key, &source)),
+        Ok(None) => {}
+        Err(e) => {
+            fatal = true;
+            problems.push(format!("{e:#}"));
+        }
+    }
+    for t in tenants {
+        let keys = [
+            ("ingest_key", Some(&t.ingest_key), false),
+            ("read_key", Some(&t.read_key), true),
+            ("reports_key", t.reports_key.as_ref(), true),
+            ("admin_key", t.admin_key.as_ref(), true),
+        ];
+        for (name, value, secret) in keys {
+            if let Some(why) = value.and_then(|v| weak_key(v, secret)) {
+                let from = config
+                    .tenant
+                    .iter()
+                    .find(|c| c.id == t.id.as_str())
+                    .and_then(|c| match name {
+                        "ingest_key" => c.ingest_key_env.as_deref(),
+                        "read_key" => c.read_key_env.as_deref(),
+                        "reports_key" => c.reports_key_env.as_deref(),
+                        _ => c.admin_key_env.as_deref(),
+                    })
+                    .map(|var| format!(" (from {var})"))
+                    .unwrap_or_default();
+                problems.push(format!("tenant {:?}: {name}{from} {why}", t.id.as_str()));
+            }
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    if config.insecure_demo && !fatal {
+        for p in &problems {
+            tracing::warn!("insecure_demo = true: {p}");
+        }
+        return Ok(());
+    }
+    bail!(
+        "refusing to serve with weak or unreadable keys:\n  {}\nmake each secret key with \
+         `openssl rand -hex 16` (or `tacet tenant key create`) and the master key with \
+         `openssl rand -hex 32`; for a throwaway demo, insecure_demo = true accepts weak ones",
+        problems.join("\n  ")
+    )
 }

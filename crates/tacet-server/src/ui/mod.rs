@@ -463,9 +463,9 @@ async fn login(
         Err(e) => {
             dash.sessions.login_failed(client);
             let (status, message) = match e {
-                AuthError::WrongRole { .. } => (
+                AuthError::WrongRole { have, .. } => (
                     StatusCode::FORBIDDEN,
-                    "That is an admin key; the dashboard takes the tenant's read key.".to_owned(),
+                    format!("That is the tenant's {have} key; the dashboard takes its read key."),
                 ),
                 AuthError::Refused(r) => (
                     StatusCode::UNAUTHORIZED,

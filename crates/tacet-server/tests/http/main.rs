@@ -162,14 +162,35 @@ async fn keys_are_required_and_checked() {
         (StatusCode::UNAUTHORIZED, "unknown ingest key")
     );
     // A read key cannot write, an ingest key cannot read.
-    let (s, _, _) = send(
+    // Each is named as what it is.
+    let (s, _, b) = send(
         &h.app,
         post_events(Some("rk-a"), "application/json", pageview("/").to_string()),
     )
     .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let (s, _, _) = send(&h.app, sql("ik-a", "SELECT 1")).await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(
+        b["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("this is a secret read key, not an ingest key"),
+        "{b}"
+    );
+    let (s, _, b) = send(&h.app, sql("ik-a", "SELECT 1")).await;
+    assert_eq!(
+        (s, b["error"].as_str().unwrap()),
+        (
+            StatusCode::FORBIDDEN,
+            "this is the tenant's ingest key; this endpoint needs its read key"
+        )
+    );
+    let report = Request::get("/v1/reports/pages")
+        .header(header::AUTHORIZATION, "Bearer ik-a")
+        .body(Body::empty())
+        .unwrap();
+    let (s, _, b) = send(&h.app, report).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    assert!(b["error"].as_str().unwrap().contains("ingest key"), "{b}");
     // The key may come as a query parameter (beacons and pixels cannot set headers).
     let req = Request::post("/v1/events?key=ik-a")
         .header(header::CONTENT_TYPE, "text/plain")
