@@ -20,6 +20,7 @@
 //! Memory is bounded by `max_buffered_events` and disk by the log's `max_bytes`: past either, `accept`
 //! refuses (HTTP 503 with `Retry-After`).
 
+mod buffer;
 mod config;
 mod datakeys;
 mod keystore;

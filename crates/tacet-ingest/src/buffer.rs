@@ -1,0 +1,101 @@
+//! What the pipeline holds between the log and the lake: events committed to the log and not yet part of
+//! a flush (`Buffer`), the flush that has started (`FlushSet`), and the two together (`State`), all under
+//! the pipeline's one lock.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tacet_lake::PartitionKey;
+use tacet_model::TenantId;
+use tacet_privacy::Event;
+
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub(crate) buffer: Buffer,
+    /// A flush that has started (its range is in the log's checkpoint) and must finish before the next.
+    pub(crate) pending: Option<FlushSet>,
+    /// The flush running now: its first log sequence number and its partitions, for query snapshots.
+    pub(crate) in_flight: Option<InFlight>,
+}
+
+impl State {
+    pub(crate) fn buffered(&self) -> usize {
+        self.buffer.len + self.pending.as_ref().map_or(0, |p| p.len)
+    }
+
+    pub(crate) fn oldest_millis(&self) -> Option<i64> {
+        match (
+            self.pending.as_ref().map(|p| p.oldest_millis),
+            self.buffer.oldest_millis,
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// A running flush's first log sequence number and partitions.
+pub(crate) type InFlight = (u64, Vec<(PartitionKey, Arc<Vec<Event>>)>);
+
+/// Events committed to the log and not yet part of a flush.
+#[derive(Debug, Default)]
+pub(crate) struct Buffer {
+    pub(crate) partitions: HashMap<PartitionKey, Vec<Event>>,
+    pub(crate) len: usize,
+    /// The highest log sequence number whose events are here.
+    pub(crate) last_seq: u64,
+    /// When the oldest event here was received (for the persistence-lag gauge).
+    pub(crate) oldest_millis: Option<i64>,
+}
+
+impl Buffer {
+    pub(crate) fn push(
+        &mut self,
+        seq: u64,
+        tenant: &TenantId,
+        events: Vec<Event>,
+        now_millis: i64,
+    ) {
+        self.len += events.len();
+        self.last_seq = self.last_seq.max(seq);
+        self.oldest_millis.get_or_insert(now_millis);
+        for (i, mut e) in events.into_iter().enumerate() {
+            e.set_arrival(seq, i);
+            let key = PartitionKey::for_event(tenant.clone(), e.kind, e.ts_millis);
+            self.partitions.entry(key).or_default().push(e);
+        }
+    }
+}
+
+/// The events of log records `from..=to`, one file per partition.
+#[derive(Debug)]
+pub(crate) struct FlushSet {
+    pub(crate) from: u64,
+    pub(crate) to: u64,
+    /// Partitions, each with its events sorted by time and arrival (shared with query snapshots while the flush
+    /// runs) and whether its file is already written.
+    pub(crate) partitions: Vec<(PartitionKey, Arc<Vec<Event>>, bool)>,
+    pub(crate) len: usize,
+    pub(crate) oldest_millis: i64,
+}
+
+impl FlushSet {
+    pub(crate) fn new(from: u64, to: u64, buffer: Buffer) -> Self {
+        let mut partitions: Vec<_> = buffer
+            .partitions
+            .into_iter()
+            .map(|(k, mut events)| {
+                events.sort_by_key(|e| (e.ts_millis, e.arrival));
+                (k, Arc::new(events), false)
+            })
+            .collect();
+        partitions.sort_by(|a, b| a.0.cmp(&b.0));
+        Self {
+            from,
+            to,
+            partitions,
+            len: buffer.len,
+            oldest_millis: buffer.oldest_millis.unwrap_or_default(),
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! The pipeline with a real log, key store and an in-memory object store.
+
+use super::*;
+use object_store::memory::InMemory;
+use tacet_model::{ManualClock, parse_event};
+use tacet_wal::WalConfig;
+
+struct Setup {
+    dir: tempfile::TempDir,
+    store: Arc<InMemory>,
+}
+
+impl Setup {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            store: Arc::new(InMemory::new()),
+        }
+    }
+
+    /// A pipeline over this setup's log and store, as a restarted process would build it.
+    fn pipeline(&self, config: IngestConfig) -> (Arc<Pipeline>, RecoverySummary) {
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(1_764_400_000_000));
+        let keys = KeyStore::open(&self.dir.path().join("keys"), clock.clone()).unwrap();
+        let (wal, replay) = Wal::open(&self.dir.path().join("wal"), WalConfig::default()).unwrap();
+        let lake = Lake::new(self.store.clone());
+        let p = Pipeline::new(Privacy::default(), keys, lake, Arc::new(wal), clock, config);
+        let summary = p.recover(replay);
+        (Arc::new(p), summary)
+    }
+}
+
+fn events(n: usize) -> Vec<RawEvent> {
+    (0..n)
+        .map(|i| {
+            let kind = if i % 2 == 0 { "pageview" } else { "event" };
+            parse_event(
+                serde_json::json!({"kind": kind, "url": "https://x.example/", "name": (i % 2 == 1).then_some("e"),
+                    "ts": 1_764_300_000_000_i64 + (i as i64) * 3_600_000}),
+                1_764_400_000_000,
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+fn ctx() -> RequestContext<'static> {
+    RequestContext::new("203.0.113.1".parse().unwrap(), FIREFOX)
+}
+
+const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
+
+#[tokio::test]
+async fn the_policy_drops_bots_and_anonymises_signals_before_the_log() {
+    let s = Setup::new();
+    let (p, _) = s.pipeline(IngestConfig::default());
+    let policy: TenantPolicy = toml::from_str("gpc = \"suppress\"").unwrap();
+    let bot = RequestContext::new("203.0.113.1".parse().unwrap(), "curl/8.0");
+    let answer = p.accept(&t(), &policy, bot, events(3)).await.unwrap();
+    assert_eq!((answer.stored, answer.dropped_total()), (0, 3));
+    assert_eq!(answer.dropped, vec![(DropReason::Bot, 3)]);
+    let gpc = RequestContext { gpc: true, ..ctx() };
+    let answer = p.accept(&t(), &policy, gpc, events(2)).await.unwrap();
+    assert_eq!(answer.dropped, vec![(DropReason::Gpc, 2)]);
+    let dnt = RequestContext { dnt: true, ..ctx() };
+    let answer = p.accept(&t(), &policy, dnt, events(2)).await.unwrap();
+    assert_eq!((answer.stored, answer.anonymised), (2, 2));
+    assert_eq!(p.buffered(), 2, "only the anonymised events were logged");
+    assert_eq!(p.wal().checkpoint().persisted, 0);
+}
+
+fn t() -> TenantId {
+    TenantId::new("t").unwrap()
+}
+
+async fn stored_rows(store: &InMemory) -> (Vec<String>, usize) {
+    use futures::TryStreamExt as _;
+    use object_store::{ObjectStore, ObjectStoreExt};
+    let metas: Vec<_> = store.list(None).try_collect().await.unwrap();
+    let mut names = Vec::new();
+    let mut rows = 0;
+    for m in metas {
+        let bytes = store.get(&m.location).await.unwrap().bytes().await.unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap();
+        rows += reader.map(|b| b.unwrap().num_rows()).sum::<usize>();
+        names.push(m.location.to_string());
+    }
+    names.sort();
+    (names, rows)
+}
+
+#[tokio::test]
+async fn flush_writes_one_file_per_partition_named_by_log_range() {
+    let s = Setup::new();
+    let (p, _) = s.pipeline(IngestConfig::default());
+    assert_eq!(
+        p.accept(&t(), &TenantPolicy::default(), ctx(), events(4))
+            .await
+            .unwrap()
+            .stored,
+        4
+    );
+    assert_eq!(
+        p.accept(&t(), &TenantPolicy::default(), ctx(), events(2))
+            .await
+            .unwrap()
+            .stored,
+        2
+    );
+    assert_eq!(p.buffered(), 6);
+    let summary = p.flush().await;
+    assert_eq!(
+        summary,
+        FlushSummary {
+            files: 2,
+            events: 6,
+            failed: 0
+        }
+    );
+    assert_eq!(p.buffered(), 0);
+    let (names, rows) = stored_rows(&s.store).await;
+    assert_eq!(rows, 6);
+    assert_eq!(
+        names,
+        [
+            "events/tenant=t/kind=event/date=2025-11-28/part-00000000000000000001-00000000000000000002.parquet",
+            "events/tenant=t/kind=pageview/date=2025-11-28/part-00000000000000000001-00000000000000000002.parquet",
+        ]
+    );
+    assert_eq!(p.wal().checkpoint().persisted, 2);
+}
+
+#[tokio::test]
+async fn accepted_events_survive_a_restart_without_a_flush() {
+    let s = Setup::new();
+    let (p, _) = s.pipeline(IngestConfig::default());
+    p.accept(&t(), &TenantPolicy::default(), ctx(), events(3))
+        .await
+        .unwrap();
+    drop(p); // a crash: nothing flushed
+    let (p, recovered) = s.pipeline(IngestConfig::default());
+    assert_eq!((recovered.records, recovered.events), (1, 3));
+    assert_eq!(p.buffered(), 3);
+    p.flush().await;
+    assert_eq!(stored_rows(&s.store).await.1, 3);
+    // After a flush nothing is replayed again.
+    drop(p);
+    let (p, recovered) = s.pipeline(IngestConfig::default());
+    assert_eq!((recovered.records, p.buffered()), (0, 0));
+}
+
+#[tokio::test]
+async fn an_interrupted_flush_is_redone_with_the_same_names_and_no_duplicates() {
+    let s = Setup::new();
+    let (p, _) = s.pipeline(IngestConfig::default());
+    p.accept(&t(), &TenantPolicy::default(), ctx(), events(4))
+        .await
+        .unwrap();
+    // Simulate a crash in the middle of a flush: the range is recorded and one file of two is written.
+    p.wal().begin_flush(1, 1).unwrap();
+    let first = {
+        let st = p.state.lock().unwrap();
+        let (key, evs) = st
+            .buffer
+            .partitions
+            .iter()
+            .next()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .unwrap();
+        (key, evs)
+    };
+    let batch = EventBatch::from_events(first.1.iter()).unwrap();
+    p.lake().write(&first.0, (1, 1), &batch).await.unwrap();
+    drop(p);
+    // Events that arrive after the restart belong to a later range.
+    let (p, _) = s.pipeline(IngestConfig::default());
+    p.accept(&t(), &TenantPolicy::default(), ctx(), events(2))
+        .await
+        .unwrap();
+    assert_eq!(p.buffered(), 6);
+    // Queries see all six, and hide the lake files of the interrupted range (one is already written).
+    let (batches, threshold) = p.buffered_snapshot(&t()).unwrap();
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 6);
+    assert_eq!(threshold, 0);
+    let first_flush = p.flush().await;
+    assert_eq!(
+        first_flush.events, 4,
+        "the interrupted range is redone alone"
+    );
+    p.flush().await;
+    let (names, rows) = stored_rows(&s.store).await;
+    assert_eq!(rows, 6, "{names:?}");
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| n.contains("part-00000000000000000001-00000000000000000001"))
+            .count(),
+        2
+    );
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| n.contains("part-00000000000000000002-00000000000000000002"))
+            .count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn full_buffer_refuses_all_of_a_request() {
+    let s = Setup::new();
+    let (p, _) = s.pipeline(IngestConfig {
+        max_buffered_events: 5,
+        ..IngestConfig::default()
+    });
+    p.accept(&t(), &TenantPolicy::default(), ctx(), events(4))
+        .await
+        .unwrap();
+    let err = p
+        .accept(&t(), &TenantPolicy::default(), ctx(), events(2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Backpressure {
+                buffered: 4,
+                limit: 5
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(p.buffered(), 4);
+    p.flush().await;
+    assert_eq!(
+        p.accept(&t(), &TenantPolicy::default(), ctx(), events(2))
+            .await
+            .unwrap()
+            .stored,
+        2
+    );
+}
