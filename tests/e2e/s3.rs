@@ -22,7 +22,7 @@ use crate::server::{Server, files_under, free_port, tacet_with_env, wait_for_por
 use crate::skeleton::FIREFOX_LINUX;
 
 /// Credentials moto accepts (it checks none); the servers read them from the standard AWS variables.
-const AWS_ENV: [(&str, &str); 3] = [
+pub const AWS_ENV: [(&str, &str); 3] = [
     ("AWS_ACCESS_KEY_ID", "tacet-test"),
     ("AWS_SECRET_ACCESS_KEY", "tacet-test-secret"),
     ("AWS_REGION", "us-east-1"),

@@ -36,6 +36,8 @@ pub struct Pipeline {
     user_agents: Mutex<HashMap<String, UserAgent>>,
     /// The other ingestion nodes sharing the key store, when there are several.
     peers: std::sync::OnceLock<Arc<crate::Peers>>,
+    /// Why the last flush failed and since when (the first of a run of failures); `None` once one succeeds.
+    lake_trouble: Mutex<Option<(String, i64)>>,
 }
 
 /// What became of the events of one request.
@@ -79,6 +81,47 @@ fn with_partition_columns(
         columns.push(std::sync::Arc::new(StringArray::from(vec![value; n])));
     }
     arrow::array::RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
+}
+
+/// A failed lake write in a few words for `/readyz`, which anyone reaching the server may read: the kind of
+/// failure, never the object's path (it names tenants) or the store's answer (the log has both).
+fn why_not_written(error: &str) -> &'static str {
+    // object_store's retry errors always name their settings (`retry_timeout: 60s`): not a cause.
+    let e = error
+        .to_ascii_lowercase()
+        .replace("retry_timeout", "")
+        .replace("max_retries", "");
+    let has = |words: &[&str]| words.iter().any(|w| e.contains(w));
+    // Whole phrases only: the error also carries URLs and timestamps, where "403" or "dns" occur by chance.
+    if has(&["nosuchbucket", "no such bucket", "bucket does not exist"]) {
+        "the bucket does not exist"
+    } else if has(&[
+        "accessdenied",
+        "access denied",
+        "forbidden",
+        "permission denied",
+        "unauthenticated",
+        "invalidaccesskeyid",
+        "signaturedoesnotmatch",
+    ]) {
+        "the object store refused the write (credentials or bucket policy)"
+    } else if has(&[
+        "error trying to connect",
+        "connection refused",
+        "connection reset",
+        "connection closed",
+        "dns error",
+        "error sending request",
+        "broken pipe",
+    ]) {
+        "the object store cannot be reached"
+    } else if has(&["timed out", "deadline has elapsed", "operation timed out"]) {
+        "the object store did not answer in time"
+    } else if has(&["no space left", "disk full", "quota exceeded"]) {
+        "the store is full"
+    } else {
+        "the object store answered an error"
+    }
 }
 
 /// How long an erasure waits for the other ingestion nodes to flush.
@@ -128,6 +171,7 @@ impl Pipeline {
             wake: Arc::new(Notify::new()),
             user_agents: Mutex::default(),
             peers: std::sync::OnceLock::new(),
+            lake_trouble: Mutex::default(),
         }
     }
 
@@ -231,6 +275,31 @@ impl Pipeline {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok((batches, threshold))
+    }
+
+    /// Why the lake cannot be written, if the last flush failed: what readiness reports. Events keep
+    /// being accepted into the log meanwhile (up to `max_buffered_events`), and the failed flush is retried
+    /// at every flusher tick; the first that succeeds clears this.
+    pub fn lake_trouble(&self) -> Option<String> {
+        let trouble = self.lake_trouble.lock().expect("lake trouble lock").clone();
+        trouble.map(|(reason, since)| {
+            let secs = (self.clock.now_millis() - since).max(0) / 1000;
+            format!(
+                "the lake cannot be written (for {secs} s): {reason}; {} events wait in the write-ahead \
+                 log and the flush is retried every flush_interval (the server log has the details)",
+                self.buffered()
+            )
+        })
+    }
+
+    fn set_lake_trouble(&self, reason: Option<String>) {
+        metrics::gauge!("tacet_lake_writable").set(if reason.is_none() { 1.0 } else { 0.0 });
+        let mut trouble = self.lake_trouble.lock().expect("lake trouble lock");
+        *trouble = match (reason, trouble.take()) {
+            (None, _) => None,
+            (Some(r), Some((_, since))) => Some((r, since)),
+            (Some(r), None) => Some((r, self.clock.now_millis())),
+        };
     }
 
     /// Events accepted (durable in the log) but not yet in a Parquet file.
@@ -475,6 +544,9 @@ impl Pipeline {
     ) -> FlushSummary {
         if fresh && let Err(e) = self.wal.begin_flush(set.from, set.to) {
             warn!(error = %e, "cannot record the flush in the write-ahead log checkpoint; retrying later");
+            self.set_lake_trouble(Some(
+                "cannot record the flush in the write-ahead log checkpoint (local disk)".to_owned(),
+            ));
             summary.failed = set.len;
             self.keep_pending(set);
             return summary;
@@ -507,6 +579,7 @@ impl Pipeline {
                 .collect()
                 .await
         };
+        let mut trouble = None;
         for (i, result) in written {
             let (key, events, written) = &mut set.partitions[i];
             match result {
@@ -518,6 +591,7 @@ impl Pipeline {
                 Err(e) => {
                     warn!(partition = %key.prefix(), events = events.len(), error = %e,
                         "writing a Parquet file failed; the flush stays pending and is retried");
+                    trouble.get_or_insert_with(|| why_not_written(&e.to_string()).to_owned());
                     summary.failed += events.len();
                 }
             }
@@ -537,14 +611,19 @@ impl Pipeline {
                         "flushed"
                     );
                     self.publish_gauges(&self.state.lock().expect("pipeline lock"));
+                    self.set_lake_trouble(None);
                     return summary;
                 }
                 Err(e) => {
                     warn!(error = %e, "cannot advance the write-ahead log checkpoint; retrying later");
+                    trouble = Some(
+                        "cannot advance the write-ahead log checkpoint (local disk)".to_owned(),
+                    );
                     summary.failed = set.len;
                 }
             }
         }
+        self.set_lake_trouble(trouble);
         metrics::counter!("tacet_lake_flush_errors_total").increment(1);
         self.keep_pending(set);
         summary

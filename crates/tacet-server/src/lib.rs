@@ -7,7 +7,8 @@
 //!  GET  /v1/reports/NAME  read key                                  → QueryEngine::report → JSON rows
 //!  POST /v1/admin/…      admin key                                 → subject rights, retention, audit
 //!                         (admin.rs; Steward from tacet-lifecycle)
-//!  GET  /healthz, /readyz  liveness; readiness (503 while the write-ahead log is replayed)
+//!  GET  /healthz, /readyz  liveness; readiness (503 while the write-ahead log is replayed, and while the
+//!                          last flush to the lake failed, saying why)
 //!  GET  /metrics          Prometheus text format
 //!  GET  /t.js             the tracker script (web.rs): cacheable, gzipped, integrity hash in the README
 //!  GET  /v1/pixel.gif     a page view without JavaScript (?key=&url=&ref=)

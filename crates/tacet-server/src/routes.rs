@@ -53,11 +53,15 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Ready when the log is replayed and the lake takes writes: a load balancer stops sending to a node whose
+/// flushes fail (it keeps retrying them, and keeps what it accepted in its log meanwhile).
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.ready.load(Ordering::SeqCst) {
-        "ready\n".into_response()
-    } else {
-        ApiError::unavailable("starting: replaying the write-ahead log").into_response()
+    if !state.ready.load(Ordering::SeqCst) {
+        return ApiError::unavailable("starting: replaying the write-ahead log").into_response();
+    }
+    match state.pipeline.lake_trouble() {
+        None => "ready\n".into_response(),
+        Some(trouble) => ApiError::unavailable(format!("not ready: {trouble}")).into_response(),
     }
 }
 

@@ -105,6 +105,44 @@ pub async fn keystore(
     Ok(())
 }
 
+/// Refuses to start on a lake this node cannot write: a probe object per store (the default one and each
+/// pinned tenant's) is written and removed, so a bucket that is missing, read-only to these credentials or
+/// unreachable stops the server with the reason instead of failing every flush later.
+pub async fn writable(config: &Config, store: &Arc<dyn ObjectStore>) -> anyhow::Result<()> {
+    let name = node_name(config.node_id);
+    let mut probes = vec![(
+        Path::from(format!("_tacet/probe/{name}.json")),
+        config.storage.describe(&config.data_dir),
+    )];
+    for t in config.tenant.iter() {
+        if let Some(s) = &t.storage {
+            probes.push((
+                Path::from(format!("_tacet/tenant={}/probe/{name}.json", t.id)),
+                format!("{} (tenant {:?})", s.describe(&config.data_dir), t.id),
+            ));
+        }
+    }
+    for (path, describe) in probes {
+        let written = store
+            .put(
+                &path,
+                serde_json::to_vec(&serde_json::json!({"since": now()}))?.into(),
+            )
+            .await;
+        let removed = match written {
+            Ok(_) => store.delete(&path).await,
+            Err(e) => Err(e),
+        };
+        removed.with_context(|| {
+            format!(
+                "cannot write to the lake at {describe}: check that the bucket exists, the endpoint, the \
+                 credentials (AWS_ACCESS_KEY_ID, ...) and that they may put and delete objects"
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// The name a node's claim goes under.
 fn node_name(node: Option<u16>) -> String {
     node.map_or_else(|| "single".to_owned(), |n| n.to_string())

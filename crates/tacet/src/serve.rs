@@ -176,6 +176,7 @@ pub(crate) async fn serve(config: Config, source: Source) -> anyhow::Result<()> 
         wal,
         replay,
     } = lifecycle::open_parts(&config, clock, Privacy::new(geo))?;
+    claim::writable(&config, pipeline.lake().store()).await?;
     claim::keystore(&config, pipeline.lake().store(), pipeline.keys()).await?;
     claim::node(&config, pipeline.lake().store()).await?;
     if let Some(node) = config.node_id {

@@ -42,7 +42,14 @@ pub struct StorageConfig {
     pub endpoint: Option<String>,
     /// S3 only: allow plain-HTTP endpoints (a local test server). Off: TLS required.
     pub allow_http: bool,
+    /// S3 only: how long one request is retried (with backoff) before it fails; default 60 s. A failed
+    /// flush is retried whole at the next flusher tick, and `/readyz` says so meanwhile.
+    #[serde(with = "humantime_serde")]
+    pub retry_timeout: Option<std::time::Duration>,
 }
+
+/// How long an S3 request is retried when `retry_timeout` is not set.
+const DEFAULT_RETRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl StorageConfig {
     /// Refuses settings that do not fit the backend, naming the section (`storage` or
@@ -56,6 +63,7 @@ impl StorageConfig {
                     ("region", self.region.is_some()),
                     ("endpoint", self.endpoint.is_some()),
                     ("allow_http", self.allow_http),
+                    ("retry_timeout", self.retry_timeout.is_some()),
                 ];
                 if let Some((key, _)) = s3_only.iter().find(|(_, set)| *set) {
                     bail!(
@@ -89,6 +97,10 @@ impl StorageConfig {
         if self.allow_http {
             builder = builder.with_allow_http(true);
         }
+        builder = builder.with_retry(object_store::RetryConfig {
+            retry_timeout: self.retry_timeout.unwrap_or(DEFAULT_RETRY_TIMEOUT),
+            ..Default::default()
+        });
         let store = builder
             .build()
             .with_context(|| format!("cannot set up the S3 bucket {bucket:?}"))?;

@@ -243,3 +243,72 @@ async fn full_buffer_refuses_all_of_a_request() {
         2
     );
 }
+
+#[tokio::test]
+async fn a_lake_that_cannot_be_written_is_reported_until_a_flush_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(1_764_400_000_000));
+    let keys = KeyStore::open(&dir.path().join("keys"), clock.clone()).unwrap();
+    let (wal, _) = Wal::open(&dir.path().join("wal"), WalConfig::default()).unwrap();
+    let root = dir.path().join("lake");
+    let lake = Lake::local(&root).unwrap();
+    let p = Pipeline::new(
+        Privacy::default(),
+        keys,
+        lake,
+        Arc::new(wal),
+        clock,
+        IngestConfig::default(),
+    );
+    assert_eq!(p.lake_trouble(), None);
+    // A file where the lake's events directory must go: every write fails, even for root.
+    std::fs::write(root.join("events"), b"in the way").unwrap();
+    p.accept(&t(), &TenantPolicy::default(), ctx(), events(2))
+        .await
+        .unwrap();
+    assert_eq!(p.flush().await.failed, 2);
+    let trouble = p.lake_trouble().expect("the failed flush is reported");
+    assert!(
+        trouble.starts_with("the lake cannot be written (for 0 s): ")
+            && trouble.contains("2 events wait in the write-ahead log"),
+        "{trouble}"
+    );
+    // The reason never names a path (tenants) or the store's own words.
+    assert!(
+        !trouble.contains("tenant=") && !trouble.contains("events/"),
+        "{trouble}"
+    );
+    // The store is back: the retried flush clears it.
+    std::fs::remove_file(root.join("events")).unwrap();
+    assert_eq!(p.flush().await.failed, 0);
+    assert_eq!(p.lake_trouble(), None);
+}
+
+#[test]
+fn a_failed_write_is_named_by_its_kind_never_by_chance_digits() {
+    let cases = [
+        (
+            "object store: Generic S3 error: Error after 10 retries in 1.2s, max_retries: 10, retry_timeout: 1s, \
+             source: error sending request for url (http://127.0.0.1:9000/lake/events/tenant=a/kind=pageview/\
+             date=2026-12-04/part-1-3.parquet?x-amz-date=20261204T014033Z): client error (Connect): \
+             tcp connect error: Connection refused (os error 111)",
+            "the object store cannot be reached",
+        ),
+        (
+            "object store: Generic S3 error: Received redirect without LOCATION, this normally indicates an \
+             incorrectly configured region (status 301, 20261204T140312Z)",
+            "the object store answered an error",
+        ),
+        (
+            "object store: Generic S3 error: Client error with status 403 Forbidden: <Code>AccessDenied</Code>",
+            "the object store refused the write (credentials or bucket policy)",
+        ),
+        (
+            "object store: Generic S3 error: <Code>NoSuchBucket</Code>",
+            "the bucket does not exist",
+        ),
+    ];
+    for (error, expected) in cases {
+        assert_eq!(why_not_written(error), expected, "{error}");
+    }
+}

@@ -1052,7 +1052,11 @@ async fn the_dashboard_logs_in_with_the_read_key_shows_the_api_numbers_and_logs_
     // Wrong keys are refused with a reason; the ingest key is public, so never a login.
     for (key, status, says) in [
         ("nope", StatusCode::UNAUTHORIZED, "not a read key"),
-        ("ik-a", StatusCode::UNAUTHORIZED, "not a read key"),
+        (
+            "ik-a",
+            StatusCode::FORBIDDEN,
+            "That is the tenant&#39;s ingest key; the dashboard takes its read key.",
+        ),
         ("", StatusCode::BAD_REQUEST, "Enter your tenant"),
     ] {
         let (s, hd, page) = html(
