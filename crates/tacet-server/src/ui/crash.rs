@@ -1,0 +1,398 @@
+//! Crash triage: the groups with sparklines and states (`/ui/crashes`), one group's trend, message,
+//! stack and releases (`/ui/crashes/{fp}`), and its triage marks.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{Map, Value};
+
+use super::dashboard::Viewer;
+use super::html::{self, Nav, esc};
+use super::respond::*;
+use super::triage::{self, GroupState};
+use super::view::*;
+use crate::AppState;
+use crate::error::ApiError;
+
+/// A group's state as shown: a resolved group that crashed again after it was marked is open again.
+pub(crate) fn shown_state(
+    marks: &triage::Marks,
+    fingerprint: &str,
+    last_seen: Option<&str>,
+) -> (&'static str, GroupState) {
+    match marks.get(fingerprint) {
+        Some(m) if m.state == GroupState::Resolved => {
+            if last_seen
+                .and_then(parse_time)
+                .is_some_and(|t| m.at().is_none_or(|at| t > at))
+            {
+                ("regressed", GroupState::Open)
+            } else {
+                ("resolved", GroupState::Resolved)
+            }
+        }
+        Some(m) => (m.state.as_str(), m.state),
+        None => ("open", GroupState::Open),
+    }
+}
+
+/// Sparklines drawn per page at most (each is a `crash_trend` report).
+pub(crate) const SPARKLINES: usize = 25;
+
+pub(crate) async fn crashes(
+    v: Viewer,
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let today = local_now(&state, &v.tenant).date_naive();
+    let mut view = View::parse(&q, today);
+    let wanted = q.get("state").map(String::as_str).unwrap_or("open");
+    let wanted = match wanted {
+        "all" => None,
+        s => match GroupState::parse(s) {
+            Some(s) => Some(s),
+            None => {
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    "Crashes",
+                    &format!("state {wanted:?} is not one of open, resolved, ignored, all"),
+                    Some(v.who()),
+                );
+            }
+        },
+    };
+    // The tab stays chosen when the range or a filter changes.
+    view.keep
+        .push(("state", wanted.map_or("all", GroupState::as_str).to_owned()));
+    let marks = match v.dash.triage.marks(&v.tenant.id) {
+        Ok(m) => m,
+        Err(e) => {
+            return problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Crashes",
+                &ApiError::internal(e).message,
+                Some(v.who()),
+            );
+        }
+    };
+    let groups = report(
+        &state,
+        &v.tenant,
+        "crash_groups",
+        with(view.params(), &[("limit", "500")]),
+    )
+    .await;
+    let mut body = controls(&view, "/ui/crashes", today);
+    let groups = match groups {
+        Ok(g) => g,
+        Err(e) => {
+            body.push_str(&failed(&e));
+            return v.page("Crashes", Nav::Crashes, &body);
+        }
+    };
+    let states: Vec<(&'static str, GroupState)> = groups
+        .rows
+        .iter()
+        .map(|r| {
+            shown_state(
+                &marks,
+                r.get("fingerprint")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+                r.get("last_seen").and_then(Value::as_str),
+            )
+        })
+        .collect();
+    // Tabs by state, with counts.
+    body.push_str(r#"<nav class="tabs" aria-label="Triage state">"#);
+    for (label, key, filter) in [
+        ("Open", "open", Some(GroupState::Open)),
+        ("Resolved", "resolved", Some(GroupState::Resolved)),
+        ("Ignored", "ignored", Some(GroupState::Ignored)),
+        ("All", "all", None),
+    ] {
+        let n = states
+            .iter()
+            .filter(|(_, s)| filter.is_none_or(|f| f == *s))
+            .count();
+        let href = view.href("/ui/crashes", &[("state", Some(key))]);
+        body.push_str(&format!(
+            r#"<a href="{}"{}>{label} <span class="count">{n}</span></a>"#,
+            esc(&href),
+            if filter == wanted {
+                r#" aria-current="page""#
+            } else {
+                ""
+            }
+        ));
+    }
+    body.push_str("</nav>");
+    let shown: Vec<(&Map<String, Value>, &'static str)> = groups
+        .rows
+        .iter()
+        .zip(&states)
+        .filter(|(_, (_, s))| wanted.is_none_or(|w| w == *s))
+        .map(|(r, (label, _))| (r, *label))
+        .collect();
+    let trends = futures::future::join_all(shown.iter().take(SPARKLINES).map(|(r, _)| {
+        let fp = r
+            .get("fingerprint")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        report(
+            &state,
+            &v.tenant,
+            "crash_trend",
+            with(view.params(), &[("fingerprint", fp)]),
+        )
+    }))
+    .await;
+    body.push_str(&format!(
+        r#"<section class="card wide" aria-labelledby="h-groups"><h2 id="h-groups">Crash groups, most crashes first ({} to {})</h2><div class="scroll"><table aria-labelledby="h-groups"><thead><tr>
+<th scope="col">Group</th><th scope="col">Trend</th><th scope="col" class="num">Crashes</th><th scope="col" class="num">Affected visitors</th><th scope="col">First seen</th><th scope="col">Last seen</th><th scope="col">Releases</th><th scope="col">State</th></tr></thead><tbody>"#,
+        view.from, view.to
+    ));
+    if shown.is_empty() {
+        body.push_str(r#"<tr><td colspan="8" class="empty">No crash groups in this state for this range.</td></tr>"#);
+    }
+    for (i, (r, label)) in shown.iter().enumerate() {
+        let s = |c: &str| r.get(c).map(|x| html::cell(c, x)).unwrap_or_default();
+        let fp = r
+            .get("fingerprint")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let spark = match trends.get(i) {
+            Some(Ok(t)) => {
+                let counts = aligned(&t.rows, "day", &view.day_keys(), &["crashes"]);
+                html::sparkline(&format!("crashes per day of group {fp}"), &counts[0])
+            }
+            Some(Err(_)) => "(failed)".to_owned(),
+            None => String::new(),
+        };
+        body.push_str(&format!(
+            r#"<tr data-fingerprint="{fp}"><td><a href="{href}"><strong>{ty}</strong></a><br><span class="message">{msg}</span></td><td>{spark}</td><td class="num" data-col="crashes" data-value="{cr}">{crs}</td><td class="num" data-col="visitors" data-value="{vi}">{vis}</td><td>{first}</td><td>{last}</td><td>{rel}</td><td><span class="state {label}">{label}</span></td></tr>"#,
+            fp = esc(fp),
+            href = esc(&view.href(&format!("/ui/crashes/{fp}"), &[])),
+            ty = esc(&s("error_type")),
+            msg = esc(&s("example_message")),
+            cr = esc(&r.get("crashes").map(html::raw).unwrap_or_default()),
+            crs = esc(&s("crashes")),
+            vi = esc(&r.get("visitors").map(html::raw).unwrap_or_default()),
+            vis = esc(&s("visitors")),
+            first = esc(&s("first_seen")),
+            last = esc(&s("last_seen")),
+            rel = esc(&s("releases")),
+        ));
+    }
+    body.push_str("</tbody></table></div>");
+    body.push_str(&html::suppressed(groups.suppressed, v.k_crashes()));
+    body.push_str("</section>");
+    v.page("Crashes", Nav::Crashes, &body)
+}
+
+pub(crate) async fn crash_group(
+    v: Viewer,
+    State(state): State<AppState>,
+    Path(fp): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if !triage::valid_fingerprint(&fp) {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "No such crash group",
+            "A crash group's address ends in its fingerprint, 16 hexadecimal characters; open it from the crash list.",
+            Some(v.who()),
+        );
+    }
+    let today = local_now(&state, &v.tenant).date_naive();
+    let view = View::parse(&q, today);
+    let p = with(view.params(), &[("fingerprint", &fp)]);
+    let (group, trend, health) = tokio::join!(
+        report(&state, &v.tenant, "crash_group", p.clone()),
+        report(&state, &v.tenant, "crash_trend", p),
+        report(&state, &v.tenant, "release_health", view.params()),
+    );
+    let marks = v.dash.triage.marks(&v.tenant.id).unwrap_or_default();
+    let mut body = controls(&view, &format!("/ui/crashes/{fp}"), today);
+    body.push_str(&format!(
+        r#"<p><a href="{}">← All crash groups</a></p>"#,
+        esc(&view.href("/ui/crashes", &[]))
+    ));
+    let title = match &group {
+        Ok(g) => match g.rows.first() {
+            Some(r) => {
+                let s = |c: &str| r.get(c).map(|x| html::cell(c, x)).unwrap_or_default();
+                let (label, _) =
+                    shown_state(&marks, &fp, r.get("last_seen").and_then(Value::as_str));
+                body.push_str(&format!(
+                    r#"<dl class="facts" data-fingerprint="{fp}">
+<div><dt>Fingerprint</dt><dd><code>{fp}</code></dd></div>
+<div><dt>Crashes</dt><dd data-col="crashes" data-value="{cr}">{crs}</dd></div>
+<div><dt>Affected visitors</dt><dd data-col="visitors" data-value="{vi}">{vis}</dd></div>
+<div><dt>First seen</dt><dd>{first}</dd></div>
+<div><dt>Last seen</dt><dd>{last}</dd></div>
+<div><dt>Releases</dt><dd>{rel}</dd></div>
+<div><dt>State</dt><dd><span class="state {label}" id="state">{label}</span></dd></div>
+</dl>"#,
+                    cr = esc(&r.get("crashes").map(html::raw).unwrap_or_default()),
+                    crs = esc(&s("crashes")),
+                    vi = esc(&r.get("visitors").map(html::raw).unwrap_or_default()),
+                    vis = esc(&s("visitors")),
+                    first = esc(&s("first_seen")),
+                    last = esc(&s("last_seen")),
+                    rel = esc(&s("releases")),
+                ));
+                let back = view.href(&format!("/ui/crashes/{fp}"), &[]);
+                body.push_str(&format!(
+                    r#"<form method="post" action="/ui/crashes/{fp}" class="triage"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="back" value="{back}">"#,
+                    csrf = esc(&v.session.csrf),
+                    back = esc(&back),
+                ));
+                for (value, text) in [
+                    ("resolved", "Mark resolved"),
+                    ("ignored", "Ignore"),
+                    ("open", "Reopen"),
+                ] {
+                    if value != label {
+                        body.push_str(&format!(
+                            r#"<button type="submit" name="state" value="{value}">{text}</button> "#
+                        ));
+                    }
+                }
+                body.push_str("</form>");
+                body.push_str(&format!(
+                    r#"<section class="card wide" aria-labelledby="h-message"><h2 id="h-message">Message (scrubbed)</h2><pre id="message">{}</pre>
+<h2 id="h-stack">Stack (scrubbed, top frame first)</h2><pre id="stack">{}</pre>{}</section>"#,
+                    esc(&s("example_message")),
+                    esc(r.get("example_stack").and_then(Value::as_str).unwrap_or("(no stack was sent)")),
+                    normalised_stack(r.get("example_stack").and_then(Value::as_str).unwrap_or_default()),
+                ));
+                s("error_type")
+            }
+            None if g.suppressed > 0 => {
+                body.push_str(&html::suppressed(g.suppressed, v.k_crashes()));
+                "Crash group (hidden)".to_owned()
+            }
+            None => {
+                body.push_str(r#"<p class="empty">No crashes of this group in this range; widen the range.</p>"#);
+                "Crash group".to_owned()
+            }
+        },
+        Err(e) => {
+            body.push_str(&failed(e));
+            "Crash group".to_owned()
+        }
+    };
+    body.push_str(r#"<section class="card wide" aria-labelledby="h-trend"><h2 id="h-trend">Crashes per day</h2>"#);
+    match &trend {
+        Ok(t) => {
+            let days = view.day_keys();
+            body.push_str(&chart(
+                "Crashes and affected visitors per day",
+                &t.rows,
+                ("day", &days, &days),
+                &[("crashes", "crashes"), ("visitors", "affected visitors")],
+            ));
+        }
+        Err(e) => body.push_str(&failed(e)),
+    }
+    body.push_str(r#"</section><section class="card wide" aria-labelledby="h-health"><h2 id="h-health">Crash-free rate per release (all groups)</h2>"#);
+    match &health {
+        Ok(h) => {
+            body.push_str(&html::table("h-health", &h.columns, &h.rows, &|_, _| None));
+            body.push_str(&html::suppressed(h.suppressed, v.k()));
+        }
+        Err(e) => body.push_str(&failed(e)),
+    }
+    body.push_str("</section>");
+    v.page(&title, Nav::Crashes, &body)
+}
+
+/// The stack as the fingerprint sees it: each frame normalised (no host, position, bundle hash or number),
+/// the frames it groups by marked, library frames named as such.
+pub(crate) fn normalised_stack(stack: &str) -> String {
+    use tacet_privacy::fingerprint::{FRAMES, is_in_app, normalise_frame};
+    let frames: Vec<&str> = stack.lines().filter(|l| !l.trim().is_empty()).collect();
+    if frames.is_empty() {
+        return String::new();
+    }
+    let any_in_app = frames.iter().any(|f| is_in_app(f));
+    let mut used = 0;
+    let mut out = String::from(
+        r#"<h2 id="h-frames">Normalised stack: what groups these crashes</h2><ol id="frames" class="frames">"#,
+    );
+    for f in frames {
+        let in_app = is_in_app(f);
+        let grouped = (in_app || !any_in_app) && used < FRAMES;
+        used += usize::from(grouped);
+        out.push_str(&format!(
+            r#"<li class="{}"><code>{}</code>{}</li>"#,
+            if grouped { "grouped" } else { "skipped" },
+            esc(&normalise_frame(f)),
+            match (grouped, in_app) {
+                (true, _) => "",
+                (false, false) => r#" <span class="note">library frame, not grouped by</span>"#,
+                (false, true) => r#" <span class="note">beyond the frames grouped by</span>"#,
+            }
+        ));
+    }
+    out.push_str("</ol>");
+    out
+}
+
+pub(crate) async fn mark(
+    v: Viewer,
+    State(state): State<AppState>,
+    Path(fp): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = form(&body);
+    if form.get("csrf") != Some(&v.session.csrf) || !same_origin(&headers) {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "This change did not come from the crash group's page; open the page and use its buttons.",
+            Some(v.who()),
+        );
+    }
+    if !triage::valid_fingerprint(&fp) {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "No such crash group",
+            "A crash group's address ends in its fingerprint, 16 hexadecimal characters.",
+            Some(v.who()),
+        );
+    }
+    let Some(to) = form.get("state").and_then(|s| GroupState::parse(s)) else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "Crash group",
+            "state must be one of resolved, ignored, open",
+            Some(v.who()),
+        );
+    };
+    if let Err(e) = v
+        .dash
+        .triage
+        .set(&v.tenant.id, &fp, to, state.pipeline.clock().now())
+    {
+        return problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Crash group",
+            &ApiError::internal(e).message,
+            Some(v.who()),
+        );
+    }
+    tracing::info!(tenant = %v.tenant.id, state = to.as_str(), "crash group marked");
+    let fallback = format!("/ui/crashes/{fp}");
+    let back = form
+        .get("back")
+        .map(String::as_str)
+        .filter(|b| b.starts_with(&format!("/ui/crashes/{fp}")))
+        .unwrap_or(&fallback);
+    see_other(back)
+}

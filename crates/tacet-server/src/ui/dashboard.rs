@@ -1,0 +1,357 @@
+//! The dashboard's state (`Dashboard`: sessions and triage marks), who is looking (`Viewer`, the session
+//! extractor), and the pages around a session: home, login, logout, the stylesheet.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::html::{self, Frame, Nav, esc};
+use super::respond::*;
+use super::session::{self, Sessions};
+use super::triage::Triage;
+use crate::access::Role;
+use crate::tenants::{AuthError, TenantEntry};
+use crate::{AppState, client_ip};
+
+pub(crate) const CSS: &str = include_str!("../../assets/ui.css");
+
+/// The dashboard's settings (`[dashboard]` in the configuration).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// Serve the dashboard under `/ui`. Off: every `/ui` address answers 404.
+    pub enabled: bool,
+    /// A session ends after this long without a request.
+    #[serde(with = "humantime_serde")]
+    pub session_idle: Duration,
+    /// A session ends this long after its login, however busy.
+    #[serde(with = "humantime_serde")]
+    pub session_lifetime: Duration,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            session_idle: Duration::from_secs(2 * 3600),
+            session_lifetime: Duration::from_secs(12 * 3600),
+        }
+    }
+}
+
+/// What the dashboard keeps: sessions (memory only) and crash triage marks.
+#[derive(Debug)]
+pub struct Dashboard {
+    pub(crate) sessions: Sessions,
+    pub(crate) triage: Triage,
+    /// TLS is on: cookies are `Secure` and named `__Host-…`.
+    pub(crate) secure: bool,
+    pub(crate) lifetime: Duration,
+}
+
+impl Dashboard {
+    /// `triage_dir`: where crash triage marks are kept (`<shared dir>/triage`); `None` keeps them in memory.
+    pub fn new(
+        config: &DashboardConfig,
+        triage_dir: Option<std::path::PathBuf>,
+        tls: bool,
+    ) -> Self {
+        Self {
+            sessions: Sessions::new(config.session_idle, config.session_lifetime),
+            triage: Triage::new(triage_dir),
+            secure: tls,
+            lifetime: config.session_lifetime,
+        }
+    }
+
+    pub(crate) fn cookie_name(&self) -> &'static str {
+        if self.secure {
+            "__Host-tacet_session"
+        } else {
+            "tacet_session"
+        }
+    }
+
+    pub(crate) fn set_cookie(&self, token: &str, max_age: u64) -> HeaderValue {
+        HeaderValue::try_from(format!(
+            "{}={token}; Path=/; HttpOnly; SameSite=Strict{}; Max-Age={max_age}",
+            self.cookie_name(),
+            if self.secure { "; Secure" } else { "" }
+        ))
+        .expect("a cookie of ASCII characters")
+    }
+}
+
+/// Removes a tenant's triage marks (offboarding). `dir` is `<shared dir>/triage`.
+pub fn remove_triage(
+    dir: &std::path::Path,
+    tenant: &tacet_model::TenantId,
+) -> std::io::Result<bool> {
+    match std::fs::remove_file(dir.join(format!("{}.json", tenant.as_str()))) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The logged-in viewer of a page: an extractor that answers with a redirect to the login page (or 404 when
+/// the dashboard is off) instead.
+pub(crate) struct Viewer {
+    pub(crate) dash: Arc<Dashboard>,
+    pub(crate) tenant: TenantEntry,
+    pub(crate) token: String,
+    pub(crate) session: session::Session,
+}
+
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let (headers, uri) = (&parts.headers, &parts.uri);
+        let dash = state.dashboard.clone().ok_or_else(not_enabled)?;
+        let token = cookie(headers, dash.cookie_name()).ok_or_else(|| to_login(uri))?;
+        let session = dash.sessions.get(token).ok_or_else(|| to_login(uri))?;
+        match state
+            .tenants
+            .authenticate_hash(&session.key_hash, Role::Reports)
+        {
+            Ok(tenant) if tenant.id == session.tenant => Ok(Viewer {
+                tenant: tenant.clone(),
+                token: token.to_owned(),
+                session,
+                dash,
+            }),
+            // The key was revoked or expired, or its tenant is gone: the session ends with it.
+            _ => {
+                dash.sessions.end(token);
+                Err(to_login(uri))
+            }
+        }
+    }
+}
+
+impl Viewer {
+    /// The tenant and the form token, for a page frame.
+    pub(crate) fn who(&self) -> (&str, &str) {
+        (self.tenant.id.as_str(), self.session.csrf.as_str())
+    }
+
+    pub(crate) fn frame<'f>(&'f self, title: &'f str, nav: Nav) -> Frame<'f> {
+        Frame {
+            title,
+            nav,
+            session: Some((self.tenant.id.as_str(), self.session.csrf.as_str())),
+            head: "",
+        }
+    }
+
+    /// A page of the dashboard, 200.
+    pub(crate) fn page(&self, title: &str, nav: Nav, body: &str) -> Response {
+        html(StatusCode::OK, html::page(&self.frame(title, nav), body))
+    }
+
+    pub(crate) fn k(&self) -> u64 {
+        self.tenant.policy.k_threshold
+    }
+
+    /// The k-threshold of crash triage reports.
+    pub(crate) fn k_crashes(&self) -> u64 {
+        self.tenant.policy.k_threshold_crashes
+    }
+}
+
+pub(crate) async fn home(State(state): State<AppState>) -> Response {
+    if state.dashboard.is_none() {
+        return not_enabled();
+    }
+    see_other("/ui/usage")
+}
+
+pub(crate) fn login_page(status: StatusCode, next: &str, message: Option<&str>) -> Response {
+    let alert = message
+        .map(|m| {
+            format!(
+                r#"<p class="error" role="alert" id="login-error">{}</p>"#,
+                esc(m)
+            )
+        })
+        .unwrap_or_default();
+    let body = format!(
+        r#"{alert}<form method="post" action="/ui/login" class="login">
+<input type="hidden" name="next" value="{next}">
+<label for="key">Read key of your tenant</label>
+<input id="key" name="key" type="password" autocomplete="current-password" required spellcheck="false"{invalid}>
+<button type="submit">Log in</button>
+</form>
+<p class="hint">The key is sent once, in this form's body, and kept nowhere: the server keeps a session
+for this browser (a cookie it cannot read from scripts) and forgets it when you log out.</p>"#,
+        next = esc(next),
+        invalid = if message.is_some() {
+            r#" aria-invalid="true" aria-describedby="login-error""#
+        } else {
+            ""
+        },
+    );
+    let frame = Frame {
+        title: "Log in",
+        nav: Nav::None,
+        session: None,
+        head: "",
+    };
+    html(status, html::page(&frame, &body))
+}
+
+pub(crate) async fn login_form(
+    viewer: Result<Viewer, Response>,
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if state.dashboard.is_none() {
+        return not_enabled();
+    }
+    let next = safe_next(q.get("next").map(String::as_str));
+    // Already logged in: straight on.
+    if viewer.is_ok() {
+        return see_other(next);
+    }
+    login_page(StatusCode::OK, next, None)
+}
+
+pub(crate) async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(dash) = state.dashboard.as_deref() else {
+        return not_enabled();
+    };
+    if !same_origin(&headers) {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "This login form was posted from another site; open the dashboard's own login page.",
+            None,
+        );
+    }
+    let form = form(&body);
+    let next = safe_next(form.get("next").map(String::as_str));
+    let client = client_ip(peer, &headers, &state.trusted_proxies);
+    if let Err(wait) = dash.sessions.login_allowed(client) {
+        let mut resp = login_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            next,
+            Some(&format!(
+                "Too many failed logins from this address; try again in {} minutes.",
+                wait.as_secs().div_ceil(60)
+            )),
+        );
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(wait.as_secs().max(1)),
+        );
+        return resp;
+    }
+    let key = form.get("key").map(|k| k.trim()).unwrap_or_default();
+    if key.is_empty() {
+        return login_page(
+            StatusCode::BAD_REQUEST,
+            next,
+            Some("Enter your tenant's read key."),
+        );
+    }
+    match state.tenants.authenticate(key, Role::Reports) {
+        Ok(tenant) => {
+            dash.sessions.login_succeeded(client);
+            let token = dash
+                .sessions
+                .open(tenant.id.clone(), state.tenants.access().hash(key));
+            tracing::info!(tenant = %tenant.id, "dashboard login");
+            let mut resp = see_other(next);
+            resp.headers_mut().insert(
+                header::SET_COOKIE,
+                dash.set_cookie(&token, dash.lifetime.as_secs()),
+            );
+            resp
+        }
+        Err(e) => {
+            dash.sessions.login_failed(client);
+            let (status, message) = match e {
+                AuthError::WrongRole { have, .. } => (
+                    StatusCode::FORBIDDEN,
+                    format!("That is the tenant's {have} key; the dashboard takes its read key."),
+                ),
+                AuthError::Refused(r) => (
+                    StatusCode::UNAUTHORIZED,
+                    format!("That key cannot log in: {r}."),
+                ),
+                _ => (
+                    StatusCode::UNAUTHORIZED,
+                    "That is not a read key of any tenant here; check it and try again.".to_owned(),
+                ),
+            };
+            login_page(status, next, Some(&message))
+        }
+    }
+}
+
+pub(crate) async fn logout(
+    viewer: Result<Viewer, Response>,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(dash) = state.dashboard.as_deref() else {
+        return not_enabled();
+    };
+    let clear = dash.set_cookie("", 0);
+    if let Ok(v) = viewer {
+        if form(&body).get("csrf") != Some(&v.session.csrf) || !same_origin(&headers) {
+            return problem(
+                StatusCode::FORBIDDEN,
+                "Refused",
+                "This logout did not come from a dashboard page; use the Log out button.",
+                Some(v.who()),
+            );
+        }
+        v.dash.sessions.end(&v.token);
+        tracing::info!(tenant = %v.tenant.id, "dashboard logout");
+    }
+    let mut resp = see_other("/ui/login");
+    resp.headers_mut().insert(header::SET_COOKIE, clear);
+    resp
+}
+
+pub(crate) async fn css(headers: HeaderMap) -> Response {
+    static ETAG: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        use sha2::Digest;
+        format!(
+            "\"{}\"",
+            hex::encode(&sha2::Sha256::digest(CSS.as_bytes())[..12])
+        )
+    });
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == *ETAG)
+    {
+        return StatusCode::NOT_MODIFIED.into_response();
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+            (header::ETAG, ETAG.as_str()),
+        ],
+        CSS,
+    )
+        .into_response()
+}
