@@ -160,3 +160,96 @@ async fn a_node_that_would_break_the_lake_refuses_to_start() {
     assert!(lake.join("_tacet/nodes/1.json").exists());
     drop(stopped);
 }
+
+/// A dashboard page with `cookie`: its status, its `Location` and its body.
+async fn page(
+    client: &reqwest::Client,
+    server: &Server,
+    path: &str,
+    cookie: &str,
+) -> (u16, String, String) {
+    let resp = client
+        .get(format!("{}{path}", server.base))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let location = resp
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (resp.status().as_u16(), location, resp.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dashboard_session_from_one_node_is_good_on_the_other_until_logout() {
+    let root = tempfile::tempdir().unwrap();
+    let lake = root.path().join("lake");
+    let shared = root.path().join("shared");
+    let node = |n: u16| {
+        Server::start_in(
+            &config(
+                &lake,
+                &format!("shared_dir = \"{}\"\nnode_id = {n}", shared.display()),
+            ),
+            &root.path().join(format!("node{n}")),
+            "logs",
+            tempfile::tempdir().unwrap(),
+        )
+    };
+    let (one, two) = (node(1), node(2));
+    // A browser that does not follow redirects, so that each answer is seen.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = client
+        .post(format!("{}/ui/login", one.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("key=read-a&next=%2Fui%2Fusage")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status().as_u16(), 303);
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    // The other node knows the session: no load balancer affinity needed.
+    let (status, _, body) = page(&client, &two, "/ui/usage", &cookie).await;
+    assert_eq!(status, 200, "{body}");
+    let csrf = body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a form token on the page")
+        .to_owned();
+    let (status, _, first_csrf) = page(&client, &one, "/ui/usage", &cookie).await;
+    assert_eq!(status, 200);
+    assert!(
+        first_csrf.contains(&csrf),
+        "both nodes give the session one form token"
+    );
+    // A forged cookie is nobody's.
+    let forged = cookie.replacen(".a.", ".b.", 1);
+    let (status, location, _) = page(&client, &two, "/ui/usage", &forged).await;
+    assert_eq!((status, location.starts_with("/ui/login")), (303, true));
+
+    // Logging out on the second node ends the session on the first.
+    let out = client
+        .post(format!("{}/ui/logout", two.base))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status().as_u16(), 303);
+    let (status, location, _) = page(&client, &one, "/ui/usage", &cookie).await;
+    assert_eq!((status, location.starts_with("/ui/login")), (303, true));
+    drop((one.stop(), two.stop()));
+}

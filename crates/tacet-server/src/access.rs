@@ -186,6 +186,12 @@ impl AccessKeys {
         }
     }
 
+    /// A secret for `purpose`, derived from the pepper: the same on every node sharing this key store
+    /// (the dashboard's session key). Distinct from every key hash: no key starts with a NUL byte.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        self.hash(&format!("\0tacet derived secret\0{purpose}"))
+    }
+
     /// HMAC-SHA256 of a key under the pepper.
     pub fn hash(&self, key: &str) -> [u8; 32] {
         let mut mac =

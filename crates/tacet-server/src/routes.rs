@@ -43,7 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/pixel.gif", get(crate::web::pixel))
         .route("/demo", get(crate::web::demo))
         .route("/demo/{*rest}", get(crate::web::demo))
-        .merge(crate::ui::routes())
+        .merge(crate::ui::routes(&state))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,

@@ -352,6 +352,11 @@ impl Config {
         self.shared().join("audit")
     }
 
+    /// Dashboard logouts, for every node to honour (`tacet_server::ui::Sessions`).
+    pub fn sessions_dir(&self) -> PathBuf {
+        self.shared().join("sessions")
+    }
+
     /// The dashboard's crash triage marks (`tacet_server::ui::Triage`).
     pub fn triage_dir(&self) -> PathBuf {
         self.shared().join("triage")

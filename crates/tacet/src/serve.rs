@@ -255,6 +255,8 @@ pub(crate) async fn serve(config: Config, source: Source) -> anyhow::Result<()> 
                 &config.dashboard,
                 Some(config.triage_dir()),
                 tls.is_some(),
+                tenants.access().derive("dashboard sessions"),
+                Some(config.sessions_dir()),
             ))
         }),
         limits: Arc::clone(&limits),

@@ -59,13 +59,22 @@ pub struct Dashboard {
 
 impl Dashboard {
     /// `triage_dir`: where crash triage marks are kept (`<shared dir>/triage`); `None` keeps them in memory.
+    /// `session_key` signs sessions (`AccessKeys::derive`, the same on every node sharing the key store);
+    /// `sessions_dir` records logouts for every node (`<shared dir>/sessions`; `None`: this process only).
     pub fn new(
         config: &DashboardConfig,
         triage_dir: Option<std::path::PathBuf>,
         tls: bool,
+        session_key: [u8; 32],
+        sessions_dir: Option<std::path::PathBuf>,
     ) -> Self {
         Self {
-            sessions: Sessions::new(config.session_idle, config.session_lifetime),
+            sessions: Sessions::new(
+                config.session_idle,
+                config.session_lifetime,
+                session_key,
+                sessions_dir,
+            ),
             triage: Triage::new(triage_dir),
             secure: tls,
             lifetime: config.session_lifetime,
@@ -102,12 +111,32 @@ pub fn remove_triage(
     }
 }
 
+/// Renews the session cookie of a dashboard request whose token is over a minute old (the idle timeout
+/// counts from the last request), unless the answer sets the cookie itself (login, logout).
+pub(crate) async fn renew_session(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let renewed = state.dashboard.as_ref().and_then(|dash| {
+        let token = cookie(req.headers(), dash.cookie_name())?;
+        let (session, renewed) = dash.sessions.get(token)?;
+        Some(dash.set_cookie(&renewed?, dash.sessions.remaining(&session)))
+    });
+    let mut resp = next.run(req).await;
+    if let Some(cookie) = renewed
+        && !resp.headers().contains_key(header::SET_COOKIE)
+    {
+        resp.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    resp
+}
+
 /// The logged-in viewer of a page: an extractor that answers with a redirect to the login page (or 404 when
 /// the dashboard is off) instead.
 pub(crate) struct Viewer {
     pub(crate) dash: Arc<Dashboard>,
     pub(crate) tenant: TenantEntry,
-    pub(crate) token: String,
     pub(crate) session: session::Session,
 }
 
@@ -118,20 +147,19 @@ impl FromRequestParts<AppState> for Viewer {
         let (headers, uri) = (&parts.headers, &parts.uri);
         let dash = state.dashboard.clone().ok_or_else(not_enabled)?;
         let token = cookie(headers, dash.cookie_name()).ok_or_else(|| to_login(uri))?;
-        let session = dash.sessions.get(token).ok_or_else(|| to_login(uri))?;
+        let (session, _) = dash.sessions.get(token).ok_or_else(|| to_login(uri))?;
         match state
             .tenants
             .authenticate_hash(&session.key_hash, Role::Reports)
         {
             Ok(tenant) if tenant.id == session.tenant => Ok(Viewer {
                 tenant: tenant.clone(),
-                token: token.to_owned(),
                 session,
                 dash,
             }),
             // The key was revoked or expired, or its tenant is gone: the session ends with it.
             _ => {
-                dash.sessions.end(token);
+                dash.sessions.end(&session);
                 Err(to_login(uri))
             }
         }
@@ -322,7 +350,7 @@ pub(crate) async fn logout(
                 Some(v.who()),
             );
         }
-        v.dash.sessions.end(&v.token);
+        v.dash.sessions.end(&v.session);
         tracing::info!(tenant = %v.tenant.id, "dashboard logout");
     }
     let mut resp = see_other("/ui/login");

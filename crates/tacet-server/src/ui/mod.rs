@@ -40,7 +40,7 @@ pub use dashboard::{Dashboard, DashboardConfig, remove_triage};
 pub use session::Sessions;
 pub use triage::{GroupState, Triage};
 
-pub(crate) fn routes() -> Router<AppState> {
+pub(crate) fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/ui", get(dashboard::home))
         .route("/ui/", get(dashboard::home))
@@ -57,6 +57,10 @@ pub(crate) fn routes() -> Router<AppState> {
             get(crash::crash_group).post(crash::mark),
         )
         .route("/ui/assets/ui.css", get(dashboard::css))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            dashboard::renew_session,
+        ))
 }
 
 #[cfg(test)]

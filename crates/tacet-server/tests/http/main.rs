@@ -89,6 +89,8 @@ fn harness_with(ingest: IngestConfig, http: ServerConfig, policy: TenantPolicy) 
             &Default::default(),
             None,
             false,
+            [7; 32],
+            None,
         ))),
         limits: Arc::new(tacet_server::limits::RateLimits::new(&http)),
     };
@@ -1095,9 +1097,19 @@ async fn the_dashboard_logs_in_with_the_read_key_shows_the_api_numbers_and_logs_
     );
     assert!(!set.contains("rk-a") && !set.contains("Secure"), "{set}");
     let cookie = set.split(';').next().unwrap().to_owned();
+    // A signed token: nonce, tenant, the key's keyed hash (never the key), times, MAC.
     let token = cookie.strip_prefix("tacet_session=").unwrap();
-    assert_eq!(token.len(), 64);
-    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 6, "{token}");
+    assert_eq!(
+        (parts[0].len(), parts[1], parts[2].len(), parts[5].len()),
+        (32, "a", 64, 64)
+    );
+    assert!(
+        token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.')
+    );
     // An open redirect is not: the next page must be the dashboard's.
     let (_, hd, _) = html(
         &h.app,
