@@ -281,6 +281,48 @@ async fn mixed_batches_from_two_tenants_give_exact_answers() {
             && csv.ends_with(",1,3,0,0,\n"),
         "{csv}"
     );
+    // Every report parameter is a flag: the funnel's steps, and each filter.
+    let funnel = |extra: &[&str]| {
+        let mut args = vec![
+            "report",
+            "funnel",
+            "--tenant",
+            "b",
+            "--config",
+            config,
+            "--data-dir",
+            data,
+            "--format",
+            "csv",
+        ];
+        args.extend_from_slice(extra);
+        tacet(&args)
+    };
+    let out = funnel(&[]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("needs the parameter steps (API: ?steps=…; CLI: --steps …)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = funnel(&[
+        "--steps",
+        "page:/,page:/x",
+        "--browser",
+        "Firefox",
+        "--referrer-class",
+        "direct",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("step,name,visitors,conversion\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let out = tacet(&[
         "sql",
         "--config",

@@ -299,7 +299,7 @@ pub(crate) fn check(params: &ReportParams, report: &Report) -> Result<()> {
         };
         if !given {
             return Err(Error::User(format!(
-                "report {} needs the parameter {r} (e.g. ?{r}=…)",
+                "report {} needs the parameter {r} (API: ?{r}=…; CLI: --{r} …)",
                 report.name
             )));
         }

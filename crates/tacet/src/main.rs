@@ -95,8 +95,13 @@ enum Command {
         /// The property key event_properties breaks down.
         #[arg(long)]
         prop: Option<String>,
-        /// A filter, NAME=VALUE (repeatable): page, country, browser, os, device, referrer_class,
-        /// utm_source, utm_campaign, event, release, fingerprint.
+        /// The funnel's steps, 2 to 8, comma-separated, each page:/path or event:name
+        /// (e.g. page:/,page:/pricing,event:signup).
+        #[arg(long)]
+        steps: Option<String>,
+        #[command(flatten)]
+        only: ReportFilters,
+        /// A filter as NAME=VALUE (repeatable), the same as the flags above.
         #[arg(long = "filter", value_name = "NAME=VALUE")]
         filters: Vec<String>,
         /// Output format (arrow and parquet write binary to stdout).
@@ -163,6 +168,66 @@ enum Command {
         #[command(subcommand)]
         command: lifecycle::AuditCommand,
     },
+}
+
+/// The report filters, one flag each (the API's query parameters of the same names).
+#[derive(Debug, clap::Args)]
+struct ReportFilters {
+    /// Only events on this page path (e.g. /pricing).
+    #[arg(long)]
+    page: Option<String>,
+    /// Only events from this country (ISO code, e.g. DE).
+    #[arg(long)]
+    country: Option<String>,
+    /// Only this browser family (e.g. Firefox).
+    #[arg(long)]
+    browser: Option<String>,
+    /// Only this operating system family (e.g. Android).
+    #[arg(long)]
+    os: Option<String>,
+    /// Only this device class: desktop, mobile, tablet, appliance, bot or unknown.
+    #[arg(long)]
+    device: Option<String>,
+    /// Only this referrer class: direct, internal, search, social, email or other.
+    #[arg(long = "referrer-class", alias = "referrer_class")]
+    referrer_class: Option<String>,
+    /// Only this utm_source.
+    #[arg(long = "utm-source", alias = "utm_source")]
+    utm_source: Option<String>,
+    /// Only this utm_campaign.
+    #[arg(long = "utm-campaign", alias = "utm_campaign")]
+    utm_campaign: Option<String>,
+    /// Only visitors who did this custom event (by name).
+    #[arg(long)]
+    event: Option<String>,
+    /// Only this application release.
+    #[arg(long)]
+    release: Option<String>,
+    /// Only this crash group (the fingerprint, 16 hex characters; crash_group and crash_trend need it).
+    #[arg(long)]
+    fingerprint: Option<String>,
+}
+
+impl ReportFilters {
+    /// The filters given, under the report parameter names (`FILTERS`).
+    fn given(self) -> Vec<(&'static str, String)> {
+        [
+            ("page", self.page),
+            ("country", self.country),
+            ("browser", self.browser),
+            ("os", self.os),
+            ("device", self.device),
+            ("referrer_class", self.referrer_class),
+            ("utm_source", self.utm_source),
+            ("utm_campaign", self.utm_campaign),
+            ("event", self.event),
+            ("release", self.release),
+            ("fingerprint", self.fingerprint),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -282,6 +347,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             limit,
             interval,
             prop,
+            steps,
+            only,
             filters,
             format,
             list: false,
@@ -297,6 +364,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             given.extend(limit.map(|v| ("limit".to_owned(), v)));
             given.extend(interval.map(|v| ("interval".to_owned(), v)));
             given.extend(prop.map(|v| ("prop".to_owned(), v)));
+            given.extend(steps.map(|v| ("steps".to_owned(), v)));
+            given.extend(only.given().into_iter().map(|(k, v)| (k.to_owned(), v)));
             for f in filters {
                 let (k, v) = f.split_once('=').with_context(|| {
                     format!("--filter {f:?}: write NAME=VALUE, e.g. --filter country=DE")
@@ -544,4 +613,30 @@ fn print_output(out: &QueryOutput, format: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Every report parameter is a flag of `tacet report`, so `--help` lists them all.
+    #[test]
+    fn every_report_parameter_is_a_flag() {
+        let cli = Cli::command();
+        let report = cli.find_subcommand("report").unwrap();
+        let flags: Vec<String> = report
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_owned))
+            .collect();
+        let mut params: Vec<&str> = vec!["from", "to", "limit", "interval", "prop", "steps"];
+        params.extend(tacet_query::FILTERS.iter().map(|(name, _)| *name));
+        for p in params {
+            assert!(
+                flags.contains(&p.replace('_', "-")),
+                "tacet report has no --{p}: {flags:?}"
+            );
+        }
+    }
 }
