@@ -8,6 +8,6 @@
 WITH {{visits}}
 SELECT props[$prop] AS value, COUNT(DISTINCT visitor_id) AS visitors, COUNT(*) AS events
 FROM scoped
-WHERE kind = 'event'
+WHERE kind = 'event' AND name = $event
 GROUP BY 1
 ORDER BY visitors DESC, events DESC, value

@@ -307,7 +307,7 @@ impl QueryEngine {
         let mut out = self
             .run_with_limit(
                 tenant,
-                &report.expanded_sql_in(scope.zone),
+                &report.expanded_sql_for(scope.zone, params.filters.contains_key("event")),
                 Some(crate::report::bind(params, scope.zone, &expired)),
                 Run {
                     max_rows: self.inner.config.max_rows,

@@ -148,10 +148,21 @@ pub(crate) fn visits_of(range: &str) -> String {
         .replace("{{visit_window}}", VISIT_WINDOW)
 }
 
-fn filters_sql() -> String {
+/// Every optional filter. `event` is a goal filter, as in Plausible: it keeps every event of the visitors
+/// (visitor-days) who did that custom event in the range, so the pages, sources and devices of those who
+/// converted show, not only the event's own rows. That subquery is only written in when `event` is given
+/// (`event_given`); otherwise the filter is `$event IS NULL`, bound to NULL.
+fn filters_sql(range: &str, event_given: bool) -> String {
     FILTERS
         .iter()
-        .map(|(param, column)| format!("(${param} IS NULL OR {column} = ${param})"))
+        .map(|(param, column)| match *param {
+            "event" if event_given => format!(
+                "visitor_id IN (SELECT visitor_id FROM events WHERE kind = 'event' AND name = $event \
+                 AND visitor_id IS NOT NULL AND {range})"
+            ),
+            "event" => "$event IS NULL".to_owned(),
+            _ => format!("(${param} IS NULL OR {column} = ${param})"),
+        })
         .collect::<Vec<_>>()
         .join(" AND ")
 }
@@ -174,6 +185,12 @@ impl Report {
 
     /// The SQL with the macros expanded for a tenant whose days are those of `zone`.
     pub fn expanded_sql_in(&self, zone: chrono_tz::Tz) -> String {
+        self.expanded_sql_for(zone, false)
+    }
+
+    /// [`Report::expanded_sql_in`] for a call that gives the `event` filter (`event_given`: the goal
+    /// filter's subquery is written in; see `filters_sql`).
+    pub fn expanded_sql_for(&self, zone: chrono_tz::Tz, event_given: bool) -> String {
         // A rollup day's first instant, typed as `ts` is shown (the zone's local midnight of that date).
         let midnight = format!(
             "arrow_cast(CAST(date AS TIMESTAMP), 'Timestamp(Millisecond, Some(\"{}\"))')",
@@ -183,7 +200,7 @@ impl Report {
                 zone.name()
             }
         );
-        self.expand(TAGGED, zone == chrono_tz::UTC, &midnight)
+        self.expand(TAGGED, zone == chrono_tz::UTC, &midnight, event_given)
             .replace(
                 "COUNT(DISTINCT visitor_id)",
                 &format!("{}(visitor_id)", crate::distinct::NAME),
@@ -194,12 +211,12 @@ impl Report {
     /// instead of `tacet_visit`, `LAG` and `LEAD` for `tacet_prev` and `tacet_next`): the same report for
     /// another engine (DuckDB, Trino) on the same files.
     pub fn portable_sql(&self) -> String {
-        self.expand(PORTABLE_VISIT_NO, true, "CAST(date AS TIMESTAMP)")
+        self.expand(PORTABLE_VISIT_NO, true, "CAST(date AS TIMESTAMP)", false)
             .replace("tacet_prev(", "LAG(")
             .replace("tacet_next(", "LEAD(")
     }
 
-    fn expand(&self, tagged: &str, utc: bool, midnight: &str) -> String {
+    fn expand(&self, tagged: &str, utc: bool, midnight: &str, event_given: bool) -> String {
         let (range, day) = if utc {
             (RANGE_UTC, DAY_UTC)
         } else {
@@ -222,7 +239,7 @@ impl Report {
             .replace("{{range}}", range)
             .replace("{{days}}", DAYS)
             .replace("{{day}}", day)
-            .replace("{{filters}}", &filters_sql())
+            .replace("{{filters}}", &filters_sql(range, event_given))
             .replace("{{no_filters}}", &no_filters_but(""))
             .replace(
                 "{{no_filters_but_fingerprint}}",

@@ -158,7 +158,17 @@ pub(crate) async fn usage(
             with(view.params(), &[("limit", "10")]),
         )
     }));
-    let (cur, prev, series, lists) = tokio::join!(
+    // With a goal (an event filter): everyone in the range, without it, to convert against.
+    let goal = view.filters.get("event").cloned();
+    let mut everyone = view.params();
+    everyone.remove("event");
+    let everyone = async {
+        match &goal {
+            Some(_) => Some(report(&state, &v.tenant, "overview", everyone).await),
+            None => None,
+        }
+    };
+    let (cur, prev, series, lists, everyone) = tokio::join!(
         report(&state, &v.tenant, "overview", view.params()),
         report(&state, &v.tenant, "overview", view.previous()),
         report(
@@ -168,6 +178,7 @@ pub(crate) async fn usage(
             with(view.params(), &[("interval", interval)])
         ),
         lists,
+        everyone,
     );
 
     let mut body = controls(&view, "/ui/usage", today);
@@ -175,6 +186,9 @@ pub(crate) async fn usage(
         r#"<p class="range">{} to {} (UTC days)</p>"#,
         view.from, view.to
     ));
+    if let (Some(goal), Some(Ok(all)), Ok(did)) = (&goal, &everyone, &cur) {
+        body.push_str(&conversion(goal, did, all, v.k()));
+    }
     match &cur {
         Ok(c) => body.push_str(&headline(c, prev.as_ref().ok(), view.days(), v.k())),
         Err(e) => body.push_str(&failed(e)),
@@ -205,6 +219,26 @@ pub(crate) async fn usage(
     }
     body.push_str("</div>");
     v.page("Usage", Nav::Usage, &body)
+}
+
+/// "Visitors who did signup: 8 of 14 (57.1 %)": the goal filter against everyone in the range, or why
+/// the numbers are withheld.
+fn conversion(goal: &str, did: &Rows, all: &Rows, k: u64) -> String {
+    let visitors = |r: &Rows| number(r.rows.first(), "visitors");
+    let text = match (visitors(did), visitors(all)) {
+        (Some(d), Some(a)) if a > 0.0 => format!(
+            "Visitors who did {}: {} of {} ({:.1} %); every panel below shows them only.",
+            esc(goal),
+            d as u64,
+            a as u64,
+            100.0 * d / a
+        ),
+        _ => format!(
+            "Visitors who did {}: fewer than {k}, withheld; every panel below shows them only.",
+            esc(goal)
+        ),
+    };
+    format!(r#"<p class="conversion" role="status">{text}</p>"#)
 }
 
 pub(crate) async fn realtime(

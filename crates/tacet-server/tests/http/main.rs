@@ -1283,5 +1283,6 @@ async fn the_dashboard_logs_in_with_the_read_key_shows_the_api_numbers_and_logs_
 
 mod admission;
 mod connections;
+mod goals;
 mod order;
 mod privacy;

@@ -1,0 +1,112 @@
+//! The goal filter (`event`): it keeps the visitors who did the event, with everything else they did, as a
+//! Plausible user expects; not only the event's own rows.
+
+use super::*;
+
+async fn visitor(h: &Harness, n: usize, events: Value) {
+    let (s, _, b) = send(
+        &h.app_for(&format!("198.51.100.{}:4000", 10 + n)),
+        post_events(Some("ik-a"), "application/json", events.to_string()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri)
+        .header(header::AUTHORIZATION, "Bearer rpk-a")
+        .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_event_filter_keeps_the_visitors_who_did_it_and_all_they_did() {
+    let h = default_harness();
+    // Eight visitors convert: /, /pricing, then signup (with a plan). Six only read the blog.
+    for n in 0..8 {
+        visitor(
+            &h,
+            n,
+            json!([pageview("/"), pageview("/pricing"),
+                {"kind": "event", "name": "signup", "url": "https://a.example/pricing", "props": {"plan": "pro"}}]),
+        )
+        .await;
+    }
+    for n in 8..14 {
+        visitor(&h, n, json!([pageview("/"), pageview("/blog")])).await;
+    }
+    h.pipeline.flush().await;
+
+    let (_, _, pages) = send(&h.app, get("/v1/reports/pages?event=signup")).await;
+    assert_eq!(
+        pages,
+        json!([
+            {"page": "/", "visitors": 8, "pageviews": 8},
+            {"page": "/pricing", "visitors": 8, "pageviews": 8},
+        ])
+    );
+    let (_, _, overview) = send(&h.app, get("/v1/reports/overview?event=signup")).await;
+    assert_eq!(
+        (
+            &overview[0]["visitors"],
+            &overview[0]["pageviews"],
+            &overview[0]["events"]
+        ),
+        (&json!(8), &json!(16), &json!(8)),
+        "{overview}"
+    );
+    // Unfiltered, everyone; the property breakdown still counts the event's own rows.
+    let (_, _, all) = send(&h.app, get("/v1/reports/pages")).await;
+    assert_eq!(
+        all[0],
+        json!({"page": "/", "visitors": 14, "pageviews": 14})
+    );
+    let (_, _, plans) = send(
+        &h.app,
+        get("/v1/reports/event_properties?event=signup&prop=plan"),
+    )
+    .await;
+    assert_eq!(plans, json!([{"value": "pro", "visitors": 8, "events": 8}]));
+
+    // The dashboard: the converters' pages, and the conversion against everyone.
+    let login = Request::post("/ui/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("key=rk-a"))
+        .unwrap();
+    let resp = h.app.clone().oneshot(login).await.unwrap();
+    let cookie = resp.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = Request::get("/ui/usage?event=signup")
+        .header(header::COOKIE, &cookie)
+        .body(Body::empty())
+        .unwrap();
+    let resp = h.app.clone().oneshot(page).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let html = String::from_utf8(
+        axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        html.contains("Visitors who did signup: 8 of 14 (57.1 %)"),
+        "{html}"
+    );
+    assert!(
+        html.contains("/pricing") && !html.contains("/blog"),
+        "{html}"
+    );
+    // Their page views, not zero (before, the filter kept only the event rows).
+    assert!(
+        html.contains(
+            r#"data-metric="pageviews"><dt>Page views</dt><dd><span class="value" data-value="16">"#
+        ),
+        "{html}"
+    );
+}
