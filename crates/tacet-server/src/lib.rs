@@ -10,7 +10,8 @@
 //!  GET  /healthz, /readyz  liveness; readiness (503 while the write-ahead log is replayed, and while the
 //!                          last flush to the lake failed, saying why)
 //!  GET  /metrics          Prometheus text format
-//!  GET  /t.js             the tracker script (web.rs): cacheable, gzipped, integrity hash in the README
+//!  GET  /t.js             the tracker script (web.rs), gzipped: ?v=<version> pins a version (current or
+//!                          archived; immutable, with the README's integrity hash), without it the current
 //!  GET  /v1/pixel.gif     a page view without JavaScript (?key=&url=&ref=)
 //!  GET  /demo             a page with the tracker for the demo tenant (embedded configuration only)
 //!  GET  /ui/…             the dashboard (ui/): login with the read key, usage, realtime, crash triage;
@@ -49,7 +50,10 @@ pub use config::ServerConfig;
 pub use routes::router;
 pub use tacet_model::{BodyError, BodyLimits, decode_body};
 pub use tenants::{AuthError, TenantEntry, Tenants};
-pub use web::{TRACKER, tracker_integrity};
+pub use web::{
+    ARCHIVED, TRACKER, VERSIONS, integrity_of, tracker_integrity, tracker_snippet, tracker_version,
+    tracker_version_of,
+};
 
 /// The demo tenant's keys, for the `/demo` page (the embedded configuration's public demo keys only).
 #[derive(Debug, Clone)]

@@ -20,27 +20,71 @@ use crate::routes::{header_str, request_context};
 pub const TRACKER: &str = include_str!("../assets/t.js");
 const DEMO: &str = include_str!("../assets/demo.html");
 
+/// Released versions of the tracker other than the current one, kept so that a page whose snippet pins
+/// one (`/t.js?v=<version>` with its integrity hash) keeps loading it after an upgrade. Listed in
+/// `assets/tracker/VERSIONS`, which says how to add one; a test keeps the three in step.
+pub const ARCHIVED: &[&str] = &[];
+
+/// The version manifest (`assets/tracker/VERSIONS`).
+pub const VERSIONS: &str = include_str!("../assets/tracker/VERSIONS");
+
 struct Asset {
+    script: &'static str,
     gzipped: Vec<u8>,
     etag: String,
 }
 
-static TRACKER_ASSET: LazyLock<Asset> = LazyLock::new(|| {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    gz.write_all(TRACKER.as_bytes()).expect("gzip into memory");
-    let gzipped = gz.finish().expect("gzip into memory");
-    let digest = sha2::Sha256::digest(TRACKER.as_bytes());
-    Asset {
-        gzipped,
-        etag: format!("\"{}\"", hex::encode(&digest[..12])),
+impl Asset {
+    fn new(script: &'static str) -> Self {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(script.as_bytes()).expect("gzip into memory");
+        let gzipped = gz.finish().expect("gzip into memory");
+        Asset {
+            script,
+            gzipped,
+            etag: format!("\"{}\"", tracker_version_of(script)),
+        }
     }
+}
+
+/// The current tracker, then the archived ones, by version.
+static TRACKER_ASSETS: LazyLock<Vec<(String, Asset)>> = LazyLock::new(|| {
+    std::iter::once(TRACKER)
+        .chain(ARCHIVED.iter().copied())
+        .map(|s| (tracker_version_of(s), Asset::new(s)))
+        .collect()
 });
+
+/// A tracker's version: the first 16 hex characters of the SHA-256 of its text.
+pub fn tracker_version_of(script: &str) -> String {
+    hex::encode(&sha2::Sha256::digest(script.as_bytes())[..8])
+}
+
+/// The current tracker's version, for `/t.js?v=…`.
+pub fn tracker_version() -> String {
+    tracker_version_of(TRACKER)
+}
 
 /// The tracker's Subresource Integrity value (`sha384-…`), as the README publishes it.
 pub fn tracker_integrity() -> String {
+    integrity_of(TRACKER)
+}
+
+/// The Subresource Integrity value of a script.
+pub fn integrity_of(script: &str) -> String {
     format!(
         "sha384-{}",
-        base64(&sha2::Sha384::digest(TRACKER.as_bytes()))
+        base64(&sha2::Sha384::digest(script.as_bytes()))
+    )
+}
+
+/// The snippet a page embeds: the current version, pinned, with its integrity hash. `base` is the server's
+/// public address (`https://tacet.example.com`).
+pub fn tracker_snippet(base: &str, ingest_key: &str) -> String {
+    format!(
+        "<script defer src=\"{base}/t.js?v={}\" data-key=\"{ingest_key}\"\n        integrity=\"{}\" crossorigin=\"anonymous\"></script>",
+        tracker_version(),
+        tracker_integrity()
     )
 }
 
@@ -65,9 +109,28 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// `GET /t.js`: cacheable for a day, gzipped when the client accepts it, revalidated by ETag.
-pub async fn tracker(headers: HeaderMap) -> Response {
-    let asset = &*TRACKER_ASSET;
+/// `GET /t.js`: the current tracker, cached for five minutes (an upgrade reaches pages soon; load it
+/// without `integrity`), revalidated by ETag. `GET /t.js?v=<version>`: that version, current or archived,
+/// cached for a year as immutable (what the README's snippet pins, with its integrity hash). Gzipped when
+/// the client accepts it.
+pub async fn tracker(Query(query): Query<HashMap<String, String>>, headers: HeaderMap) -> Response {
+    let assets = &*TRACKER_ASSETS;
+    let (asset, cache) = match query.get("v") {
+        None => (&assets[0].1, "public, max-age=300"),
+        Some(v) => match assets.iter().find(|(version, _)| version == v) {
+            Some((_, asset)) => (asset, "public, max-age=31536000, immutable"),
+            None => {
+                return ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "no tracker version {v:?} on this server; the current one is /t.js?v={}",
+                        assets[0].0
+                    ),
+                )
+                .into_response();
+            }
+        },
+    };
     let mut resp = if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -84,17 +147,14 @@ pub async fn tracker(headers: HeaderMap) -> Response {
             .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         r
     } else {
-        TRACKER.into_response()
+        asset.script.into_response()
     };
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/javascript; charset=utf-8"),
     );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=86400"),
-    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     h.insert(
         header::ETAG,

@@ -509,13 +509,33 @@ async fn the_tracker_is_small_cacheable_and_its_integrity_hash_is_published() {
         gzipped <= 2048,
         "t.js is {gzipped} bytes gzipped; the budget is 2048"
     );
-    // The README publishes the integrity hash of exactly this script.
+    // The README publishes the snippet of exactly this script: its version and its integrity hash.
     let readme = include_str!("../../../../README.md");
-    let integrity = tacet_server::tracker_integrity();
+    let snippet = tacet_server::tracker_snippet("https://tacet.example.com", "demo-ingest-key");
     assert!(
-        readme.contains(&integrity),
-        "README.md must show integrity=\"{integrity}\" for the current t.js"
+        readme.contains(&snippet),
+        "README.md must show the snippet of the current t.js:\n{snippet}"
     );
+    // Every released version is listed, and every one but the current is archived under its version.
+    let listed: Vec<&str> = tacet_server::VERSIONS
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .collect();
+    let current = tacet_server::tracker_version();
+    assert!(
+        listed.contains(&current.as_str()),
+        "assets/tracker/VERSIONS must list the current t.js ({current}); it says how to release a new one"
+    );
+    let archived: Vec<String> = tacet_server::ARCHIVED
+        .iter()
+        .map(|s| tacet_server::tracker_version_of(s))
+        .collect();
+    for v in listed.iter().filter(|v| **v != current) {
+        assert!(
+            archived.iter().any(|a| a == v),
+            "tracker version {v} is released but not archived in ARCHIVED (web.rs)"
+        );
+    }
 
     let req = |encoding: Option<&str>, etag: Option<&str>| {
         let mut b = Request::get("/t.js");
@@ -536,7 +556,7 @@ async fn the_tracker_is_small_cacheable_and_its_integrity_hash_is_published() {
     assert_eq!(resp.status(), StatusCode::OK);
     let headers = resp.headers().clone();
     assert_eq!(headers[header::CONTENT_ENCODING], "gzip");
-    assert_eq!(headers[header::CACHE_CONTROL], "public, max-age=86400");
+    assert_eq!(headers[header::CACHE_CONTROL], "public, max-age=300");
     assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
     let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
         .await
@@ -550,6 +570,47 @@ async fn the_tracker_is_small_cacheable_and_its_integrity_hash_is_published() {
     );
     let resp = h.app.clone().oneshot(req(None, Some(&etag))).await.unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+
+    // Pinned: every version a snippet may name answers its own script, for a year; its integrity holds.
+    for script in
+        std::iter::once(tacet_server::TRACKER).chain(tacet_server::ARCHIVED.iter().copied())
+    {
+        let uri = format!("/t.js?v={}", tacet_server::tracker_version_of(script));
+        let resp = h
+            .app
+            .clone()
+            .oneshot(Request::get(&uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{uri}");
+        assert_eq!(
+            resp.headers()[header::CACHE_CONTROL],
+            "public, max-age=31536000, immutable"
+        );
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(
+            tacet_server::integrity_of(std::str::from_utf8(&body).unwrap()),
+            tacet_server::integrity_of(script),
+            "{uri}"
+        );
+    }
+    let (s, _, b) = send(
+        &h.app,
+        Request::get("/t.js?v=0123456789abcdef")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(
+        b["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("/t.js?v={current}")),
+        "{b}"
+    );
 }
 
 #[tokio::test]
