@@ -272,6 +272,7 @@ fn the_dockerfile_builds_with_the_pinned_toolchain_in_two_stages() {
         "EXPOSE",
         "ENTRYPOINT",
         "CMD",
+        "HEALTHCHECK",
     ];
     // Every instruction (continuation lines and comments aside) is one Docker knows.
     let mut continued = false;
@@ -314,4 +315,245 @@ fn the_systemd_unit_has_its_sections_and_runs_tacet_serve() {
         exec.starts_with("/usr/local/bin/tacet serve --config "),
         "{exec}"
     );
+    for hardening in [
+        "ProtectSystem=strict",
+        "ReadWritePaths=/var/lib/tacet",
+        "NoNewPrivileges=yes",
+        "UMask=0077",
+        "SystemCallFilter=@system-service",
+    ] {
+        assert!(text.lines().any(|l| l.trim() == hardening), "{hardening}");
+    }
+}
+
+/// `systemd-analyze verify` on the unit (its binary path pointed at the binary under test, which is all
+/// that differs from an installed one), and the install script run into a scratch root.
+#[test]
+fn the_systemd_unit_verifies_and_the_install_script_lays_out_a_host() {
+    let root = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("sh")
+        .arg(deploy().join("install-systemd.sh"))
+        .arg(crate::server::BIN)
+        .env("ROOT", root.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let etc = root.path().join("etc/tacet");
+    for file in ["tacet.toml", "tacet.env"] {
+        assert!(etc.join(file).is_file(), "{file}");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode(&etc.join("tacet.env")),
+        0o600,
+        "secrets are root's only"
+    );
+    assert_eq!(mode(&etc.join("tacet.toml")), 0o640);
+    let installed = root.path().join("usr/local/bin/tacet");
+    assert!(installed.is_file());
+    // The configuration it installs is the example, which the real loader accepts.
+    accepted_by_tacet(
+        &std::fs::read_to_string(etc.join("tacet.toml")).unwrap(),
+        "acme",
+        &[("ACME_READ_KEY", "r"), ("ACME_ADMIN_KEY", "a")],
+    );
+    // A second run keeps what was filled in.
+    std::fs::write(etc.join("tacet.env"), "ACME_READ_KEY=kept\n").unwrap();
+    let again = std::process::Command::new("sh")
+        .arg(deploy().join("install-systemd.sh"))
+        .arg(crate::server::BIN)
+        .env("ROOT", root.path())
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    assert_eq!(
+        std::fs::read_to_string(etc.join("tacet.env")).unwrap(),
+        "ACME_READ_KEY=kept\n"
+    );
+
+    let unit = std::fs::read_to_string(root.path().join("etc/systemd/system/tacet.service"))
+        .unwrap()
+        .replace("/usr/local/bin/tacet", installed.to_str().unwrap());
+    let checked = root.path().join("tacet.service");
+    std::fs::write(&checked, unit).unwrap();
+    let verify = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&checked)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "this test needs systemd-analyze (Debian: apt install systemd; .ci/run does): {e}"
+            )
+        });
+    assert!(
+        verify.status.success() && verify.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
+/// The runtime stage of the Dockerfile: its `ENV` pairs and its JSON-array instructions.
+struct Image {
+    env: Vec<(String, String)>,
+    entrypoint: Vec<String>,
+    cmd: Vec<String>,
+    healthcheck: Vec<String>,
+    workdir: String,
+}
+
+fn image() -> Image {
+    let text = read("Dockerfile");
+    let runtime = text.rsplit("\nFROM ").next().unwrap();
+    let json = |line: &str| -> Vec<String> { serde_json::from_str(line.trim()).unwrap() };
+    let mut image = Image {
+        env: Vec::new(),
+        entrypoint: Vec::new(),
+        cmd: Vec::new(),
+        healthcheck: Vec::new(),
+        workdir: String::new(),
+    };
+    for line in runtime.lines() {
+        if let Some(rest) = line.strip_prefix("ENV ") {
+            for pair in rest.split_whitespace() {
+                let (k, v) = pair.split_once('=').unwrap();
+                image.env.push((k.to_owned(), v.to_owned()));
+            }
+        } else if let Some(rest) = line.strip_prefix("ENTRYPOINT ") {
+            image.entrypoint = json(rest);
+        } else if let Some(rest) = line.strip_prefix("CMD ") {
+            image.cmd = json(rest);
+        } else if let Some(rest) = line.strip_prefix("HEALTHCHECK ") {
+            image.healthcheck = json(rest.split_once(" CMD ").unwrap().1);
+        } else if let Some(rest) = line.strip_prefix("WORKDIR ") {
+            image.workdir = rest.trim().to_owned();
+        }
+    }
+    image
+}
+
+/// Runs `argv` (the image's `tacet` replaced by the binary under test) with the image's environment,
+/// `/var/lib/tacet` mapped to `root` and the port to `port`.
+fn in_image(
+    image: &Image,
+    argv: &[String],
+    root: &Path,
+    port: u16,
+    extra: &[(&str, String)],
+) -> std::process::Command {
+    assert_eq!(argv[0], "tacet", "{argv:?}");
+    let mut command = std::process::Command::new(crate::server::BIN);
+    command.args(&argv[1..]).current_dir(root).env_clear();
+    for (k, v) in &image.env {
+        let v = v
+            .replace(&image.workdir, root.to_str().unwrap())
+            .replace(":8080", &format!(":{port}"));
+        command.env(k, v);
+    }
+    command.envs(extra.iter().map(|(k, v)| (*k, v.as_str())));
+    command
+}
+
+/// The status of `GET path` on loopback.
+fn status(port: u16, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Polls the image's health check until it passes (30 s at most).
+fn healthy(image: &Image, root: &Path, port: u16, extra: &[(&str, String)]) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = in_image(image, &image.healthcheck, root, port, extra)
+            .output()
+            .unwrap();
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the health check never passed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_image_runs_as_built_and_a_mounted_configuration_takes_over() {
+    let image = image();
+    assert_eq!(image.entrypoint, ["tacet"]);
+    assert_eq!(image.healthcheck[0], "tacet");
+    let ignore = std::fs::read_to_string(deploy().join("../.dockerignore")).unwrap();
+    assert!(
+        ignore.lines().any(|l| l.trim() == "target/"),
+        "target/ stays out of the build context"
+    );
+    let argv: Vec<String> = image.entrypoint.iter().chain(&image.cmd).cloned().collect();
+
+    // As built: the embedded demo, on the image's port, in its volume.
+    let root = tempfile::tempdir().unwrap();
+    let port = crate::server::free_port();
+    let mut server = in_image(&image, &argv, root.path(), port, &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let said = healthy(&image, root.path(), port, &[]);
+    assert!(said.ends_with("ready\n"), "{said}");
+    assert_eq!(
+        status(port, "/demo"),
+        200,
+        "the demo page of the embedded configuration"
+    );
+    assert!(
+        root.path().join("wal").is_dir(),
+        "the data lives in the image's volume"
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    // A configuration mounted at /etc/tacet/tacet.toml and named by TACET_CONFIG replaces the demo.
+    let root = tempfile::tempdir().unwrap();
+    let config = root.path().join("tacet.toml");
+    std::fs::write(
+        &config,
+        "[[tenant]]\nid = \"mine\"\ningest_key = \"mine-ingest\"\nread_key = \"4f0d9a7c2e81b356d4c9e07a1b2f3c8d\"\n",
+    )
+    .unwrap();
+    let port = crate::server::free_port();
+    let mounted = [("TACET_CONFIG", config.display().to_string())];
+    let mut server = in_image(&image, &argv, root.path(), port, &mounted)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    healthy(&image, root.path(), port, &mounted);
+    assert_eq!(
+        status(port, "/demo"),
+        404,
+        "no demo page with a real configuration"
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    // Compose checks the same way.
+    let compose = &yaml_docs("compose.yaml")[0];
+    let test: Vec<String> =
+        serde_json::from_value(compose["services"]["tacet"]["healthcheck"]["test"].clone())
+            .unwrap();
+    assert_eq!(test[0], "CMD");
+    assert_eq!(test[1..], image.healthcheck[..]);
 }

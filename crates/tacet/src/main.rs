@@ -4,6 +4,7 @@
 
 mod claim;
 mod config;
+mod health;
 mod lifecycle;
 mod serve;
 mod setup;
@@ -112,6 +113,17 @@ enum Command {
         /// List the reports with what they answer, and exit.
         #[arg(long)]
         list: bool,
+    },
+    /// Ask a running server whether it is ready (GET /readyz over plain HTTP): exit 0 on 200, else 1 with
+    /// the server's reason. For container health checks (the image has no curl) and scripts.
+    Health {
+        /// The server's address; default: the configured listen address (TACET_LISTEN), with 0.0.0.0 or
+        /// :: asked on loopback.
+        #[arg(long)]
+        addr: Option<SocketAddr>,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
     },
     /// Compute the daily rollups from the raw events: counts of events and distinct visitors by day, kind
     /// and report dimension, with no pseudonyms, kept after the raw events expire (the `daily` report
@@ -420,6 +432,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compact { tenant } => lifecycle::compact(&config, tenant).await,
         Command::Ballista { command } => ballista(&config, command).await,
         Command::Audit { command } => lifecycle::audit(&config, command),
+        Command::Health { addr, timeout } => {
+            let addr = health::target(&config, addr);
+            let body = health::check(&config, addr, std::time::Duration::from_secs(timeout))?;
+            println!("{addr}: {body}");
+            Ok(())
+        }
         Command::Rollup { tenant, from, to } => {
             let today = SystemClock.now().date_naive();
             let day = |v: Option<String>,
