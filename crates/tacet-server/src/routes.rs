@@ -47,7 +47,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
-                "no such endpoint; see the README for the API",
+                "no such endpoint; schemas/api.md lists the API",
             )
         })
         .with_state(state)

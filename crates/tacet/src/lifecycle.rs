@@ -185,7 +185,7 @@ pub fn lock_data_dir(config: &Config) -> anyhow::Result<std::fs::File> {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => bail!(
             "another tacet process (a server?) is using the data directory {}; stop it first, or send the \
-             request to the running server's admin API (POST /v1/admin/…, see the README)",
+             request to the running server's admin API (POST /v1/admin/…, see schemas/api.md)",
             config.data_dir.display()
         ),
         Err(std::fs::TryLockError::Error(e)) => {

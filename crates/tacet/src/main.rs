@@ -29,7 +29,7 @@ use crate::setup::{
 };
 
 /// Ingestion allocates many short-lived strings and JSON values; under batch load glibc's allocator took
-/// about 40% of the CPU (perf, see the README's benchmark section). mimalloc is the binary's choice alone.
+/// about 40% of the CPU (perf, see benches/README.md). mimalloc is the binary's choice alone.
 /// `Tracking` counts what query threads allocate, for the memory backstop (`query.memory_backstop_bytes`).
 #[global_allocator]
 static GLOBAL: tacet_query::budget::Tracking<mimalloc::MiMalloc> =
