@@ -110,3 +110,44 @@ async fn an_event_filter_keeps_the_visitors_who_did_it_and_all_they_did() {
         "{html}"
     );
 }
+
+/// A bad range gets the API's own words on the page (and the page still shows the last 30 days).
+#[tokio::test]
+async fn the_dashboard_names_a_bad_range_as_the_api_does() {
+    let h = default_harness();
+    let login = Request::post("/ui/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("key=rk-a"))
+        .unwrap();
+    let resp = h.app.clone().oneshot(login).await.unwrap();
+    let cookie = resp.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    for query in ["from=2026-12-10&to=2026-12-01", "from=garbage"] {
+        let (_, _, api) = send(&h.app, get(&format!("/v1/reports/overview?{query}"))).await;
+        let said = api["error"].as_str().unwrap().to_owned();
+        let page = Request::get(format!("/ui/usage?{query}"))
+            .header(header::COOKIE, &cookie)
+            .body(Body::empty())
+            .unwrap();
+        let resp = h.app.clone().oneshot(page).await.unwrap();
+        let html = String::from_utf8(
+            axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .unwrap()
+                .to_vec(),
+        )
+        .unwrap();
+        let escaped = said.replace('"', "&quot;");
+        assert!(
+            html.contains(&format!(
+                r#"<p class="error" role="alert">{escaped}; showing the last 30 days"#
+            )),
+            "{query}: the page does not say {said:?}"
+        );
+    }
+}
