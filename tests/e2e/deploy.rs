@@ -145,33 +145,11 @@ fn kubernetes_manifests_parse_and_carry_a_valid_configuration() {
         .unwrap()
         .to_owned();
     env.push(("TACET_MASTER_KEY".into(), master));
-    let err = refused_by_serve(config, &env);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (err, _) = crate::production::refused_after(config, &env);
     for name in ["ACME_READ_KEY", "ACME_ADMIN_KEY", "TACET_MASTER_KEY"] {
         assert!(err.contains(name), "{name} not named in:\n{err}");
     }
-}
-
-/// Runs `tacet serve` on `toml` with `env`, which must refuse to start; its standard error.
-fn refused_by_serve(toml: &str, env: &[(String, String)]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tacet.toml");
-    std::fs::write(&path, toml).unwrap();
-    let data = dir.path().join("data");
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let out = tacet_with_env(
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            path.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        &env,
-    );
-    assert!(!out.status.success(), "it started");
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]

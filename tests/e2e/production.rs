@@ -8,7 +8,7 @@ use crate::server::{Server, tacet_with_env};
 
 /// Runs `tacet serve` with `config` (it must refuse and exit) and returns its standard error and whether it
 /// made its data directory.
-fn refused_after(config: &str, env: &[(&str, &str)]) -> (String, bool) {
+pub fn refused_after(config: &str, env: &[(&str, &str)]) -> (String, bool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tacet.toml");
     std::fs::write(&path, config).unwrap();

@@ -12,6 +12,18 @@ async fn visitor(h: &Harness, n: usize, events: Value) {
     assert_eq!(s, StatusCode::ACCEPTED, "{b}");
 }
 
+/// Logs in to the dashboard with the read key; the session cookie.
+async fn login(h: &Harness) -> String {
+    let (_, headers, _) = html(&h.app, ui("POST", "/ui/login", None, Some("key=rk-a"))).await;
+    headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 fn get(uri: &str) -> Request<Body> {
     Request::get(uri)
         .header(header::AUTHORIZATION, "Bearer rpk-a")
@@ -69,31 +81,13 @@ async fn an_event_filter_keeps_the_visitors_who_did_it_and_all_they_did() {
     assert_eq!(plans, json!([{"value": "pro", "visitors": 8, "events": 8}]));
 
     // The dashboard: the converters' pages, and the conversion against everyone.
-    let login = Request::post("/ui/login")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from("key=rk-a"))
-        .unwrap();
-    let resp = h.app.clone().oneshot(login).await.unwrap();
-    let cookie = resp.headers()[header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let page = Request::get("/ui/usage?event=signup")
-        .header(header::COOKIE, &cookie)
-        .body(Body::empty())
-        .unwrap();
-    let resp = h.app.clone().oneshot(page).await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let html = String::from_utf8(
-        axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .unwrap()
-            .to_vec(),
+    let cookie = login(&h).await;
+    let (status, _, html) = html(
+        &h.app,
+        ui("GET", "/ui/usage?event=signup", Some(&cookie), None),
     )
-    .unwrap();
+    .await;
+    assert_eq!(status, StatusCode::OK);
     assert!(
         html.contains("Visitors who did signup: 8 of 14 (57.1 %)"),
         "{html}"
@@ -115,33 +109,12 @@ async fn an_event_filter_keeps_the_visitors_who_did_it_and_all_they_did() {
 #[tokio::test]
 async fn the_dashboard_names_a_bad_range_as_the_api_does() {
     let h = default_harness();
-    let login = Request::post("/ui/login")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from("key=rk-a"))
-        .unwrap();
-    let resp = h.app.clone().oneshot(login).await.unwrap();
-    let cookie = resp.headers()[header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = login(&h).await;
     for query in ["from=2026-12-10&to=2026-12-01", "from=garbage"] {
         let (_, _, api) = send(&h.app, get(&format!("/v1/reports/overview?{query}"))).await;
         let said = api["error"].as_str().unwrap().to_owned();
-        let page = Request::get(format!("/ui/usage?{query}"))
-            .header(header::COOKIE, &cookie)
-            .body(Body::empty())
-            .unwrap();
-        let resp = h.app.clone().oneshot(page).await.unwrap();
-        let html = String::from_utf8(
-            axum::body::to_bytes(resp.into_body(), usize::MAX)
-                .await
-                .unwrap()
-                .to_vec(),
-        )
-        .unwrap();
+        let uri = format!("/ui/usage?{query}");
+        let (_, _, html) = html(&h.app, ui("GET", &uri, Some(&cookie), None)).await;
         let escaped = said.replace('"', "&quot;");
         assert!(
             html.contains(&format!(
