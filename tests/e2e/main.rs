@@ -15,3 +15,4 @@ mod s3;
 mod security;
 mod server;
 mod skeleton;
+mod sourcemaps;

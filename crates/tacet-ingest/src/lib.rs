@@ -28,6 +28,8 @@ mod objections;
 mod peers;
 mod pipeline;
 mod record;
+mod sourcemaps;
+mod symbolicate;
 
 use std::path::Path;
 
@@ -37,6 +39,8 @@ pub use keystore::{KeyStore, create_secret, identity};
 pub use objections::{Change, Objections};
 pub use peers::Peers;
 pub use pipeline::{Accepted, FlushSummary, Pipeline, RecoverySummary};
+pub use sourcemaps::{MapInfo, SourceMaps};
+pub use symbolicate::{Frame, parse_frame};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -73,6 +77,9 @@ pub enum Error {
     Incomplete(String),
     #[error("building an Arrow batch: {0}")]
     Arrow(#[from] tacet_privacy::ArrowError),
+    /// Input the caller can fix (a source map upload that is no source map).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl Error {

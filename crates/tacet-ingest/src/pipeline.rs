@@ -38,6 +38,8 @@ pub struct Pipeline {
     peers: std::sync::OnceLock<Arc<crate::Peers>>,
     /// Why the last flush failed and since when (the first of a run of failures); `None` once one succeeds.
     lake_trouble: Mutex<Option<(String, i64)>>,
+    /// The tenants' source maps, in the lake's object store: crash frames are symbolicated at accept.
+    sourcemaps: crate::SourceMaps,
 }
 
 /// What became of the events of one request.
@@ -160,6 +162,7 @@ impl Pipeline {
         config: IngestConfig,
     ) -> Self {
         Self {
+            sourcemaps: crate::SourceMaps::new(Arc::clone(lake.store())),
             privacy,
             keys,
             lake,
@@ -202,6 +205,11 @@ impl Pipeline {
 
     pub fn lake(&self) -> &Lake {
         &self.lake
+    }
+
+    /// The tenants' source maps (upload, list, delete; used at accept).
+    pub fn sourcemaps(&self) -> &crate::SourceMaps {
+        &self.sourcemaps
     }
 
     pub fn wal(&self) -> &Arc<Wal> {
@@ -354,7 +362,7 @@ impl Pipeline {
         tenant: &TenantId,
         policy: &TenantPolicy,
         ctx: RequestContext<'_>,
-        events: Vec<RawEvent>,
+        mut events: Vec<RawEvent>,
     ) -> Result<Accepted> {
         let n = events.len();
         if n == 0 {
@@ -367,6 +375,8 @@ impl Pipeline {
                 .increment(n as u64);
             return Err(Error::Backpressure { buffered, limit });
         }
+        // Minified frames to original ones, before the fingerprint and the scrubber see them.
+        self.sourcemaps.symbolicate(tenant, &mut events).await;
         let keys = self.keys.keys_for(tenant)?;
         let ua = self.user_agent(ctx.user_agent);
         let mut tally = Tally::default();

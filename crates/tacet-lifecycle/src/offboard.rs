@@ -29,6 +29,8 @@ pub struct Certificate {
     /// The audit entry that records this certificate.
     pub audit_hash: String,
     pub elapsed_ms: u64,
+    /// Source maps the tenant had uploaded.
+    pub sourcemaps_removed: usize,
 }
 
 impl Steward {
@@ -59,6 +61,8 @@ impl Steward {
             let _no_queries = self.query.exclusive().await?;
             lake.delete(chunk).await?;
         }
+        progress(paths.len(), paths.len(), "deleting source maps");
+        let sourcemaps_removed = self.pipeline.sourcemaps().delete_tenant(tenant).await?;
         progress(paths.len(), paths.len(), "destroying keys");
         let keys_destroyed = self.pipeline.keys().destroy_tenant(tenant)?;
 
@@ -72,6 +76,18 @@ impl Steward {
             )));
         }
         verified.push("no object under the tenant's events prefix".to_owned());
+        if !self
+            .pipeline
+            .sourcemaps()
+            .list(tenant, None)
+            .await?
+            .is_empty()
+        {
+            return Err(Error::Verify(
+                "a source map of the tenant is still there".into(),
+            ));
+        }
+        verified.push("no source map of the tenant".to_owned());
         if !self.pipeline.keys().subject_keys(tenant)?.is_empty()
             || self
                 .pipeline
@@ -96,6 +112,7 @@ impl Steward {
             bytes_removed: bytes,
             keys_destroyed,
             rollup_files_kept: rollups.len(),
+            sourcemaps_removed,
             write_ahead_log: "flushed to the lake before the deletion; its sealed segments deleted",
             verified,
             audit_hash: String::new(),

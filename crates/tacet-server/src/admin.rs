@@ -12,6 +12,7 @@
 //!  POST /v1/admin/retention          {"dry_run": true}
 //!  GET  /v1/admin/audit              the tenant's audit entries, the chain checked
 //!  POST /v1/admin/sql                SQL over `events` and `audit`
+//!  PUT|GET|DELETE /v1/admin/sourcemaps?release=…&url=…   source maps (sourcemaps.rs)
 //! ```
 
 use std::collections::BTreeMap;
@@ -31,10 +32,10 @@ use crate::error::ApiError;
 use crate::routes::{header_str, read_body};
 use crate::tenants::TenantEntry;
 
-const ACTOR: &str = "admin-api";
+pub(crate) const ACTOR: &str = "admin-api";
 
 /// The tenant whose admin key the request carries, and the steward; records the login.
-fn admin<'a>(
+pub(crate) fn admin<'a>(
     state: &'a AppState,
     headers: &HeaderMap,
     endpoint: &str,

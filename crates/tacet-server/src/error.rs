@@ -101,6 +101,7 @@ impl From<tacet_ingest::Error> for ApiError {
         use tacet_ingest::Error as I;
         match e {
             I::Backpressure { .. } | I::Partitions { .. } => Self::unavailable(e.to_string()),
+            I::Invalid(m) => Self::new(StatusCode::BAD_REQUEST, m),
             I::Wal(w) if w.is_retryable() || matches!(w, tacet_wal::Error::Closed) => {
                 tracing::warn!(error = %w, "write-ahead log refused a request");
                 Self::unavailable(match w {

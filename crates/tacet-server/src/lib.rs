@@ -34,6 +34,7 @@ mod error;
 pub mod limits;
 pub mod listener;
 mod routes;
+mod sourcemaps;
 mod tenants;
 pub mod ui;
 mod web;

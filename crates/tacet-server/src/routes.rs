@@ -36,6 +36,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/retention", post(crate::admin::retention))
         .route("/v1/admin/audit", get(crate::admin::audit))
         .route("/v1/admin/sql", post(crate::admin::sql))
+        .route(
+            "/v1/admin/sourcemaps",
+            axum::routing::put(crate::sourcemaps::put)
+                .get(crate::sourcemaps::list)
+                .delete(crate::sourcemaps::delete),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -8,6 +8,7 @@ mod health;
 mod lifecycle;
 mod serve;
 mod setup;
+mod sourcemaps;
 mod storage;
 
 use std::collections::BTreeMap;
@@ -113,6 +114,12 @@ enum Command {
         /// List the reports with what they answer, and exit.
         #[arg(long)]
         list: bool,
+    },
+    /// Source maps for readable crash stacks from minified bundles, through a running server's admin API
+    /// (admin key in TACET_ADMIN_KEY).
+    Sourcemaps {
+        #[command(subcommand)]
+        command: sourcemaps::SourcemapsCommand,
     },
     /// Ask a running server whether it is ready (GET /readyz over plain HTTP): exit 0 on 200, else 1 with
     /// the server's reason. For container health checks (the image has no curl) and scripts.
@@ -432,6 +439,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compact { tenant } => lifecycle::compact(&config, tenant).await,
         Command::Ballista { command } => ballista(&config, command).await,
         Command::Audit { command } => lifecycle::audit(&config, command),
+        Command::Sourcemaps { command } => sourcemaps::run(command).await,
         Command::Health { addr, timeout } => {
             let addr = health::target(&config, addr);
             let body = health::check(&config, addr, std::time::Duration::from_secs(timeout))?;

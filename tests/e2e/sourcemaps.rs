@@ -1,0 +1,254 @@
+//! Crash stacks from minified bundles: a source map uploaded through the admin API (by the CLI, as release
+//! tooling does) turns a release's minified frames into original files, lines and functions at ingest, so
+//! the fingerprint groups on original code and the scrubber sees the symbolicated text.
+
+use serde_json::{Value, json};
+
+use crate::server::{Server, tacet_with_env};
+
+const CONFIG: &str = r#"
+trusted_proxies = ["127.0.0.1/32"]
+[ingest]
+flush_interval = "100ms"
+[[tenant]]
+id = "a"
+ingest_key = "ingest-a"
+read_key = "read-a"
+admin_key = "admin-a"
+[tenant.privacy]
+k_threshold_crashes = 1
+"#;
+
+const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
+const BUNDLE: &str = "https://app.example/static/app.3f9c.js";
+
+/// The map of a one-line bundle made from two modules: `src/cart.js` (`loadCart` throws on line 3,
+/// `render` calls it on line 7) and, under a directory named after a person, `src/users/bob@example.com/
+/// profile.js` (`showProfile` throws on line 2).
+fn bundle_map() -> Vec<u8> {
+    let cart = "// the cart\nexport function loadCart(id) {\n  throw new Error(\"cart \" + id + \" is undefined\");\n}\n\nexport const render = () => {\n  loadCart(7);\n};\n";
+    let profile = "export function showProfile() {\n  throw new TypeError(\"no profile\");\n}\n";
+    let mut b = sourcemap::SourceMapBuilder::new(Some("app.3f9c.js"));
+    let c = b.add_source("src/cart.js");
+    b.set_source_contents(c, Some(cart));
+    let p = b.add_source("src/users/bob@example.com/profile.js");
+    b.set_source_contents(p, Some(profile));
+    b.add(0, 13, 2, 2, Some("src/cart.js"), None, false);
+    b.add(0, 45, 6, 2, Some("src/cart.js"), None, false);
+    b.add(
+        0,
+        80,
+        1,
+        2,
+        Some("src/users/bob@example.com/profile.js"),
+        None,
+        false,
+    );
+    let mut out = Vec::new();
+    b.into_sourcemap().to_writer(&mut out).unwrap();
+    out
+}
+
+fn crash(release: &str, error_type: &str, stack: &[&str]) -> Value {
+    json!({"kind": "crash", "url": "https://app.example/cart", "release": release,
+        "error_type": error_type, "message": "boom", "stack": stack})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minified_frames_become_original_ones_and_group_by_them() {
+    let server = Server::start(CONFIG);
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("app.3f9c.js.map");
+    std::fs::write(&map, bundle_map()).unwrap();
+    let admin = [("TACET_ADMIN_KEY", "admin-a")];
+
+    // Crashes from before the upload keep their minified frames.
+    let chrome = [
+        "    at n (https://app.example/static/app.3f9c.js:1:14)",
+        "    at r (https://app.example/static/app.3f9c.js:1:46)",
+    ];
+    let post = |events: Value| {
+        let server = &server;
+        async move {
+            let (s, b) = server
+                .post_events(
+                    "ingest-a",
+                    UA,
+                    "203.0.113.9",
+                    "application/json",
+                    events.to_string(),
+                )
+                .await;
+            assert_eq!(s, 202, "{b}");
+        }
+    };
+    post(json!([crash("2.0.0", "Error", &chrome)])).await;
+
+    // The CLI uploads the release's maps, as release tooling would.
+    let out = tacet_with_env(
+        &[
+            "sourcemaps",
+            "upload",
+            "--server",
+            &server.base,
+            "--release",
+            "2.0.0",
+            "--url-prefix",
+            "https://app.example/static/",
+            map.to_str().unwrap(),
+        ],
+        &admin,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("uploaded 1 source map(s)"));
+    let out = tacet_with_env(&["sourcemaps", "list", "--server", &server.base], &admin);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with(&format!("2.0.0\t{BUNDLE}\t")));
+    // What is no source map is refused with the reason; a read key is not an admin key.
+    let bad = dir.path().join("junk.js.map");
+    std::fs::write(&bad, "not json").unwrap();
+    let out = tacet_with_env(
+        &[
+            "sourcemaps",
+            "upload",
+            "--server",
+            &server.base,
+            "--release",
+            "2.0.0",
+            "--url-prefix",
+            "https://x/",
+            bad.to_str().unwrap(),
+        ],
+        &admin,
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("400 Bad Request: not a source map"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = tacet_with_env(
+        &["sourcemaps", "list", "--server", &server.base],
+        &[("TACET_ADMIN_KEY", "read-a")],
+    );
+    assert!(!out.status.success());
+
+    // Now Chrome's and Firefox's stacks of the same error are the same original frames and one group; another
+    // error in the same bundle is another group; another release (no map) stays minified.
+    let firefox = [
+        "n@https://app.example/static/app.3f9c.js?cache=1:1:14",
+        "r@https://app.example/static/app.3f9c.js?cache=1:1:46",
+    ];
+    let profile = ["    at o (https://app.example/static/app.3f9c.js:1:81)"];
+    post(json!([
+        crash("2.0.0", "Error", &chrome),
+        crash("2.0.0", "Error", &firefox),
+        crash("2.0.0", "TypeError", &profile),
+        crash("1.9.0", "Error", &chrome),
+    ]))
+    .await;
+    server.wait_for_count("read-a", 5).await;
+    let (_, rows) = server
+        .sql(
+            "read-a",
+            "SELECT release, stack, fingerprint FROM events WHERE kind = 'crash' ORDER BY ts, arrival",
+        )
+        .await;
+    let rows = rows.as_array().unwrap();
+    let stack = |i: usize| -> Vec<&str> {
+        rows[i]["stack"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap())
+            .collect()
+    };
+    assert_eq!(stack(0), chrome, "before the upload");
+    let original = [
+        "at loadCart (src/cart.js:3:3)",
+        "at render (src/cart.js:7:3)",
+    ];
+    assert_eq!(stack(1), original);
+    assert_eq!(stack(2), original, "Firefox's format, the same frames");
+    assert_eq!(rows[1]["fingerprint"], rows[2]["fingerprint"]);
+    // The person's name in a source path is scrubbed like any other text.
+    assert_eq!(
+        stack(3),
+        ["at showProfile (src/users/[email]/profile.js:2:3)"]
+    );
+    assert_ne!(rows[3]["fingerprint"], rows[1]["fingerprint"]);
+    assert_eq!(stack(4), chrome, "release 1.9.0 has no map");
+
+    // Deleting the release's maps: later crashes stay minified.
+    let out = tacet_with_env(
+        &[
+            "sourcemaps",
+            "delete",
+            "--server",
+            &server.base,
+            "--release",
+            "2.0.0",
+        ],
+        &admin,
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("deleted 1 source map(s)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    post(json!([crash("2.0.0", "Error", &chrome)])).await;
+    server.wait_for_count("read-a", 6).await;
+    let (_, last) = server
+        .sql(
+            "read-a",
+            "SELECT stack FROM events WHERE kind = 'crash' ORDER BY ts DESC, arrival DESC LIMIT 1",
+        )
+        .await;
+    assert_eq!(last[0]["stack"], json!(chrome));
+
+    // Offboarding removes a tenant's maps with its data.
+    let out = tacet_with_env(
+        &[
+            "sourcemaps",
+            "upload",
+            "--server",
+            &server.base,
+            "--release",
+            "2.1.0",
+            "--url-prefix",
+            "https://app.example/static/",
+            map.to_str().unwrap(),
+        ],
+        &admin,
+    );
+    assert!(out.status.success());
+    let (config, data) = (server.config.clone(), server.data_dir.clone());
+    let stopped = server.stop();
+    let out = tacet_with_env(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "tenant",
+            "offboard",
+            "a",
+            "--yes",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let certificate: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(certificate["sourcemaps_removed"], 1, "{certificate}");
+    assert!(
+        !data.join("lake/sourcemaps/tenant=a").exists()
+            || crate::server::files_under(&data.join("lake/sourcemaps")).is_empty()
+    );
+    drop(stopped);
+}
