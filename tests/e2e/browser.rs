@@ -144,7 +144,7 @@ async fn serve_pages() -> Pages {
 
 /// Loads a URL in headless Chromium, lets the page run for a few (virtual) seconds, and returns its DOM
 /// and what Chromium printed on stderr.
-async fn chromium_dom(chromium: &std::path::Path, url: &str) -> (String, String) {
+pub(crate) async fn chromium_dom(chromium: &std::path::Path, url: &str) -> (String, String) {
     let profile = tempfile::tempdir().unwrap();
     let run = tokio::process::Command::new(chromium)
         .args(CHROMIUM_FLAGS)

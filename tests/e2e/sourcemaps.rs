@@ -252,3 +252,174 @@ async fn minified_frames_become_original_ones_and_group_by_them() {
     );
     drop(stopped);
 }
+
+/// esbuild, the bundler: `TACET_ESBUILD`, else `esbuild` on the PATH, else the copy `.ci/run` installs
+/// with npm under `$TACET_CI_CACHE/npm` (default `~/.cache/tacet-ci/npm`).
+fn esbuild() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("TACET_ESBUILD") {
+        return p.into();
+    }
+    let cache = std::env::var_os("TACET_CI_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/tacet-ci")
+        });
+    let candidates = std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(|d| std::path::PathBuf::from(d).join("esbuild"))
+        .chain([cache.join("npm/node_modules/.bin/esbuild")])
+        .collect::<Vec<_>>();
+    candidates.into_iter().find(|p| p.is_file()).unwrap_or_else(|| {
+        panic!(
+            "this browser test bundles an app with esbuild: `npm install --prefix ~/.cache/tacet-ci/npm esbuild` \
+             (.ci/run does) or set TACET_ESBUILD; TACET_SKIP_BROWSER=1 skips it"
+        )
+    })
+}
+
+/// A real bundle: two modules minified into one file by esbuild, with its source map; two different errors
+/// thrown from it in Chromium, through the tracker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_in_a_bundled_app_names_the_original_function_in_chromium() {
+    let Some(chromium) = crate::browser::chromium() else {
+        return;
+    };
+    let app = tempfile::tempdir().unwrap();
+    let src = app.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(
+        src.join("cart.js"),
+        "export function loadCart(id) {\n  throw new Error(\"cart \" + id + \" is undefined\");\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("profile.js"),
+        "export function showProfile(name) {\n  throw new TypeError(\"no profile for \" + name);\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("main.js"),
+        "import { loadCart } from \"./cart.js\";\nimport { showProfile } from \"./profile.js\";\n\
+         window.runCart = function () { loadCart(7); };\nwindow.runProfile = function () { showProfile(\"x\"); };\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(esbuild())
+        .current_dir(app.path())
+        .args([
+            "src/main.js",
+            "--bundle",
+            "--minify",
+            "--sourcemap",
+            "--format=iife",
+            "--outfile=dist/app.min.js",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "esbuild: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bundle = std::fs::read_to_string(app.path().join("dist/app.min.js")).unwrap();
+    assert!(!bundle.contains("loadCart"), "the bundle is minified");
+
+    // Headless Chromium says "HeadlessChrome": kept (flagged as a bot) so the test sees what it sends.
+    let server = Server::start(&CONFIG.replace(
+        "k_threshold_crashes = 1",
+        "k_threshold_crashes = 1\nbots = \"flag\"",
+    ));
+    // The app's own origin: the page and its bundle.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let page = format!(
+        r#"<!doctype html><html><head><script src="{}/t.js" data-key="ingest-a" data-release="shop@3.1.0"></script>
+        <script src="/static/app.min.js"></script></head><body><script>
+        setTimeout(function () {{ runCart(); }}, 10);
+        setTimeout(function () {{ runProfile(); }}, 20);
+        setTimeout(function () {{ document.body.setAttribute("data-done", "scenario-done"); }}, 1500);
+        </script></body></html>"#,
+        server.base
+    );
+    let routes = axum::Router::new()
+        .route(
+            "/",
+            axum::routing::get(move || async move { axum::response::Html(page) }),
+        )
+        .route(
+            "/static/app.min.js",
+            axum::routing::get(
+                move || async move { ([("content-type", "text/javascript")], bundle) },
+            ),
+        );
+    tokio::spawn(async move { axum::serve(listener, routes).await.unwrap() });
+
+    let out = tacet_with_env(
+        &[
+            "sourcemaps",
+            "upload",
+            "--server",
+            &server.base,
+            "--release",
+            "shop@3.1.0",
+            "--url-prefix",
+            &format!("{origin}/static/"),
+            app.path().join("dist/app.min.js.map").to_str().unwrap(),
+        ],
+        &[("TACET_ADMIN_KEY", "admin-a")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (dom, said) = crate::browser::chromium_dom(&chromium, &format!("{origin}/")).await;
+    assert!(
+        dom.contains("scenario-done"),
+        "the page did not run; Chromium said:\n{said}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, n) = server
+            .sql(
+                "read-a",
+                "SELECT COUNT(*) AS n FROM events WHERE kind = 'crash'",
+            )
+            .await;
+        if n[0]["n"] == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the two crashes did not arrive: {n}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (_, rows) = server
+        .sql(
+            "read-a",
+            "SELECT error_type, stack[1] AS top, fingerprint FROM events WHERE kind = 'crash' ORDER BY error_type",
+        )
+        .await;
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let top = |i: usize| rows[i]["top"].as_str().unwrap().to_owned();
+    assert_eq!(rows[0]["error_type"], "Error");
+    assert!(
+        top(0).starts_with("at loadCart (") && top(0).contains("src/cart.js:2:"),
+        "the top frame names the original function, file and line: {}",
+        top(0)
+    );
+    assert!(
+        top(1).starts_with("at showProfile (") && top(1).contains("src/profile.js:2:"),
+        "{}",
+        top(1)
+    );
+    assert_ne!(
+        rows[0]["fingerprint"], rows[1]["fingerprint"],
+        "two bugs in one bundle, two groups"
+    );
+    server.stop();
+}
