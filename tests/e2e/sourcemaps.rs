@@ -423,3 +423,87 @@ async fn a_crash_in_a_bundled_app_names_the_original_function_in_chromium() {
     );
     server.stop();
 }
+
+/// Crash groups as issues through the admin API: resolved in a release, the mark in the audit log, and a
+/// wrong request named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_group_is_resolved_in_a_release_through_the_admin_api() {
+    let server = Server::start(CONFIG);
+    let (s, b) = server
+        .post_events(
+            "ingest-a",
+            UA,
+            "203.0.113.9",
+            "application/json",
+            json!([crash(
+                "2.0.0",
+                "Error",
+                &["at f (https://app.example/a.js:1:1)"]
+            )])
+            .to_string(),
+        )
+        .await;
+    assert_eq!(s, 202, "{b}");
+    server.wait_for_count("read-a", 1).await;
+    let (_, fp) = server
+        .sql(
+            "read-a",
+            "SELECT fingerprint FROM events WHERE kind = 'crash'",
+        )
+        .await;
+    let fp = fp[0]["fingerprint"].as_str().unwrap().to_owned();
+    let admin = |method: reqwest::Method, path: &str| {
+        server
+            .http
+            .request(method, format!("{}{path}", server.base))
+            .bearer_auth("admin-a")
+    };
+    let resp = admin(reqwest::Method::POST, &format!("/v1/admin/crashes/{fp}"))
+        .body(json!({"state": "resolved", "release": "2.1.0"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let marks: Value = admin(reqwest::Method::GET, "/v1/admin/crashes")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(marks[&fp]["state"], "resolved");
+    assert_eq!(marks[&fp]["release"], "2.1.0");
+    // Named mistakes.
+    let resp = admin(reqwest::Method::POST, &format!("/v1/admin/crashes/{fp}"))
+        .body(json!({"state": "ignored", "release": "2.1.0"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("release goes with state resolved")
+    );
+    let resp = admin(reqwest::Method::POST, "/v1/admin/crashes/not-a-fingerprint")
+        .body(json!({"state": "open"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    // The mark is in the audit log.
+    let audit: Value = admin(reqwest::Method::GET, "/v1/admin/audit")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let text = audit.to_string();
+    assert!(
+        text.contains("triage.mark") && text.contains(&fp) && text.contains("2.1.0"),
+        "{text}"
+    );
+    server.stop();
+}

@@ -13,6 +13,7 @@
 //!  GET  /v1/admin/audit              the tenant's audit entries, the chain checked
 //!  POST /v1/admin/sql                SQL over `events` and `audit`
 //!  PUT|GET|DELETE /v1/admin/sourcemaps?release=…&url=…   source maps (sourcemaps.rs)
+//!  GET /v1/admin/crashes, POST /v1/admin/crashes/{fp}     crash triage marks (triage_api.rs)
 //! ```
 
 use std::collections::BTreeMap;
@@ -71,7 +72,7 @@ pub(crate) fn admin<'a>(
     Ok((tenant, steward))
 }
 
-async fn json_body<T: for<'de> Deserialize<'de>>(
+pub(crate) async fn json_body<T: for<'de> Deserialize<'de>>(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,

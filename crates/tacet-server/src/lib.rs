@@ -36,6 +36,7 @@ pub mod listener;
 mod routes;
 mod sourcemaps;
 mod tenants;
+mod triage_api;
 pub mod ui;
 mod web;
 

@@ -36,6 +36,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/retention", post(crate::admin::retention))
         .route("/v1/admin/audit", get(crate::admin::audit))
         .route("/v1/admin/sql", post(crate::admin::sql))
+        .route("/v1/admin/crashes", get(crate::triage_api::marks))
+        .route(
+            "/v1/admin/crashes/{fingerprint}",
+            post(crate::triage_api::mark),
+        )
         .route(
             "/v1/admin/sourcemaps",
             axum::routing::put(crate::sourcemaps::put)

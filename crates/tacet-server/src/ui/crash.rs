@@ -17,18 +17,31 @@ use super::view::*;
 use crate::AppState;
 use crate::error::ApiError;
 
-/// A group's state as shown: a resolved group that crashed again after it was marked is open again.
+/// A group's state as shown: a resolved group that crashed again after it was marked is open again; one
+/// resolved in a release only when a crash came from a later release (`releases`, comma-separated, as the
+/// crash reports list them).
 pub(crate) fn shown_state(
     marks: &triage::Marks,
     fingerprint: &str,
     last_seen: Option<&str>,
+    releases: Option<&str>,
 ) -> (&'static str, GroupState) {
     match marks.get(fingerprint) {
         Some(m) if m.state == GroupState::Resolved => {
-            if last_seen
+            let after = last_seen
                 .and_then(parse_time)
-                .is_some_and(|t| m.at().is_none_or(|at| t > at))
-            {
+                .is_some_and(|t| m.at().is_none_or(|at| t > at));
+            let regressed = match &m.release {
+                None => after,
+                Some(fixed) => {
+                    after
+                        && releases.is_some_and(|rs| {
+                            rs.split(',')
+                                .any(|r| triage::later_release(r.trim(), fixed))
+                        })
+                }
+            };
+            if regressed {
                 ("regressed", GroupState::Open)
             } else {
                 ("resolved", GroupState::Resolved)
@@ -103,6 +116,7 @@ pub(crate) async fn crashes(
                     .and_then(Value::as_str)
                     .unwrap_or_default(),
                 r.get("last_seen").and_then(Value::as_str),
+                r.get("releases").and_then(Value::as_str),
             )
         })
         .collect();
@@ -225,8 +239,12 @@ pub(crate) async fn crash_group(
         Ok(g) => match g.rows.first() {
             Some(r) => {
                 let s = |c: &str| r.get(c).map(|x| html::cell(c, x)).unwrap_or_default();
-                let (label, _) =
-                    shown_state(&marks, &fp, r.get("last_seen").and_then(Value::as_str));
+                let (label, _) = shown_state(
+                    &marks,
+                    &fp,
+                    r.get("last_seen").and_then(Value::as_str),
+                    r.get("releases").and_then(Value::as_str),
+                );
                 body.push_str(&format!(
                     r#"<dl class="facts" data-fingerprint="{fp}">
 <div><dt>Fingerprint</dt><dd><code>{fp}</code></dd></div>
@@ -263,6 +281,21 @@ pub(crate) async fn crash_group(
                     }
                 }
                 body.push_str("</form>");
+                if label != "resolved" {
+                    // Resolved in a release: only crashes from later releases reopen it.
+                    body.push_str(&format!(
+                        r#"<form method="post" action="/ui/crashes/{fp}" class="triage"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="back" value="{back}"><input type="hidden" name="state" value="resolved"><label for="release">Resolved in release</label> <input id="release" name="release" placeholder="2.1.0" required> <button type="submit">Mark resolved in this release</button></form>"#,
+                        csrf = esc(&v.session.csrf),
+                        back = esc(&back),
+                    ));
+                }
+                if let Some(m) = marks.get(&fp).filter(|m| m.release.is_some()) {
+                    body.push_str(&format!(
+                        r#"<p class="hint" id="resolved-in">Resolved in release {} ({}): crashes from later releases reopen it.</p>"#,
+                        esc(m.release.as_deref().unwrap_or_default()),
+                        esc(&m.at)
+                    ));
+                }
                 body.push_str(&format!(
                     r#"<section class="card wide" aria-labelledby="h-message"><h2 id="h-message">Message (scrubbed)</h2><pre id="message">{}</pre>
 <h2 id="h-stack">Stack (scrubbed, top frame first)</h2><pre id="stack">{}</pre>{}</section>"#,
@@ -375,10 +408,10 @@ pub(crate) async fn mark(
             Some(v.who()),
         );
     };
+    let release = form.get("release").map(String::as_str);
     if let Err(e) = v
         .dash
-        .triage
-        .set(&v.tenant.id, &fp, to, state.pipeline.clock().now())
+        .mark(&state, &v.tenant.id, &fp, to, release, "dashboard")
     {
         return problem(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -387,7 +420,6 @@ pub(crate) async fn mark(
             Some(v.who()),
         );
     }
-    tracing::info!(tenant = %v.tenant.id, state = to.as_str(), "crash group marked");
     let fallback = format!("/ui/crashes/{fp}");
     let back = form
         .get("back")

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use super::html::{self, Frame, Nav, esc};
 use super::respond::*;
 use super::session::{self, Sessions};
-use super::triage::Triage;
+use super::triage::{GroupState, Triage};
 use crate::access::Role;
 use crate::tenants::{AuthError, TenantEntry};
 use crate::{AppState, client_ip};
@@ -79,6 +79,43 @@ impl Dashboard {
             secure: tls,
             lifetime: config.session_lifetime,
         }
+    }
+
+    /// Marks a crash group (from the dashboard or the admin API) and records it in the audit log.
+    pub fn mark(
+        &self,
+        state: &AppState,
+        tenant: &tacet_model::TenantId,
+        fingerprint: &str,
+        to: GroupState,
+        release: Option<&str>,
+        actor: &str,
+    ) -> std::io::Result<()> {
+        self.triage.set(
+            tenant,
+            fingerprint,
+            to,
+            state.pipeline.clock().now(),
+            release,
+        )?;
+        if let Some(steward) = state.steward.as_deref() {
+            steward
+                .audit()
+                .append(
+                    actor,
+                    "triage.mark",
+                    Some(tenant.as_str()),
+                    serde_json::json!({"fingerprint": fingerprint, "state": to.as_str(), "release": release}),
+                )
+                .map_err(std::io::Error::other)?;
+        }
+        tracing::info!(tenant = %tenant, state = to.as_str(), "crash group marked");
+        Ok(())
+    }
+
+    /// The crash triage marks.
+    pub fn triage(&self) -> &Triage {
+        &self.triage
     }
 
     pub(crate) fn cookie_name(&self) -> &'static str {

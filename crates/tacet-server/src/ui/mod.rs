@@ -38,7 +38,7 @@ use axum::routing::get;
 use crate::AppState;
 pub use dashboard::{Dashboard, DashboardConfig, remove_triage};
 pub use session::Sessions;
-pub use triage::{GroupState, Triage};
+pub use triage::{GroupState, Mark, Triage, later_release, valid_fingerprint};
 
 pub(crate) fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
@@ -164,16 +164,40 @@ mod tests {
             triage::Mark::new(GroupState::Resolved, at),
         );
         assert_eq!(
-            shown_state(&marks, "0123456789abcdef", Some("2026-11-20T11:59:59.000")),
+            shown_state(
+                &marks,
+                "0123456789abcdef",
+                Some("2026-11-20T11:59:59.000"),
+                None
+            ),
             ("resolved", GroupState::Resolved)
         );
         assert_eq!(
-            shown_state(&marks, "0123456789abcdef", Some("2026-11-21T08:00:00.000")),
+            shown_state(
+                &marks,
+                "0123456789abcdef",
+                Some("2026-11-21T08:00:00.000"),
+                None
+            ),
             ("regressed", GroupState::Open)
         );
         assert_eq!(
-            shown_state(&marks, "fedcba9876543210", None),
+            shown_state(&marks, "fedcba9876543210", None, None),
             ("open", GroupState::Open)
+        );
+        // Resolved in 2.1.0: later crashes from 2.0.x and 2.1.0 (users who have not updated) leave it
+        // resolved; one from 2.2.0 reopens it.
+        let mut fixed = triage::Mark::new(GroupState::Resolved, at);
+        fixed.release = Some("2.1.0".into());
+        marks.insert("0123456789abcdef".into(), fixed);
+        let later = Some("2026-11-21T08:00:00.000");
+        assert_eq!(
+            shown_state(&marks, "0123456789abcdef", later, Some("2.0.9, 2.1.0")),
+            ("resolved", GroupState::Resolved)
+        );
+        assert_eq!(
+            shown_state(&marks, "0123456789abcdef", later, Some("2.1.0, 2.2.0")),
+            ("regressed", GroupState::Open)
         );
     }
 }

@@ -1,8 +1,13 @@
 //! Crash triage state: which crash groups a tenant marked resolved or ignored.
 //!
 //! ```text
-//! <shared dir>/triage/<tenant>.json   {"<fingerprint>": {"state": "resolved", "at": "2026-11-29T10:00:00Z"}, …}
+//! <shared dir>/triage/<tenant>.json   {"<fingerprint>": {"state": "resolved", "at": "2026-11-29T10:00:00Z",
+//!                                                        "release": "2.1.0"}, …}
 //! ```
+//!
+//! A group resolved *in a release* regresses only on a crash from a later release ([`later_release`]):
+//! crashes still arriving from older releases (users who have not updated) do not reopen it. Resolved
+//! without a release, any crash after the mark does.
 //!
 //! Fingerprints and times only: no personal data. The file is read on every request (it is small, and other
 //! nodes sharing the directory may have changed it) and replaced atomically (write, fsync, rename). Two
@@ -45,11 +50,28 @@ impl GroupState {
     }
 }
 
-/// A group's mark: its state and when it was set (RFC 3339, UTC).
+/// A group's mark: its state, when it was set (RFC 3339, UTC), and the release it was resolved in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mark {
     pub state: GroupState,
     pub at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+}
+
+/// Whether release `a` is later than `b`: their numbers compared as numbers, their words as words, left to
+/// right (`2.10.0` > `2.9.1`, `shop@3.1.0` > `shop@3.0.9`, `2.1.0` > `2.1.0-rc1`'s shorter prefix first).
+pub fn later_release(a: &str, b: &str) -> bool {
+    let parts = |s: &str| -> Vec<(u64, String)> {
+        s.split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|p| !p.is_empty())
+            .map(|p| match p.parse::<u64>() {
+                Ok(n) => (n, String::new()),
+                Err(_) => (u64::MAX, p.to_owned()),
+            })
+            .collect()
+    };
+    parts(a) > parts(b)
 }
 
 impl Mark {
@@ -57,6 +79,7 @@ impl Mark {
         Self {
             state,
             at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            release: None,
         }
     }
 
@@ -121,13 +144,14 @@ impl Triage {
         self.read(tenant, &memory)
     }
 
-    /// Marks a group; `Open` removes its mark.
+    /// Marks a group (resolved `in` a release, for a resolution); `Open` removes its mark.
     pub fn set(
         &self,
         tenant: &TenantId,
         fingerprint: &str,
         state: GroupState,
         at: DateTime<Utc>,
+        release: Option<&str>,
     ) -> std::io::Result<()> {
         let mut memory = self.lock.lock().expect("triage lock");
         let mut marks = self.read(tenant, &memory)?;
@@ -136,7 +160,11 @@ impl Triage {
                 marks.remove(fingerprint);
             }
             _ => {
-                marks.insert(fingerprint.to_owned(), Mark::new(state, at));
+                let mut mark = Mark::new(state, at);
+                mark.release = release
+                    .filter(|r| state == GroupState::Resolved && !r.trim().is_empty())
+                    .map(|r| r.trim().to_owned());
+                marks.insert(fingerprint.to_owned(), mark);
             }
         }
         let Some(path) = self.path(tenant) else {
@@ -165,9 +193,9 @@ mod tests {
         let (a, b) = (TenantId::new("a").unwrap(), TenantId::new("b").unwrap());
         let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         assert!(t.marks(&a).unwrap().is_empty());
-        t.set(&a, "0123456789abcdef", GroupState::Resolved, at)
+        t.set(&a, "0123456789abcdef", GroupState::Resolved, at, None)
             .unwrap();
-        t.set(&a, "fedcba9876543210", GroupState::Ignored, at)
+        t.set(&a, "fedcba9876543210", GroupState::Ignored, at, None)
             .unwrap();
         // Another process (node) sees the same file.
         let again = Triage::new(Some(dir.path().join("triage")));
@@ -176,9 +204,18 @@ mod tests {
         assert_eq!(marks["fedcba9876543210"].state, GroupState::Ignored);
         assert!(again.marks(&b).unwrap().is_empty());
         again
-            .set(&a, "0123456789abcdef", GroupState::Open, at)
+            .set(&a, "0123456789abcdef", GroupState::Open, at, None)
             .unwrap();
         assert_eq!(t.marks(&a).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn releases_compare_by_their_numbers() {
+        assert!(later_release("2.10.0", "2.9.1"));
+        assert!(later_release("shop@3.1.0", "shop@3.0.9"));
+        assert!(!later_release("2.1.0", "2.1.0"));
+        assert!(!later_release("1.9.9", "2.0.0"));
+        assert!(later_release("2026.12.01", "2026.11.30"));
     }
 
     #[test]
