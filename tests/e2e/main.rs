@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `tacet` binary on an ephemeral port, a temporary data directory, real HTTP.
 
+mod alerts;
 mod ballista;
 mod browser;
 mod cdp;

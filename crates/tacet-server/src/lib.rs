@@ -28,6 +28,7 @@
 pub mod access;
 mod admin;
 mod admission;
+pub mod alerts;
 mod client_ip;
 mod config;
 mod error;

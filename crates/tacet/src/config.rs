@@ -56,6 +56,9 @@ pub struct Config {
     pub dashboard: tacet_server::ui::DashboardConfig,
     /// The tenants (`[[tenant]]` tables).
     pub tenant: Vec<TenantConfig>,
+    /// How often crash alerts are checked (tenants with `[tenant.alerts]`); "0s" never.
+    #[serde(with = "humantime_serde")]
+    pub alert_interval: std::time::Duration,
     /// Accept weak or placeholder keys (secret keys under 16 characters, `replace-me`, an all-zero master
     /// key) with a warning instead of refusing to start. For the embedded demo and throwaway tests only.
     pub insecure_demo: bool,
@@ -82,6 +85,7 @@ impl Default for Config {
             dashboard: tacet_server::ui::DashboardConfig::default(),
             tenant: Vec::new(),
             insecure_demo: false,
+            alert_interval: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -180,6 +184,10 @@ pub struct TenantConfig {
     /// properties and query parameters, kinds, bots, time zone, own scrubbing rules, retention.
     #[serde(default)]
     pub privacy: TenantPolicy,
+    /// Crash alerts to a webhook (`[tenant.alerts]`: `webhook`, `secret` or `secret_env`, `spike_factor`,
+    /// `spike_min_crashes`): new groups, regressions and spikes, signed (`tacet_server::alerts`).
+    #[serde(default)]
+    pub alerts: Option<tacet_server::alerts::AlertConfig>,
 }
 
 /// Where the configuration came from, for the start-up banner.
@@ -352,6 +360,26 @@ impl Config {
         self.shared().join("audit")
     }
 
+    /// Crash alerts sent and dead letters (`tacet_server::alerts`).
+    pub fn alerts_dir(&self) -> PathBuf {
+        self.shared().join("alerts")
+    }
+
+    /// The tenants' crash alert targets, secrets resolved.
+    pub fn alert_targets(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Vec<(TenantId, tacet_server::alerts::AlertTarget)>> {
+        self.tenant
+            .iter()
+            .filter_map(|t| t.alerts.as_ref().map(|a| (t, a)))
+            .map(|(t, a)| {
+                let target = a.target(&t.id, &env).map_err(anyhow::Error::msg)?;
+                Ok((TenantId::new(&t.id)?, target))
+            })
+            .collect()
+    }
+
     /// Dashboard logouts, for every node to honour (`tacet_server::ui::Sessions`).
     pub fn sessions_dir(&self) -> PathBuf {
         self.shared().join("sessions")
@@ -419,6 +447,7 @@ mod tests {
         assert_eq!(example.data_dir, defaults.data_dir);
         assert_eq!(example.trusted_proxies, defaults.trusted_proxies);
         assert_eq!(example.geoip_check_interval, defaults.geoip_check_interval);
+        assert_eq!(example.alert_interval, defaults.alert_interval);
         assert_eq!(example.storage, defaults.storage);
         assert_eq!(
             (example.node_id, &example.shared_dir),

@@ -121,6 +121,11 @@ enum Command {
         #[command(subcommand)]
         command: sourcemaps::SourcemapsCommand,
     },
+    /// Crash alerts (`[tenant.alerts]`): new groups, regressions and spikes to a signed webhook.
+    Alerts {
+        #[command(subcommand)]
+        command: AlertsCommand,
+    },
     /// Ask a running server whether it is ready (GET /readyz over plain HTTP): exit 0 on 200, else 1 with
     /// the server's reason. For container health checks (the image has no curl) and scripts.
     Health {
@@ -188,6 +193,16 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: lifecycle::AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AlertsCommand {
+    /// Send a test alert to the tenant's webhook, signed as real ones are (X-Tacet-Signature), retried as
+    /// real ones are, and say how it went.
+    Test {
+        #[arg(long)]
+        tenant: String,
     },
 }
 
@@ -440,6 +455,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ballista { command } => ballista(&config, command).await,
         Command::Audit { command } => lifecycle::audit(&config, command),
         Command::Sourcemaps { command } => sourcemaps::run(command).await,
+        Command::Alerts {
+            command: AlertsCommand::Test { tenant },
+        } => {
+            let tenant = known_tenant(&config, &tenant)?;
+            let targets = config.alert_targets(env_var)?;
+            let Some((_, target)) = targets.iter().find(|(t, _)| *t == tenant) else {
+                bail!(
+                    "tenant {tenant} has no [tenant.alerts] (webhook and secret) in the configuration"
+                );
+            };
+            let id = format!("test-{}", SystemClock.now().format("%Y%m%dT%H%M%S"));
+            let payload = serde_json::json!({"tenant": tenant.as_str(), "kind": "test", "alert": id,
+                "sent_at": SystemClock.now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)});
+            match tacet_server::alerts::deliver(target, &id, &payload).await {
+                Ok(attempts) => {
+                    println!(
+                        "{}: the test alert was accepted (attempt {attempts})",
+                        target.webhook
+                    );
+                    Ok(())
+                }
+                Err(e) => bail!("{}: {e}", target.webhook),
+            }
+        }
         Command::Health { addr, timeout } => {
             let addr = health::target(&config, addr);
             let body = health::check(&config, addr, std::time::Duration::from_secs(timeout))?;

@@ -331,6 +331,11 @@ pub(crate) async fn serve(config: Config, source: Source) -> anyhow::Result<()> 
     let _ = std::io::Write::write_all(&mut stdout, out.as_bytes())
         .and_then(|()| std::io::Write::flush(&mut stdout));
     drop(stdout);
+    let alerts = Arc::new(tacet_server::alerts::Alerts::new(
+        config.alert_targets(env_var)?,
+        config.alerts_dir(),
+    ));
+    Arc::clone(&alerts).spawn(state.clone(), config.alert_interval);
     let mut app = router(state);
     if tls.is_some() {
         app = app.layer(axum::middleware::map_response(hsts));

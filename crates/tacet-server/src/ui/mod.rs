@@ -36,6 +36,7 @@ use axum::Router;
 use axum::routing::get;
 
 use crate::AppState;
+pub(crate) use crash::shown_state;
 pub use dashboard::{Dashboard, DashboardConfig, remove_triage};
 pub use session::Sessions;
 pub use triage::{GroupState, Mark, Triage, later_release, valid_fingerprint};
