@@ -4,7 +4,7 @@
 --   referrer_class, utm_source, utm_campaign, event, release, fingerprint)
 -- columns: fingerprint, error_type, example_message (scrubbed; of the latest crash), example_stack (the latest
 --   crash's scrubbed frames, top first, one per line), crashes, visitors (affected), first_seen, last_seen,
---   releases (comma-separated)
+--   releases (comma-separated), example_release (of the latest crash)
 -- k: visitors crashes
 -- requires: fingerprint
 WITH {{visits}}
@@ -13,7 +13,8 @@ SELECT fingerprint, last_value(error_type ORDER BY ts) AS error_type,
     last_value(array_to_string(stack, chr(10)) ORDER BY ts) AS example_stack,
     COUNT(*) AS crashes, COUNT(DISTINCT visitor_id) AS visitors,
     MIN(ts) AS first_seen, MAX(ts) AS last_seen,
-    array_to_string(array_sort(array_distinct(array_agg(release) FILTER (WHERE release IS NOT NULL))), ', ') AS releases
+    array_to_string(array_sort(array_distinct(array_agg(release) FILTER (WHERE release IS NOT NULL))), ', ') AS releases,
+    last_value(release ORDER BY ts) AS example_release
 FROM scoped
 WHERE kind = 'crash'
 GROUP BY fingerprint

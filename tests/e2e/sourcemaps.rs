@@ -26,7 +26,7 @@ const BUNDLE: &str = "https://app.example/static/app.3f9c.js";
 /// `render` calls it on line 7) and, under a directory named after a person, `src/users/bob@example.com/
 /// profile.js` (`showProfile` throws on line 2).
 fn bundle_map() -> Vec<u8> {
-    let cart = "// the cart\nexport function loadCart(id) {\n  throw new Error(\"cart \" + id + \" is undefined\");\n}\n\nexport const render = () => {\n  loadCart(7);\n};\n";
+    let cart = "// owner: alice@example.com\nexport function loadCart(id) {\n  throw new Error(\"cart \" + id + \" is undefined\");\n}\n\nexport const render = () => {\n  loadCart(7);\n};\n";
     let profile = "export function showProfile() {\n  throw new TypeError(\"no profile\");\n}\n";
     let mut b = sourcemap::SourceMapBuilder::new(Some("app.3f9c.js"));
     let c = b.add_source("src/cart.js");
@@ -180,6 +180,50 @@ async fn minified_frames_become_original_ones_and_group_by_them() {
     );
     assert_ne!(rows[3]["fingerprint"], rows[1]["fingerprint"]);
     assert_eq!(stack(4), chrome, "release 1.9.0 has no map");
+
+    // The crash page shows the original source around the top frames, scrubbed like everything else.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = client
+        .post(format!("{}/ui/login", server.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("key=read-a")
+        .send()
+        .await
+        .unwrap();
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let fp = rows[1]["fingerprint"].as_str().unwrap();
+    let page = client
+        .get(format!("{}/ui/crashes/{fp}", server.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Source (release 2.0.0, from its source maps; scrubbed)"),
+        "{page}"
+    );
+    assert!(
+        page.contains(
+            "&gt; 3 |   throw new Error(&quot;cart &quot; + id + &quot; is undefined&quot;);"
+        ),
+        "{page}"
+    );
+    assert!(
+        page.contains("  1 | // owner: [email]") && !page.contains("alice@example.com"),
+        "{page}"
+    );
 
     // Deleting the release's maps: later crashes stay minified.
     let out = tacet_with_env(

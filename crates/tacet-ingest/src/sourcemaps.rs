@@ -178,6 +178,40 @@ impl SourceMaps {
         Ok(deleted)
     }
 
+    /// Up to `radius` lines either side of 1-based `line` of original file `source`, from the embedded
+    /// sources of the release's maps, with their 1-based numbers; `None` when no map of the release holds
+    /// that file's text. For the crash page; the caller scrubs what it shows.
+    pub async fn context(
+        &self,
+        tenant: &TenantId,
+        release: &str,
+        source: &str,
+        line: u32,
+        radius: u32,
+    ) -> Result<Option<Vec<(u32, String)>>> {
+        for info in self.list(tenant, Some(release)).await? {
+            let Some(map) = self.map(tenant, release, &info.url).await else {
+                continue;
+            };
+            let DecodedMap::Regular(sm) = map.as_ref() else {
+                continue;
+            };
+            let Some(idx) = (0..sm.get_source_count()).find(|i| sm.get_source(*i) == Some(source))
+            else {
+                continue;
+            };
+            let Some(view) = sm.get_source_view(idx) else {
+                continue;
+            };
+            let first = line.saturating_sub(radius).max(1);
+            let lines = (first..=line + radius)
+                .filter_map(|n| view.get_line(n - 1).map(|t| (n, t.to_owned())))
+                .collect::<Vec<_>>();
+            return Ok((!lines.is_empty()).then_some(lines));
+        }
+        Ok(None)
+    }
+
     /// Deletes every map of the tenant (offboarding); how many.
     pub async fn delete_tenant(&self, tenant: &TenantId) -> Result<usize> {
         let mut deleted = 0;

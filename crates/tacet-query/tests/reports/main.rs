@@ -782,6 +782,7 @@ async fn crash_groups_trend_and_release_health() {
                 "first_seen": row["first_seen"],
                 "last_seen": row["last_seen"],
                 "releases": row["releases"],
+                "example_release": latest.release.unwrap(),
             }]),
             "{t}"
         );

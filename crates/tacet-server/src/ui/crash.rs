@@ -52,6 +52,60 @@ pub(crate) fn shown_state(
     }
 }
 
+/// Frames whose source is shown, from the top.
+const CONTEXT_FRAMES: usize = 3;
+
+/// The original source around the example's top frames, from its release's source maps, scrubbed by the
+/// tenant's rules (source code can hold secrets): `<figure>`s, or nothing without maps.
+async fn source_context(
+    state: &AppState,
+    tenant: &crate::tenants::TenantEntry,
+    row: &serde_json::Map<String, Value>,
+) -> String {
+    let (Some(stack), Some(release)) = (
+        row.get("example_stack").and_then(Value::as_str),
+        row.get("example_release").and_then(Value::as_str),
+    ) else {
+        return String::new();
+    };
+    let scrubber = tacet_privacy::Scrubber::for_policy(&tenant.policy);
+    let mut out = String::new();
+    for frame in stack.lines().take(CONTEXT_FRAMES) {
+        let Some(f) = tacet_ingest::parse_frame(frame) else {
+            continue;
+        };
+        let Ok(Some(lines)) = state
+            .pipeline
+            .sourcemaps()
+            .context(&tenant.id, release, f.url, f.line, 3)
+            .await
+        else {
+            continue;
+        };
+        let width = lines.last().map_or(1, |(n, _)| n.to_string().len());
+        let text: Vec<String> = lines
+            .iter()
+            .map(|(n, t)| {
+                let t = scrubber.text(t, &mut tacet_privacy::Tally::default());
+                let mark = if *n == f.line { '>' } else { ' ' };
+                format!("{mark} {n:>width$} | {t}")
+            })
+            .collect();
+        out.push_str(&format!(
+            r#"<figure class="context"><figcaption><code>{}</code></figcaption><pre>{}</pre></figure>"#,
+            esc(frame.trim()),
+            esc(&text.join("\n"))
+        ));
+    }
+    if out.is_empty() {
+        return out;
+    }
+    format!(
+        r#"<h2 id="h-context">Source (release {}, from its source maps; scrubbed)</h2>{out}"#,
+        esc(release)
+    )
+}
+
 /// Sparklines drawn per page at most (each is a `crash_trend` report).
 pub(crate) const SPARKLINES: usize = 25;
 
@@ -230,6 +284,13 @@ pub(crate) async fn crash_group(
         report(&state, &v.tenant, "release_health", view.params()),
     );
     let marks = v.dash.triage.marks(&v.tenant.id).unwrap_or_default();
+    let context = match &group {
+        Ok(g) => match g.rows.first() {
+            Some(r) => source_context(&state, &v.tenant, r).await,
+            None => String::new(),
+        },
+        Err(_) => String::new(),
+    };
     let mut body = controls(&view, &format!("/ui/crashes/{fp}"), today);
     body.push_str(&format!(
         r#"<p><a href="{}">← All crash groups</a></p>"#,
@@ -298,9 +359,10 @@ pub(crate) async fn crash_group(
                 }
                 body.push_str(&format!(
                     r#"<section class="card wide" aria-labelledby="h-message"><h2 id="h-message">Message (scrubbed)</h2><pre id="message">{}</pre>
-<h2 id="h-stack">Stack (scrubbed, top frame first)</h2><pre id="stack">{}</pre>{}</section>"#,
+<h2 id="h-stack">Stack (scrubbed, top frame first)</h2><pre id="stack">{}</pre>{}{}</section>"#,
                     esc(&s("example_message")),
                     esc(r.get("example_stack").and_then(Value::as_str).unwrap_or("(no stack was sent)")),
+                    context,
                     normalised_stack(r.get("example_stack").and_then(Value::as_str).unwrap_or_default()),
                 ));
                 s("error_type")
