@@ -221,6 +221,15 @@ impl Browser {
     }
 
     /// The page's width and scale as a phone's (`Some(width)`) or back to the desktop window (`None`).
+    /// A window `width` CSS pixels wide, as a desktop browser (`mobile` false) or a phone.
+    pub async fn viewport(&mut self, width: u32, mobile: bool) {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": mobile}),
+        )
+        .await;
+    }
+
     pub async fn phone(&mut self, width: Option<u32>) {
         match width {
             Some(w) => {

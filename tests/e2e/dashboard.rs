@@ -146,6 +146,42 @@ fn as_cells(rows: &Value, columns: &[&str]) -> Value {
 }
 
 /// Every address the page loaded or refers to is on the server's own origin.
+/// What breaks a page's layout: the page scrolling sideways, or a word in a table cell, a state badge or a
+/// heading broken across lines.
+const LAYOUT_PROBLEMS: &str = r#"(() => {
+  const bad = [];
+  if (document.documentElement.scrollWidth > window.innerWidth)
+    bad.push('the page scrolls sideways: ' + document.documentElement.scrollWidth + ' > ' + window.innerWidth);
+  for (const el of document.querySelectorAll('td, th, .state, h1, h2, dt')) {
+    const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+    let n;
+    while ((n = walker.nextNode())) {
+      const re = /\S+/g; let m;
+      while ((m = re.exec(n.data))) {
+        const r = document.createRange();
+        r.setStart(n, m.index); r.setEnd(n, m.index + m[0].length);
+        const tops = new Set([...r.getClientRects()].filter(x => x.width > 0).map(x => Math.round(x.top)));
+        if (tops.size > 1) bad.push('a word broken across lines in <' + el.tagName.toLowerCase() + '>: ' + m[0]);
+      }
+    }
+  }
+  return bad;
+})()"#;
+
+/// Loads `url` at 1366 px (a laptop) and at 390 px (a phone): the layout holds at both, and each is
+/// screenshot as `<name>-<width>.png`.
+async fn layout_holds(b: &mut Browser, url: &str, name: &str, shots: &std::path::Path) {
+    for (width, mobile) in [(1366, false), (390, true)] {
+        b.viewport(width, mobile).await;
+        b.goto(url).await;
+        let problems = b.eval(LAYOUT_PROBLEMS).await;
+        assert_eq!(problems, json!([]), "{name} at {width} px");
+        b.screenshot(&shots.join(format!("{name}-{width}.png")))
+            .await;
+    }
+    b.phone(None).await;
+}
+
 async fn only_own_host(b: &mut Browser, base: &str, page: &str) {
     let refs = b
         .eval(
@@ -268,6 +304,8 @@ async fn the_dashboard_in_chromium_shows_what_the_api_answers() {
     );
     only_own_host(&mut b, &base, "usage").await;
     b.screenshot(&shots.join("usage.png")).await;
+    let here = b.eval("location.href").await.as_str().unwrap().to_owned();
+    layout_holds(&mut b, &here, "usage", &shots).await;
     // At phone width nothing spills sideways.
     b.phone(Some(390)).await;
     b.goto(&format!("{base}/ui/usage")).await;
@@ -342,6 +380,8 @@ async fn the_dashboard_in_chromium_shows_what_the_api_answers() {
     );
     only_own_host(&mut b, &base, "crashes").await;
     b.screenshot(&shots.join("crashes.png")).await;
+    let here = b.eval("location.href").await.as_str().unwrap().to_owned();
+    layout_holds(&mut b, &here, "crashes", &shots).await;
 
     // The group's page: scrubbed message and stack, trend, crash-free rate per release.
     b.navigate_by("document.querySelector('tr[data-fingerprint] a').click()")
@@ -379,6 +419,8 @@ async fn the_dashboard_in_chromium_shows_what_the_api_answers() {
     );
     only_own_host(&mut b, &base, "crash group").await;
     b.screenshot(&shots.join("crash-group.png")).await;
+    let here = b.eval("location.href").await.as_str().unwrap().to_owned();
+    layout_holds(&mut b, &here, "crash-group", &shots).await;
     // Mark it resolved: it leaves the open list and is listed as resolved, kept in the tenant's file.
     b.navigate_by("document.querySelector('button[value=resolved]').click()")
         .await;
@@ -424,6 +466,8 @@ async fn the_dashboard_in_chromium_shows_what_the_api_answers() {
     );
     only_own_host(&mut b, &base, "realtime").await;
     b.screenshot(&shots.join("realtime.png")).await;
+    let here = b.eval("location.href").await.as_str().unwrap().to_owned();
+    layout_holds(&mut b, &here, "realtime", &shots).await;
 
     // Keyboard: the first Tab reaches the skip link.
     b.press("Tab").await;

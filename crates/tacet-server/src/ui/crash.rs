@@ -219,7 +219,7 @@ pub(crate) async fn crashes(
     }))
     .await;
     body.push_str(&format!(
-        r#"<section class="card wide" aria-labelledby="h-groups"><h2 id="h-groups">Crash groups, most crashes first ({} to {})</h2><div class="scroll"><table aria-labelledby="h-groups"><thead><tr>
+        r#"<section class="card wide" aria-labelledby="h-groups"><h2 id="h-groups">Crash groups, most crashes first (<span class="nowrap">{}</span> to <span class="nowrap">{}</span>)</h2><div class="scroll"><table aria-labelledby="h-groups"><thead><tr>
 <th scope="col">Group</th><th scope="col">Trend</th><th scope="col" class="num">Crashes</th><th scope="col" class="num">Affected visitors</th><th scope="col">First seen</th><th scope="col">Last seen</th><th scope="col">Releases</th><th scope="col">State</th></tr></thead><tbody>"#,
         view.from, view.to
     ));
@@ -241,7 +241,7 @@ pub(crate) async fn crashes(
             None => String::new(),
         };
         body.push_str(&format!(
-            r#"<tr data-fingerprint="{fp}"><td><a href="{href}"><strong>{ty}</strong></a><br><span class="message">{msg}</span></td><td>{spark}</td><td class="num" data-col="crashes" data-value="{cr}">{crs}</td><td class="num" data-col="visitors" data-value="{vi}">{vis}</td><td>{first}</td><td>{last}</td><td>{rel}</td><td><span class="state {label}">{label}</span></td></tr>"#,
+            r#"<tr data-fingerprint="{fp}"><td class="group"><a href="{href}"><strong>{ty}</strong></a><br><span class="message">{msg}</span></td><td>{spark}</td><td class="num" data-col="crashes" data-value="{cr}">{crs}</td><td class="num" data-col="visitors" data-value="{vi}">{vis}</td><td class="when">{first}</td><td class="when">{last}</td><td>{rel}</td><td><span class="state {label}">{label}</span></td></tr>"#,
             fp = esc(fp),
             href = esc(&view.href(&format!("/ui/crashes/{fp}"), &[])),
             ty = esc(&s("error_type")),
