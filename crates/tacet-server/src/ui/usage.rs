@@ -254,7 +254,13 @@ pub(crate) async fn realtime(
         .map(|(k, v)| ((*k).to_owned(), v.clone()))
         .collect();
     params.insert("limit".into(), "100".into());
-    let rows = report(&state, &v.tenant, "realtime", params).await;
+    let top = with(params.clone(), &[("limit", "10")]);
+    let (rows, now_rows, pages, sources) = tokio::join!(
+        report(&state, &v.tenant, "realtime", params.clone()),
+        report(&state, &v.tenant, "realtime_now", params),
+        report(&state, &v.tenant, "realtime_pages", top.clone()),
+        report(&state, &v.tenant, "realtime_sources", top),
+    );
     let mut body = String::new();
     if let Some(e) = &view.error {
         body.push_str(&format!(r#"<p class="error" role="alert">{}</p>"#, esc(e)));
@@ -264,6 +270,26 @@ pub(crate) async fn realtime(
         now.format("%H:%M:%S"),
         esc(now.timezone().name())
     ));
+    // Right now: visitors of the last 5 minutes (withheld under k, as every headline number).
+    match &now_rows {
+        Ok(r) => {
+            let row = r.rows.first();
+            let shown = match number(row, "visitors") {
+                Some(n) => format!(
+                    r#"<span class="value" data-value="{n}">{}</span>"#,
+                    html::int(n as i64)
+                ),
+                None => format!(
+                    r#"<span class="value withheld" data-value="">fewer than {}</span>"#,
+                    v.k()
+                ),
+            };
+            body.push_str(&format!(
+                r#"<dl class="headline now"><div class="metric" data-metric="visitors_now"><dt>Visitors in the last 5 minutes</dt><dd>{shown}</dd></div></dl>"#
+            ));
+        }
+        Err(e) => body.push_str(&failed(e)),
+    }
     match &rows {
         Ok(r) => {
             let sum = |c: &str| {
@@ -306,6 +332,22 @@ pub(crate) async fn realtime(
         }
         Err(e) => body.push_str(&failed(e)),
     }
+    body.push_str(r#"<div class="grid">"#);
+    body.push_str(&card(
+        &v,
+        &view,
+        "realtime_pages",
+        "Pages now (last 5 minutes)",
+        &pages,
+    ));
+    body.push_str(&card(
+        &v,
+        &view,
+        "realtime_sources",
+        "Sources now (last 5 minutes)",
+        &sources,
+    ));
+    body.push_str("</div>");
     let mut frame = v.frame("Realtime", Nav::Realtime);
     frame.head = r#"<meta http-equiv="refresh" content="30">"#;
     html(StatusCode::OK, html::page(&frame, &body))

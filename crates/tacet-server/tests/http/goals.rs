@@ -3,27 +3,6 @@
 
 use super::*;
 
-async fn visitor(h: &Harness, n: usize, events: Value) {
-    let (s, _, b) = send(
-        &h.app_for(&format!("198.51.100.{}:4000", 10 + n)),
-        post_events(Some("ik-a"), "application/json", events.to_string()),
-    )
-    .await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
-}
-
-/// Logs in to the dashboard with the read key; the session cookie.
-async fn login(h: &Harness) -> String {
-    let (_, headers, _) = html(&h.app, ui("POST", "/ui/login", None, Some("key=rk-a"))).await;
-    headers[header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 fn get(uri: &str) -> Request<Body> {
     Request::get(uri)
         .header(header::AUTHORIZATION, "Bearer rpk-a")

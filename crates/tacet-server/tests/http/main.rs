@@ -1342,8 +1342,31 @@ async fn the_dashboard_logs_in_with_the_read_key_shows_the_api_numbers_and_logs_
     );
 }
 
+/// Posts `events` as the visitor at 198.51.100.(10 + n).
+async fn visitor(h: &Harness, n: usize, events: Value) {
+    let (s, _, b) = send(
+        &h.app_for(&format!("198.51.100.{}:4000", 10 + n)),
+        post_events(Some("ik-a"), "application/json", events.to_string()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+}
+
+/// Logs in to the dashboard with the read key; the session cookie.
+async fn login(h: &Harness) -> String {
+    let (_, headers, _) = html(&h.app, ui("POST", "/ui/login", None, Some("key=rk-a"))).await;
+    headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 mod admission;
 mod connections;
 mod goals;
 mod order;
 mod privacy;
+mod realtime;
