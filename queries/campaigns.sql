@@ -1,7 +1,7 @@
 -- name: campaigns
 -- title: UTM campaigns
 -- params: limit (rows, default 100), from, to (YYYY-MM-DD, inclusive; default the last 30 days), the filters (page, country, browser, os, device,
---   referrer_class, utm_source, utm_campaign, event, release, fingerprint)
+--   referrer_class, utm_source, utm_campaign, event, release, fingerprint, source, host)
 -- columns: utm_source, utm_medium, utm_campaign, visitors, pageviews
 -- k: visitors
 -- rollups: pageview campaign (days whose raw page views expired are added from the daily rollups, without filters)

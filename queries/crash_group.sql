@@ -1,7 +1,7 @@
 -- name: crash_group
 -- title: One crash group in full: the latest example's scrubbed message and stack, counts, first and last seen
 -- params: fingerprint (required), from, to (YYYY-MM-DD, inclusive; default the last 30 days), the filters (page, country, browser, os, device,
---   referrer_class, utm_source, utm_campaign, event, release, fingerprint)
+--   referrer_class, utm_source, utm_campaign, event, release, fingerprint, source, host)
 -- columns: fingerprint, error_type, example_message (scrubbed; of the latest crash), example_stack (the latest
 --   crash's scrubbed frames, top first, one per line), crashes, visitors (affected), first_seen, last_seen,
 --   releases (comma-separated), example_release (of the latest crash)

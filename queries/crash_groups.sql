@@ -1,7 +1,7 @@
 -- name: crash_groups
 -- title: Crash groups for triage: one row per fingerprint
 -- params: limit, from, to (YYYY-MM-DD, inclusive; default the last 30 days), the filters (page, country, browser, os, device,
---   referrer_class, utm_source, utm_campaign, event, release, fingerprint)
+--   referrer_class, utm_source, utm_campaign, event, release, fingerprint, source, host)
 -- columns: fingerprint, error_type, example_message (scrubbed), crashes, visitors (affected), first_seen,
 --   last_seen, releases (comma-separated)
 -- k: visitors crashes

@@ -1,7 +1,7 @@
 -- name: crash_trend
 -- title: One crash group day by day
 -- params: fingerprint (required), from, to (YYYY-MM-DD, inclusive; default the last 30 days), the filters (page, country, browser, os, device,
---   referrer_class, utm_source, utm_campaign, event, release, fingerprint)
+--   referrer_class, utm_source, utm_campaign, event, release, fingerprint, source, host)
 -- columns: day (YYYY-MM-DD in the tenant's time zone), crashes, visitors (affected), suppressed (null, or why the numbers are withheld)
 -- k: visitors withhold crashes
 -- requires: fingerprint

@@ -1,7 +1,7 @@
 -- name: exit_pages
 -- title: Exit pages: the last page of each visit
 -- params: limit, from, to (YYYY-MM-DD, inclusive; default the last 30 days), the filters (page, country, browser, os, device,
---   referrer_class, utm_source, utm_campaign, event, release, fingerprint)
+--   referrer_class, utm_source, utm_campaign, event, release, fingerprint, source, host)
 -- columns: page (path), visitors, visits
 -- k: visitors
 WITH {{visits}},

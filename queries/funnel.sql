@@ -2,7 +2,7 @@
 -- title: An ordered funnel over page views and events: how many visitors reached each step after the one before
 -- params: steps (required: 2 to 8 steps, comma-separated, each page:/path or event:name, e.g.
 --   page:/,page:/pricing,event:signup), from, to (YYYY-MM-DD, inclusive; default the last 30 days), the filters (page, country, browser, os, device,
---   referrer_class, utm_source, utm_campaign, event, release, fingerprint)
+--   referrer_class, utm_source, utm_campaign, event, release, fingerprint, source, host)
 -- columns: step (1, 2, ...), name (the step), visitors (visitor-days that reached it in order),
 --   conversion (share of the first step's visitors)
 -- requires: steps

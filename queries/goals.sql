@@ -1,7 +1,7 @@
 -- name: goals
 -- title: Goal conversions: every custom event as a goal, with the share of visitors who reached it
 -- params: limit, from, to (YYYY-MM-DD, inclusive; default the last 30 days), the filters (page, country, browser, os, device,
---   referrer_class, utm_source, utm_campaign, event, release, fingerprint)
+--   referrer_class, utm_source, utm_campaign, event, release, fingerprint, source, host)
 -- columns: goal (event name), visitors (who reached it), conversions (events), conversion_rate (visitors
 --   over all visitors of the range)
 -- k: visitors

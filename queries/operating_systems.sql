@@ -1,7 +1,7 @@
 -- name: operating_systems
 -- title: Operating systems by visitors
 -- params: limit (rows, default 100), from, to (YYYY-MM-DD, inclusive; default the last 30 days), the filters (page, country, browser, os, device,
---   referrer_class, utm_source, utm_campaign, event, release, fingerprint)
+--   referrer_class, utm_source, utm_campaign, event, release, fingerprint, source, host)
 -- columns: os, visitors, pageviews
 -- k: visitors
 -- rollups: pageview os (days whose raw page views expired are added from the daily rollups, without filters)

@@ -1,7 +1,7 @@
 -- name: overview
 -- title: Visitors, visits, page views, views per visit, bounce rate, visit duration, events and crashes
 -- params: from, to (YYYY-MM-DD, inclusive; default the last 30 days), the filters (page, country, browser, os, device,
---   referrer_class, utm_source, utm_campaign, event, release, fingerprint)
+--   referrer_class, utm_source, utm_campaign, event, release, fingerprint, source, host)
 -- columns: visitors (distinct visitor ids: visitor-days over a range), visits (30-minute inactivity gap),
 --   pageviews, views_per_visit, bounce_rate (share of visits with one page view), visit_seconds (mean
 --   first-to-last event time of a visit), events (custom), crashes, suppressed (null, or why the numbers are withheld)

@@ -2,7 +2,7 @@
 -- title: The last 30 minutes, minute by minute (over HTTP, events not yet written to Parquet too; the CLI reads
 --   Parquet only, a flush interval behind)
 -- params: the filters (page, country, browser, os, device, referrer_class, utm_source, utm_campaign, event,
---   release, fingerprint); from and to are ignored
+--   release, fingerprint, source, host); from and to are ignored
 -- columns: minute (in the tenant's time zone), visitors, pageviews, events, crashes, suppressed (null, or why the numbers are withheld)
 -- k: visitors withhold
 SELECT date_trunc('minute', ts) AS minute,

@@ -2,7 +2,7 @@
 -- title: Right now: visitors and page views in the last 5 minutes (over HTTP, events not yet written to
 --   Parquet too)
 -- params: the filters (page, country, browser, os, device, referrer_class, utm_source, utm_campaign, event,
---   release, fingerprint); from and to are ignored
+--   release, fingerprint, source, host); from and to are ignored
 -- columns: visitors, pageviews, suppressed (null, or why the numbers are withheld)
 -- k: visitors withhold
 SELECT COUNT(DISTINCT visitor_id) AS visitors,

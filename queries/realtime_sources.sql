@@ -1,7 +1,7 @@
 -- name: realtime_sources
 -- title: Where the last 5 minutes' visits come from: referrer class and source
 -- params: limit (rows, default 100), the filters (page, country, browser, os, device, referrer_class, utm_source, utm_campaign, event,
---   release, fingerprint); from and to are ignored
+--   release, fingerprint, source, host); from and to are ignored
 -- columns: referrer_class (search, social, email, direct, other), source, visitors, pageviews
 -- k: visitors
 SELECT referrer_class AS referrer_class, referrer_source AS source, COUNT(DISTINCT visitor_id) AS visitors,

@@ -1,7 +1,7 @@
 -- name: release_health
 -- title: Crash-free visits and visitors per release
 -- params: from, to (YYYY-MM-DD, inclusive; default the last 30 days), the filters (page, country, browser, os, device,
---   referrer_class, utm_source, utm_campaign, event, release, fingerprint)
+--   referrer_class, utm_source, utm_campaign, event, release, fingerprint, source, host)
 -- columns: release, visits (visits with an event of the release), crash_free_visits (share), visitors,
 --   crash_free_visitors (share)
 -- k: visitors

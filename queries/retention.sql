@@ -1,7 +1,7 @@
 -- name: retention
 -- title: Weekly retention cohorts of identified users (user pseudonyms; visitor ids cannot link days)
 -- params: from, to (YYYY-MM-DD, inclusive; default the last 30 days), the filters (page, country, browser, os, device,
---   referrer_class, utm_source, utm_campaign, event, release, fingerprint)
+--   referrer_class, utm_source, utm_campaign, event, release, fingerprint, source, host)
 -- columns: cohort (the week, Monday, in the tenant's time zone, a user was first seen in the range), week (weeks since), users
 -- k: users
 WITH {{visits}},

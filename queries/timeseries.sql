@@ -1,7 +1,7 @@
 -- name: timeseries
 -- title: The overview's counts per day or per hour (in the tenant's time zone)
 -- params: interval (day or hour; default day), from, to (YYYY-MM-DD, inclusive; default the last 30 days), the filters (page, country, browser, os, device,
---   referrer_class, utm_source, utm_campaign, event, release, fingerprint)
+--   referrer_class, utm_source, utm_campaign, event, release, fingerprint, source, host)
 -- columns: bucket (start of the day or hour in the tenant's time zone), visitors, visits (by the bucket they started in),
 --   pageviews, events, crashes, suppressed (null, or why the numbers are withheld)
 -- k: visitors withhold

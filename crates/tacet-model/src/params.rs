@@ -23,6 +23,8 @@ pub const FILTERS: &[(&str, &str)] = &[
     ("event", "name"),
     ("release", "release"),
     ("fingerprint", "fingerprint"),
+    ("source", "referrer_source"),
+    ("host", "referrer_host"),
 ];
 
 /// Bucket sizes of the time series.

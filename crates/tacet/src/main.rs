@@ -242,6 +242,12 @@ struct ReportFilters {
     /// Only this crash group (the fingerprint, 16 hex characters; crash_group and crash_trend need it).
     #[arg(long)]
     fingerprint: Option<String>,
+    /// Only visits from this named source (referrer_source, e.g. Google).
+    #[arg(long)]
+    source: Option<String>,
+    /// Only visits from this referrer host (e.g. news.example).
+    #[arg(long)]
+    host: Option<String>,
 }
 
 impl ReportFilters {
@@ -259,6 +265,8 @@ impl ReportFilters {
             ("event", self.event),
             ("release", self.release),
             ("fingerprint", self.fingerprint),
+            ("source", self.source),
+            ("host", self.host),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k, v)))

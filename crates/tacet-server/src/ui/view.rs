@@ -240,7 +240,10 @@ pub(crate) const FORM_FILTERS: &[(&str, &str, Option<&[&str]>)] = &[
     ("os", "Operating system", None),
     ("device", "Device", Some(&tacet_privacy::DEVICES)),
     ("country", "Country", None),
+    ("source", "Source", None),
+    ("host", "Referrer host", None),
     ("utm_source", "UTM source", None),
+    ("release", "Release", None),
 ];
 
 /// The range picker and the filter form, with the active filters as removable chips.

@@ -35,6 +35,21 @@ async fn realtime_shows_visitors_now_and_their_pages_and_sources() {
         sources,
         json!([{"referrer_class": "search", "source": "Google", "visitors": 6, "pageviews": 6}])
     );
+    // Source and host filter like any other (and the referrers report's cells link to them).
+    for (query, n) in [
+        ("source=Google", 6),
+        ("host=www.google.com", 6),
+        ("source=Bing", 0),
+    ] {
+        let (s, _, b) = send(&h.app, get(&format!("/v1/reports/pages?{query}"))).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let got = b
+            .as_array()
+            .unwrap()
+            .first()
+            .map_or(0, |r| r["visitors"].as_u64().unwrap());
+        assert_eq!(got, n, "{query}: {b}");
+    }
     // Under k, the number is withheld, here and on the page.
     let (_, _, few) = send(&h.app, get("/v1/reports/realtime_now?page=/nowhere")).await;
     assert_eq!(few[0]["visitors"], Value::Null);
