@@ -468,6 +468,10 @@ async fn the_dashboard_in_chromium_shows_what_the_api_answers() {
     b.screenshot(&shots.join("realtime.png")).await;
     let here = b.eval("location.href").await.as_str().unwrap().to_owned();
     layout_holds(&mut b, &here, "realtime", &shots).await;
+    let goals = format!("{base}/ui/goals");
+    layout_holds(&mut b, &goals, "goals", &shots).await;
+    let funnel = format!("{base}/ui/funnels?steps=page:/,event:signup");
+    layout_holds(&mut b, &funnel, "funnels", &shots).await;
 
     // Keyboard: the first Tab reaches the skip link.
     b.press("Tab").await;

@@ -25,6 +25,8 @@ pub fn esc(s: &str) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Nav {
     Usage,
+    Goals,
+    Funnels,
     Realtime,
     Crashes,
     None,
@@ -66,6 +68,8 @@ pub fn page(frame: &Frame<'_>, body: &str) -> String {
         out.push_str(r#"<nav aria-label="Dashboard">"#);
         for (nav, href, label) in [
             (Nav::Usage, "/ui/usage", "Usage"),
+            (Nav::Goals, "/ui/goals", "Goals"),
+            (Nav::Funnels, "/ui/funnels", "Funnels"),
             (Nav::Realtime, "/ui/realtime", "Realtime"),
             (Nav::Crashes, "/ui/crashes", "Crashes"),
         ] {

@@ -8,6 +8,8 @@
 //!  POST /ui/logout           ends the session on the server and clears the cookie
 //!  GET  /ui/usage            headline numbers against the previous period, time series, top lists;
 //!                            ?from&to and the report filters; every list's rows link to their filter
+//!  GET  /ui/goals            custom events as goals, with conversion rates (goals.rs)
+//!  GET  /ui/funnels          ?steps=page:/,event:signup: visitors per step and drop-off (goals.rs)
 //!  GET  /ui/realtime         the last 30 minutes, reloading itself every 30 s
 //!  GET  /ui/crashes          crash groups by count in the range, sparklines, triage state (?state=)
 //!  GET  /ui/crashes/{fp}     one group: trend, scrubbed message and stack, crash-free rate per release
@@ -25,6 +27,7 @@
 
 mod crash;
 mod dashboard;
+mod goals;
 mod html;
 mod respond;
 mod session;
@@ -51,6 +54,8 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         )
         .route("/ui/logout", axum::routing::post(dashboard::logout))
         .route("/ui/usage", get(usage::usage))
+        .route("/ui/goals", get(goals::goals))
+        .route("/ui/funnels", get(goals::funnels))
         .route("/ui/realtime", get(usage::realtime))
         .route("/ui/crashes", get(crash::crashes))
         .route(

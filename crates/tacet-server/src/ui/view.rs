@@ -166,7 +166,11 @@ pub(crate) fn number(row: Option<&Map<String, Value>>, column: &str) -> Option<f
 
 /// The filter a column of a report's rows sets when its value is clicked (the same names).
 pub(crate) fn filter_of(column: &str) -> Option<&'static str> {
-    FILTERS.iter().map(|(f, _)| *f).find(|f| *f == column)
+    match column {
+        // A goal is a custom event: its filter keeps the visitors who did it.
+        "goal" => Some("event"),
+        column => FILTERS.iter().map(|(f, _)| *f).find(|f| *f == column),
+    }
 }
 
 /// Now in the tenant's time zone (reports' days, hours and minutes are local).

@@ -61,26 +61,55 @@ async fn an_event_filter_keeps_the_visitors_who_did_it_and_all_they_did() {
 
     // The dashboard: the converters' pages, and the conversion against everyone.
     let cookie = login(&h).await;
-    let (status, _, html) = html(
+    let (status, _, usage) = html(
         &h.app,
         ui("GET", "/ui/usage?event=signup", Some(&cookie), None),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
     assert!(
-        html.contains("Visitors who did signup: 8 of 14 (57.1 %)"),
-        "{html}"
+        usage.contains("Visitors who did signup: 8 of 14 (57.1 %)"),
+        "{usage}"
     );
     assert!(
-        html.contains("/pricing") && !html.contains("/blog"),
-        "{html}"
+        usage.contains("/pricing") && !usage.contains("/blog"),
+        "{usage}"
+    );
+    // The goals page: the conversion rate, and the goal links to its visitors.
+    let (status, _, page) = html(&h.app, ui("GET", "/ui/goals", Some(&cookie), None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains(r#"data-col="conversion_rate" data-value="0.5714""#),
+        "{page}"
+    );
+    assert!(page.contains("/ui/usage?event=signup"), "{page}");
+    // The funnel page: visitors per step in order, and who dropped out.
+    let (status, _, page) = html(
+        &h.app,
+        ui(
+            "GET",
+            "/ui/funnels?steps=page:/,page:/pricing,event:signup",
+            Some(&cookie),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let steps: Vec<&str> = page
+        .match_indices(r#"data-col="visitors" data-value=""#)
+        .map(|(i, m)| page[i + m.len()..].split('"').next().unwrap())
+        .collect();
+    assert_eq!(steps, ["14", "8", "8"], "{page}");
+    assert!(
+        page.contains(r#"<td class="num" data-col="dropped">6</td>"#),
+        "{page}"
     );
     // Their page views, not zero (before, the filter kept only the event rows).
     assert!(
-        html.contains(
+        usage.contains(
             r#"data-metric="pageviews"><dt>Page views</dt><dd><span class="value" data-value="16">"#
         ),
-        "{html}"
+        "{usage}"
     );
 }
 
