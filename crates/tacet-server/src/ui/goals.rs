@@ -14,6 +14,58 @@ use super::usage::card;
 use super::view::*;
 use crate::AppState;
 
+/// `GET /ui/export/<report>.csv?…`: a card's report as CSV, with the page's range and filters: the same call
+/// and the same k as the card (the session's key is a reports key at least).
+pub(crate) async fn export(
+    v: Viewer,
+    State(state): State<AppState>,
+    axum::extract::Path(file): axum::extract::Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    use axum::response::IntoResponse;
+    let Some(name) = file.strip_suffix(".csv") else {
+        return crate::error::ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "exports are /ui/export/<report>.csv",
+        )
+        .into_response();
+    };
+    let today = local_now(&state, &v.tenant).date_naive();
+    let view = View::parse(&q, today);
+    let mut params = view.params();
+    for key in ["limit", "steps", "prop", "interval"] {
+        if let Some(value) = q.get(key) {
+            params.insert(key.to_owned(), value.clone());
+        }
+    }
+    let out = match crate::routes::run_report(&state, &v.tenant, name, params).await {
+        Ok(out) => out,
+        Err(e) => return e.into_response(),
+    };
+    match tacet_query::format::encode(tacet_query::format::Format::Csv, &out.schema, &out.batches) {
+        Ok(bytes) => (
+            [
+                (
+                    axum::http::header::CONTENT_TYPE,
+                    "text/csv; charset=utf-8".to_owned(),
+                ),
+                (
+                    axum::http::header::CONTENT_DISPOSITION,
+                    format!(
+                        "attachment; filename=\"{}-{name}-{}-{}.csv\"",
+                        v.tenant.id.as_str(),
+                        view.from,
+                        view.to
+                    ),
+                ),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => crate::error::ApiError::internal(e).into_response(),
+    }
+}
+
 pub(crate) async fn goals(
     v: Viewer,
     State(state): State<AppState>,

@@ -10,6 +10,7 @@
 //!                            ?from&to and the report filters; every list's rows link to their filter
 //!  GET  /ui/goals            custom events as goals, with conversion rates (goals.rs)
 //!  GET  /ui/funnels          ?steps=page:/,event:signup: visitors per step and drop-off (goals.rs)
+//!  GET  /ui/export/{r}.csv   a card's report as CSV, with the page's range and filters (goals.rs)
 //!  GET  /ui/realtime         the last 30 minutes, reloading itself every 30 s
 //!  GET  /ui/crashes          crash groups by count in the range, sparklines, triage state (?state=)
 //!  GET  /ui/crashes/{fp}     one group: trend, scrubbed message and stack, crash-free rate per release
@@ -55,6 +56,7 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         .route("/ui/logout", axum::routing::post(dashboard::logout))
         .route("/ui/usage", get(usage::usage))
         .route("/ui/goals", get(goals::goals))
+        .route("/ui/export/{file}", get(goals::export))
         .route("/ui/funnels", get(goals::funnels))
         .route("/ui/realtime", get(usage::realtime))
         .route("/ui/crashes", get(crash::crashes))

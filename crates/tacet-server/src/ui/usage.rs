@@ -114,6 +114,7 @@ pub(crate) fn card(
         r#"<section class="card" data-report="{name}" aria-labelledby="{id}"><h2 id="{id}">{}</h2>"#,
         esc(title)
     );
+    let csv = view.href(&format!("/ui/export/{name}.csv"), &[]);
     match rows {
         Ok(r) => {
             let link = |column: &str, value: &Value| {
@@ -123,6 +124,10 @@ pub(crate) fn card(
             };
             out.push_str(&html::table(&id, &r.columns, &r.rows, &link));
             out.push_str(&html::suppressed(r.suppressed, v.k()));
+            out.push_str(&format!(
+                r#"<p class="export"><a href="{}" download>CSV</a></p>"#,
+                esc(&csv)
+            ));
         }
         Err(e) => out.push_str(&failed(e)),
     }

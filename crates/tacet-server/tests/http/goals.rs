@@ -75,6 +75,29 @@ async fn an_event_filter_keeps_the_visitors_who_did_it_and_all_they_did() {
         usage.contains("/pricing") && !usage.contains("/blog"),
         "{usage}"
     );
+    // Every card exports its rows as CSV, with the page's filters.
+    let csv_link = usage
+        .split(r#"<p class="export"><a href=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSV link on the first card")
+        .replace("&amp;", "&");
+    assert!(
+        csv_link.starts_with("/ui/export/pages.csv?") && csv_link.contains("event=signup"),
+        "{csv_link}"
+    );
+    let (status, headers, csv) = html(&h.app, ui("GET", &csv_link, Some(&cookie), None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment; filename=\"a-pages-")
+    );
+    assert_eq!(csv, "page,visitors,pageviews\n/,8,8\n/pricing,8,8\n");
+    // Without a session, nothing.
+    let (status, _, _) = html(&h.app, ui("GET", &csv_link, None, None)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
     // The goals page: the conversion rate, and the goal links to its visitors.
     let (status, _, page) = html(&h.app, ui("GET", "/ui/goals", Some(&cookie), None)).await;
     assert_eq!(status, StatusCode::OK);
