@@ -15,5 +15,6 @@ mod production;
 mod s3;
 mod security;
 mod server;
+mod shares;
 mod skeleton;
 mod sourcemaps;

@@ -44,6 +44,9 @@ pub enum Role {
     Reports,
     /// The admin API: subject rights, retention, the audit log.
     Admin,
+    /// A share link (`/ui/share/<key>`): the dashboard read-only, as a `reports` key sees it, for whoever
+    /// holds the link; made and revoked through the admin API.
+    Share,
 }
 
 impl Role {
@@ -52,6 +55,7 @@ impl Role {
             Role::Read => "read",
             Role::Reports => "reports",
             Role::Admin => "admin",
+            Role::Share => "share",
         }
     }
 
@@ -60,13 +64,14 @@ impl Role {
             "read" => Some(Role::Read),
             "reports" => Some(Role::Reports),
             "admin" => Some(Role::Admin),
+            "share" => Some(Role::Share),
             _ => None,
         }
     }
 
     /// Whether a key of this role may do what `need` allows (an `sql` read key also reaches the reports).
     pub fn grants(self, need: Role) -> bool {
-        self == need || (self == Role::Read && need == Role::Reports)
+        self == need || (matches!(self, Role::Read | Role::Share) && need == Role::Reports)
     }
 
     /// How a read key's scope is named (`sql`, `reports`), or the role for an admin key.
@@ -75,6 +80,7 @@ impl Role {
             Role::Read => "sql",
             Role::Reports => "reports",
             Role::Admin => "admin",
+            Role::Share => "share",
         }
     }
 }

@@ -35,6 +35,7 @@ mod error;
 pub mod limits;
 pub mod listener;
 mod routes;
+mod shares;
 mod sourcemaps;
 mod tenants;
 mod triage_api;

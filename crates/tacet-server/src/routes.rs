@@ -36,6 +36,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/retention", post(crate::admin::retention))
         .route("/v1/admin/audit", get(crate::admin::audit))
         .route("/v1/admin/sql", post(crate::admin::sql))
+        .route(
+            "/v1/admin/shares",
+            post(crate::shares::create).get(crate::shares::list),
+        )
+        .route(
+            "/v1/admin/shares/{id}",
+            axum::routing::delete(crate::shares::revoke),
+        )
         .route("/v1/admin/crashes", get(crate::triage_api::marks))
         .route(
             "/v1/admin/crashes/{fingerprint}",

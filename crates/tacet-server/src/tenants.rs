@@ -220,7 +220,7 @@ impl Tenants {
                 (i, grant.role)
             }
         };
-        if have == Role::Reports && role == Role::Read {
+        if matches!(have, Role::Reports | Role::Share) && role == Role::Read {
             return Err(AuthError::ReportsScope);
         }
         if !have.grants(role) {

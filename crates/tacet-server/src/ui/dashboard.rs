@@ -368,6 +368,38 @@ pub(crate) async fn login(
     }
 }
 
+/// `GET /ui/share/<key>`: a share link opens a read-only dashboard session (the `reports` view, k applied,
+/// no SQL) and moves on to `/ui/usage`, so the key leaves the address bar. A revoked, expired or unknown
+/// link, or any key that is not a share link's, is 404.
+pub(crate) async fn share(
+    State(state): State<AppState>,
+    axum::extract::Path(key): axum::extract::Path<String>,
+) -> Response {
+    let Some(dash) = state.dashboard.as_deref() else {
+        return not_enabled();
+    };
+    match state.tenants.authenticate(&key, Role::Share) {
+        Ok(tenant) => {
+            let token = dash
+                .sessions
+                .open(tenant.id.clone(), state.tenants.access().hash(&key));
+            tracing::info!(tenant = %tenant.id, "dashboard opened through a share link");
+            let mut resp = see_other("/ui/usage");
+            resp.headers_mut().insert(
+                header::SET_COOKIE,
+                dash.set_cookie(&token, dash.lifetime.as_secs()),
+            );
+            resp
+        }
+        Err(_) => problem(
+            StatusCode::NOT_FOUND,
+            "No such share link",
+            "This link does not exist, was revoked or has expired; ask whoever shared it for a new one.",
+            None,
+        ),
+    }
+}
+
 pub(crate) async fn logout(
     viewer: Result<Viewer, Response>,
     State(state): State<AppState>,

@@ -6,6 +6,7 @@
 //!  POST /ui/login            read key → session (session.rs) → cookie: HttpOnly, SameSite=Strict,
 //!                            Secure and __Host- with TLS → 303 to the page asked for
 //!  POST /ui/logout           ends the session on the server and clears the cookie
+//!  GET  /ui/share/{key}      a share link: a read-only (reports) session, then /ui/usage; 404 once revoked
 //!  GET  /ui/usage            headline numbers against the previous period, time series, top lists;
 //!                            ?from&to and the report filters; every list's rows link to their filter
 //!  GET  /ui/goals            custom events as goals, with conversion rates (goals.rs)
@@ -54,6 +55,7 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
             get(dashboard::login_form).post(dashboard::login),
         )
         .route("/ui/logout", axum::routing::post(dashboard::logout))
+        .route("/ui/share/{key}", get(dashboard::share))
         .route("/ui/usage", get(usage::usage))
         .route("/ui/goals", get(goals::goals))
         .route("/ui/export/{file}", get(goals::export))

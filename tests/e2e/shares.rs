@@ -1,0 +1,159 @@
+//! Share links: a read-only dashboard for whoever holds the link, with the tenant's k, never SQL; revoked
+//! or expired, 404.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::server::Server;
+
+const CONFIG: &str = r#"
+trusted_proxies = ["127.0.0.1/32"]
+[ingest]
+flush_interval = "100ms"
+[[tenant]]
+id = "a"
+ingest_key = "ingest-a"
+read_key = "read-a"
+admin_key = "admin-a"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_link_shows_the_reports_view_until_it_is_revoked_or_expires() {
+    let server = Server::start(CONFIG);
+    // Six visitors on /, one alone on /rare (under the default k of 5).
+    for (n, path) in (0..6).map(|n| (n, "/")).chain([(6, "/rare")]) {
+        let (s, _) = server
+            .post_events(
+                "ingest-a",
+                "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",
+                &format!("198.51.100.{}", 20 + n),
+                "application/json",
+                json!({"kind": "pageview", "url": format!("https://a.example{path}")}).to_string(),
+            )
+            .await;
+        assert_eq!(s, 202);
+    }
+    server.wait_for_count("read-a", 7).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let admin = |req: reqwest::RequestBuilder| req.bearer_auth("admin-a");
+    let create = |body: Value| {
+        admin(client.post(format!("{}/v1/admin/shares", server.base)))
+            .body(body.to_string())
+            .send()
+    };
+    let made: Value = create(json!({})).await.unwrap().json().await.unwrap();
+    let link = made["link"].as_str().unwrap().to_owned();
+    let key = link.strip_prefix("/ui/share/").unwrap().to_owned();
+
+    // The link opens a session and moves on, the key out of the address bar.
+    let opened = client
+        .get(format!("{}{link}", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.status().as_u16(), 303);
+    assert_eq!(opened.headers()["location"], "/ui/usage");
+    let cookie = opened.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = |cookie: String| {
+        let client = &client;
+        let base = server.base.clone();
+        async move {
+            let r = client
+                .get(format!("{base}/ui/usage"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (status, usage) = page(cookie.clone()).await;
+    assert_eq!(status, 200);
+    // The same suppressed rows as a reports view through the API: / shown, /rare held back.
+    let api = client
+        .get(format!("{}/v1/reports/pages", server.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.headers()["x-tacet-suppressed"], "1");
+    let rows: Value = api.json().await.unwrap();
+    assert_eq!(rows, json!([{"page": "/", "visitors": 6, "pageviews": 6}]));
+    assert!(
+        usage.contains(r#"data-value="/""#) && !usage.contains("/rare"),
+        "{usage}"
+    );
+    assert!(usage.contains("1 row hidden"), "{usage}");
+    // Never SQL.
+    let sql = client
+        .post(format!("{}/v1/sql", server.base))
+        .bearer_auth(&key)
+        .body("SELECT url_path FROM events")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sql.status().as_u16(), 403);
+    // Listed (never the key), and only share keys open share links.
+    let list: Value = admin(client.get(format!("{}/v1/admin/shares", server.base)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list[0]["id"], made["id"]);
+    assert!(!list.to_string().contains(&key));
+    let read = client
+        .get(format!("{}/ui/share/read-a", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status().as_u16(), 404);
+
+    // Revoked: the link is 404 and its session ends.
+    let id = made["id"].as_str().unwrap();
+    let revoked = admin(client.delete(format!("{}/v1/admin/shares/{id}", server.base)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status().as_u16(), 200);
+    tokio::time::sleep(Duration::from_millis(2_500)).await; // created keys are re-read every 2 s
+    let gone = client
+        .get(format!("{}{link}", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status().as_u16(), 404);
+    let (status, _) = page(cookie).await;
+    assert_eq!(status, 303, "the revoked link's session ended");
+
+    // Expired: 404 too.
+    let brief: Value = create(json!({"expires_in": "1s"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let expired = client
+        .get(format!(
+            "{}{}",
+            server.base,
+            brief["link"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(expired.status().as_u16(), 404);
+    server.stop();
+}
