@@ -224,6 +224,26 @@ async fn minified_frames_become_original_ones_and_group_by_them() {
         page.contains("  1 | // owner: [email]") && !page.contains("alice@example.com"),
         "{page}"
     );
+    // Where it happens: by release, browser, OS and page (the group's two crashes, one page).
+    let by = |dimension: &str| {
+        page.split(&format!(r#"data-breakdown="{dimension}""#))
+            .nth(1)
+            .and_then(|rest| rest.split("</section>").next())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        by("release").contains(r#"data-value="2.0.0""#)
+            && by("release").contains(r#"data-col="crashes" data-value="2""#),
+        "{}",
+        by("release")
+    );
+    assert!(by("browser").contains("Firefox"), "{}", by("browser"));
+    assert!(
+        by("page").contains(r#"data-value="/cart""#),
+        "{}",
+        by("page")
+    );
 
     // Deleting the release's maps: later crashes stay minified.
     let out = tacet_with_env(

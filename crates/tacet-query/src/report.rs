@@ -79,6 +79,7 @@ pub const REPORTS: &[Report] = reports![
     "crash_groups",
     "crash_group",
     "crash_trend",
+    "crash_breakdown",
     "release_health",
 ];
 

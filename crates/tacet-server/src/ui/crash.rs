@@ -278,10 +278,16 @@ pub(crate) async fn crash_group(
     let today = local_now(&state, &v.tenant).date_naive();
     let view = View::parse(&q, today);
     let p = with(view.params(), &[("fingerprint", &fp)]);
-    let (group, trend, health) = tokio::join!(
+    let (group, trend, health, breakdown) = tokio::join!(
         report(&state, &v.tenant, "crash_group", p.clone()),
-        report(&state, &v.tenant, "crash_trend", p),
+        report(&state, &v.tenant, "crash_trend", p.clone()),
         report(&state, &v.tenant, "release_health", view.params()),
+        report(
+            &state,
+            &v.tenant,
+            "crash_breakdown",
+            with(p, &[("limit", "200")])
+        ),
     );
     let marks = v.dash.triage.marks(&v.tenant.id).unwrap_or_default();
     let context = match &group {
@@ -394,7 +400,48 @@ pub(crate) async fn crash_group(
         }
         Err(e) => body.push_str(&failed(e)),
     }
-    body.push_str(r#"</section><section class="card wide" aria-labelledby="h-health"><h2 id="h-health">Crash-free rate per release (all groups)</h2>"#);
+    // Where it happens: the group by release, browser, operating system and page.
+    match &breakdown {
+        Ok(b) => {
+            body.push_str(r#"</section><div class="grid" id="breakdown">"#);
+            for (dimension, title) in [
+                ("release", "Releases"),
+                ("browser", "Browsers"),
+                ("os", "Operating systems"),
+                ("page", "Pages"),
+            ] {
+                let rows: Vec<serde_json::Map<String, Value>> = b
+                    .rows
+                    .iter()
+                    .filter(|r| r.get("dimension").and_then(Value::as_str) == Some(dimension))
+                    .take(10)
+                    .map(|r| {
+                        let mut r = r.clone();
+                        r.remove("dimension");
+                        r
+                    })
+                    .collect();
+                let id = format!("h-by-{dimension}");
+                body.push_str(&format!(
+                    r#"<section class="card" data-breakdown="{dimension}" aria-labelledby="{id}"><h2 id="{id}">{title}</h2>"#
+                ));
+                let columns = vec![
+                    "value".to_owned(),
+                    "crashes".to_owned(),
+                    "visitors".to_owned(),
+                ];
+                body.push_str(&html::table(&id, &columns, &rows, &|_, _| None));
+                body.push_str("</section>");
+            }
+            body.push_str("</div>");
+            body.push_str(&html::suppressed(b.suppressed, v.k_crashes()));
+            body.push_str(r#"<section class="card wide" aria-labelledby="h-health"><h2 id="h-health">Crash-free rate per release (all groups)</h2>"#);
+        }
+        Err(e) => {
+            body.push_str(&failed(e));
+            body.push_str(r#"</section><section class="card wide" aria-labelledby="h-health"><h2 id="h-health">Crash-free rate per release (all groups)</h2>"#);
+        }
+    }
     match &health {
         Ok(h) => {
             body.push_str(&html::table("h-health", &h.columns, &h.rows, &|_, _| None));
