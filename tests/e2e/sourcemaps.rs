@@ -244,6 +244,21 @@ async fn minified_frames_become_original_ones_and_group_by_them() {
         "{}",
         by("page")
     );
+    // Its latest crashes, one row each, without an identifier.
+    let latest = page
+        .split(r#"id="occurrences""#)
+        .nth(1)
+        .and_then(|rest| rest.split("</section>").next())
+        .unwrap_or_default();
+    assert_eq!(
+        latest.matches("<tr").count(),
+        3,
+        "a header and two crashes: {latest}"
+    );
+    assert!(
+        latest.contains("boom") && !latest.contains("visitor_id") && !latest.contains("pseudonym"),
+        "{latest}"
+    );
 
     // Deleting the release's maps: later crashes stay minified.
     let out = tacet_with_env(

@@ -80,6 +80,7 @@ pub const REPORTS: &[Report] = reports![
     "crash_group",
     "crash_trend",
     "crash_breakdown",
+    "crash_occurrences",
     "release_health",
 ];
 

@@ -278,7 +278,7 @@ pub(crate) async fn crash_group(
     let today = local_now(&state, &v.tenant).date_naive();
     let view = View::parse(&q, today);
     let p = with(view.params(), &[("fingerprint", &fp)]);
-    let (group, trend, health, breakdown) = tokio::join!(
+    let (group, trend, health, breakdown, occurrences) = tokio::join!(
         report(&state, &v.tenant, "crash_group", p.clone()),
         report(&state, &v.tenant, "crash_trend", p.clone()),
         report(&state, &v.tenant, "release_health", view.params()),
@@ -286,7 +286,13 @@ pub(crate) async fn crash_group(
             &state,
             &v.tenant,
             "crash_breakdown",
-            with(p, &[("limit", "200")])
+            with(p.clone(), &[("limit", "200")])
+        ),
+        report(
+            &state,
+            &v.tenant,
+            "crash_occurrences",
+            with(p, &[("limit", "20")])
         ),
     );
     let marks = v.dash.triage.marks(&v.tenant.id).unwrap_or_default();
@@ -435,6 +441,24 @@ pub(crate) async fn crash_group(
             }
             body.push_str("</div>");
             body.push_str(&html::suppressed(b.suppressed, v.k_crashes()));
+            // The latest crashes, one row each (no identifier is in the report).
+            body.push_str(r#"<section class="card wide" id="occurrences" aria-labelledby="h-occurrences"><h2 id="h-occurrences">Latest crashes</h2>"#);
+            match &occurrences {
+                Ok(o) => {
+                    let columns: Vec<String> = o
+                        .columns
+                        .iter()
+                        .filter(|c| *c != "visitors")
+                        .cloned()
+                        .collect();
+                    body.push_str(&html::table("h-occurrences", &columns, &o.rows, &|_, _| {
+                        None
+                    }));
+                    body.push_str(&html::suppressed(o.suppressed, v.k_crashes()));
+                }
+                Err(e) => body.push_str(&failed(e)),
+            }
+            body.push_str("</section>");
             body.push_str(r#"<section class="card wide" aria-labelledby="h-health"><h2 id="h-health">Crash-free rate per release (all groups)</h2>"#);
         }
         Err(e) => {
