@@ -1,5 +1,6 @@
 //! The privacy scan: raw IPs, user ids, e-mail addresses and user-agent strings sent to the server must
-//! appear nowhere it wrote (lake, write-ahead log, keys, logs), neither as bytes nor inside decoded Parquet values.
+//! appear nowhere it wrote (lake, write-ahead log, keys, logs, crash alerts' dead letters, dashboard logouts),
+//! neither as bytes nor inside decoded Parquet values.
 //!
 //! Extend `NEEDLES` and the places scanned whenever the server gains a new place that writes.
 
@@ -61,10 +62,13 @@ fn needles() -> Vec<&'static str> {
 
 #[tokio::test]
 async fn no_raw_identifier_reaches_disk_or_logs() {
-    let config = two_tenant_config("")
+    // Tenant a sends crash alerts to a webhook that is not there: each new group's alert ends as a dead
+    // letter on disk, a place that writes (its payload carries the stored crash message).
+    let config = two_tenant_config("alert_interval = \"100ms\"")
         .replace(
             "read_key = \"read-a\"\n",
-            "read_key = \"read-a\"\n[tenant.privacy]\nscrub_opt_in = [\"phone\"]\n",
+            "read_key = \"read-a\"\n[tenant.privacy]\nscrub_opt_in = [\"phone\"]\n\
+             [tenant.alerts]\nwebhook = \"http://127.0.0.1:9/hook\"\nsecret = \"privacy-scan-alert-secret\"\n",
         )
         .replace(
             "ip = \"truncate\"\n",
@@ -117,6 +121,61 @@ async fn no_raw_identifier_reaches_disk_or_logs() {
         )
         .await;
     assert_eq!(users, json!([{"n": sent / 2 * 4 / 6, "d": USER_IDS.len()}]));
+    // The dashboard's logout is recorded on disk for every node: log in and out once.
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = browser
+        .post(format!("{}/ui/login", server.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("key=read-a")
+        .send()
+        .await
+        .unwrap();
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = browser
+        .get(format!("{}/ui/usage", server.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let out = browser
+        .post(format!("{}/ui/logout", server.base))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status().as_u16(), 303);
+    // Wait for the alerts' dead letters (four attempts each, about two seconds).
+    let dead = server.data_dir.join("alerts/a/dead");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::read_dir(&dead).map_or(0, |d| d.count()) < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no dead letters in {}",
+            dead.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     let stopped = server.stop();
     // The daily rollups are a place that writes too (the server makes them hourly): make today's here.
     let today = chrono::Utc::now().date_naive().to_string();
@@ -158,6 +217,13 @@ async fn no_raw_identifier_reaches_disk_or_logs() {
         places.iter().any(|p| p.ends_with("stderr.log"))
             && places.iter().any(|p| p.ends_with("lifecycle.jsonl"))
     );
+    // The places this scan must reach: alerts' dead letters and the record of a dashboard logout.
+    let under = |dir: &str| {
+        places
+            .iter()
+            .any(|p| p.starts_with(stopped.data_dir.join(dir)))
+    };
+    assert!(under("alerts/a/dead") && under("sessions"), "{places:?}");
 
     // 1. Raw bytes of every file the server wrote, logs included.
     for path in &places {
