@@ -199,26 +199,7 @@ async fn a_dashboard_session_from_one_node_is_good_on_the_other_until_logout() {
         )
     };
     let (one, two) = (node(1), node(2));
-    // A browser that does not follow redirects, so that each answer is seen.
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let login = client
-        .post(format!("{}/ui/login", one.base))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("key=read-a&next=%2Fui%2Fusage")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(login.status().as_u16(), 303);
-    let cookie = login.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let (client, cookie) = crate::server::dashboard_login(&one, "read-a").await;
     // The other node knows the session: no load balancer affinity needed.
     let (status, _, body) = page(&client, &two, "/ui/usage", &cookie).await;
     assert_eq!(status, 200, "{body}");

@@ -122,24 +122,7 @@ async fn no_raw_identifier_reaches_disk_or_logs() {
         .await;
     assert_eq!(users, json!([{"n": sent / 2 * 4 / 6, "d": USER_IDS.len()}]));
     // The dashboard's logout is recorded on disk for every node: log in and out once.
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let login = browser
-        .post(format!("{}/ui/login", server.base))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("key=read-a")
-        .send()
-        .await
-        .unwrap();
-    let cookie = login.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let (browser, cookie) = crate::server::dashboard_login(&server, "read-a").await;
     let page = browser
         .get(format!("{}/ui/usage", server.base))
         .header("cookie", &cookie)

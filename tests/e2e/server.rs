@@ -402,3 +402,32 @@ pub fn tacet_with_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Outp
         .output()
         .unwrap()
 }
+
+/// A browser that does not follow redirects (so each answer is seen), logged in to `server`'s dashboard with
+/// `key`: the client and the session cookie (`tacet_session=…`).
+pub async fn dashboard_login(server: &Server, key: &str) -> (reqwest::Client, String) {
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = browser
+        .post(format!("{}/ui/login", server.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("key={key}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        login.status().as_u16(),
+        303,
+        "the dashboard login with {key}"
+    );
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    (browser, cookie)
+}

@@ -22,6 +22,29 @@ k_threshold_crashes = 1
 const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
 const BUNDLE: &str = "https://app.example/static/app.3f9c.js";
 
+/// `tacet sourcemaps upload` of one map for `release`, as release tooling runs it (admin key `admin-a`).
+fn upload(
+    server: &Server,
+    release: &str,
+    url_prefix: &str,
+    map: &std::path::Path,
+) -> std::process::Output {
+    tacet_with_env(
+        &[
+            "sourcemaps",
+            "upload",
+            "--server",
+            &server.base,
+            "--release",
+            release,
+            "--url-prefix",
+            url_prefix,
+            map.to_str().unwrap(),
+        ],
+        &[("TACET_ADMIN_KEY", "admin-a")],
+    )
+}
+
 /// The map of a one-line bundle made from two modules: `src/cart.js` (`loadCart` throws on line 3,
 /// `render` calls it on line 7) and, under a directory named after a person, `src/users/bob@example.com/
 /// profile.js` (`showProfile` throws on line 2).
@@ -85,20 +108,7 @@ async fn minified_frames_become_original_ones_and_group_by_them() {
     post(json!([crash("2.0.0", "Error", &chrome)])).await;
 
     // The CLI uploads the release's maps, as release tooling would.
-    let out = tacet_with_env(
-        &[
-            "sourcemaps",
-            "upload",
-            "--server",
-            &server.base,
-            "--release",
-            "2.0.0",
-            "--url-prefix",
-            "https://app.example/static/",
-            map.to_str().unwrap(),
-        ],
-        &admin,
-    );
+    let out = upload(&server, "2.0.0", "https://app.example/static/", &map);
     assert!(
         out.status.success(),
         "{}",
@@ -110,20 +120,7 @@ async fn minified_frames_become_original_ones_and_group_by_them() {
     // What is no source map is refused with the reason; a read key is not an admin key.
     let bad = dir.path().join("junk.js.map");
     std::fs::write(&bad, "not json").unwrap();
-    let out = tacet_with_env(
-        &[
-            "sourcemaps",
-            "upload",
-            "--server",
-            &server.base,
-            "--release",
-            "2.0.0",
-            "--url-prefix",
-            "https://x/",
-            bad.to_str().unwrap(),
-        ],
-        &admin,
-    );
+    let out = upload(&server, "2.0.0", "https://x/", &bad);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("400 Bad Request: not a source map"),
         "{}",
@@ -182,24 +179,7 @@ async fn minified_frames_become_original_ones_and_group_by_them() {
     assert_eq!(stack(4), chrome, "release 1.9.0 has no map");
 
     // The crash page shows the original source around the top frames, scrubbed like everything else.
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let login = client
-        .post(format!("{}/ui/login", server.base))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("key=read-a")
-        .send()
-        .await
-        .unwrap();
-    let cookie = login.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let (client, cookie) = crate::server::dashboard_login(&server, "read-a").await;
     let fp = rows[1]["fingerprint"].as_str().unwrap();
     let page = client
         .get(format!("{}/ui/crashes/{fp}", server.base))
@@ -288,20 +268,7 @@ async fn minified_frames_become_original_ones_and_group_by_them() {
     assert_eq!(last[0]["stack"], json!(chrome));
 
     // Offboarding removes a tenant's maps with its data.
-    let out = tacet_with_env(
-        &[
-            "sourcemaps",
-            "upload",
-            "--server",
-            &server.base,
-            "--release",
-            "2.1.0",
-            "--url-prefix",
-            "https://app.example/static/",
-            map.to_str().unwrap(),
-        ],
-        &admin,
-    );
+    let out = upload(&server, "2.1.0", "https://app.example/static/", &map);
     assert!(out.status.success());
     let (config, data) = (server.config.clone(), server.data_dir.clone());
     let stopped = server.stop();
@@ -434,19 +401,11 @@ async fn a_crash_in_a_bundled_app_names_the_original_function_in_chromium() {
         );
     tokio::spawn(async move { axum::serve(listener, routes).await.unwrap() });
 
-    let out = tacet_with_env(
-        &[
-            "sourcemaps",
-            "upload",
-            "--server",
-            &server.base,
-            "--release",
-            "shop@3.1.0",
-            "--url-prefix",
-            &format!("{origin}/static/"),
-            app.path().join("dist/app.min.js.map").to_str().unwrap(),
-        ],
-        &[("TACET_ADMIN_KEY", "admin-a")],
+    let out = upload(
+        &server,
+        "shop@3.1.0",
+        &format!("{origin}/static/"),
+        &app.path().join("dist/app.min.js.map"),
     );
     assert!(
         out.status.success(),
