@@ -148,18 +148,27 @@ pub fn remove_triage(
     }
 }
 
-/// Renews the session cookie of a dashboard request whose token is over a minute old (the idle timeout
-/// counts from the last request), unless the answer sets the cookie itself (login, logout).
+/// Checks a dashboard request's session token once, for the `Viewer` (it finds the session in the request's
+/// extensions), and renews the cookie when the token is over a minute old (the idle timeout counts from the
+/// last request), unless the answer sets the cookie itself (login, logout).
 pub(crate) async fn renew_session(
     State(state): State<AppState>,
-    req: axum::extract::Request,
+    mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let renewed = state.dashboard.as_ref().and_then(|dash| {
+    let checked = state.dashboard.as_ref().and_then(|dash| {
         let token = cookie(req.headers(), dash.cookie_name())?;
         let (session, renewed) = dash.sessions.get(token)?;
-        Some(dash.set_cookie(&renewed?, dash.sessions.remaining(&session)))
+        let cookie = renewed.map(|t| dash.set_cookie(&t, dash.sessions.remaining(&session)));
+        Some((session, cookie))
     });
+    let renewed = match checked {
+        Some((session, cookie)) => {
+            req.extensions_mut().insert(session);
+            cookie
+        }
+        None => None,
+    };
     let mut resp = next.run(req).await;
     if let Some(cookie) = renewed
         && !resp.headers().contains_key(header::SET_COOKIE)
@@ -181,10 +190,14 @@ impl FromRequestParts<AppState> for Viewer {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let (headers, uri) = (&parts.headers, &parts.uri);
+        let uri = &parts.uri;
         let dash = state.dashboard.clone().ok_or_else(not_enabled)?;
-        let token = cookie(headers, dash.cookie_name()).ok_or_else(|| to_login(uri))?;
-        let (session, _) = dash.sessions.get(token).ok_or_else(|| to_login(uri))?;
+        // Checked once by `renew_session`, which every dashboard route runs first.
+        let session = parts
+            .extensions
+            .get::<session::Session>()
+            .cloned()
+            .ok_or_else(|| to_login(uri))?;
         match state
             .tenants
             .authenticate_hash(&session.key_hash, Role::Reports)
