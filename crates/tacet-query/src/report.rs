@@ -4,7 +4,8 @@
 //! how the k-threshold applies, threshold.rs). Parameters are bound as values (`$from`, `$to`,
 //! `$page`, …), never spliced into the SQL text. Files may use fixed macros, expanded from constants in this
 //! module (never from input): `{{range}}` (events in the date range), `{{days}}` (rollup dates in the range),
-//! `{{day}}` (an event's day), `{{filters}}` (every optional filter), `{{no_filters}}` (true when no filter is
+//! `{{day}}` (an event's day), `{{filters}}` (every optional filter; `{{filters_but_fingerprint}}` all but that one, for a report
+//! that compares one crash group with everything else), `{{no_filters}}` (true when no filter is
 //! given; `{{no_filters_but_fingerprint}}` the same but for `fingerprint`), `{{visits}}` (common table
 //! expressions `scoped`, `tagged` and `visits`, below) and `{{visit_window}}` (the window the visit
 //! definition runs over, for reports that look at a page view's neighbours in the same order). A report with the header `-- rollups: visits` also has `{{expired}}`
@@ -69,6 +70,7 @@ pub const REPORTS: &[Report] = reports![
     "countries",
     "events",
     "event_properties",
+    "event_property_keys",
     "goals",
     "funnel",
     "retention",
@@ -81,6 +83,7 @@ pub const REPORTS: &[Report] = reports![
     "crash_trend",
     "crash_breakdown",
     "crash_occurrences",
+    "crash_releases",
     "release_health",
 ];
 
@@ -157,9 +160,10 @@ pub(crate) fn visits_of(range: &str) -> String {
 /// (visitor-days) who did that custom event in the range, so the pages, sources and devices of those who
 /// converted show, not only the event's own rows. That subquery is only written in when `event` is given
 /// (`event_given`); otherwise the filter is `$event IS NULL`, bound to NULL.
-fn filters_sql(range: &str, event_given: bool) -> String {
+fn filters_sql(range: &str, event_given: bool, except: &str) -> String {
     FILTERS
         .iter()
+        .filter(|(param, _)| *param != except)
         .map(|(param, column)| match *param {
             "event" if event_given => format!(
                 "visitor_id IN (SELECT visitor_id FROM events WHERE kind = 'event' AND name = $event \
@@ -244,7 +248,11 @@ impl Report {
             .replace("{{range}}", range)
             .replace("{{days}}", DAYS)
             .replace("{{day}}", day)
-            .replace("{{filters}}", &filters_sql(range, event_given))
+            .replace("{{filters}}", &filters_sql(range, event_given, ""))
+            .replace(
+                "{{filters_but_fingerprint}}",
+                &filters_sql(range, event_given, "fingerprint"),
+            )
             .replace("{{no_filters}}", &no_filters_but(""))
             .replace(
                 "{{no_filters_but_fingerprint}}",

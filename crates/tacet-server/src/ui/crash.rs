@@ -134,6 +134,22 @@ pub(crate) async fn crashes(
     // The tab stays chosen when the range or a filter changes.
     view.keep
         .push(("state", wanted.map_or("all", GroupState::as_str).to_owned()));
+    // `q`: the groups whose error type, message or fingerprint contain this text (any case).
+    let text = q.get("q").map(|t| t.trim()).unwrap_or_default().to_owned();
+    if !text.is_empty() {
+        view.keep.push(("q", text.clone()));
+    }
+    let needle = text.to_lowercase();
+    let matches = |r: &Map<String, Value>| {
+        needle.is_empty()
+            || ["error_type", "example_message", "fingerprint"]
+                .iter()
+                .any(|c| {
+                    r.get(*c)
+                        .and_then(Value::as_str)
+                        .is_some_and(|t| t.to_lowercase().contains(&needle))
+                })
+    };
     let marks = match v.dash.triage.marks(&v.tenant.id) {
         Ok(m) => m,
         Err(e) => {
@@ -160,8 +176,8 @@ pub(crate) async fn crashes(
             return v.page("Crashes", Nav::Crashes, &body);
         }
     };
-    let states: Vec<(&'static str, GroupState)> = groups
-        .rows
+    let found: Vec<&Map<String, Value>> = groups.rows.iter().filter(|r| matches(r)).collect();
+    let states: Vec<(&'static str, GroupState)> = found
         .iter()
         .map(|r| {
             shown_state(
@@ -198,9 +214,14 @@ pub(crate) async fn crashes(
         ));
     }
     body.push_str("</nav>");
-    let shown: Vec<(&Map<String, Value>, &'static str)> = groups
-        .rows
+    body.push_str(&format!(
+        r#"<form method="get" action="/ui/crashes" class="controls search" role="search"><div><label for="q">Find a group: error type, message or fingerprint</label><input id="q" name="q" type="search" value="{}"></div>{}<div><button type="submit">Find</button></div></form>"#,
+        esc(&text),
+        view.hidden_inputs(&["q"]),
+    ));
+    let shown: Vec<(&Map<String, Value>, &'static str)> = found
         .iter()
+        .copied()
         .zip(&states)
         .filter(|(_, (_, s))| wanted.is_none_or(|w| w == *s))
         .map(|(r, (label, _))| (r, *label))
@@ -224,7 +245,11 @@ pub(crate) async fn crashes(
         view.from, view.to
     ));
     if shown.is_empty() {
-        body.push_str(r#"<tr><td colspan="8" class="empty">No crash groups in this state for this range.</td></tr>"#);
+        body.push_str(if text.is_empty() {
+            r#"<tr><td colspan="8" class="empty">No crash groups in this state for this range.</td></tr>"#
+        } else {
+            r#"<tr><td colspan="8" class="empty">No crash group in this state and range matches that text.</td></tr>"#
+        });
     }
     for (i, (r, label)) in shown.iter().enumerate() {
         let s = |c: &str| r.get(c).map(|x| html::cell(c, x)).unwrap_or_default();
@@ -278,10 +303,21 @@ pub(crate) async fn crash_group(
     let today = local_now(&state, &v.tenant).date_naive();
     let view = View::parse(&q, today);
     let p = with(view.params(), &[("fingerprint", &fp)]);
-    let (group, trend, health, breakdown, occurrences) = tokio::join!(
+    let per_release = with(p.clone(), &[("limit", "200")]);
+    let (group, trend, (releases, health), breakdown, occurrences) = tokio::join!(
         report(&state, &v.tenant, "crash_group", p.clone()),
         report(&state, &v.tenant, "crash_trend", p.clone()),
-        report(&state, &v.tenant, "release_health", view.params()),
+        async {
+            tokio::join!(
+                report(&state, &v.tenant, "crash_releases", per_release),
+                report(
+                    &state,
+                    &v.tenant,
+                    "release_health",
+                    with(view.params(), &[("limit", "1000")])
+                ),
+            )
+        },
         report(
             &state,
             &v.tenant,
@@ -459,22 +495,149 @@ pub(crate) async fn crash_group(
                 Err(e) => body.push_str(&failed(e)),
             }
             body.push_str("</section>");
-            body.push_str(r#"<section class="card wide" aria-labelledby="h-health"><h2 id="h-health">Crash-free rate per release (all groups)</h2>"#);
         }
         Err(e) => {
             body.push_str(&failed(e));
-            body.push_str(r#"</section><section class="card wide" aria-labelledby="h-health"><h2 id="h-health">Crash-free rate per release (all groups)</h2>"#);
+            body.push_str("</section>");
         }
     }
-    match &health {
-        Ok(h) => {
-            body.push_str(&html::table("h-health", &h.columns, &h.rows, &|_, _| None));
-            body.push_str(&html::suppressed(h.suppressed, v.k()));
-        }
-        Err(e) => body.push_str(&failed(e)),
-    }
-    body.push_str("</section>");
+    body.push_str(&releases_card(&v, &view, &releases, &health));
     v.page(&title, Nav::Crashes, &body)
+}
+
+/// The group release by release (`crash_releases`): when it crashed in each (a timeline over the range) and
+/// its own crash-free rate, the visits it spared out of the release's visits (`release_health`, which the
+/// usage k-threshold governs: a release with fewer visitors shows no rate), beside all groups' rate.
+fn releases_card(
+    v: &Viewer,
+    view: &View,
+    releases: &Result<Rows, ApiError>,
+    health: &Result<Rows, ApiError>,
+) -> String {
+    let mut out = String::from(
+        r#"<section class="card wide" id="releases" aria-labelledby="h-releases"><h2 id="h-releases">Releases: when this group crashed, and its crash-free rate</h2>"#,
+    );
+    let r = match releases {
+        Ok(r) => r,
+        Err(e) => {
+            out.push_str(&failed(e));
+            out.push_str("</section>");
+            return out;
+        }
+    };
+    let all: HashMap<&str, &Map<String, Value>> = match health {
+        Ok(h) => h
+            .rows
+            .iter()
+            .filter_map(|row| Some((row.get("release")?.as_str()?, row)))
+            .collect(),
+        Err(_) => HashMap::new(),
+    };
+    let rows: Vec<Map<String, Value>> = r
+        .rows
+        .iter()
+        .map(|row| {
+            let mut row = row.clone();
+            let of_release = row
+                .get("release")
+                .and_then(Value::as_str)
+                .and_then(|rel| all.get(rel));
+            let visits = of_release
+                .and_then(|h| h.get("visits"))
+                .and_then(Value::as_f64);
+            let hit = number(Some(&row), "crashed_visits").unwrap_or(0.0);
+            let share = visits
+                .filter(|n| *n > 0.0)
+                .map(|n| ((1.0 - hit / n) * 10_000.0).round() / 10_000.0);
+            row.insert(
+                "visits".into(),
+                visits.map_or(Value::Null, |n| Value::from(n as i64)),
+            );
+            row.insert(
+                "crash_free_visits".into(),
+                share.map_or(Value::Null, Value::from),
+            );
+            row.insert(
+                "crash_free_all".into(),
+                of_release
+                    .and_then(|h| h.get("crash_free_visits"))
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            );
+            row
+        })
+        .collect();
+    out.push_str(&timeline(&rows, view));
+    let columns: Vec<String> = [
+        "release",
+        "first_seen",
+        "last_seen",
+        "crashes",
+        "visitors",
+        "crashed_visits",
+        "visits",
+        "crash_free_visits",
+        "crash_free_all",
+    ]
+    .map(String::from)
+    .into();
+    out.push_str(&html::table(
+        "h-releases",
+        &columns,
+        &rows,
+        &|column, value| {
+            let release = value.as_str().filter(|_| column == "release")?;
+            Some(view.href("/ui/crashes", &[("release", Some(release))]))
+        },
+    ));
+    out.push_str(&html::suppressed(r.suppressed, v.k_crashes()));
+    out.push_str(&format!(
+        r#"<p class="hint">Crash-free visits: the share of the release's visits this group did not hit; empty where the release had fewer than {} visitors (the k-threshold) or none in the range.</p></section>"#,
+        v.k()
+    ));
+    out
+}
+
+/// Each release's first to last crash of the group as a bar over the range's days (inline SVG).
+fn timeline(rows: &[Map<String, Value>], view: &View) -> String {
+    let days = view.day_keys();
+    if rows.is_empty() || days.is_empty() {
+        return String::new();
+    }
+    const ROW: f64 = 18.0;
+    const LABEL: f64 = 90.0;
+    const W: f64 = 600.0;
+    let per_day = (W - LABEL) / days.len() as f64;
+    let day_of = |v: Option<&Value>| {
+        let t = v.and_then(Value::as_str).unwrap_or_default();
+        let day = t.get(..10).unwrap_or_default();
+        days.iter().position(|d| d == day)
+    };
+    let h = ROW * rows.len() as f64 + 4.0;
+    let mut out = format!(
+        r#"<svg class="timeline" viewBox="0 0 {W} {h}" role="img" aria-labelledby="timeline-title"><title id="timeline-title">When this group crashed in each release, {} to {}</title>"#,
+        view.from, view.to
+    );
+    for (i, row) in rows.iter().enumerate() {
+        let release = row.get("release").and_then(Value::as_str).unwrap_or("?");
+        let first = day_of(row.get("first_seen")).unwrap_or(0);
+        let last = day_of(row.get("last_seen"))
+            .unwrap_or(days.len() - 1)
+            .max(first);
+        let y = i as f64 * ROW + 2.0;
+        out.push_str(&format!(
+            r#"<g data-release="{r}"><text x="0" y="{ty:.1}">{r}</text><rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{bh:.1}" rx="3"><title>{r}: {f} to {l}</title></rect></g>"#,
+            r = esc(release),
+            ty = y + ROW * 0.7,
+            x = LABEL + first as f64 * per_day,
+            w = ((last - first + 1) as f64 * per_day).max(3.0),
+            bh = ROW - 6.0,
+            f = esc(&days[first]),
+            l = esc(&days[last]),
+        ));
+    }
+    out.push_str("</svg>");
+    out
 }
 
 /// The stack as the fingerprint sees it: each frame normalised (no host, position, bundle hash or number),

@@ -11,6 +11,8 @@
 //!                            ?from&to and the report filters; every list's rows link to their filter
 //!  GET  /ui/goals            custom events as goals, with conversion rates (goals.rs)
 //!  GET  /ui/funnels          ?steps=page:/,event:signup: visitors per step and drop-off (goals.rs)
+//!  GET  /ui/events          ?event=signup: the properties one custom event carried, and their values (events.rs)
+//!  GET  /ui/retention       weekly cohorts of identified users and their return, week by week (events.rs)
 //!  GET  /ui/export/{r}.csv   a card's report as CSV, with the page's range and filters (goals.rs)
 //!  GET  /ui/realtime         the last 30 minutes, reloading itself every 30 s
 //!  GET  /ui/crashes          crash groups by count in the range, sparklines, triage state (?state=)
@@ -29,6 +31,7 @@
 
 mod crash;
 mod dashboard;
+mod events;
 mod goals;
 mod html;
 mod respond;
@@ -60,6 +63,8 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         .route("/ui/goals", get(goals::goals))
         .route("/ui/export/{file}", get(goals::export))
         .route("/ui/funnels", get(goals::funnels))
+        .route("/ui/events", get(events::events))
+        .route("/ui/retention", get(events::retention))
         .route("/ui/realtime", get(usage::realtime))
         .route("/ui/crashes", get(crash::crashes))
         .route(

@@ -118,8 +118,12 @@ pub(crate) fn card(
     match rows {
         Ok(r) => {
             let link = |column: &str, value: &Value| {
-                let f = filter_of(column)?;
                 let value = value.as_str()?;
+                // An event opens its properties; everything else filters the usage page.
+                if column == "event" {
+                    return Some(view.href("/ui/events", &[("event", Some(value))]));
+                }
+                let f = filter_of(column)?;
                 Some(view.href("/ui/usage", &[(f, Some(value))]))
             };
             out.push_str(&html::table(&id, &r.columns, &r.rows, &link));

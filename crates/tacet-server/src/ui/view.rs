@@ -94,6 +94,25 @@ impl View {
         p
     }
 
+    /// The range, filters and kept parameters as hidden form fields, but those named in `except`: for a
+    /// form that changes one parameter and keeps the rest.
+    pub(crate) fn hidden_inputs(&self, except: &[&str]) -> String {
+        let mut p = self.params();
+        for (k, v) in &self.keep {
+            p.insert((*k).to_owned(), v.clone());
+        }
+        p.iter()
+            .filter(|(k, _)| !except.contains(&k.as_str()))
+            .map(|(k, v)| {
+                format!(
+                    r#"<input type="hidden" name="{}" value="{}">"#,
+                    esc(k),
+                    esc(v)
+                )
+            })
+            .collect()
+    }
+
     /// This view's query string with some parameters set (`Some`) or removed (`None`).
     pub(crate) fn href(&self, path: &str, change: &[(&str, Option<&str>)]) -> String {
         let mut p = self.params();

@@ -155,3 +155,139 @@ async fn the_dashboard_names_a_bad_range_as_the_api_does() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_event_lists_its_properties_and_their_values() {
+    let h = default_harness();
+    for n in 0..9 {
+        let plan = if n < 6 { "pro" } else { "team" };
+        let mut props = json!({"plan": plan});
+        if n < 5 {
+            props["seats"] = json!(format!("{}", 1 + n % 2));
+        }
+        visitor(
+            &h,
+            n,
+            json!([pageview("/"), {"kind": "event", "name": "signup", "url": "https://a.example/", "props": props}]),
+        )
+        .await;
+    }
+    h.pipeline.flush().await;
+    let (status, _, keys) = send(&h.app, get("/v1/reports/event_property_keys?event=signup")).await;
+    assert_eq!(status, StatusCode::OK, "{keys}");
+    assert_eq!(
+        keys,
+        json!([
+            {"prop": "plan", "visitors": 9, "events": 9},
+            {"prop": "seats", "visitors": 5, "events": 5},
+        ])
+    );
+    let cookie = login(&h).await;
+    // The event's page: its properties, each with the values that reached k (team: 3 visitors, withheld).
+    let (status, _, page) = html(
+        &h.app,
+        ui("GET", "/ui/events?event=signup", Some(&cookie), None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains(r#"data-prop="plan""#) && page.contains(r#"data-prop="seats""#),
+        "{page}"
+    );
+    let plan = page
+        .split(r#"data-prop="plan""#)
+        .nth(1)
+        .and_then(|rest| rest.split("</section>").next())
+        .unwrap();
+    assert!(
+        plan.contains(r#"data-col="value" data-value="pro""#)
+            && plan.contains(r#"data-col="visitors" data-value="6""#)
+            && !plan.contains("team"),
+        "{plan}"
+    );
+    assert!(plan.contains("fewer than 5"), "{plan}");
+    // The list of events links to it, and an event with nothing sent says so.
+    let (_, _, usage) = html(&h.app, ui("GET", "/ui/usage", Some(&cookie), None)).await;
+    assert!(usage.contains("/ui/events?event=signup"), "{usage}");
+    let (status, _, page) = html(
+        &h.app,
+        ui("GET", "/ui/events?event=nothing", Some(&cookie), None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("carried no properties"), "{page}");
+    // Without an event: the page lists the events to choose from.
+    let (status, _, page) = html(&h.app, ui("GET", "/ui/events", Some(&cookie), None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("/ui/events?event=signup"), "{page}");
+}
+
+#[tokio::test]
+async fn the_retention_page_shows_weekly_cohorts_of_identified_users() {
+    use chrono::{Datelike, Duration, Utc};
+    let h = harness_with(
+        IngestConfig::default(),
+        ServerConfig::default(),
+        TenantPolicy {
+            accept_past: std::time::Duration::from_secs(30 * 86_400),
+            ..TenantPolicy::default()
+        },
+    );
+    // Tuesday noon, two weeks before this week: seven users arrive; the next week five come back, the week
+    // after two (fewer than k = 5: withheld).
+    let today = Utc::now().date_naive();
+    let monday = today - Duration::days(i64::from(today.weekday().num_days_from_monday()));
+    let week0 = (monday - Duration::days(13))
+        .and_hms_opt(12, 0, 0)
+        .unwrap()
+        .and_utc();
+    let at = |weeks: i64| (week0 + Duration::weeks(weeks)).to_rfc3339();
+    for n in 0..7 {
+        let mut events = vec![json!({"kind": "pageview", "url": "https://a.example/app",
+            "user_id": format!("user-{n}@example.com"), "ts": at(0)})];
+        if n < 5 {
+            events.push(json!({"kind": "pageview", "url": "https://a.example/app",
+                "user_id": format!("user-{n}@example.com"), "ts": at(1)}));
+        }
+        if n < 2 {
+            events.push(json!({"kind": "pageview", "url": "https://a.example/app",
+                "user_id": format!("user-{n}@example.com"), "ts": at(2)}));
+        }
+        visitor(&h, n, Value::Array(events)).await;
+    }
+    h.pipeline.flush().await;
+    let cookie = login(&h).await;
+    let (status, _, page) = html(
+        &h.app,
+        ui(
+            "GET",
+            &format!(
+                "/ui/retention?from={}&to={today}",
+                monday - Duration::days(14)
+            ),
+            Some(&cookie),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let cohort = (monday - Duration::days(14)).to_string();
+    let row = page
+        .split(&format!(r#"<tr data-cohort="{cohort}">"#))
+        .nth(1)
+        .and_then(|rest| rest.split("</tr>").next())
+        .unwrap_or_else(|| panic!("no cohort {cohort}: {page}"));
+    assert!(row.contains(r#"data-week="0" data-value="7""#), "{row}");
+    assert!(
+        row.contains(r#"data-week="1" data-value="5""#) && row.contains("71.4%"),
+        "{row}"
+    );
+    assert!(row.contains(r#"data-week="2" data-value="">—"#), "{row}");
+    assert!(page.contains("fewer than 5"), "{page}");
+    // No e-mail reaches the page: the users are pseudonyms, counted.
+    assert!(!page.contains("example.com"), "{page}");
+    assert!(
+        page.contains(r#"href="/ui/retention" aria-current="page""#),
+        "{page}"
+    );
+}

@@ -1366,6 +1366,7 @@ async fn login(h: &Harness) -> String {
 
 mod admission;
 mod connections;
+mod crashes;
 mod goals;
 mod order;
 mod privacy;
