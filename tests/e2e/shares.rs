@@ -157,3 +157,185 @@ async fn a_share_link_shows_the_reports_view_until_it_is_revoked_or_expires() {
     assert_eq!(expired.status().as_u16(), 404);
     server.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_link_with_a_password_and_links_managed_in_the_dashboard() {
+    let server = Server::start(CONFIG);
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let create = |body: Value| {
+        client
+            .post(format!("{}/v1/admin/shares", server.base))
+            .bearer_auth("admin-a")
+            .body(body.to_string())
+            .send()
+    };
+    // Too short a password: 400 that says how long.
+    let short = create(json!({"password": "short"})).await.unwrap();
+    assert_eq!(short.status().as_u16(), 400);
+    assert!(short.text().await.unwrap().contains("8 to 1024"));
+    let made: Value = create(json!({"password": "correct horse"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(made["password"], true);
+    let link = format!("{}{}", server.base, made["link"].as_str().unwrap());
+    // The link asks for the password before it opens anything.
+    let asked = client.get(&link).send().await.unwrap();
+    assert_eq!(asked.status().as_u16(), 200);
+    assert!(asked.headers().get("set-cookie").is_none());
+    assert!(asked.text().await.unwrap().contains(r#"name="password""#));
+    let post = |password: &str| {
+        client
+            .post(&link)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("password={password}"))
+            .send()
+    };
+    let wrong = post("wrong+horse").await.unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    assert!(wrong.headers().get("set-cookie").is_none());
+    let right = post("correct+horse").await.unwrap();
+    assert_eq!(right.status().as_u16(), 303);
+    assert_eq!(right.headers()["location"], "/ui/usage");
+    let shared_cookie = right.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    // A shared dashboard has no share-link page.
+    let shares_page = client
+        .get(format!("{}/ui/shares", server.base))
+        .header("cookie", &shared_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shares_page.status().as_u16(), 404);
+    // The listing says a password is set, never what it is.
+    let list = client
+        .get(format!("{}/v1/admin/shares", server.base))
+        .bearer_auth("admin-a")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        list.contains(r#""password":true"#) && !list.contains("horse"),
+        "{list}"
+    );
+
+    // The dashboard's own page: the read key's session, and the admin key for every action.
+    let (browser, cookie) = crate::server::dashboard_login(&server, "read-a").await;
+    let page = browser
+        .get(format!("{}/ui/shares", server.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(r#"name="admin_key""#), "{page}");
+    let csrf = page
+        .split(r#"name="csrf" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let act = |form: String| {
+        browser
+            .post(format!("{}/ui/shares", server.base))
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+    };
+    // The read key is not the admin key; neither is another word.
+    for key in ["read-a", "nonsense"] {
+        let r = act(format!("csrf={csrf}&action=list&admin_key={key}"))
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{key}");
+        assert!(
+            r.text()
+                .await
+                .unwrap()
+                .contains("share links are made and revoked with it")
+        );
+    }
+    // Without the form token: refused.
+    let r = act("action=list&admin_key=admin-a".into()).await.unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    // Make one with an expiry: shown once, then listed with the one from the API.
+    let r = act(format!(
+        "csrf={csrf}&action=create&admin_key=admin-a&expires_in=7d&password="
+    ))
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let made_here = r.text().await.unwrap();
+    let new_link = made_here
+        .split(r#"id="new-link""#)
+        .nth(1)
+        .and_then(|rest| rest.split(r#"<a href=""#).nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("{made_here}"))
+        .to_owned();
+    assert!(new_link.starts_with("/ui/share/tk_share_"), "{new_link}");
+    let rows = made_here.matches("<tr data-share=").count();
+    assert_eq!(rows, 2, "{made_here}");
+    assert!(made_here.contains(made["id"].as_str().unwrap()));
+    let opened = client
+        .get(format!("{}{new_link}", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.status().as_u16(), 303);
+    // Revoke the API's link from the page: it answers 404, and its session ends.
+    let id = made["id"].as_str().unwrap();
+    let r = act(format!(
+        "csrf={csrf}&action=revoke&admin_key=admin-a&id={id}"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let after = r.text().await.unwrap();
+    assert!(after.contains(&format!("Link {id} revoked")), "{after}");
+    tokio::time::sleep(Duration::from_millis(2_500)).await; // created keys are re-read every 2 s
+    assert_eq!(
+        client.get(&link).send().await.unwrap().status().as_u16(),
+        404
+    );
+    let ended = client
+        .get(format!("{}/ui/usage", server.base))
+        .header("cookie", &shared_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status().as_u16(), 303);
+    // Every action is in the audit log, with the dashboard as the actor.
+    let audit = client
+        .get(format!("{}/v1/admin/audit", server.base))
+        .bearer_auth("admin-a")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        audit.contains("share.create")
+            && audit.contains("share.revoke")
+            && audit.contains(r#""actor":"dashboard""#),
+        "{audit}"
+    );
+    server.stop();
+}

@@ -96,6 +96,35 @@ pub struct Grant {
     pub created: String,
     pub expires: Option<DateTime<Utc>>,
     pub revoked: bool,
+    /// A share link's password as an Argon2id PHC string (salted, slow), if it has one.
+    pub password: Option<String>,
+}
+
+impl Grant {
+    /// Whether `given` is this link's password (Argon2id; false when it has none).
+    pub fn password_matches(&self, given: &str) -> bool {
+        use argon2::password_hash::{PasswordHash, PasswordVerifier};
+        let Some(phc) = &self.password else {
+            return false;
+        };
+        PasswordHash::new(phc).is_ok_and(|h| {
+            argon2::Argon2::default()
+                .verify_password(given.as_bytes(), &h)
+                .is_ok()
+        })
+    }
+}
+
+/// A share link's password, as a salted Argon2id PHC string.
+fn hash_password(password: &str) -> Result<String, String> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| e.to_string())?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -114,6 +143,9 @@ struct Line {
     /// RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     expires: Option<String>,
+    /// A share link's password (Argon2id PHC string).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    password: Option<String>,
 }
 
 /// Why a presented key was refused.
@@ -264,6 +296,7 @@ impl AccessKeys {
                             created: line.at,
                             expires,
                             revoked: false,
+                            password: line.password,
                         },
                     );
                 }
@@ -305,6 +338,21 @@ impl AccessKeys {
         role: Role,
         expires: Option<DateTime<Utc>>,
     ) -> std::io::Result<(String, Grant)> {
+        self.create_with_password(tenant, role, expires, None)
+    }
+
+    /// [`AccessKeys::create`] with a password that must be given beside the key (share links).
+    pub fn create_with_password(
+        &self,
+        tenant: &TenantId,
+        role: Role,
+        expires: Option<DateTime<Utc>>,
+        password: Option<&str>,
+    ) -> std::io::Result<(String, Grant)> {
+        let password = password
+            .map(hash_password)
+            .transpose()
+            .map_err(|e| io(&self.file, e))?;
         let mut secret = [0u8; 32];
         getrandom::fill(&mut secret).map_err(|e| io(&self.file, e))?;
         let mut id = [0u8; 4];
@@ -320,6 +368,7 @@ impl AccessKeys {
             prefix: Some(prefix),
             hash: Some(hex::encode(self.hash(&key))),
             expires: expires.map(|e| e.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            password,
         };
         self.append(&line)?;
         let grant = self
@@ -344,6 +393,7 @@ impl AccessKeys {
             prefix: None,
             hash: None,
             expires: None,
+            password: None,
         })?;
         Ok(true)
     }

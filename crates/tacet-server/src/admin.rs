@@ -41,7 +41,8 @@ pub(crate) fn admin<'a>(
     headers: &HeaderMap,
     endpoint: &str,
 ) -> Result<(&'a TenantEntry, &'a Steward), ApiError> {
-    let steward = state.steward.as_deref().ok_or_else(|| {
+    // Not enabled answers 404 before a missing key answers 401.
+    state.steward.as_deref().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "the admin API is not enabled in this process",
@@ -53,6 +54,23 @@ pub(crate) fn admin<'a>(
             metrics::counter!("tacet_admin_refused_total", "reason" => "missing").increment(1);
             ApiError::unauthorized("missing admin key: send Authorization: Bearer <admin key>")
         })?;
+    admin_key(state, key, endpoint, ACTOR)
+}
+
+/// [`admin`] for a key given some other way (the dashboard's share-link page posts it in a form body),
+/// recorded in the audit log under `actor`.
+pub(crate) fn admin_key<'a>(
+    state: &'a AppState,
+    key: &str,
+    endpoint: &str,
+    actor: &str,
+) -> Result<(&'a TenantEntry, &'a Steward), ApiError> {
+    let steward = state.steward.as_deref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "the admin API is not enabled in this process",
+        )
+    })?;
     let tenant = state
         .tenants
         .authenticate(key.trim(), crate::access::Role::Admin)
@@ -63,7 +81,7 @@ pub(crate) fn admin<'a>(
     steward
         .audit()
         .append(
-            ACTOR,
+            actor,
             "admin.login",
             Some(tenant.id.as_str()),
             json!({ "endpoint": endpoint }),

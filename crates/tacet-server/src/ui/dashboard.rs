@@ -184,6 +184,8 @@ pub(crate) struct Viewer {
     pub(crate) dash: Arc<Dashboard>,
     pub(crate) tenant: TenantEntry,
     pub(crate) session: session::Session,
+    /// The session was opened through a share link (read-only, and no share-link page).
+    pub(crate) shared: bool,
 }
 
 impl FromRequestParts<AppState> for Viewer {
@@ -204,6 +206,11 @@ impl FromRequestParts<AppState> for Viewer {
         {
             Ok(tenant) if tenant.id == session.tenant => Ok(Viewer {
                 tenant: tenant.clone(),
+                shared: state
+                    .tenants
+                    .access()
+                    .check_hash(&session.key_hash, chrono::Utc::now())
+                    .is_ok_and(|g| g.role == Role::Share),
                 session,
                 dash,
             }),
@@ -228,6 +235,7 @@ impl Viewer {
             nav,
             session: Some((self.tenant.id.as_str(), self.session.csrf.as_str())),
             head: "",
+            shared: self.shared,
         }
     }
 
@@ -283,6 +291,7 @@ for this browser (a cookie it cannot read from scripts) and forgets it when you 
         nav: Nav::None,
         session: None,
         head: "",
+        shared: false,
     };
     html(status, html::page(&frame, &body))
 }
@@ -382,8 +391,9 @@ pub(crate) async fn login(
 }
 
 /// `GET /ui/share/<key>`: a share link opens a read-only dashboard session (the `reports` view, k applied,
-/// no SQL) and moves on to `/ui/usage`, so the key leaves the address bar. A revoked, expired or unknown
-/// link, or any key that is not a share link's, is 404.
+/// no SQL) and moves on to `/ui/usage`, so the key leaves the address bar. A link with a password shows a
+/// form for it first (posted to the same address). A revoked, expired or unknown link, or any key that is
+/// not a share link's, is 404.
 pub(crate) async fn share(
     State(state): State<AppState>,
     axum::extract::Path(key): axum::extract::Path<String>,
@@ -391,26 +401,132 @@ pub(crate) async fn share(
     let Some(dash) = state.dashboard.as_deref() else {
         return not_enabled();
     };
-    match state.tenants.authenticate(&key, Role::Share) {
-        Ok(tenant) => {
-            let token = dash
-                .sessions
-                .open(tenant.id.clone(), state.tenants.access().hash(&key));
-            tracing::info!(tenant = %tenant.id, "dashboard opened through a share link");
-            let mut resp = see_other("/ui/usage");
-            resp.headers_mut().insert(
-                header::SET_COOKIE,
-                dash.set_cookie(&token, dash.lifetime.as_secs()),
-            );
-            resp
+    match share_grant(&state, &key) {
+        Some((_, grant)) if grant.password.is_some() => {
+            share_password_page(StatusCode::OK, &key, None)
         }
-        Err(_) => problem(
-            StatusCode::NOT_FOUND,
-            "No such share link",
-            "This link does not exist, was revoked or has expired; ask whoever shared it for a new one.",
-            None,
-        ),
+        Some((tenant, _)) => open_share(&state, dash, tenant, &key),
+        None => no_share(),
     }
+}
+
+/// `POST /ui/share/<key>` with the link's password.
+pub(crate) async fn share_password(
+    State(state): State<AppState>,
+    axum::extract::Path(key): axum::extract::Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(dash) = state.dashboard.as_deref() else {
+        return not_enabled();
+    };
+    if !same_origin(&headers) {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "This password was posted from another site; open the share link itself.",
+            None,
+        );
+    }
+    let Some((tenant, grant)) = share_grant(&state, &key) else {
+        return no_share();
+    };
+    let client = client_ip(peer, &headers, &state.trusted_proxies);
+    if let Err(wait) = dash.sessions.login_allowed(client) {
+        let mut resp = share_password_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            &key,
+            Some(&format!(
+                "Too many wrong passwords from this address; try again in {} minutes.",
+                wait.as_secs().div_ceil(60)
+            )),
+        );
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(wait.as_secs().max(1)),
+        );
+        return resp;
+    }
+    let given = form(&body).get("password").cloned().unwrap_or_default();
+    // Argon2 is slow on purpose: off the async threads.
+    let ok = tokio::task::spawn_blocking(move || grant.password_matches(&given))
+        .await
+        .unwrap_or(false);
+    if !ok {
+        dash.sessions.login_failed(client);
+        return share_password_page(
+            StatusCode::UNAUTHORIZED,
+            &key,
+            Some("That is not this link's password; ask whoever shared it."),
+        );
+    }
+    dash.sessions.login_succeeded(client);
+    open_share(&state, dash, tenant, &key)
+}
+
+/// The tenant and grant of a live share link's key.
+fn share_grant<'a>(
+    state: &'a AppState,
+    key: &str,
+) -> Option<(&'a TenantEntry, crate::access::Grant)> {
+    let tenant = state.tenants.authenticate(key, Role::Share).ok()?;
+    let grant = state.tenants.access().check(key, chrono::Utc::now()).ok()?;
+    Some((tenant, grant))
+}
+
+fn open_share(state: &AppState, dash: &Dashboard, tenant: &TenantEntry, key: &str) -> Response {
+    let token = dash
+        .sessions
+        .open(tenant.id.clone(), state.tenants.access().hash(key));
+    tracing::info!(tenant = %tenant.id, "dashboard opened through a share link");
+    let mut resp = see_other("/ui/usage");
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        dash.set_cookie(&token, dash.lifetime.as_secs()),
+    );
+    resp
+}
+
+fn no_share() -> Response {
+    problem(
+        StatusCode::NOT_FOUND,
+        "No such share link",
+        "This link does not exist, was revoked or has expired; ask whoever shared it for a new one.",
+        None,
+    )
+}
+
+fn share_password_page(status: StatusCode, key: &str, message: Option<&str>) -> Response {
+    let alert = message
+        .map(|m| {
+            format!(
+                r#"<p class="error" role="alert" id="share-error">{}</p>"#,
+                esc(m)
+            )
+        })
+        .unwrap_or_default();
+    let body = format!(
+        r#"{alert}<form method="post" action="/ui/share/{key}" class="login">
+<label for="password">This shared dashboard has a password</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required{invalid}>
+<button type="submit">Open</button>
+</form>"#,
+        key = esc(key),
+        invalid = if message.is_some() {
+            r#" aria-invalid="true" aria-describedby="share-error""#
+        } else {
+            ""
+        },
+    );
+    let frame = Frame {
+        title: "Shared dashboard",
+        nav: Nav::None,
+        session: None,
+        head: "",
+        shared: false,
+    };
+    html(status, html::page(&frame, &body))
 }
 
 pub(crate) async fn logout(

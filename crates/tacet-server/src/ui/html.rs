@@ -30,6 +30,7 @@ pub enum Nav {
     Retention,
     Realtime,
     Crashes,
+    Shares,
     None,
 }
 
@@ -41,6 +42,8 @@ pub struct Frame<'a> {
     pub session: Option<(&'a str, &'a str)>,
     /// Extra elements for `<head>` (the realtime page's refresh).
     pub head: &'a str,
+    /// Opened through a share link: no "Share" page in the navigation.
+    pub shared: bool,
 }
 
 pub fn page(frame: &Frame<'_>, body: &str) -> String {
@@ -74,7 +77,11 @@ pub fn page(frame: &Frame<'_>, body: &str) -> String {
             (Nav::Retention, "/ui/retention", "Retention"),
             (Nav::Realtime, "/ui/realtime", "Realtime"),
             (Nav::Crashes, "/ui/crashes", "Crashes"),
+            (Nav::Shares, "/ui/shares", "Share"),
         ] {
+            if nav == Nav::Shares && frame.shared {
+                continue;
+            }
             let current = if nav == frame.nav {
                 r#" aria-current="page""#
             } else {

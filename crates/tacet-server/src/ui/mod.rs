@@ -6,7 +6,8 @@
 //!  POST /ui/login            read key → session (session.rs) → cookie: HttpOnly, SameSite=Strict,
 //!                            Secure and __Host- with TLS → 303 to the page asked for
 //!  POST /ui/logout           ends the session on the server and clears the cookie
-//!  GET  /ui/share/{key}      a share link: a read-only (reports) session, then /ui/usage; 404 once revoked
+//!  GET  /ui/share/{key}      a share link: a read-only (reports) session, then /ui/usage; 404 once revoked;
+//!  POST /ui/share/{key}      a link with a password asks for it first (failures count as failed logins)
 //!  GET  /ui/usage            headline numbers against the previous period, time series, top lists;
 //!                            ?from&to and the report filters; every list's rows link to their filter
 //!  GET  /ui/goals            custom events as goals, with conversion rates (goals.rs)
@@ -14,6 +15,8 @@
 //!  GET  /ui/events          ?event=signup: the properties one custom event carried, and their values (events.rs)
 //!  GET  /ui/retention       weekly cohorts of identified users and their return, week by week (events.rs)
 //!  GET  /ui/export/{r}.csv   a card's report as CSV, with the page's range and filters (goals.rs)
+//!  GET  /ui/shares          share links: listed, made and revoked with the admin key typed in (shares.rs)
+//!  GET  /ui/shares          share links: listed, made and revoked with the admin key typed in (shares.rs)
 //!  GET  /ui/realtime         the last 30 minutes, reloading itself every 30 s
 //!  GET  /ui/crashes          crash groups by count in the range, sparklines, triage state (?state=)
 //!  GET  /ui/crashes/{fp}     one group: trend, scrubbed message and stack, crash-free rate per release
@@ -36,6 +39,7 @@ mod goals;
 mod html;
 mod respond;
 mod session;
+mod shares;
 mod triage;
 mod usage;
 mod view;
@@ -58,7 +62,10 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
             get(dashboard::login_form).post(dashboard::login),
         )
         .route("/ui/logout", axum::routing::post(dashboard::logout))
-        .route("/ui/share/{key}", get(dashboard::share))
+        .route(
+            "/ui/share/{key}",
+            get(dashboard::share).post(dashboard::share_password),
+        )
         .route("/ui/usage", get(usage::usage))
         .route("/ui/goals", get(goals::goals))
         .route("/ui/export/{file}", get(goals::export))
@@ -66,6 +73,7 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         .route("/ui/events", get(events::events))
         .route("/ui/retention", get(events::retention))
         .route("/ui/realtime", get(usage::realtime))
+        .route("/ui/shares", get(shares::page).post(shares::act))
         .route("/ui/crashes", get(crash::crashes))
         .route(
             "/ui/crashes/{fingerprint}",

@@ -65,6 +65,7 @@ pub(crate) fn problem(
         nav: Nav::None,
         session,
         head: "",
+        shared: false,
     };
     html(
         status,
