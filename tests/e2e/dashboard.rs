@@ -148,10 +148,12 @@ fn as_cells(rows: &Value, columns: &[&str]) -> Value {
 /// Every address the page loaded or refers to is on the server's own origin.
 /// What breaks a page's layout: the page scrolling sideways, or a word in a table cell, a state badge or a
 /// heading broken across lines.
+/// `WIDTH` is replaced by the viewport's width: a phone's browser widens its layout viewport (and
+/// `innerWidth`) to fit content that overflows, so the page is measured against the width asked for.
 const LAYOUT_PROBLEMS: &str = r#"(() => {
   const bad = [];
-  if (document.documentElement.scrollWidth > window.innerWidth)
-    bad.push('the page scrolls sideways: ' + document.documentElement.scrollWidth + ' > ' + window.innerWidth);
+  if (document.documentElement.scrollWidth > WIDTH)
+    bad.push('the page scrolls sideways: ' + document.documentElement.scrollWidth + ' > WIDTH');
   for (const el of document.querySelectorAll('td, th, .state, h1, h2, dt')) {
     const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
     let n;
@@ -174,7 +176,9 @@ async fn layout_holds(b: &mut Browser, url: &str, name: &str, shots: &std::path:
     for (width, mobile) in [(1366, false), (390, true)] {
         b.viewport(width, mobile).await;
         b.goto(url).await;
-        let problems = b.eval(LAYOUT_PROBLEMS).await;
+        let problems = b
+            .eval(&LAYOUT_PROBLEMS.replace("WIDTH", &width.to_string()))
+            .await;
         assert_eq!(problems, json!([]), "{name} at {width} px");
         b.screenshot(&shots.join(format!("{name}-{width}.png")))
             .await;
@@ -405,10 +409,27 @@ async fn the_dashboard_in_chromium_shows_what_the_api_answers() {
     );
     let (trend, _) = api(&server, "crash_trend", &format!("fingerprint={fp}")).await;
     assert_eq!(trend[0]["crashes"], 3);
+    // Release by release: the group's crashes (crash_releases), the release's visits and all groups'
+    // crash-free rate (release_health), and the group's own rate from both.
     let (health, _) = api(&server, "release_health", "").await;
+    let (releases, _) = api(&server, "crash_releases", &format!("fingerprint={fp}")).await;
+    assert_eq!(releases[0]["crashes"], 3);
+    let visits = health[0]["visits"].as_f64().unwrap();
+    let own = 1.0 - releases[0]["crashed_visits"].as_f64().unwrap() / visits;
     assert_eq!(
-        b.eval("[...document.querySelectorAll('[aria-labelledby=h-health] tbody tr')].map(tr => [...tr.querySelectorAll('td')].map(td => td.dataset.value))").await,
-        as_cells(&health, &["release", "visits", "crash_free_visits", "visitors", "crash_free_visitors"])
+        b.eval("[...document.querySelectorAll('#releases tbody tr')].map(tr => ['release', 'crashes', 'visits', 'crash_free_visits', 'crash_free_all'].map(c => tr.querySelector(`td[data-col=${c}]`).dataset.value))").await,
+        json!([[
+            releases[0]["release"].as_str().unwrap(),
+            "3",
+            visits.to_string(),
+            Value::from(own).to_string(),
+            health[0]["crash_free_visits"].to_string(),
+        ]])
+    );
+    assert_eq!(
+        b.eval("document.querySelectorAll('#releases svg.timeline rect').length")
+            .await,
+        1
     );
     assert!(
         !b.eval("document.body.innerHTML")
@@ -472,6 +493,12 @@ async fn the_dashboard_in_chromium_shows_what_the_api_answers() {
     layout_holds(&mut b, &goals, "goals", &shots).await;
     let funnel = format!("{base}/ui/funnels?steps=page:/,event:signup");
     layout_holds(&mut b, &funnel, "funnels", &shots).await;
+    let event = format!("{base}/ui/events?event=signup");
+    layout_holds(&mut b, &event, "events", &shots).await;
+    let retention = format!("{base}/ui/retention");
+    layout_holds(&mut b, &retention, "retention", &shots).await;
+    let shares = format!("{base}/ui/shares");
+    layout_holds(&mut b, &shares, "shares", &shots).await;
 
     // Keyboard: the first Tab reaches the skip link.
     b.press("Tab").await;

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use super::html::{self, Frame, Nav, esc};
 use super::respond::*;
 use super::session::{self, Sessions};
+use super::switch;
 use super::triage::{GroupState, Triage};
 use crate::access::Role;
 use crate::tenants::{AuthError, TenantEntry};
@@ -160,11 +161,13 @@ pub(crate) async fn renew_session(
         let token = cookie(req.headers(), dash.cookie_name())?;
         let (session, renewed) = dash.sessions.get(token)?;
         let cookie = renewed.map(|t| dash.set_cookie(&t, dash.sessions.remaining(&session)));
-        Some((session, cookie))
+        let others = switch::read(&state, dash, req.headers(), Some(session.tenant.as_str()));
+        Some((session, cookie, others))
     });
     let renewed = match checked {
-        Some((session, cookie)) => {
+        Some((session, cookie, others)) => {
             req.extensions_mut().insert(session);
+            req.extensions_mut().insert(others);
             cookie
         }
         None => None,
@@ -186,6 +189,8 @@ pub(crate) struct Viewer {
     pub(crate) session: session::Session,
     /// The session was opened through a share link (read-only, and no share-link page).
     pub(crate) shared: bool,
+    /// The other tenants this browser has live sessions for (switch.rs).
+    pub(crate) others: Vec<String>,
 }
 
 impl FromRequestParts<AppState> for Viewer {
@@ -211,6 +216,11 @@ impl FromRequestParts<AppState> for Viewer {
                     .access()
                     .check_hash(&session.key_hash, chrono::Utc::now())
                     .is_ok_and(|g| g.role == Role::Share),
+                others: parts
+                    .extensions
+                    .get::<switch::Others>()
+                    .map(switch::Others::tenants)
+                    .unwrap_or_default(),
                 session,
                 dash,
             }),
@@ -236,6 +246,7 @@ impl Viewer {
             session: Some((self.tenant.id.as_str(), self.session.csrf.as_str())),
             head: "",
             shared: self.shared,
+            others: &self.others,
         }
     }
 
@@ -292,6 +303,7 @@ for this browser (a cookie it cannot read from scripts) and forgets it when you 
         session: None,
         head: "",
         shared: false,
+        others: &[],
     };
     html(status, html::page(&frame, &body))
 }
@@ -305,8 +317,9 @@ pub(crate) async fn login_form(
         return not_enabled();
     }
     let next = safe_next(q.get("next").map(String::as_str));
-    // Already logged in: straight on.
-    if viewer.is_ok() {
+    // Already logged in: straight on, unless another tenant is being added.
+    let adding = q.get("add").is_some_and(|a| a == "1");
+    if viewer.is_ok() && !adding {
         return see_other(next);
     }
     login_page(StatusCode::OK, next, None)
@@ -315,12 +328,16 @@ pub(crate) async fn login_form(
 pub(crate) async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    session: Option<axum::Extension<session::Session>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let Some(dash) = state.dashboard.as_deref() else {
         return not_enabled();
     };
+    // The browser's current session (checked by `renew_session`) and its token.
+    let current = session
+        .and_then(|axum::Extension(s)| Some((s, cookie(&headers, dash.cookie_name())?.to_owned())));
     if !same_origin(&headers) {
         return problem(
             StatusCode::FORBIDDEN,
@@ -367,6 +384,24 @@ pub(crate) async fn login(
                 header::SET_COOKIE,
                 dash.set_cookie(&token, dash.lifetime.as_secs()),
             );
+            // Logged in to another tenant already ("Add a tenant"): that session waits among the others.
+            if let Some(current) = current {
+                let (session, token) = current;
+                let mut waiting: Vec<String> = vec![];
+                if session.tenant != tenant.id {
+                    waiting.push(token);
+                }
+                waiting.extend(
+                    switch::read(&state, dash, &headers, Some(tenant.id.as_str()))
+                        .0
+                        .into_iter()
+                        .filter(|(s, _)| s.tenant != session.tenant)
+                        .map(|(_, t)| t),
+                );
+                waiting.truncate(switch::MAX_TENANTS - 1);
+                resp.headers_mut()
+                    .append(header::SET_COOKIE, switch::set(dash, &waiting));
+            }
             resp
         }
         Err(e) => {
@@ -525,6 +560,7 @@ fn share_password_page(status: StatusCode, key: &str, message: Option<&str>) -> 
         session: None,
         head: "",
         shared: false,
+        others: &[],
     };
     html(status, html::page(&frame, &body))
 }
@@ -549,10 +585,15 @@ pub(crate) async fn logout(
             );
         }
         v.dash.sessions.end(&v.session);
+        for (other, _) in switch::read(&state, dash, &headers, None).0 {
+            v.dash.sessions.end(&other);
+        }
         tracing::info!(tenant = %v.tenant.id, "dashboard logout");
     }
     let mut resp = see_other("/ui/login");
     resp.headers_mut().insert(header::SET_COOKIE, clear);
+    resp.headers_mut()
+        .append(header::SET_COOKIE, switch::set(dash, &[]));
     resp
 }
 

@@ -42,8 +42,10 @@ pub struct Frame<'a> {
     pub session: Option<(&'a str, &'a str)>,
     /// Extra elements for `<head>` (the realtime page's refresh).
     pub head: &'a str,
-    /// Opened through a share link: no "Share" page in the navigation.
+    /// Opened through a share link: no "Share" page in the navigation, no other tenants.
     pub shared: bool,
+    /// Other tenants this browser has live sessions for (the header offers a switch).
+    pub others: &'a [String],
 }
 
 pub fn page(frame: &Frame<'_>, body: &str) -> String {
@@ -93,9 +95,26 @@ pub fn page(frame: &Frame<'_>, body: &str) -> String {
             out,
             r#"</nav>
 <span class="tenant" title="tenant">{tenant}</span>
-<form method="post" action="/ui/logout" class="logout"><input type="hidden" name="csrf" value="{csrf}"><button type="submit">Log out</button></form>
 "#,
             tenant = esc(tenant),
+        );
+        if !frame.others.is_empty() {
+            let _ = write!(
+                out,
+                r#"<form method="post" action="/ui/switch" class="switch"><input type="hidden" name="csrf" value="{csrf}"><label for="switch-tenant">Tenant</label> <select id="switch-tenant" name="tenant">"#,
+                csrf = esc(csrf)
+            );
+            for t in frame.others {
+                let _ = write!(out, r#"<option value="{t}">{t}</option>"#, t = esc(t));
+            }
+            out.push_str(r#"</select> <button type="submit">Switch</button></form>"#);
+        }
+        if !frame.shared {
+            out.push_str(r#"<a class="add" href="/ui/login?add=1">Add a tenant</a>"#);
+        }
+        let _ = writeln!(
+            out,
+            r#"<form method="post" action="/ui/logout" class="logout"><input type="hidden" name="csrf" value="{csrf}"><button type="submit">Log out</button></form>"#,
             csrf = esc(csrf),
         );
     }
@@ -202,6 +221,8 @@ pub fn label(column: &str) -> &str {
         "first_seen" => "First seen",
         "last_seen" => "Last seen",
         "day" => "Day",
+        "value" => "Value",
+        "prop" => "Property",
         "minute" => "Minute",
         other => other,
     }
@@ -243,7 +264,14 @@ pub fn table(
         for c in columns {
             let v = row.get(c).unwrap_or(&Value::Null);
             let text = esc(&cell(c, v));
-            let class = if is_number(v) { r#" class="num""# } else { "" };
+            let class = if is_number(v) {
+                r#" class="num""#
+            } else if c.ends_with("_seen") || c == "ts" {
+                // Dates and times never break across lines.
+                r#" class="when""#
+            } else {
+                ""
+            };
             let body = match link(c, v) {
                 Some(href) => format!(r#"<a href="{}">{text}</a>"#, esc(&href)),
                 None => text,

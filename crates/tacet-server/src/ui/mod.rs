@@ -5,7 +5,9 @@
 //!  GET  /ui/login            the login form (the read key, in a password field; never in a URL)
 //!  POST /ui/login            read key → session (session.rs) → cookie: HttpOnly, SameSite=Strict,
 //!                            Secure and __Host- with TLS → 303 to the page asked for
-//!  POST /ui/logout           ends the session on the server and clears the cookie
+//!  POST /ui/logout           ends the session (and the browser's other tenants') and clears the cookies
+//!  POST /ui/switch           another tenant this browser logged in to becomes the current one (switch.rs);
+//!                            "Add a tenant" is GET /ui/login?add=1
 //!  GET  /ui/share/{key}      a share link: a read-only (reports) session, then /ui/usage; 404 once revoked;
 //!  POST /ui/share/{key}      a link with a password asks for it first (failures count as failed logins)
 //!  GET  /ui/usage            headline numbers against the previous period, time series, top lists;
@@ -40,6 +42,7 @@ mod html;
 mod respond;
 mod session;
 mod shares;
+mod switch;
 mod triage;
 mod usage;
 mod view;
@@ -62,6 +65,7 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
             get(dashboard::login_form).post(dashboard::login),
         )
         .route("/ui/logout", axum::routing::post(dashboard::logout))
+        .route("/ui/switch", axum::routing::post(switch::switch))
         .route(
             "/ui/share/{key}",
             get(dashboard::share).post(dashboard::share_password),

@@ -66,6 +66,7 @@ pub(crate) fn problem(
         session,
         head: "",
         shared: false,
+        others: &[],
     };
     html(
         status,

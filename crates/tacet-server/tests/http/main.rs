@@ -1371,3 +1371,4 @@ mod goals;
 mod order;
 mod privacy;
 mod realtime;
+mod switch;
