@@ -191,7 +191,7 @@ async fn only_own_host(b: &mut Browser, base: &str, page: &str) {
         .eval(
             "[location.href, ...performance.getEntriesByType('resource').map(e => e.name), \
               ...[...document.querySelectorAll('[src]')].map(e => e.src), \
-              ...[...document.querySelectorAll('[href]')].map(e => e.href), \
+              ...[...document.querySelectorAll('[href]:not([rel~=external])')].map(e => e.href), \
               ...[...document.querySelectorAll('form')].map(f => f.action)]",
         )
         .await;

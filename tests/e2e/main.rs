@@ -7,6 +7,7 @@ mod cdp;
 mod crash;
 mod dashboard;
 mod deploy;
+mod geoip;
 mod lifecycle;
 mod nodes;
 mod policy;

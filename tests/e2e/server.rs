@@ -60,6 +60,11 @@ impl Server {
         Self::spawn(None, &root, "logs", tmp)
     }
 
+    /// Starts the embedded default with its data directory at `root/data` (which a test may fill first).
+    pub fn start_embedded_in(root: &Path, tmp: tempfile::TempDir) -> Server {
+        Self::spawn(None, root, "logs", tmp)
+    }
+
     /// Starts a server whose data directory is `root/data` (kept across restarts), logging to `root/<logs>`;
     /// `tmp` is dropped with the server.
     pub fn start_in(config: &str, root: &Path, logs: &str, tmp: tempfile::TempDir) -> Server {

@@ -1,4 +1,6 @@
-//! Geography from a MaxMind DB file (GeoLite2 or DB-IP Lite City/Country, GeoIP2-City schema).
+//! Geography from a MaxMind DB file: GeoLite2 or DB-IP Lite City/Country in the GeoIP2-City schema
+//! (`country.iso_code`, `subdivisions`, `city`), or a flat country database (`country_code` only, as the
+//! ip-location-db DB-IP Country Lite files that `tacet geoip fetch` installs).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -45,6 +47,14 @@ impl GeoDb {
         &self.reader.metadata().database_type
     }
 
+    /// Whether this is DB-IP's data, whose licence (CC BY 4.0) asks for credit wherever it is shown: DB-IP's
+    /// own files say so in their type (`DBIP-City-Lite`); ip-location-db's flat country files, which
+    /// `tacet geoip fetch` installs, say `country ipv4`, `country ipv6` or `country ipvAll`.
+    pub fn is_dbip(&self) -> bool {
+        let t = self.database_type().to_ascii_lowercase();
+        t.contains("dbip") || t.starts_with("country ipv")
+    }
+
     /// Looks an address up; unknown addresses and lookup errors give an empty location.
     pub fn lookup(&self, ip: IpAddr) -> Location {
         let Ok(found) = self.reader.lookup(ip) else {
@@ -55,7 +65,7 @@ impl GeoDb {
         }
         let get = |p: &[maxminddb::PathElement<'_>]| found.decode_path::<String>(p).ok().flatten();
         Location {
-            country: get(&path!["country", "iso_code"]),
+            country: get(&path!["country", "iso_code"]).or_else(|| get(&path!["country_code"])),
             region: get(&path!["subdivisions", 0, "iso_code"])
                 .or_else(|| get(&path!["subdivisions", 0, "names", "en"])),
             city: get(&path!["city", "names", "en"]),
@@ -111,6 +121,24 @@ pub mod testdb {
         ctrl(out, 7, n);
     }
 
+    /// A GeoIP2-City-shaped record: country, one subdivision, city.
+    fn city_record(data: &mut Vec<u8>, n: &Network<'_>) {
+        map(data, 3);
+        string(data, "country");
+        map(data, 1);
+        string(data, "iso_code");
+        string(data, n.country);
+        string(data, "subdivisions");
+        ctrl(data, 11, 1);
+        map(data, 2);
+        string(data, "iso_code");
+        string(data, n.region);
+        names(data, n.region);
+        string(data, "city");
+        map(data, 1);
+        names(data, n.city);
+    }
+
     fn names(out: &mut Vec<u8>, en: &str) {
         string(out, "names");
         map(out, 1);
@@ -120,24 +148,27 @@ pub mod testdb {
 
     /// The bytes of a database holding `networks`.
     pub fn build(networks: &[Network<'_>]) -> Vec<u8> {
+        build_with(networks, false)
+    }
+
+    /// The bytes of a flat country database (`{"country_code": "DE"}` per network, region and city
+    /// ignored, type `country ipv4`), as ip-location-db's DB-IP Country Lite files are.
+    pub fn build_country_codes(networks: &[Network<'_>]) -> Vec<u8> {
+        build_with(networks, true)
+    }
+
+    fn build_with(networks: &[Network<'_>], flat: bool) -> Vec<u8> {
         let mut data = Vec::new();
         let mut nodes: Vec<[Rec; 2]> = vec![[Rec::Empty; 2]];
         for n in networks {
             let offset = data.len();
-            map(&mut data, 3);
-            string(&mut data, "country");
-            map(&mut data, 1);
-            string(&mut data, "iso_code");
-            string(&mut data, n.country);
-            string(&mut data, "subdivisions");
-            ctrl(&mut data, 11, 1);
-            map(&mut data, 2);
-            string(&mut data, "iso_code");
-            string(&mut data, n.region);
-            names(&mut data, n.region);
-            string(&mut data, "city");
-            map(&mut data, 1);
-            names(&mut data, n.city);
+            if flat {
+                map(&mut data, 1);
+                string(&mut data, "country_code");
+                string(&mut data, n.country);
+            } else {
+                city_record(&mut data, n);
+            }
             let ip = u32::from(n.net);
             let mut cur = 0;
             for depth in 0..n.prefix {
@@ -177,7 +208,15 @@ pub mod testdb {
         string(&mut out, "ip_version");
         uint(&mut out, 5, 4);
         string(&mut out, "database_type");
-        string(&mut out, "Tacet-Test-City");
+        string(
+            &mut out,
+            if flat {
+                // What ip-location-db's files say (DB-IP's data: `is_dbip`).
+                "country ipv4"
+            } else {
+                "Tacet-Test-City"
+            },
+        );
         string(&mut out, "languages");
         ctrl(&mut out, 11, 1);
         string(&mut out, "en");
@@ -288,5 +327,34 @@ mod tests {
         // A reloaded database replaces the old one; none at all stores no location.
         privacy.set_geo(None);
         assert_eq!(stored("geo = \"city\""), (None, None, None, None));
+    }
+}
+
+#[cfg(test)]
+mod flat_tests {
+    use super::testdb::{Network, build_country_codes};
+    use super::*;
+
+    #[test]
+    fn a_flat_country_database_gives_the_country_only() {
+        let db = GeoDb::from_bytes(build_country_codes(&[Network {
+            net: "203.0.113.0".parse().unwrap(),
+            prefix: 24,
+            country: "NL",
+            region: "ignored",
+            city: "ignored",
+        }]))
+        .unwrap();
+        assert_eq!(db.database_type(), "country ipv4");
+        assert!(db.is_dbip());
+        assert_eq!(
+            db.lookup("203.0.113.9".parse().unwrap()),
+            Location {
+                country: Some("NL".into()),
+                region: None,
+                city: None,
+            }
+        );
+        assert_eq!(db.lookup("192.0.2.1".parse().unwrap()), Location::default());
     }
 }

@@ -352,6 +352,15 @@ impl Config {
         self.data_dir.join("wal")
     }
 
+    /// The GeoIP database to use: `geoip` if set, else the one `tacet geoip fetch` installed in the data
+    /// directory, if any.
+    pub fn geoip_path(&self) -> Option<PathBuf> {
+        self.geoip.clone().or_else(|| {
+            let fetched = crate::geoip::default_path(&self.data_dir);
+            fetched.is_file().then_some(fetched)
+        })
+    }
+
     pub fn keys_dir(&self) -> PathBuf {
         self.shared().join("keys")
     }

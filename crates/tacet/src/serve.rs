@@ -156,11 +156,12 @@ pub(crate) async fn serve(config: Config, source: Source) -> anyhow::Result<()> 
     let access = Arc::new(tacet_server::access::AccessKeys::open(&config.keys_dir())?);
     let tenants = Arc::new(Tenants::with_access(tenants, access)?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let geo = match &config.geoip {
+    let geoip = config.geoip_path();
+    let geo = match &geoip {
         None => None,
         Some(path) => {
             let db = load_geo(path)?;
-            info!(database_type = db.database_type(), "GeoIP database loaded");
+            info!(database_type = db.database_type(), path = %path.display(), "GeoIP database loaded");
             if installation(Some(&db)).geo_is_dbip {
                 info!("IP geolocation by DB-IP (https://db-ip.com), licensed under CC BY 4.0");
             }
@@ -201,7 +202,7 @@ pub(crate) async fn serve(config: Config, source: Source) -> anyhow::Result<()> 
         Arc::clone(&query),
         tenants.iter().map(|t| t.id.clone()).collect(),
     );
-    if let Some(path) = &config.geoip {
+    if let Some(path) = &geoip {
         spawn_geo_reloader(
             Arc::clone(&pipeline),
             path.clone(),

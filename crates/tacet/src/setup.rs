@@ -27,7 +27,7 @@ pub(crate) fn load_geo(path: &std::path::Path) -> anyhow::Result<GeoDb> {
 pub(crate) fn installation(geo: Option<&GeoDb>) -> Installation {
     Installation {
         geo_database: geo.map(|g| g.database_type().to_owned()),
-        geo_is_dbip: geo.is_some_and(|g| g.database_type().to_ascii_lowercase().contains("dbip")),
+        geo_is_dbip: geo.is_some_and(GeoDb::is_dbip),
     }
 }
 

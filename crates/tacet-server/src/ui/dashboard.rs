@@ -191,6 +191,8 @@ pub(crate) struct Viewer {
     pub(crate) shared: bool,
     /// The other tenants this browser has live sessions for (switch.rs).
     pub(crate) others: Vec<String>,
+    /// The geography database now loaded is DB-IP's: pages credit it (html::Frame).
+    pub(crate) credit_dbip: bool,
 }
 
 impl FromRequestParts<AppState> for Viewer {
@@ -216,6 +218,7 @@ impl FromRequestParts<AppState> for Viewer {
                     .access()
                     .check_hash(&session.key_hash, chrono::Utc::now())
                     .is_ok_and(|g| g.role == Role::Share),
+                credit_dbip: state.pipeline.privacy().geo().is_some_and(|g| g.is_dbip()),
                 others: parts
                     .extensions
                     .get::<switch::Others>()
@@ -247,6 +250,7 @@ impl Viewer {
             head: "",
             shared: self.shared,
             others: &self.others,
+            credit_dbip: self.credit_dbip,
         }
     }
 
@@ -304,6 +308,7 @@ for this browser (a cookie it cannot read from scripts) and forgets it when you 
         head: "",
         shared: false,
         others: &[],
+        credit_dbip: false,
     };
     html(status, html::page(&frame, &body))
 }
@@ -561,6 +566,7 @@ fn share_password_page(status: StatusCode, key: &str, message: Option<&str>) -> 
         head: "",
         shared: false,
         others: &[],
+        credit_dbip: false,
     };
     html(status, html::page(&frame, &body))
 }

@@ -46,6 +46,9 @@ pub struct Frame<'a> {
     pub shared: bool,
     /// Other tenants this browser has live sessions for (the header offers a switch).
     pub others: &'a [String],
+    /// The countries come from DB-IP's data: its licence (CC BY 4.0) asks for a link on the pages that show
+    /// them, so the footer has one.
+    pub credit_dbip: bool,
 }
 
 pub fn page(frame: &Frame<'_>, body: &str) -> String {
@@ -120,8 +123,14 @@ pub fn page(frame: &Frame<'_>, body: &str) -> String {
     }
     let _ = write!(
         out,
-        "</header>\n<main id=\"main\">\n<h1>{}</h1>\n{body}\n</main>\n</body>\n</html>\n",
-        esc(frame.title)
+        "</header>\n<main id=\"main\">\n<h1>{}</h1>\n{body}\n</main>\n{}</body>\n</html>\n",
+        esc(frame.title),
+        if frame.credit_dbip {
+            r#"<footer class="credit"><a href="https://db-ip.com" rel="external license">IP Geolocation by DB-IP</a> (CC BY 4.0)</footer>
+"#
+        } else {
+            ""
+        }
     );
     out
 }

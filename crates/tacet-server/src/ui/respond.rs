@@ -67,6 +67,7 @@ pub(crate) fn problem(
         head: "",
         shared: false,
         others: &[],
+        credit_dbip: false,
     };
     html(
         status,
