@@ -220,6 +220,8 @@ async fn the_dashboard_in_chromium_shows_what_the_api_answers() {
     b.goto(&format!("{base}/ui/usage")).await;
     assert_eq!(b.eval("location.pathname").await, "/ui/login");
     b.screenshot(&shots.join("login.png")).await;
+    let login = format!("{base}/ui/login");
+    layout_holds(&mut b, &login, "login", &shots).await;
     // A wrong key: the form says so, and nothing opens.
     b.eval("document.getElementById('key').focus()").await;
     b.type_text("read-wrong").await;

@@ -85,8 +85,10 @@ fn strip_www(host: &str) -> &str {
     host.strip_prefix("www.").unwrap_or(host)
 }
 
-/// Classifies a visit by its referrer host (already lower case) and page host, with `utm_medium` as the
-/// tiebreak for visits without a referrer (newsletters often send none).
+/// Classifies a visit by its referrer host (already lower case) and page host, with `utm_medium` only for
+/// visits without a referrer (newsletters often send none). A referrer host always gets the same class,
+/// whatever the link's `utm_medium` said: otherwise one host showed up under two classes in the
+/// referrers report (`other` for most of its visits, `email` for those tagged so).
 pub fn classify(
     referrer_host: Option<&str>,
     page_host: &str,
@@ -113,7 +115,7 @@ pub fn classify(
         };
     }
     lookup(host).unwrap_or(Referrer {
-        class: by_medium.unwrap_or("other"),
+        class: "other",
         source: None,
     })
 }
@@ -161,10 +163,12 @@ mod tests {
         assert_eq!(c(Some("blog.shop.example"), None), ("internal", None));
         assert_eq!(c(None, None), ("direct", None));
         assert_eq!(c(None, Some("Email")), ("email", None));
+        // A host keeps its class whatever the link's medium: one row per host in the report.
         assert_eq!(
             c(Some("partner.example"), Some("newsletter")),
-            ("email", None)
+            ("other", None)
         );
+        assert_eq!(c(Some("t.co"), Some("email")), ("social", Some("X")));
         assert_eq!(c(Some("partner.example"), None), ("other", None));
     }
 

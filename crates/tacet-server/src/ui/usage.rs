@@ -128,6 +128,17 @@ pub(crate) fn card(
             };
             out.push_str(&html::table(&id, &r.columns, &r.rows, &link));
             out.push_str(&html::suppressed(r.suppressed, v.k()));
+            // A class with neither source nor host (`social (none) (none)`) needs saying where it came from.
+            let untraced = |row: &serde_json::Map<String, Value>| {
+                row.get("host").is_some_and(Value::is_null)
+                    && row
+                        .get("referrer_class")
+                        .and_then(Value::as_str)
+                        .is_some_and(|c| c != "direct")
+            };
+            if name == "referrers" && r.rows.iter().any(untraced) {
+                out.push_str(r#"<p class="hint" data-hint="utm-medium">A class without source or host: visits that sent no referrer, classed by their link's <code>utm_medium</code> (a newsletter's <code>utm_medium=email</code>, say).</p>"#);
+            }
             out.push_str(&format!(
                 r#"<p class="export"><a href="{}" download>CSV</a></p>"#,
                 esc(&csv)

@@ -291,3 +291,44 @@ async fn the_retention_page_shows_weekly_cohorts_of_identified_users() {
         "{page}"
     );
 }
+
+#[tokio::test]
+async fn a_referrer_host_is_one_row_whatever_the_links_medium() {
+    let h = default_harness();
+    // Six visitors from partner.example, three of them through a link tagged utm_medium=newsletter;
+    // five with no referrer through a link tagged utm_medium=social.
+    for n in 0..6 {
+        let url = if n < 3 {
+            "https://a.example/?utm_medium=newsletter"
+        } else {
+            "https://a.example/"
+        };
+        visitor(
+            &h,
+            n,
+            json!([{"kind": "pageview", "url": url, "referrer": "https://partner.example/post"}]),
+        )
+        .await;
+    }
+    for n in 6..11 {
+        visitor(
+            &h,
+            n,
+            json!([{"kind": "pageview", "url": "https://a.example/?utm_medium=social"}]),
+        )
+        .await;
+    }
+    h.pipeline.flush().await;
+    let (_, _, rows) = send(&h.app, get("/v1/reports/referrers")).await;
+    assert_eq!(
+        rows,
+        json!([
+            {"referrer_class": "other", "source": null, "host": "partner.example", "visitors": 6, "pageviews": 6},
+            {"referrer_class": "social", "source": null, "host": null, "visitors": 5, "pageviews": 5},
+        ])
+    );
+    // The dashboard says where a class without source or host comes from.
+    let cookie = login(&h).await;
+    let (_, _, page) = html(&h.app, ui("GET", "/ui/usage", Some(&cookie), None)).await;
+    assert!(page.contains(r#"data-hint="utm-medium""#), "{page}");
+}
