@@ -8,7 +8,7 @@
 -- k: visitors crashes
 -- requires: fingerprint
 WITH {{visits}}
-SELECT fingerprint, last_value(error_type ORDER BY ts) AS error_type,
+SELECT tacet_group(fingerprint, stack) AS fingerprint, last_value(error_type ORDER BY ts) AS error_type,
     last_value(message ORDER BY ts) AS example_message,
     last_value(array_to_string(stack, chr(10)) ORDER BY ts) AS example_stack,
     COUNT(*) AS crashes, COUNT(DISTINCT visitor_id) AS visitors,
@@ -17,4 +17,4 @@ SELECT fingerprint, last_value(error_type ORDER BY ts) AS error_type,
     last_value(release ORDER BY ts) AS example_release
 FROM scoped
 WHERE kind = 'crash'
-GROUP BY fingerprint
+GROUP BY 1

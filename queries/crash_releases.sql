@@ -17,9 +17,9 @@ WITH scoped AS (
 {{tagged}},
 per_visit AS (
     SELECT release, visitor_id, visit_no,
-        SUM(CASE WHEN kind = 'crash' AND fingerprint = $fingerprint THEN 1 ELSE 0 END) AS crashes,
-        MIN(CASE WHEN kind = 'crash' AND fingerprint = $fingerprint THEN ts END) AS first_seen,
-        MAX(CASE WHEN kind = 'crash' AND fingerprint = $fingerprint THEN ts END) AS last_seen
+        SUM(CASE WHEN kind = 'crash' AND tacet_group(fingerprint, stack) = $fingerprint THEN 1 ELSE 0 END) AS crashes,
+        MIN(CASE WHEN kind = 'crash' AND tacet_group(fingerprint, stack) = $fingerprint THEN ts END) AS first_seen,
+        MAX(CASE WHEN kind = 'crash' AND tacet_group(fingerprint, stack) = $fingerprint THEN ts END) AS last_seen
     FROM tagged
     GROUP BY release, visitor_id, visit_no
 )

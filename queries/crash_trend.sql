@@ -18,7 +18,7 @@ rolled AS (
     SELECT date AS day, SUM(events) AS crashes, SUM(visitors) AS visitors
     FROM rollups
     WHERE {{days}} AND {{no_filters_but_fingerprint}}
-        AND kind = 'crash' AND dimension = 'fingerprint' AND value = $fingerprint
+        AND kind = 'crash' AND dimension = 'fingerprint' AND tacet_group(value, NULL) = $fingerprint
     GROUP BY date
 )
 SELECT COALESCE(raw.day, rolled.day) AS day,

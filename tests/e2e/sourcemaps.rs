@@ -115,6 +115,13 @@ async fn minified_frames_become_original_ones_and_group_by_them() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("uploaded 1 source map(s)"));
+    // The crash from before the upload is symbolicated now, fingerprinted again and its group merged.
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("1 crash group(s) of 2.0.0 from before the upload merged"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let out = tacet_with_env(&["sourcemaps", "list", "--server", &server.base], &admin);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with(&format!("2.0.0\t{BUNDLE}\t")));
     // What is no source map is refused with the reason; a read key is not an admin key.
@@ -177,6 +184,35 @@ async fn minified_frames_become_original_ones_and_group_by_them() {
     );
     assert_ne!(rows[3]["fingerprint"], rows[1]["fingerprint"]);
     assert_eq!(stack(4), chrome, "release 1.9.0 has no map");
+    // Stored as it came, the crash from before the upload counts in the symbolicated group: one group of
+    // three crashes for the bug, in the crash reports.
+    assert_ne!(rows[0]["fingerprint"], rows[1]["fingerprint"]);
+    let groups: Value = server
+        .http
+        .get(format!(
+            "{}/v1/reports/crash_groups?release=2.0.0",
+            server.base
+        ))
+        .bearer_auth("read-a")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let of = |fp: &Value| {
+        groups
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["fingerprint"] == *fp)
+            .map(|g| g["crashes"].clone())
+    };
+    assert_eq!(of(&rows[1]["fingerprint"]), Some(json!(3)), "{groups}");
+    assert_eq!(of(&rows[0]["fingerprint"]), None, "{groups}");
+    // Uploading again merges nothing more.
+    let again = upload(&server, "2.0.0", "https://app.example/static/", &map);
+    assert!(!String::from_utf8_lossy(&again.stdout).contains("merged"));
 
     // The crash page shows the original source around the top frames, scrubbed like everything else.
     let (client, cookie) = crate::server::dashboard_login(&server, "read-a").await;
@@ -204,7 +240,9 @@ async fn minified_frames_become_original_ones_and_group_by_them() {
         page.contains("  1 | // owner: [email]") && !page.contains("alice@example.com"),
         "{page}"
     );
-    // Where it happens: by release, browser, OS and page (the group's two crashes, one page).
+    // Where it happens: by release, browser, OS and page. The group holds its two symbolicated crashes,
+    // the one from before the upload, and 1.9.0's, whose minified frames are the same bundle's (the same
+    // file and positions: the same code), so its group was merged too.
     let by = |dimension: &str| {
         page.split(&format!(r#"data-breakdown="{dimension}""#))
             .nth(1)
@@ -214,7 +252,8 @@ async fn minified_frames_become_original_ones_and_group_by_them() {
     };
     assert!(
         by("release").contains(r#"data-value="2.0.0""#)
-            && by("release").contains(r#"data-col="crashes" data-value="2""#),
+            && by("release").contains(r#"data-col="crashes" data-value="3""#)
+            && by("release").contains(r#"data-value="1.9.0""#),
         "{}",
         by("release")
     );
@@ -232,8 +271,8 @@ async fn minified_frames_become_original_ones_and_group_by_them() {
         .unwrap_or_default();
     assert_eq!(
         latest.matches("<tr").count(),
-        3,
-        "a header and two crashes: {latest}"
+        5,
+        "a header and four crashes: {latest}"
     );
     assert!(
         latest.contains("boom") && !latest.contains("visitor_id") && !latest.contains("pseudonym"),
@@ -542,6 +581,114 @@ async fn a_crash_group_is_resolved_in_a_release_through_the_admin_api() {
     assert!(
         text.contains("triage.mark") && text.contains(&fp) && text.contains("2.1.0"),
         "{text}"
+    );
+
+    // Merge and split through the API: another group merged into this one, then split off again by a frame.
+    let (s, b) = server
+        .post_events(
+            "ingest-a",
+            UA,
+            "203.0.113.9",
+            "application/json",
+            json!([crash(
+                "2.0.0",
+                "Error",
+                &["at g (https://app.example/b.js:1:1)"]
+            )])
+            .to_string(),
+        )
+        .await;
+    assert_eq!(s, 202, "{b}");
+    server.wait_for_count("read-a", 2).await;
+    let (_, other) = server
+        .sql(
+            "read-a",
+            &format!(
+                "SELECT fingerprint FROM events WHERE kind = 'crash' AND fingerprint <> '{fp}'"
+            ),
+        )
+        .await;
+    let other = other[0]["fingerprint"].as_str().unwrap().to_owned();
+    let groups = || async {
+        let g: Value = server
+            .http
+            .get(format!("{}/v1/reports/crash_groups", server.base))
+            .bearer_auth("read-a")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        g.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["fingerprint"].as_str().unwrap().to_owned(),
+                    r["crashes"].as_i64().unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let resp = admin(
+        reqwest::Method::POST,
+        &format!("/v1/admin/crashes/{other}/merge"),
+    )
+    .body(json!({"into": fp}).to_string())
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(groups().await, [(fp.clone(), 2)]);
+    let resp = admin(
+        reqwest::Method::POST,
+        &format!("/v1/admin/crashes/{fp}/merge"),
+    )
+    .body(json!({"into": other}).to_string())
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(resp.status().as_u16(), 400, "a cycle");
+    let split: Value = admin(
+        reqwest::Method::POST,
+        &format!("/v1/admin/crashes/{fp}/split"),
+    )
+    .body(json!({"frame": "b.js"}).to_string())
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    // The split applies to the group as merged: the merged-in crash (the one with b.js) is split off.
+    let mut now = groups().await;
+    now.sort();
+    let mut expected = vec![
+        (fp.clone(), 1),
+        (split["group"].as_str().unwrap().to_owned(), 1),
+    ];
+    expected.sort();
+    assert_eq!(now, expected);
+    let resp = admin(
+        reqwest::Method::POST,
+        &format!("/v1/admin/crashes/{other}/merge"),
+    )
+    .body(json!({"into": null}).to_string())
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let audit = admin(reqwest::Method::GET, "/v1/admin/audit")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        audit.contains("triage.merge") && audit.contains("triage.split"),
+        "{audit}"
     );
     server.stop();
 }

@@ -267,6 +267,29 @@ impl SourceMaps {
         map
     }
 
+    /// Rewrites the `frames` of one crash of `release` whose files have a map; how many were rewritten.
+    pub async fn symbolicate_frames(
+        &self,
+        tenant: &TenantId,
+        release: &str,
+        frames: &mut [String],
+    ) -> usize {
+        let mut rewritten = 0;
+        for frame in frames.iter_mut() {
+            let Some(parsed) = parse_frame(frame) else {
+                continue;
+            };
+            let Some(map) = self.map(tenant, release, file_of(parsed.url)).await else {
+                continue;
+            };
+            if let Some(original) = symbolicate(&parsed, &map) {
+                *frame = original;
+                rewritten += 1;
+            }
+        }
+        rewritten
+    }
+
     /// Rewrites the frames of the crashes among `events` whose files have a map for the event's release;
     /// how many frames were rewritten.
     pub async fn symbolicate(&self, tenant: &TenantId, events: &mut [RawEvent]) -> usize {
@@ -276,18 +299,7 @@ impl SourceMaps {
             let Some(release) = e.release.as_deref() else {
                 continue;
             };
-            for frame in e.stack.iter_mut() {
-                let Some(parsed) = parse_frame(frame) else {
-                    continue;
-                };
-                let Some(map) = self.map(tenant, release, file_of(parsed.url)).await else {
-                    continue;
-                };
-                if let Some(original) = symbolicate(&parsed, &map) {
-                    *frame = original;
-                    rewritten += 1;
-                }
-            }
+            rewritten += self.symbolicate_frames(tenant, release, &mut e.stack).await;
         }
         if rewritten > 0 {
             metrics::counter!("tacet_ingest_frames_symbolicated_total").increment(rewritten as u64);

@@ -4,6 +4,10 @@
 //!
 //! A partition of day `D` expires when `D < today - retention` (UTC days; today from the pipeline's clock,
 //! which tests move).
+//!
+//! Source maps (`sourcemaps/tenant=<id>/release=<r>/`, crash symbolication) go with the crashes they
+//! explain: a release's maps expire when no crash of that release is left in the lake and they were
+//! uploaded longer ago than the tenant's crash retention (a new release's maps wait for its first crashes).
 
 use std::collections::BTreeMap;
 
@@ -26,6 +30,8 @@ pub enum Target {
     Partition { kind: String, date: String },
     /// A day's rollup.
     Rollup { date: String },
+    /// The source maps of a release without crashes left.
+    SourceMaps { release: String },
 }
 
 /// One expired partition or rollup, with what it holds.
@@ -54,6 +60,11 @@ impl std::fmt::Display for Expired {
             Target::Rollup { date } => write!(
                 f,
                 "{} rollup date={date}: {} files, {} bytes (retention {}d)",
+                self.tenant, self.files, self.bytes, self.retention_days
+            ),
+            Target::SourceMaps { release } => write!(
+                f,
+                "{} source maps of release {release}: {} maps, {} bytes (no crash of it left; crash retention {}d)",
                 self.tenant, self.files, self.bytes, self.retention_days
             ),
         }
@@ -127,6 +138,7 @@ impl Steward {
                     rollups.entry(d).or_default().push(meta);
                 }
             }
+            expired.extend(self.expired_sourcemaps(tenant, policy, today).await?);
             let cutoff = today - Days::new(days(policy.rollup_retention));
             for (date, files) in rollups {
                 if date < cutoff {
@@ -145,6 +157,64 @@ impl Steward {
             }
         }
         Ok((today, expired))
+    }
+
+    /// The releases whose source maps expire: no crash of the release left in the lake, and every map of
+    /// it uploaded before `today - crash retention`.
+    async fn expired_sourcemaps(
+        &self,
+        tenant: &TenantId,
+        policy: &TenantPolicy,
+        today: NaiveDate,
+    ) -> Result<Vec<Expired>> {
+        let Some(keep) = policy.retention.get(&tacet_model::Kind::Crash).copied() else {
+            return Ok(Vec::new());
+        };
+        let maps = self.pipeline.sourcemaps().list(tenant, None).await?;
+        if maps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self
+            .query
+            .sql(
+                tenant,
+                "SELECT DISTINCT release FROM events WHERE kind = 'crash' AND release IS NOT NULL",
+            )
+            .await?;
+        let mut crashing = std::collections::HashSet::new();
+        for batch in &out.batches {
+            let col = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)?;
+            let col = arrow::array::AsArray::as_string::<i32>(&col);
+            crashing.extend(col.iter().flatten().map(str::to_owned));
+        }
+        let cutoff = today - Days::new(days(keep));
+        let mut by_release: BTreeMap<String, Vec<&tacet_ingest::MapInfo>> = BTreeMap::new();
+        for m in &maps {
+            by_release.entry(m.release.clone()).or_default().push(m);
+        }
+        let mut expired = Vec::new();
+        for (release, maps) in by_release {
+            let newest = maps
+                .iter()
+                .filter_map(|m| chrono::DateTime::parse_from_rfc3339(&m.uploaded).ok())
+                .map(|t| t.date_naive())
+                .max();
+            if crashing.contains(&release) || newest.is_none_or(|d| d >= cutoff) {
+                continue;
+            }
+            expired.push(Expired {
+                tenant: tenant.to_string(),
+                target: Target::SourceMaps {
+                    release: release.clone(),
+                },
+                day: newest.unwrap_or(today),
+                files: maps.len(),
+                bytes: maps.iter().map(|m| m.bytes).sum(),
+                retention_days: days(keep),
+                paths: Vec::new(),
+            });
+        }
+        Ok(expired)
     }
 
     /// Deletes what [`Steward::retention_plan`] finds (or only reports it, `dry_run`), one audit entry per
@@ -189,7 +259,12 @@ impl Steward {
                     rollup = "written";
                 }
             }
-            {
+            if let Target::SourceMaps { release } = &e.target {
+                self.pipeline
+                    .sourcemaps()
+                    .delete(&tenant, release, None)
+                    .await?;
+            } else {
                 let _no_queries = self.query.exclusive().await?;
                 lake.delete(&e.paths).await?;
             }

@@ -100,6 +100,12 @@ fn state_with_tacet_functions(
     if let Some(functions) = builder.aggregate_functions() {
         functions.extend(crate::distinct::udafs());
     }
+    // `tacet_group` as the identity: a tenant with merges or splits runs its crash reports locally.
+    if let Some(functions) = builder.scalar_functions() {
+        functions.push(Arc::new(
+            Arc::new(crate::groups::CrashGroups::default()).udf(),
+        ));
+    }
     builder.build()
 }
 

@@ -93,6 +93,8 @@ pub(crate) struct Run {
     /// SQL a client wrote (`/v1/sql`, `tacet sql`), checked for amplifiers (`capped::check_plan`); the
     /// canned reports' own SQL is not.
     pub(crate) client_sql: bool,
+    /// The tenant's crash group merges and splits behind `tacet_group` (none: the identity).
+    pub(crate) groups: Option<Arc<crate::groups::CrashGroups>>,
 }
 
 /// Rows a batch for canned reports: a sort merges one run per input batch, so with DataFusion's 8k rows a
@@ -250,6 +252,7 @@ impl QueryEngine {
                 zone: None,
                 batch_rows: DEFAULT_BATCH_ROWS,
                 client_sql: false,
+                groups: None,
             },
         )
         .await
@@ -274,6 +277,7 @@ impl QueryEngine {
                 zone: None,
                 batch_rows: DEFAULT_BATCH_ROWS,
                 client_sql: true,
+                groups: None,
             },
         )
         .await
@@ -313,10 +317,13 @@ impl QueryEngine {
                     max_rows: self.inner.config.max_rows,
                     unrestricted: false,
                     tables: Vec::new(),
-                    local: !report.distributed(),
+                    // The cluster knows `tacet_group` as the identity only: a tenant's own merges and
+                    // splits run here.
+                    local: !report.distributed() || !scope.groups.is_empty(),
                     zone: Some(scope.zone),
                     batch_rows: REPORT_BATCH_ROWS,
                     client_sql: false,
+                    groups: Some(Arc::clone(&scope.groups)),
                 },
             )
             .await?;
@@ -365,6 +372,7 @@ impl QueryEngine {
                 zone: None,
                 batch_rows: DEFAULT_BATCH_ROWS,
                 client_sql: true,
+                groups: None,
             },
         )
         .await
@@ -493,6 +501,8 @@ impl Inner {
         for f in crate::distinct::udafs() {
             ctx.register_udaf(f.as_ref().clone());
         }
+        // `tacet_group` as the identity; a report's run replaces it with the tenant's rules.
+        ctx.register_udf(Arc::new(crate::groups::CrashGroups::default()).udf());
         // Value-building functions refuse answers past `max_value_bytes` before building them.
         for f in crate::capped::udfs(self.config.max_value_bytes) {
             ctx.register_udf(f);
@@ -612,6 +622,9 @@ impl Inner {
                 run.batch_rows,
             )
             .await?;
+        if let Some(groups) = run.groups.filter(|g| !g.is_empty()) {
+            ctx.register_udf(groups.udf());
+        }
         for (name, batch) in run.tables {
             let table =
                 datafusion::datasource::MemTable::try_new(batch.schema(), vec![vec![batch]])

@@ -18,6 +18,7 @@ mod config;
 mod distinct;
 mod engine;
 pub mod format;
+pub mod groups;
 mod hiding;
 mod report;
 pub mod rollup;
@@ -27,6 +28,7 @@ mod visit;
 
 pub use config::QueryConfig;
 pub use engine::{FreshEvents, QueryEngine, QueryOutput, Restrictions};
+pub use groups::CrashGroups;
 pub use report::{
     FILTERS, Interval, MAX_LIMIT, ParamError, REPORTS, Report, ReportParams, ReportScope,
     VISIT_WINDOW,

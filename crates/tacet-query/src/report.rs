@@ -170,6 +170,11 @@ fn filters_sql(range: &str, event_given: bool, except: &str) -> String {
                  AND visitor_id IS NOT NULL AND {range})"
             ),
             "event" => "$event IS NULL".to_owned(),
+            // A crash group after the tenant's merges and splits (crate::groups).
+            "fingerprint" => format!(
+                "($fingerprint IS NULL OR {}(fingerprint, stack) = $fingerprint)",
+                crate::groups::NAME
+            ),
             _ => format!("(${param} IS NULL OR {column} = ${param})"),
         })
         .collect::<Vec<_>>()
@@ -339,13 +344,15 @@ pub(crate) fn check(params: &ReportParams, report: &Report) -> Result<()> {
 
 /// Whose report it is: the tenant's k-thresholds (numbers describing fewer visitors are left out or
 /// withheld, threshold.rs) and time zone (what a day is).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportScope {
     /// For usage reports.
     pub k_threshold: u64,
     /// For crash triage reports (`-- k: … crashes`).
     pub k_crashes: u64,
     pub zone: chrono_tz::Tz,
+    /// The tenant's crash group merges and splits (`tacet_group`, crate::groups).
+    pub groups: std::sync::Arc<crate::groups::CrashGroups>,
 }
 
 impl ReportScope {
@@ -355,6 +362,7 @@ impl ReportScope {
             k_threshold,
             k_crashes: 1,
             zone: chrono_tz::UTC,
+            groups: Default::default(),
         }
     }
 }

@@ -192,6 +192,7 @@ impl QueryEngine {
                     zone: None,
                     batch_rows: crate::engine::DEFAULT_BATCH_ROWS,
                     client_sql: false,
+                    groups: None,
                 },
             )
             .await?;
@@ -339,6 +340,7 @@ impl QueryEngine {
                     zone: None,
                     batch_rows: crate::engine::DEFAULT_BATCH_ROWS,
                     client_sql: false,
+                    groups: None,
                 },
             )
             .await?;

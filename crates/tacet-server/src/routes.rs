@@ -50,6 +50,14 @@ pub fn router(state: AppState) -> Router {
             post(crate::triage_api::mark),
         )
         .route(
+            "/v1/admin/crashes/{fingerprint}/merge",
+            post(crate::triage_api::merge),
+        )
+        .route(
+            "/v1/admin/crashes/{fingerprint}/split",
+            post(crate::triage_api::split),
+        )
+        .route(
             "/v1/admin/sourcemaps",
             axum::routing::put(crate::sourcemaps::put)
                 .get(crate::sourcemaps::list)
@@ -530,10 +538,25 @@ pub(crate) async fn run_report(
         .with_timezone(&zone)
         .date_naive();
     let params = ReportParams::parse(&params, today).map_err(tacet_query::Error::from)?;
+    // The tenant's crash group merges and splits, for the reports that group or filter crashes.
+    let groups = match &state.dashboard {
+        Some(dash)
+            if report.sql.contains(tacet_query::groups::NAME)
+                || params.filters.contains_key("fingerprint") =>
+        {
+            let marks = dash
+                .triage()
+                .marks(&tenant.id)
+                .map_err(ApiError::internal)?;
+            std::sync::Arc::new(crate::ui::crash_groups(&marks))
+        }
+        _ => Default::default(),
+    };
     let scope = tacet_query::ReportScope {
         k_threshold: tenant.policy.k_threshold,
         k_crashes: tenant.policy.k_threshold_crashes,
         zone,
+        groups,
     };
     Ok(state
         .query

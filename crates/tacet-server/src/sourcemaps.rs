@@ -77,7 +77,75 @@ pub(crate) async fn put(
         "sourcemap.upload",
         json!({"release": info.release, "url": info.url, "bytes": info.bytes}),
     )?;
-    Ok((StatusCode::CREATED, Json(info)).into_response())
+    let regrouped = regroup(&state, tenant, release).await?;
+    let mut answer = serde_json::to_value(&info).map_err(ApiError::internal)?;
+    answer["regrouped"] = json!(regrouped);
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+/// Crash groups of `release` stored before its maps arrived: their minified frames made fingerprints of
+/// their own. Each group's stored stack is symbolicated now, scrubbed as at ingest and fingerprinted again;
+/// a group whose fingerprint changes is merged into the symbolicated one (`triage.merge`, actor
+/// `sourcemaps`), so old and new crashes of one bug end in one group in every crash report. The stored rows
+/// stay as they are (immutable files). How many groups were merged.
+pub(crate) async fn regroup(
+    state: &AppState,
+    tenant: &crate::tenants::TenantEntry,
+    release: &str,
+) -> Result<usize, ApiError> {
+    let Some(dash) = state.dashboard.as_deref() else {
+        return Ok(0);
+    };
+    let sql = format!(
+        "SELECT fingerprint, MIN(error_type) AS error_type, MIN(array_to_string(stack, chr(10))) AS stack \
+         FROM events WHERE kind = 'crash' AND fingerprint IS NOT NULL AND release = '{}' \
+         GROUP BY fingerprint LIMIT 1000",
+        release.replace('\'', "''")
+    );
+    let out = state.query.sql(&tenant.id, &sql).await?;
+    let bytes =
+        tacet_query::format::encode(tacet_query::format::Format::Json, &out.schema, &out.batches)
+            .map_err(ApiError::internal)?;
+    let rows: Vec<serde_json::Map<String, serde_json::Value>> =
+        serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
+    let marks = dash
+        .triage()
+        .marks(&tenant.id)
+        .map_err(ApiError::internal)?;
+    let scrubber = tacet_privacy::Scrubber::for_policy(&tenant.policy);
+    let mut merged = 0;
+    for row in rows {
+        let (Some(fp), Some(stack)) = (
+            row.get("fingerprint").and_then(|v| v.as_str()),
+            row.get("stack").and_then(|v| v.as_str()),
+        ) else {
+            continue;
+        };
+        let mut frames: Vec<String> = stack.lines().map(str::to_owned).collect();
+        let rewritten = state
+            .pipeline
+            .sourcemaps()
+            .symbolicate_frames(&tenant.id, release, &mut frames)
+            .await;
+        if rewritten == 0 {
+            continue;
+        }
+        let frames: Vec<String> = frames
+            .into_iter()
+            .map(|f| scrubber.text(&f, &mut tacet_privacy::Tally::default()))
+            .collect();
+        let error_type = row.get("error_type").and_then(|v| v.as_str());
+        let now = tacet_privacy::fingerprint::fingerprint(error_type, None, &frames);
+        let already = marks.get(fp).and_then(|m| m.merged_into.as_deref()) == Some(now.as_str());
+        if now != fp && !already {
+            dash.merge(state, &tenant.id, fp, Some(&now), "sourcemaps")?;
+            merged += 1;
+        }
+    }
+    if merged > 0 {
+        tracing::info!(tenant = %tenant.id, merged, "crash groups from before their source maps merged");
+    }
+    Ok(merged)
 }
 
 pub(crate) async fn list(

@@ -3,6 +3,11 @@
 //! ```text
 //!  GET  /v1/admin/crashes                  the tenant's marks, by fingerprint
 //!  POST /v1/admin/crashes/{fingerprint}    {"state": "resolved|ignored|open", "release": "2.1.0"}
+//!  POST /v1/admin/crashes/{fp}/merge       {"into": "<fingerprint>"}: its crashes count as that group's;
+//!                                          {"into": null} undoes it
+//!  POST /v1/admin/crashes/{fp}/split       {"frame": "at checkout"}: its crashes with a frame containing
+//!                                          the text become a group of their own (the answer names it);
+//!                                          {"frame": …, "undo": true} takes it back
 //! ```
 //!
 //! `release` (with `resolved`): resolved in that release; only a crash from a later release reopens it.
@@ -95,4 +100,84 @@ pub(crate) async fn mark(
         Json(json!({"fingerprint": fingerprint, "state": to.as_str(), "release": req.release}))
             .into_response(),
     )
+}
+
+fn group(fingerprint: &str) -> Result<(), ApiError> {
+    if crate::ui::valid_fingerprint(fingerprint) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "a crash group is named by its fingerprint, 16 lower-case hexadecimal characters",
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MergeRequest {
+    into: Option<String>,
+}
+
+pub(crate) async fn merge(
+    State(state): State<AppState>,
+    Path(fingerprint): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (tenant, _) = admin(&state, &headers, "crashes.merge")?;
+    group(&fingerprint)?;
+    let req: MergeRequest = json_body(
+        &state,
+        &headers,
+        body,
+        r#"like {"into": "0123456789abcdef"}, or {"into": null} to undo"#,
+    )
+    .await?;
+    dashboard(&state)?.merge(
+        &state,
+        &tenant.id,
+        &fingerprint,
+        req.into.as_deref(),
+        crate::admin::ACTOR,
+    )?;
+    Ok(Json(json!({"fingerprint": fingerprint, "merged_into": req.into})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SplitRequest {
+    frame: String,
+    #[serde(default)]
+    undo: bool,
+}
+
+pub(crate) async fn split(
+    State(state): State<AppState>,
+    Path(fingerprint): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (tenant, _) = admin(&state, &headers, "crashes.split")?;
+    group(&fingerprint)?;
+    let req: SplitRequest = json_body(
+        &state,
+        &headers,
+        body,
+        r#"like {"frame": "at checkout"}, or with "undo": true"#,
+    )
+    .await?;
+    let change = dashboard(&state)?.split(
+        &state,
+        &tenant.id,
+        &fingerprint,
+        &req.frame,
+        req.undo,
+        crate::admin::ACTOR,
+    )?;
+    let crate::ui::Change::Split { group, .. } = change else {
+        return Err(ApiError::internal("a split answered as something else"));
+    };
+    Ok(Json(json!({"fingerprint": fingerprint, "frame": req.frame.trim(), "undo": req.undo, "group": group}))
+        .into_response())
 }

@@ -446,10 +446,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let zone = privacy.timezone.unwrap_or(chrono_tz::UTC);
             let today = SystemClock.now().with_timezone(&zone).date_naive();
             let params = ReportParams::parse(&given, today)?;
+            // Crash group merges and splits made in the dashboard or the admin API.
+            let marks = tacet_server::ui::Triage::new(Some(config.triage_dir())).marks(&tenant)?;
             let scope = tacet_query::ReportScope {
                 k_threshold: privacy.k_threshold,
                 k_crashes: privacy.k_threshold_crashes,
                 zone,
+                groups: std::sync::Arc::new(tacet_server::ui::crash_groups(&marks)),
             };
             let k = tacet_query::KRule::of(report)?.k(&scope);
             let out = query_engine(&config)?

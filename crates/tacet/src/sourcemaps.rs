@@ -77,6 +77,7 @@ pub async fn run(command: SourcemapsCommand) -> anyhow::Result<()> {
         } => {
             let total = files.len();
             let mut bytes = 0;
+            let mut regrouped = 0;
             for (i, file) in files.iter().enumerate() {
                 let name = file
                     .file_name()
@@ -97,10 +98,16 @@ pub async fn run(command: SourcemapsCommand) -> anyhow::Result<()> {
                     .send()
                     .await
                     .with_context(|| format!("cannot reach {server}"))?;
-                answer(resp, &format!("{}", file.display())).await?;
+                let said = answer(resp, &format!("{}", file.display())).await?;
+                regrouped += said["regrouped"].as_u64().unwrap_or(0);
                 eprintln!("[{}/{total}] {} -> {url}", i + 1, file.display());
             }
             println!("uploaded {total} source map(s), {bytes} bytes, for release {release}");
+            if regrouped > 0 {
+                println!(
+                    "{regrouped} crash group(s) of {release} from before the upload merged into their symbolicated groups"
+                );
+            }
         }
         SourcemapsCommand::List { server, release } => {
             let mut req = client.get(endpoint(&server)).bearer_auth(&key);

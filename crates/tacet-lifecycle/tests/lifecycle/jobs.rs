@@ -66,6 +66,79 @@ async fn ingest(env: &Env, t: &TenantId, events: Vec<serde_json::Value>) -> tace
 
 use tacet_model::Clock;
 
+/// Source maps go with the crashes they explain: a release's maps stay while crashes of it are in the lake
+/// or while they are younger than the crash retention, then the retention job deletes them.
+#[tokio::test]
+async fn a_releases_source_maps_go_when_its_crashes_have_and_they_are_old() {
+    let env = Env::new(START + 3_600_000);
+    let t = tenant("acme");
+    ingest(
+        &env,
+        &t,
+        vec![json!({"kind": "crash", "url": "https://a.example/", "release": "1.0.0",
+            "error_type": "Error", "message": "boom", "stack": ["at f (https://a.example/app.js:1:1)"]})],
+    )
+    .await;
+    let map = bytes::Bytes::from_static(
+        br#"{"version":3,"sources":["src/a.js"],"names":[],"mappings":"AAAA"}"#,
+    );
+    let maps = env.pipeline.sourcemaps();
+    for release in ["1.0.0", "2.0.0"] {
+        maps.put(&t, release, "https://a.example/app.js", map.clone())
+            .await
+            .unwrap();
+    }
+    let tenants = vec![(t.clone(), policy("[retention]\ncrash = \"10d\""))];
+    let run = |dry: bool| {
+        let env = &env;
+        let tenants = tenants.clone();
+        async move {
+            env.steward
+                .retention_run(&tenants, dry, "test", &tacet_lifecycle::quiet)
+                .await
+                .unwrap()
+        }
+    };
+    let releases = |report: &tacet_lifecycle::RetentionReport| -> Vec<String> {
+        report
+            .expired
+            .iter()
+            .filter_map(|e| match &e.target {
+                tacet_lifecycle::Target::SourceMaps { release } => Some(release.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    // Today: the maps are new, nothing of them expires.
+    assert!(releases(&run(true).await).is_empty());
+    // Eleven days after the upload (the clock of the real world, as the upload's): 2.0.0 never crashed,
+    // its maps go; 1.0.0's crash is still in the lake this run (its partition goes in the same run).
+    let now = chrono::Utc::now().timestamp_millis();
+    env.clock.set(now + 11 * DAY);
+    let first = run(false).await;
+    assert_eq!(releases(&first), ["2.0.0"]);
+    let left: Vec<String> = maps
+        .list(&t, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.release)
+        .collect();
+    assert_eq!(left, ["1.0.0"]);
+    // The next run: no crash of 1.0.0 left, its maps go too; each drop is audited.
+    assert_eq!(releases(&run(false).await), ["1.0.0"]);
+    assert!(maps.list(&t, None).await.unwrap().is_empty());
+    let audit = env.steward.audit().read().unwrap();
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|e| e.entry.action == "retention.drop"
+                && e.entry.detail.to_string().contains("source_maps"))
+            .count(),
+        2
+    );
+}
+
 #[tokio::test]
 async fn retention_drops_exactly_the_expired_partitions_and_rollups_answer_for_them() {
     let today = 60;
@@ -97,6 +170,7 @@ async fn retention_drops_exactly_the_expired_partitions_and_rollups_answer_for_t
         .map(|e| match &e.target {
             tacet_lifecycle::Target::Partition { kind, date } => (kind.clone(), date.clone()),
             tacet_lifecycle::Target::Rollup { date } => ("rollup".into(), date.clone()),
+            tacet_lifecycle::Target::SourceMaps { release } => ("maps".into(), release.clone()),
         })
         .collect();
     listed.sort();

@@ -502,6 +502,9 @@ pub(crate) async fn crash_group(
         }
     }
     body.push_str(&releases_card(&v, &view, &releases, &health));
+    if !v.shared {
+        body.push_str(&super::groups::section(&v, &fp, &marks));
+    }
     v.page(&title, Nav::Crashes, &body)
 }
 

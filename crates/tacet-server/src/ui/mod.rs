@@ -23,6 +23,8 @@
 //!  GET  /ui/crashes          crash groups by count in the range, sparklines, triage state (?state=)
 //!  GET  /ui/crashes/{fp}     one group: trend, scrubbed message and stack, crash-free rate per release
 //!  POST /ui/crashes/{fp}     mark it resolved, ignored or open again (triage.rs, kept per tenant)
+//!  POST /ui/crashes/{fp}/groups  merge it into another group, split crashes off it by a frame, or undo
+//!                            either (groups.rs; every crash report groups by the result)
 //!  GET  /ui/assets/ui.css    the only asset
 //! ```
 //!
@@ -38,6 +40,7 @@ mod crash;
 mod dashboard;
 mod events;
 mod goals;
+mod groups;
 mod html;
 mod respond;
 mod session;
@@ -53,8 +56,9 @@ use axum::routing::get;
 use crate::AppState;
 pub(crate) use crash::shown_state;
 pub use dashboard::{Dashboard, DashboardConfig, remove_triage};
+pub use groups::Change;
 pub use session::Sessions;
-pub use triage::{GroupState, Mark, Triage, later_release, valid_fingerprint};
+pub use triage::{GroupState, Mark, Triage, crash_groups, later_release, valid_fingerprint};
 
 pub(crate) fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
@@ -82,6 +86,10 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         .route(
             "/ui/crashes/{fingerprint}",
             get(crash::crash_group).post(crash::mark),
+        )
+        .route(
+            "/ui/crashes/{fingerprint}/groups",
+            axum::routing::post(groups::act),
         )
         .route("/ui/assets/ui.css", get(dashboard::css))
         .layer(axum::middleware::from_fn_with_state(

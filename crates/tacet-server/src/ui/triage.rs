@@ -50,13 +50,38 @@ impl GroupState {
     }
 }
 
-/// A group's mark: its state, when it was set (RFC 3339, UTC), and the release it was resolved in.
+/// A group's mark: its state, when it was set (RFC 3339, UTC), the release it was resolved in, the group it
+/// was merged into, and the frames that split crashes off it (tacet_query::groups).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mark {
     pub state: GroupState,
     pub at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub split: Vec<String>,
+}
+
+/// Frames one group may be split by, at most.
+pub const MAX_SPLITS: usize = 20;
+/// A split's frame text: at most this many bytes.
+pub const MAX_SPLIT_TEXT: usize = 200;
+
+/// The merges and splits the marks hold, for the crash reports.
+pub fn crash_groups(marks: &Marks) -> tacet_query::CrashGroups {
+    tacet_query::CrashGroups::new(
+        marks
+            .iter()
+            .filter_map(|(fp, m)| Some((fp.clone(), m.merged_into.clone()?)))
+            .collect(),
+        marks
+            .iter()
+            .filter(|(_, m)| !m.split.is_empty())
+            .map(|(fp, m)| (fp.clone(), m.split.clone()))
+            .collect(),
+    )
 }
 
 /// Whether release `a` is later than `b`: their numbers compared as numbers, their words as words, left to
@@ -80,6 +105,8 @@ impl Mark {
             state,
             at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             release: None,
+            merged_into: None,
+            split: Vec::new(),
         }
     }
 
@@ -153,20 +180,110 @@ impl Triage {
         at: DateTime<Utc>,
         release: Option<&str>,
     ) -> std::io::Result<()> {
-        let mut memory = self.lock.lock().expect("triage lock");
-        let mut marks = self.read(tenant, &memory)?;
-        match state {
-            GroupState::Open => {
-                marks.remove(fingerprint);
+        self.update(tenant, |marks| {
+            let kept = marks.remove(fingerprint);
+            let mut mark = Mark::new(state, at);
+            mark.release = release
+                .filter(|r| state == GroupState::Resolved && !r.trim().is_empty())
+                .map(|r| r.trim().to_owned());
+            if let Some(kept) = kept {
+                mark.merged_into = kept.merged_into;
+                mark.split = kept.split;
             }
-            _ => {
-                let mut mark = Mark::new(state, at);
-                mark.release = release
-                    .filter(|r| state == GroupState::Resolved && !r.trim().is_empty())
-                    .map(|r| r.trim().to_owned());
+            // An open group without merges or splits needs no mark.
+            if state != GroupState::Open || mark.merged_into.is_some() || !mark.split.is_empty() {
                 marks.insert(fingerprint.to_owned(), mark);
             }
+            Ok(())
+        })
+    }
+
+    /// Merges group `from` into group `into` (`None`: undoes the merge of `from`). Refused when `into` is
+    /// `from` itself or already merged into `from` (a cycle).
+    pub fn merge(
+        &self,
+        tenant: &TenantId,
+        from: &str,
+        into: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> std::io::Result<Result<(), String>> {
+        let mut refused = None;
+        self.update(tenant, |marks| {
+            if let Some(into) = into {
+                let target = crash_groups(marks).merged_group(into);
+                if target == from {
+                    refused = Some(format!(
+                        "group {from} cannot be merged into {into}: that group is {from} itself or merged into it"
+                    ));
+                    return Ok(());
+                }
+            }
+            let mark = marks
+                .entry(from.to_owned())
+                .or_insert_with(|| Mark::new(GroupState::Open, at));
+            mark.merged_into = into.map(str::to_owned);
+            if mark.state == GroupState::Open && mark.merged_into.is_none() && mark.split.is_empty()
+            {
+                marks.remove(from);
+            }
+            Ok(())
+        })?;
+        Ok(refused.map_or(Ok(()), Err))
+    }
+
+    /// Splits the crashes of `fingerprint` that have a frame containing `frame` into a group of their own
+    /// (`undo`: takes that split back); the new group's fingerprint.
+    pub fn split(
+        &self,
+        tenant: &TenantId,
+        fingerprint: &str,
+        frame: &str,
+        undo: bool,
+        at: DateTime<Utc>,
+    ) -> std::io::Result<Result<String, String>> {
+        let frame = frame.trim();
+        if frame.is_empty() || frame.len() > MAX_SPLIT_TEXT {
+            return Ok(Err(format!(
+                "a split needs the text of a frame, 1 to {MAX_SPLIT_TEXT} bytes (e.g. \"at checkout\")"
+            )));
         }
+        let mut refused = None;
+        self.update(tenant, |marks| {
+            let mark = marks
+                .entry(fingerprint.to_owned())
+                .or_insert_with(|| Mark::new(GroupState::Open, at));
+            if undo {
+                mark.split.retain(|f| f != frame);
+            } else if !mark.split.iter().any(|f| f == frame) {
+                if mark.split.len() >= MAX_SPLITS {
+                    refused = Some(format!(
+                        "group {fingerprint} is split {MAX_SPLITS} times already; merge some back first"
+                    ));
+                } else {
+                    mark.split.push(frame.to_owned());
+                }
+            }
+            if mark.state == GroupState::Open && mark.merged_into.is_none() && mark.split.is_empty()
+            {
+                marks.remove(fingerprint);
+            }
+            Ok(())
+        })?;
+        Ok(match refused {
+            Some(r) => Err(r),
+            None => Ok(tacet_query::groups::split_fingerprint(fingerprint, frame)),
+        })
+    }
+
+    /// Reads the tenant's marks, changes them, and writes them back atomically.
+    fn update(
+        &self,
+        tenant: &TenantId,
+        change: impl FnOnce(&mut Marks) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let mut memory = self.lock.lock().expect("triage lock");
+        let mut marks = self.read(tenant, &memory)?;
+        change(&mut marks)?;
         let Some(path) = self.path(tenant) else {
             memory.insert(tenant.clone(), marks);
             return Ok(());

@@ -206,3 +206,171 @@ async fn a_group_release_by_release_and_the_crash_list_found_by_text_and_release
     );
     assert_eq!(list("&release=1.1.0").await.0, vec![cart_fp.clone()]);
 }
+
+#[tokio::test]
+async fn merged_and_split_groups_in_every_crash_report_and_undone() {
+    let h = default_harness();
+    let stack = |frames: &[&str]| -> Vec<String> {
+        frames
+            .iter()
+            .map(|f| format!("at {f} (https://a.example/app.js:1:1)"))
+            .collect()
+    };
+    let crash = |frames: &[&str]| {
+        json!({"kind": "crash", "url": "https://a.example/cart", "release": "1.0.0",
+            "error_type": "TypeError", "message": "cart is undefined", "stack": stack(frames)})
+    };
+    // Group A (pay) three times, group B (pay2, the same bug minified differently) twice; group C (the
+    // five frames below) four times, two of them through checkout beyond the frames that group.
+    let deep = ["a", "b", "c", "d", "e"];
+    for (n, events) in [
+        vec![crash(&["pay"])],
+        vec![crash(&["pay"])],
+        vec![crash(&["pay"])],
+        vec![crash(&["pay2"])],
+        vec![crash(&["pay2"])],
+        vec![crash(&[&deep[..], &["checkout"]].concat())],
+        vec![crash(&[&deep[..], &["checkout"]].concat())],
+        vec![crash(&[&deep[..], &["other"]].concat())],
+        vec![crash(&[&deep[..], &["other"]].concat())],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        visitor(&h, n, Value::Array(events)).await;
+    }
+    h.pipeline.flush().await;
+    let groups = || async {
+        let (_, _, g) = send(&h.app, get("/v1/reports/crash_groups")).await;
+        let mut rows: Vec<(String, i64)> = g
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["fingerprint"].as_str().unwrap().to_owned(),
+                    r["crashes"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        rows
+    };
+    let before = groups().await;
+    assert_eq!(before.iter().map(|r| r.1).collect::<Vec<_>>(), [4, 3, 2]);
+    let (c, a, b) = (
+        before[0].0.clone(),
+        before[1].0.clone(),
+        before[2].0.clone(),
+    );
+
+    // Merge B into A from the crash page: A has 5 crashes in every report, B none.
+    let cookie = login(&h).await;
+    let (_, _, page) = html(
+        &h.app,
+        ui("GET", &format!("/ui/crashes/{b}"), Some(&cookie), None),
+    )
+    .await;
+    let csrf = input_value(&page, "csrf");
+    let act = |fp: String, form: String| {
+        let cookie = cookie.clone();
+        let app = h.app.clone();
+        async move {
+            html(
+                &app,
+                ui(
+                    "POST",
+                    &format!("/ui/crashes/{fp}/groups"),
+                    Some(&cookie),
+                    Some(&form),
+                ),
+            )
+            .await
+        }
+    };
+    let (s, hd, _) = act(b.clone(), format!("csrf={csrf}&action=merge&into={a}")).await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert_eq!(hd[header::LOCATION], format!("/ui/crashes/{a}"));
+    assert_eq!(groups().await, [(a.clone(), 5), (c.clone(), 4)]);
+    let (_, _, trend) = send(
+        &h.app,
+        get(&format!("/v1/reports/crash_trend?fingerprint={a}")),
+    )
+    .await;
+    assert_eq!(trend[0]["crashes"], 5, "{trend}");
+    let (_, _, one) = send(
+        &h.app,
+        get(&format!("/v1/reports/crash_group?fingerprint={a}")),
+    )
+    .await;
+    assert_eq!(one[0]["crashes"], 5, "{one}");
+    let (_, _, rel) = send(
+        &h.app,
+        get(&format!("/v1/reports/crash_releases?fingerprint={a}")),
+    )
+    .await;
+    assert_eq!(rel[0]["crashes"], 5, "{rel}");
+    // The group's page lists what was merged into it; the old one says where it went.
+    let (_, _, page_a) = html(
+        &h.app,
+        ui("GET", &format!("/ui/crashes/{a}"), Some(&cookie), None),
+    )
+    .await;
+    assert!(
+        page_a.contains(&format!(r#"<li><code>{b}</code>"#)),
+        "{page_a}"
+    );
+    let (_, _, page_b) = html(
+        &h.app,
+        ui("GET", &format!("/ui/crashes/{b}"), Some(&cookie), None),
+    )
+    .await;
+    assert!(page_b.contains(r#"id="merged-away""#), "{page_b}");
+    // A cycle is refused.
+    let (s, _, body) = act(a.clone(), format!("csrf={csrf}&action=merge&into={b}")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+
+    // Split C by the frame beyond its fingerprint: two groups of two.
+    let (s, hd, _) = act(
+        c.clone(),
+        format!("csrf={csrf}&action=split&frame=at+checkout"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let split = hd[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("/ui/crashes/")
+        .to_owned();
+    assert_eq!(
+        split,
+        tacet_query::groups::split_fingerprint(&c, "at checkout")
+    );
+    let mut expected = vec![(a.clone(), 5), (c.clone(), 2), (split.clone(), 2)];
+    expected.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
+    assert_eq!(groups().await, expected);
+    let (_, _, occurrences) = send(
+        &h.app,
+        get(&format!(
+            "/v1/reports/crash_occurrences?fingerprint={split}"
+        )),
+    )
+    .await;
+    assert_eq!(occurrences.as_array().unwrap().len(), 2, "{occurrences}");
+    // Bad input is named.
+    let (s, _, _) = act(c.clone(), format!("csrf={csrf}&action=split&frame=")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _, _) = act(c.clone(), format!("csrf={csrf}&action=merge&into=nothex")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _, _) = act(c.clone(), "action=split&frame=x".into()).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "without the form token");
+
+    // Both undone: the groups as they came.
+    act(
+        c.clone(),
+        format!("csrf={csrf}&action=unsplit&frame=at+checkout"),
+    )
+    .await;
+    act(a.clone(), format!("csrf={csrf}&action=unmerge&from={b}")).await;
+    assert_eq!(groups().await, before);
+}
