@@ -305,6 +305,25 @@ async fn minified_frames_become_original_ones_and_group_by_them() {
         )
         .await;
     assert_eq!(last[0]["stack"], json!(chrome));
+    // That minified crash is now its group's latest example: with the map back, the crash page shows
+    // its stack symbolicated at display (the stored row stays as it came).
+    let out = upload(&server, "2.0.0", "https://app.example/static/", &map);
+    assert!(out.status.success());
+    let page = client
+        .get(format!("{}/ui/crashes/{fp}", server.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let shown = page
+        .split(r#"<pre id="symbolicated">"#)
+        .nth(1)
+        .and_then(|rest| rest.split("</pre>").next())
+        .unwrap_or_else(|| panic!("no symbolicated stack: {page}"));
+    assert_eq!(shown, original.join("\n"));
 
     // Offboarding removes a tenant's maps with its data.
     let out = upload(&server, "2.1.0", "https://app.example/static/", &map);
@@ -330,7 +349,7 @@ async fn minified_frames_become_original_ones_and_group_by_them() {
         String::from_utf8_lossy(&out.stderr)
     );
     let certificate: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(certificate["sourcemaps_removed"], 1, "{certificate}");
+    assert_eq!(certificate["sourcemaps_removed"], 2, "{certificate}");
     assert!(
         !data.join("lake/sourcemaps/tenant=a").exists()
             || crate::server::files_under(&data.join("lake/sourcemaps")).is_empty()

@@ -106,6 +106,36 @@ async fn source_context(
     )
 }
 
+/// The example's stack symbolicated now, when it was stored minified (the crash came before its release's
+/// source map) and a map now explains some of its frames; scrubbed as at ingest.
+async fn symbolicated_now(
+    state: &AppState,
+    tenant: &crate::tenants::TenantEntry,
+    row: &serde_json::Map<String, Value>,
+) -> Option<String> {
+    let stack = row.get("example_stack").and_then(Value::as_str)?;
+    let release = row.get("example_release").and_then(Value::as_str)?;
+    let mut frames: Vec<String> = stack.lines().map(str::to_owned).collect();
+    let rewritten = state
+        .pipeline
+        .sourcemaps()
+        .symbolicate_frames(&tenant.id, release, &mut frames)
+        .await;
+    if rewritten == 0 {
+        return None;
+    }
+    let scrubber = tacet_privacy::Scrubber::for_policy(&tenant.policy);
+    let frames: Vec<String> = frames
+        .iter()
+        .map(|f| scrubber.text(f, &mut tacet_privacy::Tally::default()))
+        .collect();
+    Some(format!(
+        r#"<h2 id="h-symbolicated">Stack symbolicated now (stored minified: it came before release {}'s source map; scrubbed)</h2><pre id="symbolicated">{}</pre>"#,
+        esc(release),
+        esc(&frames.join("\n"))
+    ))
+}
+
 /// Sparklines drawn per page at most (each is a `crash_trend` report).
 pub(crate) const SPARKLINES: usize = 25;
 
@@ -334,7 +364,10 @@ pub(crate) async fn crash_group(
     let marks = v.dash.triage.marks(&v.tenant.id).unwrap_or_default();
     let context = match &group {
         Ok(g) => match g.rows.first() {
-            Some(r) => source_context(&state, &v.tenant, r).await,
+            Some(r) => {
+                let now = symbolicated_now(&state, &v.tenant, r).await;
+                now.unwrap_or_default() + &source_context(&state, &v.tenant, r).await
+            }
             None => String::new(),
         },
         Err(_) => String::new(),
