@@ -260,7 +260,7 @@ async fn a_share_link_with_a_password_and_links_managed_in_the_dashboard() {
     };
     // The read key is not the admin key; neither is another word.
     for key in ["read-a", "nonsense"] {
-        let r = act(format!("csrf={csrf}&action=list&admin_key={key}"))
+        let r = act(format!("csrf={csrf}&op=list&admin_key={key}"))
             .await
             .unwrap();
         assert_eq!(r.status().as_u16(), 401, "{key}");
@@ -272,11 +272,11 @@ async fn a_share_link_with_a_password_and_links_managed_in_the_dashboard() {
         );
     }
     // Without the form token: refused.
-    let r = act("action=list&admin_key=admin-a".into()).await.unwrap();
+    let r = act("op=list&admin_key=admin-a".into()).await.unwrap();
     assert_eq!(r.status().as_u16(), 403);
     // Make one with an expiry: shown once, then listed with the one from the API.
     let r = act(format!(
-        "csrf={csrf}&action=create&admin_key=admin-a&expires_in=7d&password="
+        "csrf={csrf}&op=create&admin_key=admin-a&expires_in=7d&password="
     ))
     .await
     .unwrap();
@@ -301,11 +301,9 @@ async fn a_share_link_with_a_password_and_links_managed_in_the_dashboard() {
     assert_eq!(opened.status().as_u16(), 303);
     // Revoke the API's link from the page: it answers 404, and its session ends.
     let id = made["id"].as_str().unwrap();
-    let r = act(format!(
-        "csrf={csrf}&action=revoke&admin_key=admin-a&id={id}"
-    ))
-    .await
-    .unwrap();
+    let r = act(format!("csrf={csrf}&op=revoke&admin_key=admin-a&id={id}"))
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let after = r.text().await.unwrap();
     assert!(after.contains(&format!("Link {id} revoked")), "{after}");

@@ -121,7 +121,7 @@ fn audit(
     Ok(())
 }
 
-/// `POST /ui/crashes/<fp>/groups`: `action` = merge (`into`), unmerge (`from`: a group merged into this
+/// `POST /ui/crashes/<fp>/groups`: `op` = merge (`into`), unmerge (`from`: a group merged into this
 /// one), split (`frame`) or unsplit (`frame`); back to the group's page, or to the new group's.
 pub(crate) async fn act(
     v: Viewer,
@@ -156,7 +156,7 @@ pub(crate) async fn act(
         );
     }
     let get = |k: &str| form.get(k).map(|s| s.trim().to_owned()).unwrap_or_default();
-    let done = match get("action").as_str() {
+    let done = match get("op").as_str() {
         "merge" => v
             .dash
             .merge(&state, &v.tenant.id, &fp, Some(&get("into")), "dashboard"),
@@ -179,7 +179,7 @@ pub(crate) async fn act(
             .split(&state, &v.tenant.id, &fp, &get("frame"), true, "dashboard"),
         other => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            format!("action {other:?}: merge, unmerge, split or unsplit"),
+            format!("op {other:?}: merge, unmerge, split or unsplit"),
         )),
     };
     let back = |to: &str| {
@@ -223,7 +223,7 @@ pub(crate) fn section(v: &Viewer, fp: &str, marks: &triage::Marks) -> String {
         out.push_str(&format!(
             r#"<p class="hint" id="merged-away">This group was merged into <a href="/ui/crashes/{t}"><code>{t}</code></a>: its crashes count there.</p>{}"#,
             form(
-                &format!(r#"<input type="hidden" name="action" value="unmerge"><input type="hidden" name="from" value="{fp}">"#),
+                &format!(r#"<input type="hidden" name="op" value="unmerge"><input type="hidden" name="from" value="{fp}">"#),
                 "Unmerge"
             ),
             t = esc(&target),
@@ -237,7 +237,7 @@ pub(crate) fn section(v: &Viewer, fp: &str, marks: &triage::Marks) -> String {
             out.push_str(&format!(
                 r#"<li><code>{f}</code> {}</li>"#,
                 form(
-                    &format!(r#"<input type="hidden" name="action" value="unmerge"><input type="hidden" name="from" value="{f}">"#),
+                    &format!(r#"<input type="hidden" name="op" value="unmerge"><input type="hidden" name="from" value="{f}">"#),
                     "Unmerge"
                 ),
             ));
@@ -252,7 +252,7 @@ pub(crate) fn section(v: &Viewer, fp: &str, marks: &triage::Marks) -> String {
             out.push_str(&format!(
                 r#"<li>crashes with a frame containing <code>{f}</code>: <a href="/ui/crashes/{g}"><code>{g}</code></a> {}</li>"#,
                 form(
-                    &format!(r#"<input type="hidden" name="action" value="unsplit"><input type="hidden" name="frame" value="{f}">"#),
+                    &format!(r#"<input type="hidden" name="op" value="unsplit"><input type="hidden" name="frame" value="{f}">"#),
                     "Undo"
                 ),
                 g = esc(&group),
@@ -261,11 +261,11 @@ pub(crate) fn section(v: &Viewer, fp: &str, marks: &triage::Marks) -> String {
         out.push_str("</ul>");
     }
     out.push_str(&form(
-        r#"<input type="hidden" name="action" value="merge"><label for="into">Merge into group (fingerprint)</label> <input id="into" name="into" pattern="[0-9a-f]{16}" placeholder="0123456789abcdef" required> "#,
+        r#"<input type="hidden" name="op" value="merge"><label for="into">Merge into group (fingerprint)</label> <input id="into" name="into" pattern="[0-9a-f]{16}" placeholder="0123456789abcdef" required> "#,
         "Merge",
     ));
     out.push_str(&form(
-        r#"<input type="hidden" name="action" value="split"><label for="frame">Split off the crashes with a frame containing</label> <input id="frame" name="frame" maxlength="200" placeholder="at checkout" required> "#,
+        r#"<input type="hidden" name="op" value="split"><label for="frame">Split off the crashes with a frame containing</label> <input id="frame" name="frame" maxlength="200" placeholder="at checkout" required> "#,
         "Split",
     ));
     out.push_str("</section>");

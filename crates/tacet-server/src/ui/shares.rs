@@ -32,13 +32,13 @@ fn forms(v: &Viewer) -> String {
     format!(
         r#"<section class="card wide" aria-labelledby="h-new"><h2 id="h-new">New share link</h2>
 <p class="hint">Whoever holds the link sees this tenant's dashboard read-only: the reports with k = {k} applied, never the rows and never SQL. Revoke it here or with <code>DELETE /v1/admin/shares/&lt;id&gt;</code>.</p>
-<form method="post" action="/ui/shares" class="controls"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="action" value="create">
+<form method="post" action="/ui/shares" class="controls"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="op" value="create">
 {admin}
 <div><label for="expires_in">Expires after (empty: until revoked)</label><input id="expires_in" name="expires_in" placeholder="30d"></div>
 <div><label for="password">Password (optional, {MIN_PASSWORD}+ characters)</label><input id="password" name="password" type="password" autocomplete="new-password"></div>
 <div><button type="submit">Make a link</button></div></form></section>
 <section class="card wide" aria-labelledby="h-list"><h2 id="h-list">Share links of this tenant</h2>
-<form method="post" action="/ui/shares" class="controls"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="action" value="list">
+<form method="post" action="/ui/shares" class="controls"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="op" value="list">
 {admin_list}
 <div><button type="submit">List them</button></div></form>"#,
         k = v.k(),
@@ -130,7 +130,7 @@ pub(crate) async fn act(
     };
     v.dash.sessions.login_succeeded(client);
     let mut out = String::new();
-    let action = form.get("action").map(String::as_str).unwrap_or("list");
+    let action = form.get("op").map(String::as_str).unwrap_or("list");
     let done = match action {
         "create" => create_share(
             &state,
@@ -164,7 +164,7 @@ pub(crate) async fn act(
         "list" => Ok(String::new()),
         other => Err(crate::error::ApiError::new(
             StatusCode::BAD_REQUEST,
-            format!("unknown action {other:?}; the page's forms send create, list or revoke"),
+            format!("unknown op {other:?}; the page's forms send create, list or revoke"),
         )),
     };
     match done {
@@ -199,7 +199,7 @@ fn list(v: &Viewer, state: &AppState) -> String {
         };
         let revoke = if state_label == "live" {
             format!(
-                r#"<form method="post" action="/ui/shares" class="triage"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="action" value="revoke"><input type="hidden" name="id" value="{id}">{admin}<button type="submit">Revoke</button></form>"#,
+                r#"<form method="post" action="/ui/shares" class="triage"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="op" value="revoke"><input type="hidden" name="id" value="{id}">{admin}<button type="submit">Revoke</button></form>"#,
                 csrf = esc(&v.session.csrf),
                 id = esc(&g.id),
                 admin = admin_field(10 + i),

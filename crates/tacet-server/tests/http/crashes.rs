@@ -288,7 +288,7 @@ async fn merged_and_split_groups_in_every_crash_report_and_undone() {
             .await
         }
     };
-    let (s, hd, _) = act(b.clone(), format!("csrf={csrf}&action=merge&into={a}")).await;
+    let (s, hd, _) = act(b.clone(), format!("csrf={csrf}&op=merge&into={a}")).await;
     assert_eq!(s, StatusCode::SEE_OTHER);
     assert_eq!(hd[header::LOCATION], format!("/ui/crashes/{a}"));
     assert_eq!(groups().await, [(a.clone(), 5), (c.clone(), 4)]);
@@ -327,15 +327,11 @@ async fn merged_and_split_groups_in_every_crash_report_and_undone() {
     .await;
     assert!(page_b.contains(r#"id="merged-away""#), "{page_b}");
     // A cycle is refused.
-    let (s, _, body) = act(a.clone(), format!("csrf={csrf}&action=merge&into={b}")).await;
+    let (s, _, body) = act(a.clone(), format!("csrf={csrf}&op=merge&into={b}")).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
 
     // Split C by the frame beyond its fingerprint: two groups of two.
-    let (s, hd, _) = act(
-        c.clone(),
-        format!("csrf={csrf}&action=split&frame=at+checkout"),
-    )
-    .await;
+    let (s, hd, _) = act(c.clone(), format!("csrf={csrf}&op=split&frame=at+checkout")).await;
     assert_eq!(s, StatusCode::SEE_OTHER);
     let split = hd[header::LOCATION]
         .to_str()
@@ -358,19 +354,19 @@ async fn merged_and_split_groups_in_every_crash_report_and_undone() {
     .await;
     assert_eq!(occurrences.as_array().unwrap().len(), 2, "{occurrences}");
     // Bad input is named.
-    let (s, _, _) = act(c.clone(), format!("csrf={csrf}&action=split&frame=")).await;
+    let (s, _, _) = act(c.clone(), format!("csrf={csrf}&op=split&frame=")).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    let (s, _, _) = act(c.clone(), format!("csrf={csrf}&action=merge&into=nothex")).await;
+    let (s, _, _) = act(c.clone(), format!("csrf={csrf}&op=merge&into=nothex")).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    let (s, _, _) = act(c.clone(), "action=split&frame=x".into()).await;
+    let (s, _, _) = act(c.clone(), "op=split&frame=x".into()).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "without the form token");
 
     // Both undone: the groups as they came.
     act(
         c.clone(),
-        format!("csrf={csrf}&action=unsplit&frame=at+checkout"),
+        format!("csrf={csrf}&op=unsplit&frame=at+checkout"),
     )
     .await;
-    act(a.clone(), format!("csrf={csrf}&action=unmerge&from={b}")).await;
+    act(a.clone(), format!("csrf={csrf}&op=unmerge&from={b}")).await;
     assert_eq!(groups().await, before);
 }
