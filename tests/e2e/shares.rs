@@ -94,6 +94,30 @@ async fn a_share_link_shows_the_reports_view_until_it_is_revoked_or_expires() {
         "{usage}"
     );
     assert!(usage.contains("1 row hidden"), "{usage}");
+    // Read-only: crash triage (a mark, a merge) is refused even with the session's own form token.
+    let csrf = usage
+        .split(r#"name="csrf" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    for path in [
+        "/ui/crashes/0123456789abcdef",
+        "/ui/crashes/0123456789abcdef/groups",
+    ] {
+        let refused = client
+            .post(format!("{}{path}", server.base))
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "csrf={csrf}&state=ignored&op=merge&into=fedcba9876543210"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status().as_u16(), 403, "{path}");
+        assert!(refused.text().await.unwrap().contains("read-only"));
+    }
     // Never SQL.
     let sql = client
         .post(format!("{}/v1/sql", server.base))

@@ -406,6 +406,8 @@ pub(crate) async fn crash_group(
                     rel = esc(&s("releases")),
                 ));
                 let back = view.href(&format!("/ui/crashes/{fp}"), &[]);
+                // A shared dashboard is read-only: no forms.
+                let forms_from = body.len();
                 body.push_str(&format!(
                     r#"<form method="post" action="/ui/crashes/{fp}" class="triage"><input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="back" value="{back}">"#,
                     csrf = esc(&v.session.csrf),
@@ -430,6 +432,9 @@ pub(crate) async fn crash_group(
                         csrf = esc(&v.session.csrf),
                         back = esc(&back),
                     ));
+                }
+                if v.shared {
+                    body.truncate(forms_from);
                 }
                 if let Some(m) = marks.get(&fp).filter(|m| m.release.is_some()) {
                     body.push_str(&format!(
@@ -715,15 +720,10 @@ pub(crate) async fn mark(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = form(&body);
-    if form.get("csrf") != Some(&v.session.csrf) || !same_origin(&headers) {
-        return problem(
-            StatusCode::FORBIDDEN,
-            "Refused",
-            "This change did not come from the crash group's page; open the page and use its buttons.",
-            Some(v.who()),
-        );
-    }
+    let form = match v.change_form(&headers, &body, "the crash group's page") {
+        Ok(f) => f,
+        Err(refused) => return *refused,
+    };
     if !triage::valid_fingerprint(&fp) {
         return problem(
             StatusCode::NOT_FOUND,

@@ -263,6 +263,35 @@ impl Viewer {
         self.tenant.policy.k_threshold
     }
 
+    /// The fields of a form that changes something (a triage mark, a merge or split): refused (403) unless
+    /// it came from a page of this session (its form token, the same origin), and refused to a dashboard
+    /// opened through a share link, which is read-only. `page` names where the form lives.
+    pub(crate) fn change_form(
+        &self,
+        headers: &HeaderMap,
+        body: &Bytes,
+        page: &str,
+    ) -> Result<HashMap<String, String>, Box<Response>> {
+        let fields = form(body);
+        if fields.get("csrf") != Some(&self.session.csrf) || !same_origin(headers) {
+            return Err(Box::new(problem(
+                StatusCode::FORBIDDEN,
+                "Refused",
+                &format!("This change did not come from {page}; open it and use its forms."),
+                Some(self.who()),
+            )));
+        }
+        if self.shared {
+            return Err(Box::new(problem(
+                StatusCode::FORBIDDEN,
+                "Refused",
+                "A dashboard opened through a share link is read-only.",
+                Some(self.who()),
+            )));
+        }
+        Ok(fields)
+    }
+
     /// The k-threshold of crash triage reports.
     pub(crate) fn k_crashes(&self) -> u64 {
         self.tenant.policy.k_threshold_crashes
@@ -301,15 +330,7 @@ for this browser (a cookie it cannot read from scripts) and forgets it when you 
             ""
         },
     );
-    let frame = Frame {
-        title: "Log in",
-        nav: Nav::None,
-        session: None,
-        head: "",
-        shared: false,
-        others: &[],
-        credit_dbip: false,
-    };
+    let frame = Frame::outside("Log in");
     html(status, html::page(&frame, &body))
 }
 
@@ -559,15 +580,7 @@ fn share_password_page(status: StatusCode, key: &str, message: Option<&str>) -> 
             ""
         },
     );
-    let frame = Frame {
-        title: "Shared dashboard",
-        nav: Nav::None,
-        session: None,
-        head: "",
-        shared: false,
-        others: &[],
-        credit_dbip: false,
-    };
+    let frame = Frame::outside("Shared dashboard");
     html(status, html::page(&frame, &body))
 }
 

@@ -130,23 +130,10 @@ pub(crate) async fn act(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = form(&body);
-    if form.get("csrf") != Some(&v.session.csrf) || !same_origin(&headers) {
-        return problem(
-            StatusCode::FORBIDDEN,
-            "Refused",
-            "This change did not come from the crash group's page; open the page and use its forms.",
-            Some(v.who()),
-        );
-    }
-    if v.shared {
-        return problem(
-            StatusCode::FORBIDDEN,
-            "Crash group",
-            "A shared dashboard is read-only.",
-            Some(v.who()),
-        );
-    }
+    let form = match v.change_form(&headers, &body, "the crash group's page") {
+        Ok(f) => f,
+        Err(refused) => return *refused,
+    };
     if !triage::valid_fingerprint(&fp) {
         return problem(
             StatusCode::NOT_FOUND,

@@ -51,6 +51,21 @@ pub struct Frame<'a> {
     pub credit_dbip: bool,
 }
 
+impl<'a> Frame<'a> {
+    /// A page outside a session (login, a share link's password, a problem without a viewer).
+    pub fn outside(title: &'a str) -> Self {
+        Frame {
+            title,
+            nav: Nav::None,
+            session: None,
+            head: "",
+            shared: false,
+            others: &[],
+            credit_dbip: false,
+        }
+    }
+}
+
 pub fn page(frame: &Frame<'_>, body: &str) -> String {
     let mut out = String::with_capacity(body.len() + 2048);
     let _ = write!(

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
-use super::html::{self, Frame, Nav, esc};
+use super::html::{self, Frame, esc};
 
 pub(crate) const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
@@ -61,13 +61,8 @@ pub(crate) fn problem(
     session: Option<(&str, &str)>,
 ) -> Response {
     let frame = Frame {
-        title,
-        nav: Nav::None,
         session,
-        head: "",
-        shared: false,
-        others: &[],
-        credit_dbip: false,
+        ..Frame::outside(title)
     };
     html(
         status,
