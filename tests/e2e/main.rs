@@ -11,6 +11,7 @@ mod geoip;
 mod lifecycle;
 mod nodes;
 mod policy;
+mod portable;
 mod privacy;
 mod production;
 mod s3;
