@@ -12,6 +12,7 @@ mod lifecycle;
 mod nodes;
 mod policy;
 mod portable;
+mod postgres;
 mod privacy;
 mod production;
 mod s3;

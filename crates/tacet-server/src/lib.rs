@@ -34,6 +34,7 @@ mod config;
 mod error;
 pub mod limits;
 pub mod listener;
+pub mod pg;
 mod routes;
 mod shares;
 mod sourcemaps;

@@ -18,6 +18,22 @@ use tacet_wal::WalConfig;
 /// The configuration used when no file is given: local disk, one demo tenant, localhost.
 pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
 
+/// `[postgres]`: the Postgres wire-protocol listener.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// Where it listens, e.g. "127.0.0.1:5433". Loopback only until it speaks TLS (passwords, the read
+    /// keys, travel in clear text).
+    pub listen: SocketAddr,
+    /// Connections at once, all tenants together; more wait to be accepted.
+    #[serde(default = "default_pg_connections")]
+    pub max_connections: usize,
+}
+
+fn default_pg_connections() -> usize {
+    64
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -54,6 +70,9 @@ pub struct Config {
     pub encryption: EncryptionConfig,
     pub lifecycle: LifecycleConfig,
     pub dashboard: tacet_server::ui::DashboardConfig,
+    /// SQL over the Postgres wire protocol for psql and BI tools (`[postgres]`, tacet_server::pg); off
+    /// without it.
+    pub postgres: Option<PostgresConfig>,
     /// The tenants (`[[tenant]]` tables).
     pub tenant: Vec<TenantConfig>,
     /// How often crash alerts are checked (tenants with `[tenant.alerts]`); "0s" never.
@@ -83,6 +102,7 @@ impl Default for Config {
             encryption: EncryptionConfig::default(),
             lifecycle: LifecycleConfig::default(),
             dashboard: tacet_server::ui::DashboardConfig::default(),
+            postgres: None,
             tenant: Vec::new(),
             insecure_demo: false,
             alert_interval: std::time::Duration::from_secs(60),

@@ -217,6 +217,23 @@ pub(crate) async fn serve(config: Config, source: Source) -> anyhow::Result<()> 
         )
     })?;
     let addr = listener.local_addr()?;
+    // The Postgres wire listener: bound before anything is announced, loopback only (clear-text passwords).
+    let postgres = match &config.postgres {
+        None => None,
+        Some(pg) => {
+            if !pg.listen.ip().is_loopback() {
+                anyhow::bail!(
+                    "[postgres] listen = {}: the Postgres listener does not speak TLS yet and its passwords are the tenants' read keys, so it listens on loopback only (127.0.0.1 or ::1); reach it through an SSH tunnel or a TLS-terminating proxy",
+                    pg.listen
+                );
+            }
+            let l = std::net::TcpListener::bind(pg.listen).with_context(|| {
+                format!("cannot listen on {} (setting [postgres] listen)", pg.listen)
+            })?;
+            l.set_nonblocking(true)?;
+            Some((l, pg.max_connections))
+        }
+    };
     let tls = match &config.tls {
         None => None,
         Some(t) => Some(
@@ -296,6 +313,14 @@ pub(crate) async fn serve(config: Config, source: Source) -> anyhow::Result<()> 
     if let Some(cluster) = &config.query.ballista {
         let _ = writeln!(out, "SQL and reports on Ballista: {cluster}");
     }
+    if let Some((l, _)) = &postgres {
+        let _ = writeln!(
+            out,
+            "postgres: {} (user = the tenant id, password = its read key, database {})",
+            l.local_addr()?,
+            tacet_server::pg::DATABASE
+        );
+    }
     match &source {
         Source::Embedded => {
             for t in tenants.iter() {
@@ -337,6 +362,15 @@ pub(crate) async fn serve(config: Config, source: Source) -> anyhow::Result<()> 
         config.alerts_dir(),
     ));
     Arc::clone(&alerts).spawn(state.clone(), config.alert_interval);
+    if let Some((l, max)) = postgres {
+        let l = tokio::net::TcpListener::from_std(l)?;
+        let state = state.clone();
+        tokio::spawn(async move {
+            if let Err(e) = tacet_server::pg::serve(state, l, max).await {
+                tracing::error!(error = %e, "the postgres listener stopped");
+            }
+        });
+    }
     let mut app = router(state);
     if tls.is_some() {
         app = app.layer(axum::middleware::map_response(hsts));

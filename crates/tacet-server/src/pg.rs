@@ -1,0 +1,430 @@
+//! SQL over the Postgres wire protocol, for psql and the BI tools product teams already use
+//! (`[postgres] listen = "127.0.0.1:5433"` in the binary's configuration; off by default).
+//!
+//! A connection logs in as a tenant: the **user name is the tenant id, the password that tenant's read key**
+//! (scope `sql`), the database `tacet` (psql: `PGPASSWORD=<read key> psql -h 127.0.0.1 -p 5433 -U <tenant>
+//! -d tacet`). The password travels in clear text, so until the listener speaks TLS it only listens on
+//! loopback (the binary refuses anything else). A wrong password, another tenant's key or a `reports`-scoped
+//! key gets the error a Postgres client shows (`password authentication failed for user "…"`, SQLSTATE
+//! 28P01, with the reason).
+//!
+//! A session sees exactly what `POST /v1/sql` sees: the tenant's `events` (unflushed events included),
+//! read-only, with the same row, time and memory limits and the same refusals (DDL, DML, `COPY`, external
+//! tables, file functions), because every statement goes through the same `QueryEngine::sql`. Rows are
+//! sent as text in the column's Postgres type (`bigint`, `double precision`, `boolean`, `text`,
+//! `timestamp with time zone`, `date`; lists and the `props` map as JSON text), encoded by the API's own
+//! JSON encoder, so both doors give the same values. `SET …` is accepted and ignored, `SHOW` answers the
+//! few settings clients ask for.
+//!
+//! Not yet: the extended query protocol (psycopg, JDBC), the `pg_catalog` and `information_schema`
+//! tables BI tools read on connect, TLS, per-tenant connection limits, the canned reports as functions.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::{Sink, SinkExt, stream};
+use pgwire::api::auth::{
+    DefaultServerParameterProvider, LoginInfo, StartupHandler, finish_authentication,
+    protocol_negotiation, save_startup_parameters_to_metadata,
+};
+use pgwire::api::query::SimpleQueryHandler;
+use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::store::PortalStore;
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type,
+};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::startup::Authentication;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use serde_json::Value;
+use tacet_query::format::{Format, encode};
+
+use crate::AppState;
+use crate::access::Role;
+
+/// The database name clients connect to.
+pub const DATABASE: &str = "tacet";
+
+/// Serves the protocol on `listener` until the process ends; at most `max_connections` at once (more wait
+/// in the kernel's accept queue).
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    max_connections: usize,
+) -> std::io::Result<()> {
+    let handlers = Arc::new(Handlers {
+        inner: Arc::new(Session { state }),
+    });
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
+    loop {
+        let permit = Arc::clone(&slots)
+            .acquire_owned()
+            .await
+            .map_err(std::io::Error::other)?;
+        let (socket, peer) = listener.accept().await?;
+        let _ = socket.set_nodelay(true);
+        let handlers = Arc::clone(&handlers);
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                tracing::debug!(%peer, error = %e, "postgres connection ended with an error");
+            }
+        });
+    }
+}
+
+struct Handlers {
+    inner: Arc<Session>,
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        Arc::clone(&self.inner)
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        Arc::clone(&self.inner)
+    }
+}
+
+struct Session {
+    state: AppState,
+}
+
+fn error(code: &str, message: impl Into<String>) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_owned(),
+        code.to_owned(),
+        message.into(),
+    )))
+}
+
+fn fatal(code: &str, message: impl Into<String>) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "FATAL".to_owned(),
+        code.to_owned(),
+        message.into(),
+    )))
+}
+
+#[async_trait]
+impl StartupHandler for Session {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match message {
+            PgWireFrontendMessage::Startup(ref startup) => {
+                protocol_negotiation(client, startup).await?;
+                save_startup_parameters_to_metadata(client, startup);
+                let database = client
+                    .metadata()
+                    .get(pgwire::api::METADATA_DATABASE)
+                    .cloned();
+                if database.as_deref().is_some_and(|d| d != DATABASE) {
+                    return Err(fatal(
+                        "3D000",
+                        format!(
+                            "database {:?} does not exist; connect to database \"{DATABASE}\" (psql -d {DATABASE})",
+                            database.unwrap_or_default()
+                        ),
+                    ));
+                }
+                client.set_state(PgWireConnectionState::AuthenticationInProgress);
+                client
+                    .send(PgWireBackendMessage::Authentication(
+                        Authentication::CleartextPassword,
+                    ))
+                    .await?;
+            }
+            PgWireFrontendMessage::PasswordMessageFamily(pwd) => {
+                let pwd = pwd.into_password()?;
+                let login = LoginInfo::from_client_info(client);
+                let user = login.user().unwrap_or_default().to_owned();
+                let refused = |why: &str| {
+                    tracing::info!(user = %user, "postgres login refused");
+                    fatal(
+                        "28P01",
+                        format!(
+                            "password authentication failed for user \"{user}\": {why} (the user is the tenant id, the password its read key)"
+                        ),
+                    )
+                };
+                match self
+                    .state
+                    .tenants
+                    .authenticate(pwd.password.trim(), Role::Read)
+                {
+                    Ok(tenant) if tenant.id.as_str() == user => {
+                        client.set_pid_and_secret_key(
+                            rand_i32(),
+                            pgwire::messages::startup::SecretKey::I32(rand_i32()),
+                        );
+                        let mut params = DefaultServerParameterProvider::default();
+                        params.is_superuser = false;
+                        params.default_transaction_read_only = true;
+                        params.time_zone = "UTC".to_owned();
+                        finish_authentication(client, &params).await?;
+                        tracing::info!(tenant = %tenant.id, "postgres login");
+                    }
+                    Ok(_) => return Err(refused("that key is another tenant's")),
+                    Err(crate::tenants::AuthError::ReportsScope) => {
+                        return Err(refused(
+                            "that key reaches the canned reports only; SQL needs a read key with scope sql",
+                        ));
+                    }
+                    Err(_) => return Err(refused("not a read key of this tenant")),
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn rand_i32() -> i32 {
+    let mut b = [0u8; 4];
+    getrandom::fill(&mut b).expect("the OS random source");
+    i32::from_ne_bytes(b) & i32::MAX
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Session {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+    {
+        let user = client
+            .metadata()
+            .get(pgwire::api::METADATA_USER)
+            .cloned()
+            .unwrap_or_default();
+        // Authenticated at startup as this tenant; it may have been removed since.
+        let Some(tenant) = self
+            .state
+            .tenants
+            .iter()
+            .find(|t| t.id.as_str() == user)
+            .cloned()
+        else {
+            return Err(fatal("28000", format!("tenant {user:?} no longer exists")));
+        };
+        let mut out = Vec::new();
+        for statement in statements(query) {
+            out.push(self.statement(&tenant, statement).await?);
+        }
+        if out.is_empty() {
+            out.push(Response::EmptyQuery);
+        }
+        Ok(out)
+    }
+}
+
+/// The statements of a simple query, split at `;` outside quotes (clients send one or a few).
+fn statements(query: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut start, mut quote) = (0, None::<char>);
+    for (i, c) in query.char_indices() {
+        match (quote, c) {
+            (None, '\'' | '"') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, ';') => {
+                out.push(&query[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&query[start..]);
+    out.into_iter()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+impl Session {
+    async fn statement(
+        &self,
+        tenant: &crate::tenants::TenantEntry,
+        sql: &str,
+    ) -> PgWireResult<Response> {
+        let first = sql
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        match first.as_str() {
+            // Clients set their session up (client_encoding, DateStyle, extra_float_digits): accepted,
+            // nothing to change here.
+            "SET" | "RESET" | "DISCARD" => return Ok(Response::Execution(Tag::new(&first))),
+            "BEGIN" | "START" => return Ok(Response::TransactionStart(Tag::new("BEGIN"))),
+            "COMMIT" | "END" | "ROLLBACK" => {
+                return Ok(Response::TransactionEnd(Tag::new(&first)));
+            }
+            "SHOW" => return Ok(show(sql)),
+            _ => {}
+        }
+        let out = self
+            .state
+            .query
+            .sql(&tenant.id, sql)
+            .await
+            .map_err(|e| match &e {
+                tacet_query::Error::User(m) => error("42601", m.clone()),
+                tacet_query::Error::Refused(m) => error("42501", m.clone()),
+                tacet_query::Error::Resources(m) => error("54000", m.clone()),
+                tacet_query::Error::Busy(m) | tacet_query::Error::Replaced(m) => {
+                    error("53300", m.clone())
+                }
+                tacet_query::Error::Internal(_) => {
+                    tracing::error!(error = %e, "postgres query failed");
+                    error("XX000", "internal error; the server log has the details")
+                }
+            })?;
+        let fields: Vec<FieldInfo> = out
+            .schema
+            .fields()
+            .iter()
+            .map(|f| {
+                FieldInfo::new(
+                    f.name().clone(),
+                    None,
+                    None,
+                    pg_type(f.data_type()),
+                    FieldFormat::Text,
+                )
+            })
+            .collect();
+        let names: Vec<String> = fields.iter().map(|f| f.name().to_owned()).collect();
+        let types: Vec<Type> = fields.iter().map(|f| f.datatype().clone()).collect();
+        let fields = Arc::new(fields);
+        // The API's own JSON encoding of the rows, then each value as Postgres text.
+        let bytes = encode(Format::Json, &out.schema, &out.batches)
+            .map_err(|e| error("XX000", e.to_string()))?;
+        let rows: Vec<serde_json::Map<String, Value>> =
+            serde_json::from_slice(&bytes).map_err(|e| error("XX000", e.to_string()))?;
+        let mut encoder = DataRowEncoder::new(Arc::clone(&fields));
+        let mut data = Vec::with_capacity(rows.len());
+        for row in rows {
+            for (name, ty) in names.iter().zip(&types) {
+                let text = row.get(name).and_then(|v| text(v, ty));
+                encoder.encode_field(&text)?;
+            }
+            data.push(Ok(encoder.take_row()));
+        }
+        Ok(Response::Query(QueryResponse::new(
+            fields,
+            stream::iter(data),
+        )))
+    }
+}
+
+/// A value as Postgres's text format has it for `ty`; `None` is NULL.
+fn text(v: &Value, ty: &Type) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::Bool(b) => Some(if *b { "t" } else { "f" }.to_owned()),
+        Value::String(s) if *ty == Type::TIMESTAMPTZ => Some(timestamptz(s)),
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// `2026-11-29T10:04:05.123` (the API's UTC form) → `2026-11-29 10:04:05.123+00`.
+fn timestamptz(s: &str) -> String {
+    let t = s.trim_end_matches('Z').replacen('T', " ", 1);
+    if t.len() > 19 && (t[19..].contains('+') || t[19..].contains('-')) {
+        t
+    } else {
+        format!("{t}+00")
+    }
+}
+
+fn pg_type(t: &arrow::datatypes::DataType) -> Type {
+    use arrow::datatypes::DataType as D;
+    match t {
+        D::Boolean => Type::BOOL,
+        D::Int8 | D::Int16 | D::UInt8 => Type::INT2,
+        D::Int32 | D::UInt16 => Type::INT4,
+        D::Int64 | D::UInt32 | D::UInt64 => Type::INT8,
+        D::Float16 | D::Float32 => Type::FLOAT4,
+        D::Float64 => Type::FLOAT8,
+        D::Decimal128(..) | D::Decimal256(..) => Type::NUMERIC,
+        D::Utf8 | D::LargeUtf8 | D::Utf8View => Type::TEXT,
+        D::Date32 | D::Date64 => Type::DATE,
+        D::Timestamp(_, _) => Type::TIMESTAMPTZ,
+        D::List(_) | D::LargeList(_) | D::Map(..) | D::Struct(_) => Type::JSON,
+        _ => Type::TEXT,
+    }
+}
+
+/// `SHOW x`: the settings clients ask for, else an empty text.
+fn show(sql: &str) -> Response {
+    let name = sql
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .trim_end_matches(';')
+        .to_ascii_lowercase();
+    let value = match name.as_str() {
+        "server_version" => "16.6",
+        "server_encoding" | "client_encoding" => "UTF8",
+        "timezone" => "UTC",
+        "datestyle" => "ISO, MDY",
+        "transaction_read_only" | "default_transaction_read_only" => "on",
+        "search_path" => "public",
+        _ => "",
+    };
+    let fields = Arc::new(vec![FieldInfo::new(
+        name.clone(),
+        None,
+        None,
+        Type::TEXT,
+        FieldFormat::Text,
+    )]);
+    let mut encoder = DataRowEncoder::new(Arc::clone(&fields));
+    let row = encoder
+        .encode_field(&Some(value.to_owned()))
+        .map(|()| encoder.take_row());
+    Response::Query(QueryResponse::new(fields, stream::iter(vec![row])))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_split_outside_quotes() {
+        assert_eq!(
+            statements("SET a = 1; SELECT ';' AS x ;; SELECT \"a;b\" FROM t"),
+            ["SET a = 1", "SELECT ';' AS x", "SELECT \"a;b\" FROM t"]
+        );
+        assert!(statements("  ; ").is_empty());
+    }
+
+    #[test]
+    fn timestamps_are_postgres_text() {
+        assert_eq!(
+            timestamptz("2026-11-29T10:04:05.123"),
+            "2026-11-29 10:04:05.123+00"
+        );
+        assert_eq!(
+            timestamptz("2026-11-29T10:04:05.123+01:00"),
+            "2026-11-29 10:04:05.123+01:00"
+        );
+        assert_eq!(text(&Value::Bool(true), &Type::BOOL).as_deref(), Some("t"));
+        assert_eq!(
+            text(&serde_json::json!({"plan": "pro"}), &Type::JSON).as_deref(),
+            Some(r#"{"plan":"pro"}"#)
+        );
+    }
+}
