@@ -240,3 +240,86 @@ fn a_postgres_listener_off_loopback_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("listens on loopback only"), "{err}");
 }
+
+/// One tenant's tool cannot take every connection: past `max_connections_per_tenant` a login is refused
+/// with the reason, another tenant still gets in, and a closed connection frees its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_limited_per_tenant() {
+    let port = free_port();
+    let server = Server::start(&two_tenant_config(&format!(
+        "[postgres]\nlisten = \"127.0.0.1:{port}\"\nmax_connections_per_tenant = 1\n"
+    )));
+    // An open session of tenant a: psql reading statements from its standard input; its first answer
+    // says it is in.
+    let mut held = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "a",
+            "-d",
+            "tacet",
+            "-X",
+            "-A",
+            "-t",
+        ])
+        .env("PGPASSWORD", "read-a")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("psql");
+    {
+        use std::io::{BufRead, Write};
+        let stdin = held.stdin.as_mut().unwrap();
+        stdin.write_all(b"SELECT 'held';\n").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(held.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "held\n");
+    }
+    let (ok, _, refused) =
+        tokio::task::spawn_blocking(move || psql(port, "a", "read-a", "SELECT 1"))
+            .await
+            .unwrap();
+    assert!(!ok, "a second session of a is refused");
+    assert!(
+        refused.contains("too many connections for tenant \"a\"") && refused.contains("at most 1"),
+        "{refused}"
+    );
+    let (ok, out, err) = tokio::task::spawn_blocking(move || psql(port, "b", "read-b", "SELECT 7"))
+        .await
+        .unwrap();
+    assert!(ok, "another tenant gets in: {err}");
+    assert_eq!(out, "7\n");
+    // Closing the held session frees its place.
+    drop(held.stdin.take());
+    held.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (ok, out, _) =
+            tokio::task::spawn_blocking(move || psql(port, "a", "read-a", "SELECT 8"))
+                .await
+                .unwrap();
+        if ok {
+            assert_eq!(out, "8\n");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the place was never freed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    server
+        .assert_metrics(&[
+            "tacet_postgres_connections_total{tenant=\"a\"}",
+            "tacet_postgres_queries_total",
+        ])
+        .await;
+    server.stop();
+}

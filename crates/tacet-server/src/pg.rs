@@ -16,11 +16,15 @@
 //! JSON encoder, so both doors give the same values. `SET …` is accepted and ignored, `SHOW` answers the
 //! few settings clients ask for.
 //!
+//! Connections are limited in total and per tenant ([`Limits`]); metrics: `tacet_postgres_connections_open`,
+//! `tacet_postgres_connections_total{tenant}`, `tacet_postgres_queries_total{tenant,outcome}`.
+//!
 //! Not yet: the extended query protocol (psycopg, JDBC), the `pg_catalog` and `information_schema`
-//! tables BI tools read on connect, TLS, per-tenant connection limits, the canned reports as functions.
+//! tables BI tools read on connect, TLS, idle timeouts, the canned reports as functions.
 
+use std::collections::HashMap;
 use std::fmt::Debug;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use futures::{Sink, SinkExt, stream};
@@ -46,17 +50,23 @@ use crate::access::Role;
 /// The database name clients connect to.
 pub const DATABASE: &str = "tacet";
 
-/// Serves the protocol on `listener` until the process ends; at most `max_connections` at once (more wait
-/// in the kernel's accept queue).
+/// Connections at once: all tenants together (`total`; more wait in the kernel's accept queue) and each
+/// tenant (`per_tenant`; one more is refused at login with SQLSTATE 53300), so one tenant's tool cannot
+/// take every connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub total: usize,
+    pub per_tenant: usize,
+}
+
+/// Serves the protocol on `listener` until the process ends.
 pub async fn serve(
     state: AppState,
     listener: tokio::net::TcpListener,
-    max_connections: usize,
+    limits: Limits,
 ) -> std::io::Result<()> {
-    let handlers = Arc::new(Handlers {
-        inner: Arc::new(Session { state }),
-    });
-    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
+    let open: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.total.max(1)));
     loop {
         let permit = Arc::clone(&slots)
             .acquire_owned()
@@ -64,12 +74,22 @@ pub async fn serve(
             .map_err(std::io::Error::other)?;
         let (socket, peer) = listener.accept().await?;
         let _ = socket.set_nodelay(true);
-        let handlers = Arc::clone(&handlers);
+        // One session per connection: it remembers its tenant, so the tenant's count drops when it ends.
+        let session = Arc::new(Session {
+            state: state.clone(),
+            open: Arc::clone(&open),
+            per_tenant: limits.per_tenant.max(1),
+            tenant: Mutex::new(None),
+        });
+        let handlers = Handlers {
+            inner: Arc::clone(&session),
+        };
         tokio::spawn(async move {
             let _permit = permit;
             if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
                 tracing::debug!(%peer, error = %e, "postgres connection ended with an error");
             }
+            session.ended();
         });
     }
 }
@@ -90,6 +110,43 @@ impl PgWireServerHandlers for Handlers {
 
 struct Session {
     state: AppState,
+    /// Open connections by tenant, shared by every connection.
+    open: Arc<Mutex<HashMap<String, usize>>>,
+    per_tenant: usize,
+    /// This connection's tenant, once logged in.
+    tenant: Mutex<Option<String>>,
+}
+
+impl Session {
+    /// Counts a login of `tenant`, unless it has `per_tenant` connections open already.
+    fn admit(&self, tenant: &str) -> bool {
+        let mut open = self.open.lock().expect("connection count lock");
+        let n = open.entry(tenant.to_owned()).or_default();
+        if *n >= self.per_tenant {
+            return false;
+        }
+        *n += 1;
+        *self.tenant.lock().expect("tenant lock") = Some(tenant.to_owned());
+        metrics::gauge!("tacet_postgres_connections_open").increment(1.0);
+        metrics::counter!("tacet_postgres_connections_total", "tenant" => tenant.to_owned())
+            .increment(1);
+        true
+    }
+
+    /// The connection ended: its tenant's count drops.
+    fn ended(&self) {
+        let Some(tenant) = self.tenant.lock().expect("tenant lock").take() else {
+            return;
+        };
+        let mut open = self.open.lock().expect("connection count lock");
+        if let Some(n) = open.get_mut(&tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&tenant);
+            }
+        }
+        metrics::gauge!("tacet_postgres_connections_open").decrement(1.0);
+    }
 }
 
 fn error(code: &str, message: impl Into<String>) -> PgWireError {
@@ -163,6 +220,15 @@ impl StartupHandler for Session {
                     .authenticate(pwd.password.trim(), Role::Read)
                 {
                     Ok(tenant) if tenant.id.as_str() == user => {
+                        if !self.admit(&user) {
+                            return Err(fatal(
+                                "53300",
+                                format!(
+                                    "too many connections for tenant \"{user}\" (at most {}, [postgres] max_connections_per_tenant); close one and retry",
+                                    self.per_tenant
+                                ),
+                            ));
+                        }
                         client.set_pid_and_secret_key(
                             rand_i32(),
                             pgwire::messages::startup::SecretKey::I32(rand_i32()),
@@ -219,7 +285,11 @@ impl SimpleQueryHandler for Session {
         };
         let mut out = Vec::new();
         for statement in statements(query) {
-            out.push(self.statement(&tenant, statement).await?);
+            let answer = self.statement(&tenant, statement).await;
+            metrics::counter!("tacet_postgres_queries_total", "tenant" => user.clone(),
+                "outcome" => if answer.is_ok() { "ok" } else { "error" })
+            .increment(1);
+            out.push(answer?);
         }
         if out.is_empty() {
             out.push(Response::EmptyQuery);

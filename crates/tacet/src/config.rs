@@ -28,10 +28,17 @@ pub struct PostgresConfig {
     /// Connections at once, all tenants together; more wait to be accepted.
     #[serde(default = "default_pg_connections")]
     pub max_connections: usize,
+    /// Connections at once of one tenant; one more is refused at login.
+    #[serde(default = "default_pg_tenant_connections")]
+    pub max_connections_per_tenant: usize,
 }
 
 fn default_pg_connections() -> usize {
     64
+}
+
+fn default_pg_tenant_connections() -> usize {
+    8
 }
 
 /// The whole configuration file.

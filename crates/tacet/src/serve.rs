@@ -231,7 +231,13 @@ pub(crate) async fn serve(config: Config, source: Source) -> anyhow::Result<()> 
                 format!("cannot listen on {} (setting [postgres] listen)", pg.listen)
             })?;
             l.set_nonblocking(true)?;
-            Some((l, pg.max_connections))
+            Some((
+                l,
+                tacet_server::pg::Limits {
+                    total: pg.max_connections,
+                    per_tenant: pg.max_connections_per_tenant,
+                },
+            ))
         }
     };
     let tls = match &config.tls {
@@ -362,11 +368,11 @@ pub(crate) async fn serve(config: Config, source: Source) -> anyhow::Result<()> 
         config.alerts_dir(),
     ));
     Arc::clone(&alerts).spawn(state.clone(), config.alert_interval);
-    if let Some((l, max)) = postgres {
+    if let Some((l, limits)) = postgres {
         let l = tokio::net::TcpListener::from_std(l)?;
         let state = state.clone();
         tokio::spawn(async move {
-            if let Err(e) = tacet_server::pg::serve(state, l, max).await {
+            if let Err(e) = tacet_server::pg::serve(state, l, limits).await {
                 tracing::error!(error = %e, "the postgres listener stopped");
             }
         });
