@@ -241,6 +241,80 @@ fn a_postgres_listener_off_loopback_is_refused() {
     assert!(err.contains("listens on loopback only"), "{err}");
 }
 
+/// psycopg (PyPI; `.ci/run` installs it) speaks the extended protocol: Parse, Bind with parameters,
+/// Describe, Execute, in a transaction it opens itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg_runs_parameterised_queries_over_the_extended_protocol() {
+    let port = free_port();
+    let server = Server::start(&two_tenant_config(&format!(
+        "[postgres]\nlisten = \"127.0.0.1:{port}\"\n"
+    )));
+    for n in 0..4 {
+        let (s, _) = server
+            .post_events(
+                "ingest-a",
+                UA,
+                &format!("198.51.100.{}", 10 + n),
+                "application/json",
+                json!([{"kind": "pageview", "url": format!("https://a.example/p{}", n % 2)},
+                    {"kind": "event", "name": "it's", "url": "https://a.example/", "props": {"plan": "pro"}}])
+                .to_string(),
+            )
+            .await;
+        assert_eq!(s, 202);
+    }
+    server.wait_for_count("read-a", 8).await;
+    let script = r#"
+import json, sys, psycopg
+port = int(sys.argv[1])
+out = {}
+with psycopg.connect(host="127.0.0.1", port=port, user="a", password="read-a", dbname="tacet") as conn:
+    cur = conn.execute(
+        "SELECT url_path, COUNT(*) AS n FROM events WHERE kind = %s AND url_path <> %s GROUP BY url_path ORDER BY url_path",
+        ("pageview", "/none"))
+    out["columns"] = [d.name for d in cur.description]
+    out["rows"] = cur.fetchall()
+    # A quote in a parameter stays a value; a number parameter is a number.
+    out["quoted"] = conn.execute("SELECT COUNT(*) FROM events WHERE name = %s", ("it's",)).fetchone()[0]
+    out["injected"] = conn.execute("SELECT COUNT(*) FROM events WHERE name = %s", ("x' OR '1'='1",)).fetchone()[0]
+    out["backslash"] = conn.execute("SELECT COUNT(*) FROM events WHERE name = %s", ("x\\' OR '1'='1",)).fetchone()[0]
+    out["limited"] = len(conn.execute("SELECT kind FROM events LIMIT %s", (3,)).fetchall())
+    out["typed"] = [type(v).__name__ for v in conn.execute(
+        "SELECT ts, props, COUNT(*) OVER () AS n FROM events WHERE kind = %s LIMIT 1", ("event",)).fetchone()]
+    try:
+        conn.execute("CREATE TABLE x (a INT)")
+    except psycopg.Error as e:
+        out["refused"] = e.sqlstate
+print(json.dumps(out, default=str))
+"#;
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args(["-c", script, &port.to_string()])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "psycopg (python3 -m pip install 'psycopg[binary]'; .ci/run does):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["columns"], json!(["url_path", "n"]));
+    assert_eq!(got["rows"], json!([["/p0", 2], ["/p1", 2]]));
+    assert_eq!(got["quoted"], 4);
+    // A parameter is a value, never SQL.
+    assert_eq!(
+        (&got["injected"], &got["backslash"]),
+        (&json!(0), &json!(0))
+    );
+    assert_eq!(got["limited"], 3);
+    assert_eq!(got["typed"], json!(["datetime", "dict", "int"]));
+    assert_eq!(got["refused"], "42501");
+    server.stop();
+}
+
 /// One tenant's tool cannot take every connection: past `max_connections_per_tenant` a login is refused
 /// with the reason, another tenant still gets in, and a closed connection frees its place.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
