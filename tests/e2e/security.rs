@@ -164,7 +164,10 @@ async fn created_keys_work_expire_and_are_revoked_and_no_file_holds_one() {
 }
 
 /// A self-signed certificate for localhost and 127.0.0.1 (openssl), written to `dir/<name>.{crt,key}`.
-fn certificate(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+pub(crate) fn certificate(
+    dir: &std::path::Path,
+    name: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
     let (crt, key) = (
         dir.join(format!("{name}.crt")),
         dir.join(format!("{name}.key")),

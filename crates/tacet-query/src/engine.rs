@@ -95,6 +95,9 @@ pub(crate) struct Run {
     pub(crate) client_sql: bool,
     /// The tenant's crash group merges and splits behind `tacet_group` (none: the identity).
     pub(crate) groups: Option<Arc<crate::groups::CrashGroups>>,
+    /// A Postgres wire connection's catalogue: the statement reads `pg_catalog` or `information_schema`
+    /// (pgcatalog.rs), and runs rewritten, locally, on a session that has them.
+    pub(crate) postgres: Option<Arc<crate::pgcatalog::PgCatalog>>,
 }
 
 /// Rows a batch for canned reports: a sort merges one run per input batch, so with DataFusion's 8k rows a
@@ -253,6 +256,7 @@ impl QueryEngine {
                 batch_rows: DEFAULT_BATCH_ROWS,
                 client_sql: false,
                 groups: None,
+                postgres: None,
             },
         )
         .await
@@ -278,6 +282,7 @@ impl QueryEngine {
                 batch_rows: DEFAULT_BATCH_ROWS,
                 client_sql: true,
                 groups: None,
+                postgres: None,
             },
         )
         .await
@@ -286,6 +291,38 @@ impl QueryEngine {
     /// Runs read-only SQL against `tenant`'s events.
     pub async fn sql(&self, tenant: &TenantId, sql: &str) -> Result<QueryOutput> {
         self.run(tenant, sql, None).await
+    }
+
+    /// Runs read-only SQL from a Postgres wire connection: as [`QueryEngine::sql`], except that a
+    /// statement reading the catalogue (`pg_catalog`, `information_schema`, `version()`, ...) runs on a
+    /// session that has the connection's `catalog` (describing the tenant's `events` only).
+    pub async fn sql_postgres(
+        &self,
+        tenant: &TenantId,
+        sql: &str,
+        catalog: &Arc<crate::pgcatalog::PgCatalog>,
+    ) -> Result<QueryOutput> {
+        if !crate::pgcatalog::PgCatalog::needed(sql) {
+            return self.run(tenant, sql, None).await;
+        }
+        let sql = crate::pgcatalog::PgCatalog::rewrite(sql)?;
+        self.run_with_limit(
+            tenant,
+            &sql,
+            None,
+            Run {
+                max_rows: self.inner.config.max_rows,
+                unrestricted: false,
+                tables: Vec::new(),
+                local: true,
+                zone: None,
+                batch_rows: DEFAULT_BATCH_ROWS,
+                client_sql: true,
+                groups: None,
+                postgres: Some(Arc::clone(catalog)),
+            },
+        )
+        .await
     }
 
     /// Runs a canned report with bound parameters. The k-threshold applies as the report's `-- k:` header
@@ -324,6 +361,7 @@ impl QueryEngine {
                     batch_rows: REPORT_BATCH_ROWS,
                     client_sql: false,
                     groups: Some(Arc::clone(&scope.groups)),
+                    postgres: None,
                 },
             )
             .await?;
@@ -373,6 +411,7 @@ impl QueryEngine {
                 batch_rows: DEFAULT_BATCH_ROWS,
                 client_sql: true,
                 groups: None,
+                postgres: None,
             },
         )
         .await
@@ -436,11 +475,18 @@ impl Inner {
         distributed: bool,
         zone: Option<chrono_tz::Tz>,
         batch_rows: usize,
+        postgres: bool,
     ) -> Result<SessionContext> {
-        let config = SessionConfig::new()
-            .with_information_schema(false)
+        let mut config = SessionConfig::new()
+            .with_information_schema(postgres)
             .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()))
             .with_batch_size(batch_rows);
+        if postgres {
+            // Postgres clients' SQL, in a database named as they connected to it.
+            config = config
+                .with_default_catalog_and_schema(crate::pgcatalog::DATABASE, "public")
+                .set_str("datafusion.sql_parser.dialect", "PostgreSQL");
+        }
         let fresh = self.fresh.get().filter(|_| !distributed);
         let (buffered, runtime) = match fresh {
             None => (Vec::new(), Arc::clone(&self.runtime)),
@@ -472,6 +518,9 @@ impl Inner {
             .with_default_features();
         if !distributed {
             builder = builder.with_physical_optimizer_rule(Arc::new(YieldingJoins));
+        }
+        if postgres {
+            builder = builder.with_type_planner(crate::pgcatalog::type_planner());
         }
         if !buffered.is_empty() {
             // DataFusion 55's leaf-expression extraction loses `props['key']` on the in-memory side of the
@@ -620,8 +669,12 @@ impl Inner {
                 distributed,
                 run.zone,
                 run.batch_rows,
+                run.postgres.is_some(),
             )
             .await?;
+        if let Some(catalog) = &run.postgres {
+            catalog.install(&ctx).await?;
+        }
         if let Some(groups) = run.groups.filter(|g| !g.is_empty()) {
             ctx.register_udf(groups.udf());
         }

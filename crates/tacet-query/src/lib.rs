@@ -20,6 +20,7 @@ mod engine;
 pub mod format;
 pub mod groups;
 mod hiding;
+pub mod pgcatalog;
 mod report;
 pub mod rollup;
 mod slots;

@@ -193,6 +193,7 @@ impl QueryEngine {
                     batch_rows: crate::engine::DEFAULT_BATCH_ROWS,
                     client_sql: false,
                     groups: None,
+                    postgres: None,
                 },
             )
             .await?;
@@ -341,6 +342,7 @@ impl QueryEngine {
                     batch_rows: crate::engine::DEFAULT_BATCH_ROWS,
                     client_sql: false,
                     groups: None,
+                    postgres: None,
                 },
             )
             .await?;

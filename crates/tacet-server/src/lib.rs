@@ -32,6 +32,7 @@ pub mod alerts;
 mod client_ip;
 mod config;
 mod error;
+pub mod flight;
 pub mod limits;
 pub mod listener;
 pub mod pg;

@@ -22,8 +22,8 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresConfig {
-    /// Where it listens, e.g. "127.0.0.1:5433". Loopback only until it speaks TLS (passwords, the read
-    /// keys, travel in clear text).
+    /// Where it listens, e.g. "127.0.0.1:5433". Without `[tls]` loopback only (passwords, the read keys,
+    /// would travel in clear text); with it, any address, and every connection must use TLS.
     pub listen: SocketAddr,
     /// Connections at once, all tenants together; more wait to be accepted.
     #[serde(default = "default_pg_connections")]
@@ -31,6 +31,33 @@ pub struct PostgresConfig {
     /// Connections at once of one tenant; one more is refused at login.
     #[serde(default = "default_pg_tenant_connections")]
     pub max_connections_per_tenant: usize,
+    /// A connection without a statement for this long is closed ("10m"; a running statement is not
+    /// idleness).
+    #[serde(default = "default_pg_idle", with = "humantime_serde")]
+    pub idle_timeout: std::time::Duration,
+}
+
+fn default_pg_idle() -> std::time::Duration {
+    std::time::Duration::from_secs(600)
+}
+
+/// `[flight_sql]`: the Arrow Flight SQL listener (tacet_server::flight).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlightSqlConfig {
+    /// Where it listens, e.g. "127.0.0.1:50051". Without `[tls]` loopback only (the read key travels in
+    /// a header); with it, any address, TLS only.
+    pub listen: SocketAddr,
+    /// Connections at once, all tenants together; more wait to be accepted.
+    #[serde(default = "default_pg_connections")]
+    pub max_connections: usize,
+    /// Requests at once on one connection.
+    #[serde(default = "default_flight_streams")]
+    pub max_streams: usize,
+}
+
+fn default_flight_streams() -> usize {
+    4
 }
 
 fn default_pg_connections() -> usize {
@@ -80,6 +107,8 @@ pub struct Config {
     /// SQL over the Postgres wire protocol for psql and BI tools (`[postgres]`, tacet_server::pg); off
     /// without it.
     pub postgres: Option<PostgresConfig>,
+    /// Arrow Flight SQL for pandas, Polars and ADBC (`[flight_sql]`, tacet_server::flight); off without it.
+    pub flight_sql: Option<FlightSqlConfig>,
     /// The tenants (`[[tenant]]` tables).
     pub tenant: Vec<TenantConfig>,
     /// How often crash alerts are checked (tenants with `[tenant.alerts]`); "0s" never.
@@ -110,6 +139,7 @@ impl Default for Config {
             lifecycle: LifecycleConfig::default(),
             dashboard: tacet_server::ui::DashboardConfig::default(),
             postgres: None,
+            flight_sql: None,
             tenant: Vec::new(),
             insecure_demo: false,
             alert_interval: std::time::Duration::from_secs(60),

@@ -221,9 +221,9 @@ pub(crate) async fn serve(config: Config, source: Source) -> anyhow::Result<()> 
     let postgres = match &config.postgres {
         None => None,
         Some(pg) => {
-            if !pg.listen.ip().is_loopback() {
+            if !pg.listen.ip().is_loopback() && config.tls.is_none() {
                 anyhow::bail!(
-                    "[postgres] listen = {}: the Postgres listener does not speak TLS yet and its passwords are the tenants' read keys, so it listens on loopback only (127.0.0.1 or ::1); reach it through an SSH tunnel or a TLS-terminating proxy",
+                    "[postgres] listen = {}: without [tls] the Postgres listener would take the tenants' read keys as clear-text passwords, so it listens on loopback only (127.0.0.1 or ::1); configure [tls] (cert, key) to listen elsewhere with TLS required, or reach it through an SSH tunnel",
                     pg.listen
                 );
             }
@@ -236,6 +236,33 @@ pub(crate) async fn serve(config: Config, source: Source) -> anyhow::Result<()> 
                 tacet_server::pg::Limits {
                     total: pg.max_connections,
                     per_tenant: pg.max_connections_per_tenant,
+                    idle: pg.idle_timeout,
+                },
+            ))
+        }
+    };
+    // Arrow Flight SQL: the same rule (the read key travels in a header).
+    let flight = match &config.flight_sql {
+        None => None,
+        Some(f) => {
+            if !f.listen.ip().is_loopback() && config.tls.is_none() {
+                anyhow::bail!(
+                    "[flight_sql] listen = {}: without [tls] the tenants' read keys would travel in clear text, so it listens on loopback only (127.0.0.1 or ::1); configure [tls] (cert, key) to listen elsewhere with TLS only",
+                    f.listen
+                );
+            }
+            let l = std::net::TcpListener::bind(f.listen).with_context(|| {
+                format!(
+                    "cannot listen on {} (setting [flight_sql] listen)",
+                    f.listen
+                )
+            })?;
+            l.set_nonblocking(true)?;
+            Some((
+                l,
+                tacet_server::flight::Limits {
+                    connections: f.max_connections,
+                    streams: f.max_streams,
                 },
             ))
         }
@@ -319,6 +346,14 @@ pub(crate) async fn serve(config: Config, source: Source) -> anyhow::Result<()> 
     if let Some(cluster) = &config.query.ballista {
         let _ = writeln!(out, "SQL and reports on Ballista: {cluster}");
     }
+    if let Some((l, _)) = &flight {
+        let _ = writeln!(
+            out,
+            "flight sql: grpc{}://{} (authorization: Bearer <read key>)",
+            if config.tls.is_some() { "+tls" } else { "" },
+            l.local_addr()?
+        );
+    }
     if let Some((l, _)) = &postgres {
         let _ = writeln!(
             out,
@@ -371,9 +406,19 @@ pub(crate) async fn serve(config: Config, source: Source) -> anyhow::Result<()> 
     if let Some((l, limits)) = postgres {
         let l = tokio::net::TcpListener::from_std(l)?;
         let state = state.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = tacet_server::pg::serve(state, l, limits).await {
+            if let Err(e) = tacet_server::pg::serve(state, l, limits, tls).await {
                 tracing::error!(error = %e, "the postgres listener stopped");
+            }
+        });
+    }
+    if let Some((l, limits)) = flight {
+        let l = tokio::net::TcpListener::from_std(l)?;
+        let (state, tls) = (state.clone(), tls.clone());
+        tokio::spawn(async move {
+            if let Err(e) = tacet_server::flight::serve(state, l, limits, tls).await {
+                tracing::error!(error = %e, "the flight sql listener stopped");
             }
         });
     }
