@@ -54,6 +54,9 @@ out["wrong_key"] = run({"adbc.flight.sql.authorization_header": "Bearer nonsense
 out["wrong_user"] = run({"username": "b", "password": "read-a"}, "SELECT 1")
 out["ddl"] = run(auth, "CREATE TABLE x (a INT)")
 out["file"] = run(auth, "SELECT * FROM read_parquet('/etc/passwd')")
+if len(sys.argv) > 4:
+    out["runaway"] = run(auth, "SELECT COUNT(*) FROM (SELECT * FROM generate_series(1, 100000)) a, "
+                               "(SELECT * FROM generate_series(1, 100000)) b")
 out["after"] = run(auth, "SELECT 41 + 1 AS answer")
 print(json.dumps(out, default=str))
 "#;
@@ -62,7 +65,7 @@ print(json.dumps(out, default=str))
 async fn adbc_reads_arrow_with_the_read_key_and_nothing_of_another_tenant() {
     let port = free_port();
     let server = Server::start(&two_tenant_config(&format!(
-        "[flight_sql]\nlisten = \"127.0.0.1:{port}\"\n"
+        "[flight_sql]\nlisten = \"127.0.0.1:{port}\"\n[query]\ntimeout = \"2s\"\n"
     )));
     for n in 0..3 {
         let (s, b) = server
@@ -93,6 +96,7 @@ async fn adbc_reads_arrow_with_the_read_key_and_nothing_of_another_tenant() {
         format!("grpc://127.0.0.1:{port}"),
         json!({"adbc.flight.sql.authorization_header": "Bearer read-a"}).to_string(),
         "{}".to_owned(),
+        "runaway".to_owned(),
     ];
     let out = tokio::task::spawn_blocking(move || python(CLIENT, &args))
         .await
@@ -122,11 +126,21 @@ async fn adbc_reads_arrow_with_the_read_key_and_nothing_of_another_tenant() {
         ),
         ("ddl", "only read-only queries are allowed"),
         ("file", "table function 'read_parquet' not found"),
+        (
+            "runaway",
+            "the query ran longer than its limit of 2s (query.timeout); narrow the date range or aggregate more (ResourceExhausted",
+        ),
     ] {
         let error = out[case]["error"].as_str().unwrap_or_default();
         assert!(error.contains(why), "{case}: {out}");
     }
     assert_eq!(out["after"]["rows"], json!([{"answer": 42}]));
+    server
+        .assert_metrics(&[
+            "tacet_flight_queries_total{tenant=\"a\",outcome=\"ok\"}",
+            "tacet_flight_queries_total{tenant=\"a\",outcome=\"error\"}",
+        ])
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -82,7 +82,7 @@ async fn ingest(server: &Server) {
 async fn psql_lists_and_describes_events_and_calls_the_reports() {
     let port = free_port();
     let server = Server::start(&config(&format!(
-        "[postgres]\nlisten = \"127.0.0.1:{port}\"\n"
+        "[postgres]\nlisten = \"127.0.0.1:{port}\"\n[query]\ntimeout = \"2s\"\n"
     )));
     ingest(&server).await;
     // psql's own catalogue queries: \dt lists the one table, \d describes its columns.
@@ -208,6 +208,11 @@ async fn psql_lists_and_describes_events_and_calls_the_reports() {
         let (ok, _, err) = blocking(move || psql(port, "a", key, sql)).await;
         assert!(!ok && err.contains(why), "{key} {sql}: {err}");
     }
+    // A runaway query is stopped at the query timeout, with the reason.
+    let runaway = "SELECT COUNT(*) FROM (SELECT * FROM generate_series(1, 100000)) a, \
+                   (SELECT * FROM generate_series(1, 100000)) b";
+    let (ok, _, err) = blocking(move || psql(port, "a", "read-a", runaway)).await;
+    assert!(!ok && err.contains("ran longer than its limit"), "{err}");
     let (ok, out, _) = blocking(move || psql(port, "a", "read-a", "SELECT 1")).await;
     assert!(ok && out == "1\n", "still serving");
 }
