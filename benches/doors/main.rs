@@ -19,8 +19,7 @@ use std::time::{Duration, Instant};
 
 const READ_KEY: &str = "bench-read-key-for-the-harness";
 const UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
-const SQL: &str =
-    "SELECT ts, kind, url_path, browser, os, device, visitor_id FROM events ORDER BY ts LIMIT 10000000";
+const SQL: &str = "SELECT ts, kind, url_path, browser, os, device, visitor_id FROM events ORDER BY ts LIMIT 10000000";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -83,8 +82,8 @@ read_key = "{READ_KEY}"
 
 fn event(i: usize) -> String {
     serde_json::json!({
-        "kind": if i % 5 == 0 { "event" } else { "pageview" },
-        "name": if i % 5 == 0 { Some("signup") } else { None },
+        "kind": if i.is_multiple_of(5) { "event" } else { "pageview" },
+        "name": if i.is_multiple_of(5) { Some("signup") } else { None },
         "url": format!("https://bench.example/section-{}/page-{}", i % 37, i % 1009),
         "referrer": "https://www.google.com/",
         "user_id": format!("user-{}", i % 50_000),
@@ -227,9 +226,7 @@ async fn main() {
     let json = best(3, || http(&client, addr, "json")).await;
     let arrow = best(3, || http(&client, addr, "arrow")).await;
     let postgres = best(3, || async move {
-        tokio::task::spawn_blocking(move || psql(pg))
-            .await
-            .unwrap()
+        tokio::task::spawn_blocking(move || psql(pg)).await.unwrap()
     })
     .await;
     let flight_sql = best(3, || async move {
