@@ -7,6 +7,7 @@ mod cdp;
 mod crash;
 mod dashboard;
 mod deploy;
+mod erasure;
 mod flight;
 mod geoip;
 mod lifecycle;

@@ -49,9 +49,14 @@ const SECRETS: [&str; 10] = [
     "hunter2-probe",
 ];
 
+/// A person erased through the admin API (never sent as an event): the erasure record holds pseudonyms,
+/// the audit log the request, and neither the id.
+const ERASED: &str = "erased.probe@example.com";
+
 fn needles() -> Vec<&'static str> {
     IPS.iter()
         .chain(&USER_IDS)
+        .chain(&[ERASED])
         .chain(&EMAILS)
         .chain(&UAS)
         .chain(&SECRETS)
@@ -67,7 +72,7 @@ async fn no_raw_identifier_reaches_disk_or_logs() {
     let config = two_tenant_config("alert_interval = \"100ms\"")
         .replace(
             "read_key = \"read-a\"\n",
-            "read_key = \"read-a\"\n[tenant.privacy]\nscrub_opt_in = [\"phone\"]\n\
+            "read_key = \"read-a\"\nadmin_key = \"admin-a\"\n[tenant.privacy]\nscrub_opt_in = [\"phone\"]\n\
              [tenant.alerts]\nwebhook = \"http://127.0.0.1:9/hook\"\nsecret = \"privacy-scan-alert-secret\"\n",
         )
         .replace(
@@ -159,6 +164,15 @@ async fn no_raw_identifier_reaches_disk_or_logs() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+    // An erasure writes its record (keys/erasures/) and an audit entry, places that write too.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/admin/subjects/erase", server.base))
+        .bearer_auth("admin-a")
+        .json(&json!({"user_id": ERASED}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
     let stopped = server.stop();
     // The daily rollups are a place that writes too (the server makes them hourly): make today's here.
     let today = chrono::Utc::now().date_naive().to_string();
@@ -207,6 +221,9 @@ async fn no_raw_identifier_reaches_disk_or_logs() {
             .any(|p| p.starts_with(stopped.data_dir.join(dir)))
     };
     assert!(under("alerts/a/dead") && under("sessions"), "{places:?}");
+    // The erasure's record (pseudonyms) went as soon as the erasure ended: no other node needed it.
+    // (Where a record stays, for a node that was down, tests/e2e/erasure.rs scans it.)
+    assert!(!under("keys/erasures/a/"), "{places:?}");
 
     // 1. Raw bytes of every file the server wrote, logs included.
     for path in &places {

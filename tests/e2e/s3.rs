@@ -120,7 +120,7 @@ impl Drop for Moto {
     }
 }
 
-fn s3(bucket: &str, prefix: Option<&str>, endpoint: &str) -> String {
+pub(crate) fn s3(bucket: &str, prefix: Option<&str>, endpoint: &str) -> String {
     let prefix = prefix
         .map(|p| format!("prefix = \"{p}\"\n"))
         .unwrap_or_default();
@@ -129,9 +129,9 @@ fn s3(bucket: &str, prefix: Option<&str>, endpoint: &str) -> String {
     )
 }
 
-const ALICE: &str = "alice.s3@example.com";
-const BOB: &str = "bob-s3-4711";
-const CLIENT_IP: &str = "198.51.100.77";
+pub(crate) const ALICE: &str = "alice.s3@example.com";
+pub(crate) const BOB: &str = "bob-s3-4711";
+pub(crate) const CLIENT_IP: &str = "198.51.100.77";
 
 /// The one number a query answers (its first row's first column).
 async fn scalar(server: &Server, key: &str, sql: &str) -> u64 {
@@ -144,7 +144,7 @@ async fn scalar(server: &Server, key: &str, sql: &str) -> u64 {
         .unwrap_or_else(|| panic!("{sql}: {body}"))
 }
 
-async fn count(server: &Server, key: &str, filter: &str) -> u64 {
+pub(crate) async fn count(server: &Server, key: &str, filter: &str) -> u64 {
     scalar(
         server,
         key,
@@ -601,7 +601,7 @@ read_key = "read-a"
 }
 
 /// Posts `n` click events, of `user` if given; the status.
-async fn post_clicks(server: &Server, user: Option<&str>, n: usize) -> u16 {
+pub(crate) async fn post_clicks(server: &Server, user: Option<&str>, n: usize) -> u16 {
     let events: Vec<Value> = (0..n)
         .map(|i| {
             let mut e =

@@ -377,6 +377,10 @@ impl KeyStore {
             self.record("destroyed", tenant, &format!("objections/{tenant}"))?;
             destroyed += 1;
         }
+        if self.destroy_erasures(tenant)? {
+            self.record("destroyed", tenant, &format!("erasures/{tenant}"))?;
+            destroyed += 1;
+        }
         sync_dir(&self.dir.join("subject"))?;
         sync_dir(&self.dir.join("salts"))?;
         Ok(destroyed)
@@ -504,7 +508,20 @@ fn read_key(path: &Path) -> Result<[u8; 32]> {
     })
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+/// Writes `bytes` to a new 0600 file at `path` (which must not exist), fsynced.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::keys(path, e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::keys(path, e))
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::keys(dir, e))

@@ -23,6 +23,7 @@
 mod buffer;
 mod config;
 mod datakeys;
+mod erasures;
 mod keystore;
 mod objections;
 mod peers;
@@ -35,6 +36,7 @@ use std::path::Path;
 
 pub use config::IngestConfig;
 pub use datakeys::{DataKeyring, MasterKey};
+pub use erasures::Erasure;
 pub use keystore::{KeyStore, create_secret, identity};
 pub use objections::{Change, Objections};
 pub use peers::Peers;

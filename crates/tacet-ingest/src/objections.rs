@@ -24,8 +24,9 @@ use tacet_privacy::user_pseudonym;
 
 use crate::{Error, KeyStore, Result};
 
-/// How often a cached list is checked for lines another process appended.
-const RECHECK_MILLIS: i64 = 10_000;
+/// How often a cached list is checked for lines another process appended (one `stat`): how long another
+/// node takes to hide an objecting person.
+const RECHECK_MILLIS: i64 = 1_000;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Line {

@@ -91,6 +91,21 @@ impl Peers {
         Ok(())
     }
 
+    /// This node's id.
+    pub fn node(&self) -> u16 {
+        self.node
+    }
+
+    /// Every registered node, this one included.
+    pub fn registered(&self) -> Result<Vec<u16>> {
+        let mut all = self.others()?;
+        if self.dir.join(format!("{}.alive", self.node)).exists() {
+            all.push(self.node);
+            all.sort_unstable();
+        }
+        Ok(all)
+    }
+
     /// The other registered nodes.
     fn others(&self) -> Result<Vec<u16>> {
         let mut out = Vec::new();
@@ -109,6 +124,79 @@ impl Peers {
         Ok(out)
     }
 
+    /// Says this node is alive and ticks every `tick` (its flusher's interval): `<id>.alive` is written
+    /// again, so a node whose file has not changed for a few ticks is known to be down.
+    pub fn heartbeat(&self, tick: Duration) -> Result<()> {
+        let alive = self.dir.join(format!("{}.alive", self.node));
+        fs::write(
+            &alive,
+            format!("{} {}", std::process::id(), tick.as_millis()),
+        )
+        .map_err(|e| Error::keys(&alive, e))
+    }
+
+    /// Whether node `node`'s heartbeat is older than three of its ticks and two seconds: it is down
+    /// (crashed, or stopped without leaving).
+    fn is_down(&self, node: u16) -> bool {
+        let alive = self.dir.join(format!("{node}.alive"));
+        let Ok(meta) = fs::metadata(&alive) else {
+            return false;
+        };
+        let tick = fs::read_to_string(&alive)
+            .ok()
+            .and_then(|t| t.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .unwrap_or(5_000);
+        let age = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .unwrap_or_default();
+        age > Duration::from_millis(3 * tick + 2_000)
+    }
+
+    /// Asks every other registered node to persist what it has accepted and waits for the running ones:
+    /// a node that is down is not waited for, one that does not answer within `timeout` no longer. Returns
+    /// the nodes that did not answer (an erasure then relies on its record, which they apply before they
+    /// flush again or after they restart: erasures.rs).
+    pub async fn flush_running(&self, timeout: Duration) -> Result<Vec<u16>> {
+        let others = self.others()?;
+        if others.is_empty() {
+            return Ok(Vec::new());
+        }
+        let request = self.request()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut waiting = Vec::new();
+            let mut down = Vec::new();
+            for node in self.others()? {
+                if read_number(&self.dir.join(format!("{node}.flushed")))? >= request {
+                    continue;
+                }
+                if self.is_down(node) {
+                    down.push(node);
+                } else {
+                    waiting.push(node);
+                }
+            }
+            if waiting.is_empty() || Instant::now() >= deadline {
+                let mut gaps: Vec<u16> = down.into_iter().chain(waiting).collect();
+                gaps.sort_unstable();
+                return Ok(gaps);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Writes a new flush request, newer than any before.
+    fn request(&self) -> Result<u64> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let request = now.max(read_number(&self.dir.join(REQUEST))? + 1);
+        write_number(&self.dir.join(REQUEST), request)?;
+        Ok(request)
+    }
+
     /// Asks every other registered node to persist what it has accepted, and waits until each has, or
     /// fails after `timeout` naming those that did not answer.
     pub async fn flush_everywhere(&self, timeout: Duration) -> Result<()> {
@@ -116,11 +204,7 @@ impl Peers {
         if others.is_empty() {
             return Ok(());
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as u64);
-        let request = now.max(read_number(&self.dir.join(REQUEST))? + 1);
-        write_number(&self.dir.join(REQUEST), request)?;
+        let request = self.request()?;
         let deadline = Instant::now() + timeout;
         loop {
             let mut waiting = Vec::new();
@@ -186,5 +270,43 @@ mod tests {
         one.flush_everywhere(Duration::from_millis(10))
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn running_nodes_are_waited_for_and_a_down_one_is_named_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = Peers::join(dir.path(), 1).unwrap();
+        let two = Peers::join(dir.path(), 2).unwrap();
+        two.heartbeat(Duration::ZERO).unwrap();
+        let answering = tokio::spawn(async move {
+            loop {
+                if let Some(r) = two.unanswered().unwrap() {
+                    two.answer(r).unwrap();
+                    return two;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        assert!(
+            one.flush_running(Duration::from_secs(5))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let _two = answering.await.unwrap();
+        // Node 2 stops ticking (killed): after three ticks and two seconds it is down, and not waited for.
+        tokio::time::sleep(Duration::from_millis(2_100)).await;
+        let started = Instant::now();
+        assert_eq!(
+            one.flush_running(Duration::from_secs(30)).await.unwrap(),
+            [2]
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
+        // The strict request still fails by name.
+        assert!(
+            one.flush_everywhere(Duration::from_millis(200))
+                .await
+                .is_err()
+        );
     }
 }

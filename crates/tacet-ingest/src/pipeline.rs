@@ -40,6 +40,8 @@ pub struct Pipeline {
     lake_trouble: Mutex<Option<(String, i64)>>,
     /// The tenants' source maps, in the lake's object store: crash frames are symbolicated at accept.
     sourcemaps: crate::SourceMaps,
+    /// The erasure records this process has applied (pipeline/forget.rs).
+    erasures_applied: Mutex<std::collections::HashSet<String>>,
 }
 
 /// What became of the events of one request.
@@ -129,6 +131,9 @@ fn why_not_written(error: &str) -> &'static str {
 /// How long an erasure waits for the other ingestion nodes to flush.
 const PEER_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How often a node renews its heartbeat and answers other nodes' flush requests.
+const PEER_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Entries kept in the user-agent cache before it is cleared.
 const USER_AGENT_CACHE: usize = 4096;
 
@@ -150,6 +155,8 @@ pub struct RecoverySummary {
     pub undecodable: usize,
     /// Bytes of torn or corrupt log tail that were cut off.
     pub cut_bytes: u64,
+    /// Replayed events of people erased meanwhile, dropped.
+    pub erased: usize,
 }
 
 impl Pipeline {
@@ -175,6 +182,7 @@ impl Pipeline {
             user_agents: Mutex::default(),
             peers: std::sync::OnceLock::new(),
             lake_trouble: Mutex::default(),
+            erasures_applied: Mutex::default(),
         }
     }
 
@@ -226,8 +234,19 @@ impl Pipeline {
         self.peers.get()
     }
 
+    /// [`Pipeline::persist_all`] here and on every other running ingestion node sharing the key store,
+    /// not waiting for nodes that are down (nor longer than a while for slow ones): what an erasure needs,
+    /// once its record is written (erasures.rs). Returns the nodes that did not answer.
+    pub async fn persist_running(&self) -> Result<Vec<u16>> {
+        self.persist_all().await?;
+        match self.peers.get() {
+            None => Ok(Vec::new()),
+            Some(peers) => peers.flush_running(PEER_FLUSH_TIMEOUT).await,
+        }
+    }
+
     /// [`Pipeline::persist_all`] here and on every other ingestion node sharing the key store: what
-    /// erasure and offboarding need before they remove anything from the lake.
+    /// rectification and offboarding need before they change anything in the lake.
     pub async fn persist_everywhere(&self) -> Result<()> {
         self.persist_all().await?;
         match self.peers.get() {
@@ -351,7 +370,16 @@ impl Pipeline {
             );
             state.pending = Some(FlushSet::new(from, to, redo));
         }
+        drop(state);
         metrics::counter!("tacet_wal_replayed_records_total").increment(summary.records as u64);
+        // Erasures made while this node was down (or before it saw them) reach what it replayed before
+        // anything of that is queried or flushed.
+        match self.apply_erasures() {
+            Ok(n) => summary.erased = n,
+            Err(e) => {
+                error!(error = %e, "cannot read the erasure records; nothing is flushed until they can be read")
+            }
+        }
         summary
     }
 
@@ -514,7 +542,12 @@ impl Pipeline {
 
     pub async fn flush(&self) -> FlushSummary {
         let _one_at_a_time = self.flushing.lock().await;
-        let summary = FlushSummary::default();
+        let mut summary = FlushSummary::default();
+        if let Err(e) = self.erasures_checked() {
+            warn!(error = %e, "flush postponed");
+            summary.failed = self.buffered();
+            return summary;
+        }
         let started = Instant::now();
         let (set, fresh) = {
             let mut st = self.state.lock().expect("pipeline lock");
@@ -695,6 +728,9 @@ impl Pipeline {
         let Some(peers) = self.peers.get() else {
             return;
         };
+        if let Err(e) = peers.heartbeat(PEER_TICK) {
+            warn!(error = %e, "cannot renew this node's heartbeat in the shared directory");
+        }
         match peers.unanswered() {
             Ok(None) => {}
             Ok(Some(request)) => match self.persist_all().await {
@@ -723,13 +759,22 @@ impl Pipeline {
     pub fn spawn_flusher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let me = Arc::clone(self);
         tokio::spawn(async move {
+            let mut flushes = tokio::time::interval(me.config.flush_interval.max(PEER_TICK / 10));
+            flushes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Other nodes learn this one is running, and get their flush requests answered, every
+            // PEER_TICK whatever the flush interval.
+            let mut peers = tokio::time::interval(PEER_TICK);
+            peers.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    () = tokio::time::sleep(me.config.flush_interval) => {}
+                    _ = flushes.tick() => {}
                     () = me.wake.notified() => {}
+                    _ = peers.tick() => {
+                        me.answer_peers().await;
+                        continue;
+                    }
                 }
                 me.flush().await;
-                me.answer_peers().await;
                 if let Err(e) = me.keys.destroy_expired() {
                     error!(error = %e, "cannot destroy expired visitor salts; retrying at the next tick");
                 }
@@ -737,6 +782,8 @@ impl Pipeline {
         })
     }
 }
+
+mod forget;
 
 #[cfg(test)]
 mod tests;

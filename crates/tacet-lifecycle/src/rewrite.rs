@@ -2,7 +2,9 @@
 //!
 //! 1. Everything accepted so far goes to the lake and out of the write-ahead log, on this node and on
 //!    every other ingestion node sharing the key store (`Pipeline::persist_everywhere`), so no buffer and
-//!    no log holds the person's earlier events.
+//!    no log holds the person's earlier events. An erasure waits for the running nodes only
+//!    (`Pipeline::persist_running`): its record, written first, makes the others drop the person's events
+//!    before they flush again or when they restart.
 //! 2. Leftovers of an interrupted earlier replacement (superseded files) are deleted.
 //! 3. Each visible file is probed: its row groups' bloom filters on `user_pseudonym` (footer and
 //!    filters only) say whether it may hold one of the person's pseudonyms. Only those files are read.
@@ -48,6 +50,24 @@ pub struct RewriteReport {
     /// The files replaced or deleted.
     pub replaced: Vec<String>,
     pub elapsed_ms: u64,
+    /// An erasure's record: every node drops the person's events it still holds when it sees it, before
+    /// it flushes again or, if it is down, when it restarts. It is deleted once no node needs it (at once
+    /// when every node answered).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub erasure_record: Option<String>,
+    /// Ingestion nodes that did not answer (down, or slow): whatever of the person's events their logs
+    /// hold is dropped by the record when they run again, never written to the lake.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes_pending: Vec<u16>,
+}
+
+/// Whom a rewrite waits for before it reads the lake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Waiting {
+    /// Every registered node: a rewrite that nothing else completes (rectification).
+    Everyone,
+    /// The running nodes only: an erasure, whose record reaches the others (erasures.rs in tacet-ingest).
+    Running,
 }
 
 /// What to do with one batch, given which of its rows are the person's: the new batch, or `None` to leave
@@ -77,6 +97,7 @@ impl Steward {
         tenant: &TenantId,
         pseudonyms: &[String],
         edit: Edit<'_>,
+        waiting: Waiting,
         progress: Progress<'_>,
     ) -> Result<RewriteReport> {
         let started = Instant::now();
@@ -86,7 +107,10 @@ impl Steward {
             pseudonyms: pseudonyms.len(),
             ..RewriteReport::default()
         };
-        self.pipeline.persist_everywhere().await?;
+        match waiting {
+            Waiting::Everyone => self.pipeline.persist_everywhere().await?,
+            Waiting::Running => report.nodes_pending = self.pipeline.persist_running().await?,
+        }
         let lake = self.pipeline.lake();
         let wanted: HashSet<&str> = pseudonyms.iter().map(String::as_str).collect();
         let values: Vec<&str> = wanted.iter().copied().collect();

@@ -160,19 +160,38 @@ impl Steward {
         progress: Progress<'_>,
     ) -> Result<RewriteReport> {
         let pseudonyms = self.pseudonyms(tenant, user_id)?;
+        // The record first: from here on no node writes the person's earlier events to the lake, whether
+        // it answers now or later (tacet-ingest erasures.rs). This node applies it at once.
+        let record = self.pipeline.keys().record_erasure(tenant, user_id)?;
+        self.pipeline.apply_erasures()?;
         let remove = |batch: &RecordBatch, mask: &BooleanArray| -> Result<Option<RecordBatch>> {
             let keep = arrow::compute::not(mask)?;
             Ok(Some(arrow::compute::filter_record_batch(batch, &keep)?))
         };
-        let report = self
-            .rewrite_subject(tenant, &pseudonyms, &remove, progress)
+        let mut report = self
+            .rewrite_subject(
+                tenant,
+                &pseudonyms,
+                &remove,
+                crate::rewrite::Waiting::Running,
+                progress,
+            )
             .await?;
+        // The nodes that answered applied the record; those that did not must still (the record then
+        // stays until they have); with none left, it goes now.
+        if let Some(id) = &record {
+            self.pipeline
+                .keys()
+                .settle_erasure(tenant, id, &report.nodes_pending)?;
+        }
+        report.erasure_record = record;
         self.audit.append(
             actor,
             "subject.erase",
             Some(tenant.as_str()),
             json!({"request": report.request, "rows": report.rows, "files_rewritten": report.files_rewritten,
-                "files_deleted": report.files_deleted, "files_scanned": report.files_scanned}),
+                "files_deleted": report.files_deleted, "files_scanned": report.files_scanned,
+                "record": report.erasure_record, "nodes_pending": report.nodes_pending}),
         )?;
         Ok(report)
     }
@@ -218,7 +237,13 @@ impl Steward {
             Ok(Some(set_props(batch, mask, &changes)?))
         };
         let report = self
-            .rewrite_subject(tenant, &pseudonyms, &edit, progress)
+            .rewrite_subject(
+                tenant,
+                &pseudonyms,
+                &edit,
+                crate::rewrite::Waiting::Everyone,
+                progress,
+            )
             .await?;
         self.audit.append(
             actor,

@@ -312,3 +312,78 @@ fn a_failed_write_is_named_by_its_kind_never_by_chance_digits() {
         assert_eq!(why_not_written(error), expected, "{error}");
     }
 }
+
+fn identified(user: &str, n: usize) -> Vec<RawEvent> {
+    (0..n)
+        .map(|i| {
+            parse_event(
+                serde_json::json!({"kind": "pageview", "url": format!("https://x.example/{i}"),
+                    "user_id": user, "ts": 1_764_300_000_000_i64 + (i as i64) * 1000}),
+                1_764_400_000_000,
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+/// An erasure record reaches what a node holds: the person's buffered events at its next flush, and the
+/// events its log replays after it was down, before they can be flushed; the person's events accepted
+/// after the node applied the record are new, and kept.
+#[tokio::test]
+async fn erasure_records_drop_held_and_replayed_events_of_the_person_only() {
+    let s = Setup::new();
+    let policy = TenantPolicy::default();
+    let (p, _) = s.pipeline(IngestConfig::default());
+    p.accept(&t(), &policy, ctx(), identified("alice", 3))
+        .await
+        .unwrap();
+    p.accept(&t(), &policy, ctx(), identified("bob", 2))
+        .await
+        .unwrap();
+    assert_eq!(p.buffered(), 5);
+    // Another node records the erasure, which ends waiting for a node that did not answer (7, which is
+    // not registered here, so the record goes once this node applied it); this one applies it at its
+    // next flush.
+    let id = p.keys().record_erasure(&t(), "alice").unwrap().unwrap();
+    p.keys().settle_erasure(&t(), &id, &[7]).unwrap();
+    assert_eq!(p.keys().erasures(&t()).unwrap().len(), 1);
+    p.flush().await;
+    assert_eq!(stored_rows(&s.store).await.1, 2, "Bob's two only");
+    assert!(
+        p.keys().erasures(&t()).unwrap().is_empty(),
+        "no trace kept once applied"
+    );
+    // Alice comes back afterwards: new processing, kept.
+    p.accept(&t(), &policy, ctx(), identified("alice", 1))
+        .await
+        .unwrap();
+    p.flush().await;
+    assert_eq!(stored_rows(&s.store).await.1, 3);
+
+    // A node that is down during an erasure: its log replays the events, the record drops them first.
+    p.accept(&t(), &policy, ctx(), identified("alice", 4))
+        .await
+        .unwrap();
+    p.accept(&t(), &policy, ctx(), identified("carol", 1))
+        .await
+        .unwrap();
+    drop(p); // killed: nothing flushed
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(1_764_400_000_000));
+    let other = KeyStore::open(&s.dir.path().join("keys"), clock).unwrap();
+    let id = other.record_erasure(&t(), "alice").unwrap().unwrap();
+    other.settle_erasure(&t(), &id, &[7]).unwrap();
+    let (p, recovered) = s.pipeline(IngestConfig::default());
+    assert_eq!((recovered.events, recovered.erased), (5, 4));
+    assert_eq!(p.buffered(), 1, "Carol's event only");
+    let (batches, _) = p.buffered_snapshot(&t()).unwrap();
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    p.flush().await;
+    assert_eq!(stored_rows(&s.store).await.1, 4);
+    assert!(p.keys().erasures(&t()).unwrap().is_empty());
+    // And the records already applied do not touch what is accepted after the restart.
+    p.accept(&t(), &policy, ctx(), identified("alice", 2))
+        .await
+        .unwrap();
+    p.flush().await;
+    assert_eq!(stored_rows(&s.store).await.1, 6);
+}
