@@ -48,6 +48,9 @@ timeout = "300s"
 [http]
 max_body_bytes = 8388608
 max_decompressed_bytes = 16777216
+requests_per_second_per_key = 0
+requests_per_second_per_client = 0
+events_per_second_per_tenant = 0
 [[tenant]]
 id = "bench"
 ingest_key = "bench-ingest"
@@ -182,7 +185,16 @@ async fn main() {
         .unwrap_or(1_000_000);
     let tmp = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
     let (pg, fl) = (free_port(), free_port());
-    let (mut child, addr) = tacet(tmp.path(), pg, fl);
+    let (child, addr) = tacet(tmp.path(), pg, fl);
+    // The server goes with the harness, also when an assertion fails.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Stop(child);
     let client = reqwest::Client::new();
     println!("tacet SQL doors benchmark: {rows} events, one query returning all of them");
     let filled = Instant::now();
@@ -253,6 +265,4 @@ async fn main() {
             rate / base
         );
     }
-    let _ = child.kill();
-    let _ = child.wait();
 }

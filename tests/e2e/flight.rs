@@ -7,8 +7,6 @@ use serde_json::{Value, json};
 
 use crate::server::{Server, free_port, two_tenant_config};
 
-const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
-
 /// Runs `script` with python3, `args` after it; its stdout as JSON.
 fn python(script: &str, args: &[String]) -> Value {
     let out = std::process::Command::new("python3")
@@ -67,31 +65,7 @@ async fn adbc_reads_arrow_with_the_read_key_and_nothing_of_another_tenant() {
     let server = Server::start(&two_tenant_config(&format!(
         "[flight_sql]\nlisten = \"127.0.0.1:{port}\"\n[query]\ntimeout = \"2s\"\n"
     )));
-    for n in 0..3 {
-        let (s, b) = server
-            .post_events(
-                "ingest-a",
-                UA,
-                &format!("198.51.100.{}", 10 + n),
-                "application/json",
-                json!([{"kind": "pageview", "url": "https://a.example/?q=1"},
-                    {"kind": "event", "name": "signup", "url": "https://a.example/", "props": {"plan": "pro"}}])
-                .to_string(),
-            )
-            .await;
-        assert_eq!(s, 202, "{b}");
-    }
-    let (s, _) = server
-        .post_events(
-            "ingest-b",
-            UA,
-            "203.0.113.9",
-            "application/json",
-            json!({"kind": "pageview", "url": "https://b.example/"}).to_string(),
-        )
-        .await;
-    assert_eq!(s, 202);
-    server.wait_for_count("read-a", 6).await;
+    crate::postgres::ingest_sample(&server).await;
     let args = vec![
         format!("grpc://127.0.0.1:{port}"),
         json!({"adbc.flight.sql.authorization_header": "Bearer read-a"}).to_string(),

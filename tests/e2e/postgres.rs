@@ -43,15 +43,9 @@ pub(crate) fn psql(port: u16, user: &str, password: &str, sql: &str) -> (bool, S
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn psql_reads_a_tenants_events_with_its_read_key_and_nothing_else() {
-    let port = free_port();
-    let config = two_tenant_config(&format!("[postgres]\nlisten = \"127.0.0.1:{port}\"\n"))
-        .replace(
-            "read_key = \"read-a\"",
-            "read_key = \"read-a\"\nreports_key = \"reports-a\"",
-        );
-    let server = Server::start(&config);
+/// Tenant a: three visitors, each a page view and a `signup` event with `{"plan": "pro"}`; tenant b: one
+/// page view. Returns once a's six are queryable.
+pub(crate) async fn ingest_sample(server: &Server) {
     for n in 0..3 {
         let (s, b) = server
             .post_events(
@@ -77,6 +71,18 @@ async fn psql_reads_a_tenants_events_with_its_read_key_and_nothing_else() {
         .await;
     assert_eq!(s, 202);
     server.wait_for_count("read-a", 6).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_reads_a_tenants_events_with_its_read_key_and_nothing_else() {
+    let port = free_port();
+    let config = two_tenant_config(&format!("[postgres]\nlisten = \"127.0.0.1:{port}\"\n"))
+        .replace(
+            "read_key = \"read-a\"",
+            "read_key = \"read-a\"\nreports_key = \"reports-a\"",
+        );
+    let server = Server::start(&config);
+    ingest_sample(&server).await;
     let sql =
         "SELECT kind, COUNT(*) AS n, MIN(url_path) AS path FROM events GROUP BY kind ORDER BY kind";
     let ps = tokio::task::spawn_blocking(move || psql(port, "a", "read-a", sql));

@@ -630,44 +630,9 @@ pub(crate) async fn post_clicks(server: &Server, user: Option<&str>, n: usize) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_erasure_on_one_node_reaches_the_events_in_another_nodes_buffer() {
     let Some(moto) = Moto::start() else { return };
-    moto.create_bucket("erase").await;
-    let root = tempfile::tempdir().unwrap();
-    let shared = root.path().join("shared");
-    let config = |node: u16, flush: &str| {
-        format!(
-            r#"
-trusted_proxies = ["127.0.0.1/32"]
-node_id = {node}
-shared_dir = "{shared}"
-[storage]
-{storage}
-[ingest]
-flush_interval = "{flush}"
-[lifecycle]
-compact_interval = "0s"
-retention_interval = "0s"
-
-[[tenant]]
-id = "a"
-ingest_key = "ingest-a"
-read_key = "read-a"
-admin_key = "admin-a"
-"#,
-            shared = shared.display(),
-            storage = s3("erase", None, &moto.endpoint),
-        )
-    };
-    let start = |node: u16, flush: &str| {
-        let dir = root.path().join(format!("node{node}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        Server::start_in_with_env(
-            &config(node, flush),
-            &dir,
-            "logs",
-            tempfile::tempdir().unwrap(),
-            &AWS_ENV,
-        )
-    };
+    let cluster = crate::erasure::Cluster::new(&moto, "erase").await;
+    let (root, shared) = (cluster.root.path(), &cluster.shared);
+    let start = |node: u16, flush: &str| cluster.start(node, flush, "logs");
     let one = start(1, "100ms");
     let two = start(2, "4s");
     assert_eq!(post_clicks(&two, Some(ALICE), 3).await, 202);
@@ -675,16 +640,8 @@ admin_key = "admin-a"
     assert_eq!(post_clicks(&one, None, 4).await, 202);
     // Node 2 flushes only every 4 s: right now Alice's events are in its buffer and log alone.
     let started = Instant::now();
-    let resp = one
-        .http
-        .post(format!("{}/v1/admin/subjects/erase", one.base))
-        .bearer_auth("admin-a")
-        .json(&json!({"user_id": ALICE}))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let (status, body) =
+        crate::erasure::admin(&one, "subjects/erase", json!({"user_id": ALICE})).await;
     assert_eq!(status, 200, "{body}");
     assert!(
         started.elapsed() < Duration::from_secs(20),
@@ -708,7 +665,7 @@ admin_key = "admin-a"
     two.stop();
     // Nothing either node wrote locally (logs, keys, the node register) holds a raw identifier.
     // (Write-ahead logs hold pseudonymised events only; after the erasure none of Alice's.)
-    let written = files_under(root.path());
+    let written = files_under(root);
     assert!(
         written
             .iter()

@@ -106,6 +106,18 @@ impl Peers {
         Ok(all)
     }
 
+    /// Leaves the register for good (`tacet node drain`): no request waits for this node again, and its
+    /// answers are forgotten.
+    pub fn leave_for_good(&self) -> Result<()> {
+        self.leave()?;
+        let flushed = self.dir.join(format!("{}.flushed", self.node));
+        match fs::remove_file(&flushed) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::keys(&flushed, e)),
+        }
+    }
+
     /// The other registered nodes.
     fn others(&self) -> Result<Vec<u16>> {
         let mut out = Vec::new();

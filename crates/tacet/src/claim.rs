@@ -231,3 +231,20 @@ async fn beside_others(
     }
     Ok(())
 }
+
+/// Gives up this data directory's claim as its node (`tacet node drain`), so another data directory may
+/// take the id; `false` when the claim is not this directory's (left alone) or there is none.
+pub async fn release_node(config: &Config, store: &Arc<dyn ObjectStore>) -> anyhow::Result<bool> {
+    let mine = tacet_ingest::identity(&config.data_dir.join("instance.id"))?;
+    let path = Path::from(format!("_tacet/nodes/{}.json", node_name(config.node_id)));
+    match read(store, &path).await? {
+        Some(held) if held.id == mine => {
+            store
+                .delete(&path)
+                .await
+                .with_context(|| format!("cannot remove {path} from the lake"))?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}

@@ -7,6 +7,7 @@ mod config;
 mod geoip;
 mod health;
 mod lifecycle;
+mod node;
 mod serve;
 mod setup;
 mod sourcemaps;
@@ -128,6 +129,11 @@ enum Command {
         #[command(subcommand)]
         command: GeoipCommand,
     },
+    /// Ingestion nodes: `drain` hands over what a node removed for good still holds, and deregisters it.
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
     /// Crash alerts (`[tenant.alerts]`): new groups, regressions and spikes to a signed webhook.
     Alerts {
         #[command(subcommand)]
@@ -201,6 +207,15 @@ enum Command {
         #[command(subcommand)]
         command: lifecycle::AuditCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeCommand {
+    /// On a stopped node's data directory (the same configuration and node_id): replay its write-ahead log
+    /// (erasure records it missed drop erased people's events first), write it to the lake and empty it,
+    /// then remove the node from the register in shared_dir and its claim from the lake. Afterwards the
+    /// data directory can be deleted; no erasure or offboarding waits for or names the node again.
+    Drain,
 }
 
 #[derive(Debug, Subcommand)]
@@ -490,6 +505,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ballista { command } => ballista(&config, command).await,
         Command::Audit { command } => lifecycle::audit(&config, command),
         Command::Sourcemaps { command } => sourcemaps::run(command).await,
+        Command::Node {
+            command: NodeCommand::Drain,
+        } => node::drain(&config).await,
         Command::Geoip {
             command: GeoipCommand::Fetch { registry },
         } => {
