@@ -55,6 +55,7 @@ use crate::access::Role;
 mod extended;
 mod query;
 mod reports;
+mod rows;
 
 /// The database name clients connect to.
 pub const DATABASE: &str = tacet_query::pgcatalog::DATABASE;

@@ -11,11 +11,9 @@ use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, Type};
 use pgwire::error::{PgWireError, PgWireResult};
-use serde_json::Value;
 use tacet_query::QueryOutput;
-use tacet_query::format::{Format, encode};
 
-use super::{Session, error, fatal, reports};
+use super::{Session, error, fatal, reports, rows};
 
 #[async_trait]
 impl SimpleQueryHandler for Session {
@@ -186,24 +184,17 @@ impl Session {
             _ => {}
         }
         let out = self.run(tenant, sql).await?;
-        let fields = fields_of(&out.schema);
-        let names: Vec<String> = fields.iter().map(|f| f.name().to_owned()).collect();
-        let types: Vec<Type> = fields.iter().map(|f| f.datatype().clone()).collect();
-        let fields = Arc::new(fields);
-        // The API's own JSON encoding of the rows, then each value as Postgres text.
-        let bytes = encode(Format::Json, &out.schema, &out.batches)
-            .map_err(|e| error("XX000", e.to_string()))?;
-        let rows: Vec<serde_json::Map<String, Value>> =
-            serde_json::from_slice(&bytes).map_err(|e| error("XX000", e.to_string()))?;
+        let fields = Arc::new(fields_of(&out.schema));
+        // Each value as Postgres text, straight from the columns (rows.rs).
         let mut encoder = DataRowEncoder::new(Arc::clone(&fields));
-        let mut data = Vec::with_capacity(rows.len());
-        for row in rows {
-            for (name, ty) in names.iter().zip(&types) {
-                let text = row.get(name).and_then(|v| text(v, ty));
-                encoder.encode_field(&text)?;
+        let mut data = Vec::with_capacity(out.num_rows());
+        rows::text_rows(&out.schema, &out.batches, |values| {
+            for value in values {
+                encoder.encode_field(&value)?;
             }
             data.push(Ok(encoder.take_row()));
-        }
+            Ok(())
+        })?;
         Ok(Response::Query(QueryResponse::new(
             fields,
             stream::iter(data),
@@ -252,51 +243,11 @@ fn fields_of(schema: &arrow::datatypes::Schema) -> Vec<FieldInfo> {
                 f.name().clone(),
                 None,
                 None,
-                pg_type(f.data_type()),
+                rows::pg_type(f.data_type()),
                 FieldFormat::Text,
             )
         })
         .collect()
-}
-
-/// A value as Postgres's text format has it for `ty`; `None` is NULL.
-fn text(v: &Value, ty: &Type) -> Option<String> {
-    match v {
-        Value::Null => None,
-        Value::Bool(b) => Some(if *b { "t" } else { "f" }.to_owned()),
-        Value::String(s) if *ty == Type::TIMESTAMPTZ => Some(timestamptz(s)),
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        other => Some(other.to_string()),
-    }
-}
-
-/// `2026-11-29T10:04:05.123` (the API's UTC form) → `2026-11-29 10:04:05.123+00`.
-fn timestamptz(s: &str) -> String {
-    let t = s.trim_end_matches('Z').replacen('T', " ", 1);
-    if t.len() > 19 && (t[19..].contains('+') || t[19..].contains('-')) {
-        t
-    } else {
-        format!("{t}+00")
-    }
-}
-
-fn pg_type(t: &arrow::datatypes::DataType) -> Type {
-    use arrow::datatypes::DataType as D;
-    match t {
-        D::Boolean => Type::BOOL,
-        D::Int8 | D::Int16 | D::UInt8 => Type::INT2,
-        D::Int32 | D::UInt16 => Type::INT4,
-        D::Int64 | D::UInt32 | D::UInt64 => Type::INT8,
-        D::Float16 | D::Float32 => Type::FLOAT4,
-        D::Float64 => Type::FLOAT8,
-        D::Decimal128(..) | D::Decimal256(..) => Type::NUMERIC,
-        D::Utf8 | D::LargeUtf8 | D::Utf8View => Type::TEXT,
-        D::Date32 | D::Date64 => Type::DATE,
-        D::Timestamp(_, _) => Type::TIMESTAMPTZ,
-        D::List(_) | D::LargeList(_) | D::Map(..) | D::Struct(_) => Type::JSON,
-        _ => Type::TEXT,
-    }
 }
 
 /// `SHOW x`: the settings clients ask for, else an empty text.
@@ -341,22 +292,5 @@ mod tests {
             ["SET a = 1", "SELECT ';' AS x", "SELECT \"a;b\" FROM t"]
         );
         assert!(statements("  ; ").is_empty());
-    }
-
-    #[test]
-    fn timestamps_are_postgres_text() {
-        assert_eq!(
-            timestamptz("2026-11-29T10:04:05.123"),
-            "2026-11-29 10:04:05.123+00"
-        );
-        assert_eq!(
-            timestamptz("2026-11-29T10:04:05.123+01:00"),
-            "2026-11-29 10:04:05.123+01:00"
-        );
-        assert_eq!(text(&Value::Bool(true), &Type::BOOL).as_deref(), Some("t"));
-        assert_eq!(
-            text(&serde_json::json!({"plan": "pro"}), &Type::JSON).as_deref(),
-            Some(r#"{"plan":"pro"}"#)
-        );
     }
 }
