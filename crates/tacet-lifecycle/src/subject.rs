@@ -168,7 +168,7 @@ impl Steward {
             let keep = arrow::compute::not(mask)?;
             Ok(Some(arrow::compute::filter_record_batch(batch, &keep)?))
         };
-        let mut report = self
+        let rewritten = self
             .rewrite_subject(
                 tenant,
                 &pseudonyms,
@@ -176,7 +176,31 @@ impl Steward {
                 crate::rewrite::Waiting::Running,
                 progress,
             )
-            .await?;
+            .await;
+        let mut report = match rewritten {
+            Ok(report) => report,
+            Err(e) => {
+                // The lake still holds the person's rows and the request must be made again; the record
+                // has dropped what this node held, and must not outlive that: it waits for the other
+                // registered nodes only (none: deleted now), so it never keeps the pseudonyms, or drops the
+                // person's later events, for good.
+                if let Some(id) = &record {
+                    let others: Vec<u16> = match self.pipeline.peers() {
+                        Some(p) => p
+                            .registered()
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter(|n| *n != p.node())
+                            .collect(),
+                        None => Vec::new(),
+                    };
+                    if let Err(settle) = self.pipeline.keys().settle_erasure(tenant, id, &others) {
+                        tracing::warn!(error = %settle, "cannot settle the erasure record of a failed erasure");
+                    }
+                }
+                return Err(e);
+            }
+        };
         // The nodes that answered applied the record; those that did not must still (the record then
         // stays until they have); with none left, it goes now.
         if let Some(id) = &record {

@@ -142,3 +142,36 @@ async fn erasing_one_person_from_a_million_events_rewrites_only_their_files() {
     assert_eq!(last.action, "subject.erase");
     assert_eq!(last.detail["rows"], alice_rows);
 }
+
+/// An erasure that fails after writing its record (here the lake cannot be listed) says so, and leaves no
+/// record behind: the person's pseudonyms are not kept, nor their later events dropped, for good.
+#[tokio::test]
+async fn a_failed_erasure_leaves_no_record_behind() {
+    let env = Env::new(START);
+    let t = tenant("acme");
+    // The tenant has a subject key (people were identified), and the lake's events path is no directory.
+    env.pseudonym(&t, "someone");
+    let lake = env.dir.path().join("lake");
+    std::fs::create_dir_all(&lake).unwrap();
+    let _ = std::fs::remove_dir_all(lake.join("events"));
+    std::fs::write(lake.join("events"), b"not a directory").unwrap();
+    let failed = env
+        .steward
+        .erase(&t, "alice@example.com", "test", &|_, _, _| {})
+        .await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert!(
+        env.pipeline.keys().erasures(&t).unwrap().is_empty(),
+        "the failed erasure's record is gone"
+    );
+    // The same request succeeds once the lake is readable, and leaves nothing either.
+    std::fs::remove_file(lake.join("events")).unwrap();
+    let report = env
+        .steward
+        .erase(&t, "alice@example.com", "test", &|_, _, _| {})
+        .await
+        .unwrap();
+    assert_eq!(report.rows, 0);
+    assert!(report.erasure_record.is_some());
+    assert!(env.pipeline.keys().erasures(&t).unwrap().is_empty());
+}
