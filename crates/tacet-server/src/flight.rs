@@ -169,8 +169,7 @@ impl FlightSqlService for FlightSql {
             }
             key.to_owned()
         } else {
-            let tenant = self.tenant(&request)?;
-            drop(tenant);
+            self.tenant(&request)?;
             header.trim_start_matches("Bearer ").trim().to_owned()
         };
         let bearer = MetadataValue::try_from(format!("Bearer {key}"))

@@ -33,14 +33,14 @@ pub async fn drain(config: &Config) -> anyhow::Result<()> {
         recovered.events, recovered.records, recovered.erased
     );
     let written = recovered.events - recovered.erased;
+    // The flush inside refuses to run unless the erasure records were applied (and marked done for this
+    // node) first.
     pipeline.persist_all().await.with_context(|| {
         format!(
             "node {node}: the log's events could not all be written to the lake; nothing was deregistered. \
              Fix the storage (the error above says what failed) and run tacet node drain again"
         )
     })?;
-    // Erasure records that waited for this node: applied above; the last one to be done deletes them.
-    pipeline.apply_erasures()?;
     peers.leave_for_good()?;
     let released = crate::claim::release_node(config, pipeline.lake().store()).await?;
     println!(

@@ -720,18 +720,10 @@ pub(crate) async fn mark(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = match v.change_form(&headers, &body, "the crash group's page") {
+    let form = match super::groups::group_form(&v, &headers, &body, &fp) {
         Ok(f) => f,
         Err(refused) => return *refused,
     };
-    if !triage::valid_fingerprint(&fp) {
-        return problem(
-            StatusCode::NOT_FOUND,
-            "No such crash group",
-            "A crash group's address ends in its fingerprint, 16 hexadecimal characters.",
-            Some(v.who()),
-        );
-    }
     let Some(to) = form.get("state").and_then(|s| GroupState::parse(s)) else {
         return problem(
             StatusCode::BAD_REQUEST,

@@ -121,6 +121,26 @@ fn audit(
     Ok(())
 }
 
+/// A changing form posted to crash group `fp`'s page: checked as every changing form is
+/// (`Viewer::change_form`), and the fingerprint well-formed (else 404).
+pub(crate) fn group_form(
+    v: &Viewer,
+    headers: &HeaderMap,
+    body: &Bytes,
+    fp: &str,
+) -> Result<HashMap<String, String>, Box<Response>> {
+    let form = v.change_form(headers, body, "the crash group's page")?;
+    if !triage::valid_fingerprint(fp) {
+        return Err(Box::new(problem(
+            StatusCode::NOT_FOUND,
+            "No such crash group",
+            "A crash group's address ends in its fingerprint, 16 hexadecimal characters.",
+            Some(v.who()),
+        )));
+    }
+    Ok(form)
+}
+
 /// `POST /ui/crashes/<fp>/groups`: `op` = merge (`into`), unmerge (`from`: a group merged into this
 /// one), split (`frame`) or unsplit (`frame`); back to the group's page, or to the new group's.
 pub(crate) async fn act(
@@ -130,18 +150,10 @@ pub(crate) async fn act(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = match v.change_form(&headers, &body, "the crash group's page") {
+    let form = match group_form(&v, &headers, &body, &fp) {
         Ok(f) => f,
         Err(refused) => return *refused,
     };
-    if !triage::valid_fingerprint(&fp) {
-        return problem(
-            StatusCode::NOT_FOUND,
-            "No such crash group",
-            "A crash group's address ends in its fingerprint, 16 hexadecimal characters.",
-            Some(v.who()),
-        );
-    }
     let get = |k: &str| form.get(k).map(|s| s.trim().to_owned()).unwrap_or_default();
     let done = match get("op").as_str() {
         "merge" => v
