@@ -17,6 +17,7 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use serde::Serialize;
@@ -24,6 +25,9 @@ use tacet_lake::{FileName, ParquetFilePath, PartitionKey};
 use tacet_model::TenantId;
 
 use crate::{Error, Progress, Result, Steward};
+
+/// How many files' bloom filters a subject request probes at once.
+const PROBES_AT_ONCE: usize = 16;
 
 /// What a rewrite did. File paths are lake paths (no identifiers in them).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -133,13 +137,31 @@ impl Steward {
         let mut old: Vec<Path> = leftovers.clone();
         let mut written: Vec<(ParquetFilePath, usize)> = Vec::new();
         if !values.is_empty() {
-            for (i, meta) in files.iter().enumerate() {
-                if i % 64 == 0 {
-                    progress(i, files.len(), "probing bloom filters");
-                }
-                if !lake.may_hold(meta, "user_pseudonym", &values).await? {
-                    continue;
-                }
+            // The probes (a footer and a bloom filter each, two round trips to S3) run 16 at a time: most
+            // files hold nothing of the person, and an erasure should not take a round trip per file.
+            let mut probed = 0;
+            let candidates: Vec<usize> = futures::stream::iter(0..files.len())
+                .map(|i| {
+                    let (meta, values) = (files[i].clone(), values.clone());
+                    async move { (i, lake.may_hold(&meta, "user_pseudonym", &values).await) }
+                })
+                .buffered(PROBES_AT_ONCE)
+                .inspect(|_| {
+                    if probed % 64 == 0 {
+                        progress(probed, files.len(), "probing bloom filters");
+                    }
+                    probed += 1;
+                })
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .filter_map(|(i, may)| match may {
+                    Ok(true) => Some(Ok(i)),
+                    Ok(false) => None,
+                    Err(e) => Some(Err(e)),
+                })
+                .collect::<std::result::Result<_, _>>()?;
+            for meta in candidates.into_iter().map(|i| &files[i]) {
                 report.files_read += 1;
                 let batches = lake.read(meta).await?;
                 let mut kept = Vec::with_capacity(batches.len());
@@ -189,11 +211,14 @@ impl Steward {
 
         // Read back: the new files hold the edited rows and the old ones are gone.
         for (path, rows) in &written {
-            let meta = lake
+            let mut meta = lake
                 .store()
                 .head(path.as_object_path())
                 .await
                 .map_err(|e| Error::Verify(format!("{path} is missing after the rewrite: {e}")))?;
+            // object_store 0.13's PrefixStore answers `head` with the location under its prefix (a
+            // lake with `prefix` on S3): read what we wrote, by our own name for it.
+            meta.location = path.as_object_path().clone();
             let batches = lake.read(&meta).await?;
             let got: usize = batches.iter().map(RecordBatch::num_rows).sum();
             if got != *rows {
