@@ -71,8 +71,9 @@ fn kubernetes_manifests_parse_and_carry_a_valid_configuration() {
             .unwrap_or_else(|| panic!("no {kind} in the manifests"))
     };
 
-    // Ingestion: a StatefulSet whose pods each keep a WAL volume at the data directory, take their node
-    // id from the pod index, and mount the shared key store.
+    // Ingestion: a StatefulSet whose pods each keep a WAL volume at the data directory and take their
+    // node id from the pod index, sharing nothing but the bucket (no other volume claim), scaled by a
+    // HorizontalPodAutoscaler.
     let sts = find("StatefulSet");
     let pod = &sts["spec"]["template"]["spec"];
     let container = &pod["containers"][0];
@@ -92,6 +93,24 @@ fn kubernetes_manifests_parse_and_carry_a_valid_configuration() {
         "wal"
     );
     assert_eq!(mount("wal"), "/var/lib/tacet");
+    assert!(
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["persistentVolumeClaim"].is_null()),
+        "a pod mounts a shared volume"
+    );
+    assert!(
+        !kinds.iter().any(|(k, _)| k == "PersistentVolumeClaim"),
+        "a shared volume claim"
+    );
+    let hpa = find("HorizontalPodAutoscaler");
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["kind"], "StatefulSet");
+    assert_eq!(
+        hpa["spec"]["scaleTargetRef"]["name"],
+        sts["metadata"]["name"]
+    );
     assert!(
         container["env"]
             .as_array()
@@ -118,11 +137,17 @@ fn kubernetes_manifests_parse_and_carry_a_valid_configuration() {
     );
     let parsed: toml::Value = toml::from_str(config).unwrap();
     assert_eq!(parsed["data_dir"].as_str(), Some(mount("wal").as_str()));
-    assert_eq!(
-        parsed["shared_dir"].as_str(),
-        Some(mount("shared").as_str())
-    );
+    assert!(parsed.get("shared_dir").is_none());
+    assert_eq!(parsed["shared_state"].as_str(), Some("lake"));
     assert_eq!(parsed["storage"]["backend"].as_str(), Some("s3"));
+    assert!(
+        job["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["name"] != "shared"),
+        "the CronJob mounts a shared volume"
+    );
 
     // The example Secrets cover what the pods read, and applied unchanged they stop the pod, naming
     // every placeholder.

@@ -21,6 +21,7 @@ mod production;
 mod s3;
 mod security;
 mod server;
+mod shared;
 mod shares;
 mod skeleton;
 mod sourcemaps;

@@ -28,6 +28,23 @@ pub const AWS_ENV: [(&str, &str); 3] = [
     ("AWS_REGION", "us-east-1"),
 ];
 
+/// moto's server (what `moto_server` runs), with each write handled whole before the next: moto checks
+/// `If-None-Match`/`If-Match` and then stores in two steps, so two conditional puts at once can both win,
+/// where S3 (and R2, MinIO) lets one win and answers 412 to the other. Reads stay concurrent.
+const MOTO_ATOMIC: &str = "\
+import sys, threading
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+app = DomainDispatcherApplication(create_backend_app)
+writes = threading.Lock()
+def serve(environ, start_response):
+    if environ.get('REQUEST_METHOD') in ('GET', 'HEAD'):
+        return app(environ, start_response)
+    with writes:
+        return [b''.join(app(environ, start_response))]
+run_simple('127.0.0.1', int(sys.argv[1]), serve, threaded=True)
+";
+
 /// A moto S3 server on a free loopback port, stopped on drop.
 pub struct Moto {
     child: Child,
@@ -42,8 +59,9 @@ impl Moto {
             return None;
         }
         let port = free_port();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let child = Command::new("python3")
+            .args(["-c", MOTO_ATOMIC, &port.to_string()])
+            .env("MOTO_PORT", port.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -2,7 +2,8 @@
 //! offboarding, key event and admin login, each carrying the hash of the line before it.
 //!
 //! ```text
-//! <data dir>/audit/audit.jsonl
+//! audit/audit.jsonl of the shared state (`<data dir>/audit/audit.jsonl`, or `_tacet/state/audit/` in the
+//! lake's bucket)
 //! {"seq":1,"time":"2026-11-29T08:00:00.000Z","actor":"cli","action":"retention.drop","tenant":"acme",
 //!  "detail":{...},"prev":"0000…","hash":"<blake3 of the line up to the hash field, closed with '}'>"}
 //! ```
@@ -14,15 +15,14 @@
 //! ticket, an e-mail) to pin the log up to that point.
 //!
 //! Entries never hold a raw identifier: subject requests are logged by a random request id and counts,
-//! never by user id or pseudonym. Appends from several processes (a server and a CLI job) are serialised by
-//! an exclusive lock on the file.
+//! never by user id or pseudonym. Appends from several processes (a server and a CLI job, several nodes) are
+//! serialised by the state store (`tacet_state::Dir::append_with`).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
+use tacet_state::Dir;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -70,17 +70,20 @@ pub struct Sealed {
     pub hash: String,
 }
 
-/// The log file, appended under an exclusive file lock.
+/// The log, appended under an exclusive lock (a file lock on local disk, a conditional put in an object
+/// store: a node that loses the race reads the new last entry and chains after it, so the chain never forks).
 #[derive(Debug)]
 pub struct AuditLog {
-    path: PathBuf,
-    /// Serialises appends within the process (the file lock does it across processes).
+    dir: Dir,
+    /// Serialises appends within the process (the store does it across processes).
     local: Mutex<()>,
 }
 
-fn io(path: &Path, source: std::io::Error) -> Error {
+const FILE: &str = "audit.jsonl";
+
+fn io(place: &str, source: std::io::Error) -> Error {
     Error::Io {
-        path: path.display().to_string(),
+        path: place.to_owned(),
         source,
     }
 }
@@ -98,20 +101,25 @@ fn split_line(line: &str) -> Option<(String, &str)> {
 }
 
 impl AuditLog {
-    /// The log in `dir` (created if missing).
-    pub fn open(dir: &Path) -> Result<Self> {
-        fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    /// The log in `dir` (`audit/` of the shared state).
+    pub fn open(dir: impl Into<Dir>) -> Result<Self> {
         Ok(Self {
-            path: dir.join("audit.jsonl"),
+            dir: dir.into(),
             local: Mutex::new(()),
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the log is, for messages.
+    pub fn place(&self) -> String {
+        self.dir.place(FILE)
     }
 
-    /// Appends an entry (fsynced) and returns its hash.
+    /// The log's file, when it is on local disk.
+    pub fn path(&self) -> Option<PathBuf> {
+        self.dir.local_path().map(|d| d.join(FILE))
+    }
+
+    /// Appends an entry (durably) and returns its hash.
     pub fn append(
         &self,
         actor: &str,
@@ -120,86 +128,83 @@ impl AuditLog {
         detail: serde_json::Value,
     ) -> Result<String> {
         let _local = self.local.lock().expect("audit lock");
-        let mut file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| io(&self.path, e))?;
-        file.lock().map_err(|e| io(&self.path, e))?;
-        let (seq, prev) = last_entry(&mut file, &self.path)?;
-        let entry = Entry {
-            seq: seq + 1,
-            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            actor: actor.to_owned(),
-            action: action.to_owned(),
-            tenant: tenant.map(str::to_owned),
-            detail,
-            prev,
-        };
-        let body = serde_json::to_string(&entry).expect("an entry serialises");
-        let h = hash(&body);
-        let line = format!("{},\"hash\":\"{h}\"}}\n", &body[..body.len() - 1]);
-        file.write_all(line.as_bytes())
-            .and_then(|()| file.sync_data())
-            .map_err(|e| io(&self.path, e))?;
-        file.unlock().map_err(|e| io(&self.path, e))?;
-        Ok(h)
+        let place = self.place();
+        let mut sealed = String::new();
+        self.dir
+            .append_with(FILE, &mut |last| {
+                let (seq, prev) = match last {
+                    None => (0, GENESIS.to_owned()),
+                    Some(line) => last_entry(line).map_err(|reason| {
+                        std::io::Error::other(format!(
+                            "{reason}; run `tacet audit verify` before appending"
+                        ))
+                    })?,
+                };
+                let entry = Entry {
+                    seq: seq + 1,
+                    time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    actor: actor.to_owned(),
+                    action: action.to_owned(),
+                    tenant: tenant.map(str::to_owned),
+                    detail: detail.clone(),
+                    prev,
+                };
+                let body = serde_json::to_string(&entry).expect("an entry serialises");
+                sealed = hash(&body);
+                Ok(format!(
+                    "{},\"hash\":\"{sealed}\"}}",
+                    &body[..body.len() - 1]
+                ))
+            })
+            .map_err(|e| io(&place, e))?;
+        Ok(sealed)
     }
 
     /// Every entry, checked: the first broken one is an error naming its line.
     pub fn read(&self) -> Result<Vec<Sealed>> {
-        verify(&self.path)
+        let place = self.place();
+        match self.dir.read(FILE).map_err(|e| io(&place, e))? {
+            None => Ok(Vec::new()),
+            Some(bytes) => verify_bytes(&bytes, &place),
+        }
     }
 }
 
-/// The last entry's sequence number and hash (0 and [`GENESIS`] for an empty log).
-fn last_entry(file: &mut File, path: &Path) -> Result<(u64, String)> {
-    let len = file.seek(SeekFrom::End(0)).map_err(|e| io(path, e))?;
-    if len == 0 {
-        return Ok((0, GENESIS.to_owned()));
-    }
-    // The last line: read a tail large enough for any entry, or the whole file.
-    let start = len.saturating_sub(64 << 10);
-    file.seek(SeekFrom::Start(start)).map_err(|e| io(path, e))?;
-    let mut tail = String::new();
-    std::io::Read::read_to_string(file, &mut tail).map_err(|e| io(path, e))?;
-    let last = tail
-        .trim_end_matches('\n')
-        .rsplit('\n')
-        .next()
-        .unwrap_or("");
-    let broken = |reason: &str| Error::Broken {
-        path: path.display().to_string(),
-        line: 0,
-        reason: format!("{reason}; run `tacet audit verify` before appending"),
-    };
-    let (body, h) = split_line(last).ok_or_else(|| broken("the last line has no hash"))?;
-    let entry: Entry =
-        serde_json::from_str(&body).map_err(|_| broken("the last line is not an entry"))?;
+/// The sequence number and hash of the entry on `line`.
+fn last_entry(line: &str) -> std::result::Result<(u64, String), &'static str> {
+    let (body, h) = split_line(line).ok_or("the last line has no hash")?;
+    let entry: Entry = serde_json::from_str(&body).map_err(|_| "the last line is not an entry")?;
     Ok((entry.seq, h.to_owned()))
 }
 
-/// Reads and checks the whole chain of the log at `path`; an error names the first entry (line) that
-/// does not hold. A missing file is an empty log.
+/// Reads and checks the whole chain of the log file at `path`; an error names the first entry (line)
+/// that does not hold. A missing file is an empty log.
 pub fn verify(path: &Path) -> Result<Vec<Sealed>> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io(path, e)),
-    };
+    let place = path.display().to_string();
+    match std::fs::read(path) {
+        Ok(bytes) => verify_bytes(&bytes, &place),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(io(&place, e)),
+    }
+}
+
+/// Checks the chain in `bytes` (the log at `place`).
+fn verify_bytes(bytes: &[u8], place: &str) -> Result<Vec<Sealed>> {
     let mut out: Vec<Sealed> = Vec::new();
     let mut prev = GENESIS.to_owned();
-    for (i, line) in BufReader::new(file).split(b'\n').enumerate() {
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    if body.is_empty() {
+        return Ok(out);
+    }
+    for (i, line) in body.split(|b| *b == b'\n').enumerate() {
         let n = i + 1;
         let broken = |reason: String| Error::Broken {
-            path: path.display().to_string(),
+            path: place.to_owned(),
             line: n,
             reason,
         };
-        let line = line.map_err(|e| io(path, e))?;
-        let line = String::from_utf8(line).map_err(|_| broken("not UTF-8".into()))?;
-        let (body, h) = split_line(&line).ok_or_else(|| broken("no hash field".into()))?;
+        let line = std::str::from_utf8(line).map_err(|_| broken("not UTF-8".into()))?;
+        let (body, h) = split_line(line).ok_or_else(|| broken("no hash field".into()))?;
         if hash(&body) != h {
             return Err(broken(
                 "its hash does not match its content (the entry was changed)".into(),
@@ -231,6 +236,7 @@ pub fn verify(path: &Path) -> Result<Vec<Sealed>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn log_with(n: usize) -> (tempfile::TempDir, AuditLog) {
         let dir = tempfile::tempdir().unwrap();
@@ -262,13 +268,13 @@ mod tests {
     #[test]
     fn editing_any_byte_breaks_the_chain_at_that_entry() {
         let (_dir, log) = log_with(4);
-        let original = fs::read(log.path()).unwrap();
+        let original = fs::read(log.path().unwrap()).unwrap();
         let line_of = |at: usize| original[..at].iter().filter(|&&b| b == b'\n').count() + 1;
         for at in 0..original.len() {
             let mut edited = original.clone();
             edited[at] = if edited[at] == b'x' { b'y' } else { b'x' };
-            fs::write(log.path(), &edited).unwrap();
-            match verify(log.path()) {
+            fs::write(log.path().unwrap(), &edited).unwrap();
+            match verify(&log.path().unwrap()) {
                 Err(Error::Broken { line, .. }) => {
                     // A changed newline merges or splits lines; otherwise the entry is named exactly.
                     if original[at] != b'\n' {
@@ -278,17 +284,17 @@ mod tests {
                 other => panic!("editing byte {at} went unnoticed: {other:?}"),
             }
         }
-        fs::write(log.path(), &original).unwrap();
-        assert_eq!(verify(log.path()).unwrap().len(), 4);
+        fs::write(log.path().unwrap(), &original).unwrap();
+        assert_eq!(verify(&log.path().unwrap()).unwrap().len(), 4);
     }
 
     #[test]
     fn removing_an_entry_is_noticed() {
         let (_dir, log) = log_with(3);
-        let text = fs::read_to_string(log.path()).unwrap();
+        let text = fs::read_to_string(log.path().unwrap()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        fs::write(log.path(), format!("{}\n{}\n", lines[0], lines[2])).unwrap();
-        let err = verify(log.path()).unwrap_err().to_string();
+        fs::write(log.path().unwrap(), format!("{}\n{}\n", lines[0], lines[2])).unwrap();
+        let err = verify(&log.path().unwrap()).unwrap_err().to_string();
         assert!(
             err.contains("entry 2") && err.contains("does not follow"),
             "{err}"

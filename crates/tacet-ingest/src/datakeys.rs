@@ -10,12 +10,11 @@
 //! (crypto-shredding), whatever copies or backups exist.
 
 use std::collections::HashMap;
-use std::fs;
-use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use tacet_model::TenantId;
+use tacet_state::Dir;
 
 use crate::{Error, Result};
 
@@ -49,6 +48,13 @@ impl MasterKey {
         seen.iter().filter(|s| **s).count()
     }
 
+    /// A key for `purpose` derived from this one (HMAC-SHA256), e.g. the key that seals the shared state.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.0);
+        let tag = ring::hmac::sign(&key, purpose.as_bytes());
+        tag.as_ref().try_into().expect("32 bytes")
+    }
+
     /// Fewer different bytes than this: a key made by hand. A random key has fewer with a probability
     /// below 10^-18.
     pub const MIN_DISTINCT_BYTES: usize = 12;
@@ -57,7 +63,7 @@ impl MasterKey {
 /// The tenants' data keys.
 #[derive(Debug)]
 pub struct DataKeyring {
-    dir: PathBuf,
+    dir: Dir,
     master: LessSafeKeyDebug,
     cache: Mutex<HashMap<TenantId, [u8; 16]>>,
 }
@@ -70,29 +76,30 @@ impl std::fmt::Debug for LessSafeKeyDebug {
     }
 }
 
-fn keys_error(path: &Path, what: impl std::fmt::Display) -> Error {
-    Error::Keys {
-        path: path.display().to_string(),
-        source: std::io::Error::other(what.to_string()),
-    }
+fn keys_error(place: &str, what: impl std::fmt::Display) -> Error {
+    Error::State(std::io::Error::other(format!("{place}: {what}")))
 }
 
 impl DataKeyring {
     /// The data keys under `dir` (created, 0700), wrapped by `master`.
-    pub fn open(dir: &Path, master: MasterKey) -> Result<Self> {
-        fs::create_dir_all(dir).map_err(|e| Error::keys(dir, e))?;
-        fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .map_err(|e| Error::keys(dir, e))?;
+    /// The keyring in `dir` (`keys/data` of the shared state). Wrapped keys only ever reach it.
+    pub fn open(dir: impl Into<Dir>, master: MasterKey) -> Result<Self> {
+        let dir: Dir = dir.into();
+        if let Some(path) = dir.local_path() {
+            std::fs::create_dir_all(&path).map_err(|e| Error::keys(&path, e))?;
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .map_err(|e| Error::keys(&path, e))?;
+        }
         let key = UnboundKey::new(&AES_256_GCM, &master.0).expect("a 32-byte AES-256 key");
         Ok(Self {
-            dir: dir.to_owned(),
+            dir,
             master: LessSafeKeyDebug(LessSafeKey::new(key)),
             cache: Mutex::default(),
         })
     }
 
-    fn path(&self, tenant: &TenantId) -> PathBuf {
-        self.dir.join(format!("{tenant}.key"))
+    fn name(tenant: &TenantId) -> String {
+        format!("{tenant}.key")
     }
 
     /// The tenant's data key, made on first use.
@@ -101,9 +108,10 @@ impl DataKeyring {
         if let Some(k) = cache.get(tenant) {
             return Ok(*k);
         }
-        let path = self.path(tenant);
-        let key = match fs::read(&path) {
-            Ok(mut wrapped) => {
+        let name = Self::name(tenant);
+        let path = self.dir.place(&name);
+        let key = match self.dir.read(&name)? {
+            Some(mut wrapped) => {
                 if wrapped.len() < NONCE_LEN + 16 {
                     return Err(keys_error(
                         &path,
@@ -126,8 +134,8 @@ impl DataKeyring {
                     .try_into()
                     .map_err(|_| keys_error(&path, "a data key must be 16 bytes"))?
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                match self.create(tenant, &path)? {
+            None => {
+                match self.create(tenant, &name)? {
                     Some(key) => key,
                     None => {
                         // Another node sharing this key store made it first: read theirs.
@@ -136,14 +144,14 @@ impl DataKeyring {
                     }
                 }
             }
-            Err(e) => return Err(Error::keys(&path, e)),
         };
         cache.insert(tenant.clone(), key);
         Ok(key)
     }
 
     /// A new wrapped key at `path`; `None` if another process created one first.
-    fn create(&self, tenant: &TenantId, path: &Path) -> Result<Option<[u8; 16]>> {
+    fn create(&self, tenant: &TenantId, name: &str) -> Result<Option<[u8; 16]>> {
+        let path = &self.dir.place(name);
         let mut key = [0u8; 16];
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut key).map_err(|e| keys_error(path, e))?;
@@ -159,23 +167,13 @@ impl DataKeyring {
             .map_err(|_| keys_error(path, "cannot wrap a data key"))?;
         let mut wrapped = nonce.to_vec();
         wrapped.extend_from_slice(&body);
-        Ok(crate::keystore::create_secret(path, &wrapped)?.then_some(key))
+        Ok(self.dir.create(name, &wrapped)?.then_some(key))
     }
 
     /// Destroys the tenant's data key: its lake files can no longer be read by anyone.
     pub fn destroy(&self, tenant: &TenantId) -> Result<bool> {
         self.cache.lock().expect("keyring lock").remove(tenant);
-        let path = self.path(tenant);
-        match fs::remove_file(&path) {
-            Ok(()) => {
-                fs::File::open(&self.dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(|e| Error::keys(&self.dir, e))?;
-                Ok(true)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(Error::keys(&path, e)),
-        }
+        Ok(self.dir.delete(&Self::name(tenant))?)
     }
 }
 
@@ -198,7 +196,7 @@ mod tests {
         let ring = DataKeyring::open(dir.path(), MasterKey::from_hex(&master).unwrap()).unwrap();
         let t = TenantId::new("acme").unwrap();
         let k = ring.key(&t).unwrap();
-        let wrapped = fs::read(dir.path().join("acme.key")).unwrap();
+        let wrapped = std::fs::read(dir.path().join("acme.key")).unwrap();
         assert!(
             !wrapped.windows(16).any(|w| w == k),
             "the file holds the key in clear"

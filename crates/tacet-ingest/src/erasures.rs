@@ -22,12 +22,11 @@
 //! processing (an objection is what stops those). A node sees a new record at its next flush, so events
 //! of the person accepted in that moment are dropped too: the error is on the side of erasing.
 
-use std::fs;
-use std::path::{Path, PathBuf};
-
 use serde::{Deserialize, Serialize};
 use tacet_model::TenantId;
 use tacet_privacy::user_pseudonym;
+
+use tacet_state::Dir;
 
 use crate::{Error, KeyStore, Result};
 
@@ -43,62 +42,46 @@ pub struct Erasure {
 }
 
 impl KeyStore {
-    fn erasures_dir(&self) -> PathBuf {
-        self.dir().join("erasures")
+    fn erasures_dir(&self) -> Dir {
+        self.dir().sub("erasures")
     }
 
-    fn erasure_dir(&self, tenant: &TenantId) -> PathBuf {
-        self.erasures_dir().join(tenant.as_str())
+    fn erasure_dir(&self, tenant: &TenantId) -> Dir {
+        self.erasures_dir().sub(tenant.as_str())
     }
 
     /// The tenants that have erasure records (or had: an empty directory is harmless).
     pub fn tenants_with_erasures(&self) -> Result<Vec<TenantId>> {
-        let dir = self.erasures_dir();
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::keys(&dir, e)),
-        };
-        let mut out = Vec::new();
-        for entry in entries {
-            let name = entry.map_err(|e| Error::keys(&dir, e))?.file_name();
-            if let Some(t) = name.to_str().and_then(|n| TenantId::new(n).ok()) {
-                out.push(t);
-            }
-        }
-        Ok(out)
+        Ok(self
+            .erasures_dir()
+            .list()?
+            .into_iter()
+            .filter(|e| e.is_dir)
+            .filter_map(|e| TenantId::new(&e.name).ok())
+            .collect())
     }
 
-    /// The tenant's erasure records, oldest first (one directory listing: seen at a node's next flush).
+    /// The tenant's erasure records, oldest first (one listing: seen at a node's next flush).
     pub fn erasures(&self, tenant: &TenantId) -> Result<Vec<Erasure>> {
         let dir = self.erasure_dir(tenant);
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::keys(&dir, e)),
-        };
-        let mut ids = Vec::new();
-        for entry in entries {
-            let name = entry.map_err(|e| Error::keys(&dir, e))?.file_name();
-            if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")) {
-                ids.push(id.to_owned());
-            }
-        }
+        let mut ids: Vec<String> = dir
+            .list()?
+            .into_iter()
+            .filter_map(|e| e.name.strip_suffix(".json").map(str::to_owned))
+            .collect();
         ids.sort();
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            let path = dir.join(format!("{id}.json"));
-            let text = match fs::read_to_string(&path) {
-                Ok(t) => t,
-                // Deleted meanwhile by another node: nothing left to apply.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::keys(&path, e)),
+            let name = format!("{id}.json");
+            // Deleted meanwhile by another node: nothing left to apply.
+            let Some(bytes) = dir.read(&name)? else {
+                continue;
             };
-            let mut record: Erasure = serde_json::from_str(&text).map_err(|e| {
-                Error::keys(
-                    &path,
-                    std::io::Error::other(format!("{e}; fix or restore the file")),
-                )
+            let mut record: Erasure = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::State(std::io::Error::other(format!(
+                    "{}: {e}; fix or restore the file",
+                    dir.place(&name)
+                )))
             })?;
             record.id = id;
             out.push(record);
@@ -116,8 +99,7 @@ impl KeyStore {
         }
         let now = self.clock().now();
         let mut random = [0u8; 4];
-        getrandom::fill(&mut random)
-            .map_err(|e| Error::keys(&self.erasures_dir(), std::io::Error::other(e.to_string())))?;
+        getrandom::fill(&mut random).map_err(|e| std::io::Error::other(e.to_string()))?;
         // Sortable by time, unique across nodes.
         let id = format!(
             "{}-{}",
@@ -133,23 +115,18 @@ impl KeyStore {
                 .collect(),
             waiting: None,
         };
-        self.write_erasure(tenant, &record)?;
-        Ok(Some(id))
-    }
-
-    fn write_erasure(&self, tenant: &TenantId, record: &Erasure) -> Result<()> {
         let dir = self.erasure_dir(tenant);
-        fs::create_dir_all(&dir).map_err(|e| Error::keys(&dir, e))?;
-        let path = dir.join(format!("{}.json", record.id));
-        let tmp = dir.join(format!(".{}.{}.tmp", record.id, std::process::id()));
-        crate::keystore::write_private(
-            &tmp,
-            serde_json::to_string(record)
-                .expect("a record serialises")
-                .as_bytes(),
-        )?;
-        fs::rename(&tmp, &path).map_err(|e| Error::keys(&path, e))?;
-        crate::keystore::sync_dir(&dir)
+        let name = format!("{id}.json");
+        if !dir.create(
+            &name,
+            &serde_json::to_vec(&record).expect("a record serialises"),
+        )? {
+            return Err(Error::State(std::io::Error::other(format!(
+                "{} exists already; make the request again",
+                dir.place(&name)
+            ))));
+        }
+        Ok(Some(id))
     }
 
     /// The erasure that wrote record `id` has ended: the nodes in `waiting` did not answer and must still
@@ -162,64 +139,54 @@ impl KeyStore {
             return Ok(());
         };
         record.waiting = Some(waiting.to_vec());
-        self.write_erasure(tenant, &record)
+        self.erasure_dir(tenant).put(
+            &format!("{id}.json"),
+            &serde_json::to_vec(&record).expect("a record serialises"),
+        )?;
+        Ok(())
     }
 
     /// Marks record `id` applied by `node`.
     pub(crate) fn erasure_done(&self, tenant: &TenantId, id: &str, node: u16) -> Result<()> {
-        let path = self.erasure_dir(tenant).join(format!("{id}.done-{node}"));
-        fs::write(&path, b"").map_err(|e| Error::keys(&path, e))
+        self.erasure_dir(tenant)
+            .put(&format!("{id}.done-{node}"), b"")?;
+        Ok(())
     }
 
     /// Whether `node` has marked record `id` applied.
     pub(crate) fn erasure_is_done(&self, tenant: &TenantId, id: &str, node: u16) -> bool {
         self.erasure_dir(tenant)
-            .join(format!("{id}.done-{node}"))
-            .exists()
+            .exists(&format!("{id}.done-{node}"))
+            .unwrap_or(false)
     }
 
     /// Deletes record `id` and its marks.
     pub(crate) fn delete_erasure(&self, tenant: &TenantId, id: &str) -> Result<()> {
         let dir = self.erasure_dir(tenant);
-        let Ok(entries) = fs::read_dir(&dir) else {
-            return Ok(());
-        };
         let prefix = format!("{id}.");
         // The marks first, the record last: a record without marks is only applied again, harmlessly.
         let mut record = None;
-        for entry in entries {
-            let name = entry.map_err(|e| Error::keys(&dir, e))?.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if !name.starts_with(&prefix) {
+        for entry in dir.list()? {
+            if !entry.name.starts_with(&prefix) {
                 continue;
             }
-            if name.ends_with(".json") {
-                record = Some(dir.join(name));
+            if entry.name.ends_with(".json") {
+                record = Some(entry.name);
             } else {
-                remove(&dir.join(name))?;
+                dir.delete(&entry.name)?;
             }
         }
-        if let Some(path) = record {
-            remove(&path)?;
+        if let Some(name) = record {
+            dir.delete(&name)?;
         }
-        crate::keystore::sync_dir(&dir)
+        Ok(())
     }
 
     /// Deletes a tenant's erasure records (offboarding: its events and keys are gone too).
     pub(crate) fn destroy_erasures(&self, tenant: &TenantId) -> Result<bool> {
         let dir = self.erasure_dir(tenant);
-        match fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(Error::keys(&dir, e)),
-        }
-    }
-}
-
-fn remove(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::keys(path, e)),
+        let had = !dir.list()?.is_empty();
+        dir.delete_all()?;
+        Ok(had)
     }
 }

@@ -1,4 +1,5 @@
-//! The key store: per-tenant daily visitor salts and subject keys, as files under `<data dir>/keys/`.
+//! The key store: per-tenant daily visitor salts and subject keys, under `keys/` of the shared state
+//! (`tacet_state`: `<data dir>/keys/` by default, or `_tacet/state/keys/` in the lake's bucket).
 //!
 //! ```text
 //! keys/                              (0700)
@@ -17,16 +18,15 @@
 //! a quiet tenant's salt does not outlive its 48 hours.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use tacet_model::{Clock, TenantId};
 use tacet_privacy::Keys;
+use tacet_state::Dir;
 
 use crate::{Error, Result};
 
@@ -37,7 +37,7 @@ const SUBJECT_RECHECK_MILLIS: i64 = 10_000;
 
 #[derive(Debug)]
 pub struct KeyStore {
-    dir: PathBuf,
+    dir: Dir,
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
     objections: crate::objections::SharedCache,
@@ -86,46 +86,46 @@ fn day_end(day: NaiveDate, tz: Tz) -> DateTime<Utc> {
 }
 
 impl KeyStore {
-    /// Opens (or creates) the key store in `dir` and loads what is there. Call [`KeyStore::set_zone`] for
-    /// tenants with a time zone, then [`KeyStore::destroy_expired`].
-    pub fn open(dir: &Path, clock: Arc<dyn Clock>) -> Result<Self> {
-        for sub in ["", "salts", "subject"] {
-            let d = dir.join(sub);
-            fs::create_dir_all(&d).map_err(|e| Error::keys(&d, e))?;
-            fs::set_permissions(&d, fs::Permissions::from_mode(0o700))
-                .map_err(|e| Error::keys(&d, e))?;
+    /// Opens (or creates) the key store in `dir` (a local directory, or `keys/` of the shared state in the
+    /// object store) and loads what is there. Call [`KeyStore::set_zone`] for tenants with a time zone,
+    /// then [`KeyStore::destroy_expired`].
+    pub fn open(dir: impl Into<Dir>, clock: Arc<dyn Clock>) -> Result<Self> {
+        let dir: Dir = dir.into();
+        if let Some(path) = dir.local_path() {
+            for sub in ["", "salts", "subject"] {
+                let d = path.join(sub);
+                fs::create_dir_all(&d).map_err(|e| Error::keys(&d, e))?;
+                fs::set_permissions(&d, fs::Permissions::from_mode(0o700))
+                    .map_err(|e| Error::keys(&d, e))?;
+            }
         }
         let mut state = State::default();
-        let salts = dir.join("salts");
-        for entry in fs::read_dir(&salts).map_err(|e| Error::keys(&salts, e))? {
-            let path = entry.map_err(|e| Error::keys(&salts, e))?.path();
-            let Some(tenant) = path
-                .file_name()
-                .and_then(|s| s.to_str())
-                .and_then(|s| TenantId::new(s).ok())
-                .filter(|_| path.is_dir())
-            else {
+        let salts = dir.sub("salts");
+        for entry in salts.list()? {
+            let Some(tenant) = TenantId::new(&entry.name).ok().filter(|_| entry.is_dir) else {
                 // A salt of the earlier shared layout (salts/<day>.key): destroy it now.
-                if path.extension().is_some_and(|e| e == "key") {
-                    fs::remove_file(&path).map_err(|e| Error::keys(&path, e))?;
+                if !entry.is_dir && entry.name.ends_with(".key") {
+                    salts.delete(&entry.name)?;
                 }
                 continue;
             };
-            for entry in fs::read_dir(&path).map_err(|e| Error::keys(&path, e))? {
-                let file = entry.map_err(|e| Error::keys(&path, e))?.path();
+            let days = salts.sub(tenant.as_str());
+            for file in days.list()? {
                 let Some(day) = file
-                    .file_stem()
-                    .and_then(|s| s.to_str())
+                    .name
+                    .strip_suffix(".key")
                     .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
-                    .filter(|_| file.extension().is_some_and(|e| e == "key"))
+                    .filter(|_| !file.is_dir)
                 else {
                     continue;
                 };
-                state.salts.insert((tenant.clone(), day), read_key(&file)?);
+                state
+                    .salts
+                    .insert((tenant.clone(), day), read_key(&days, &file.name)?);
             }
         }
         Ok(Self {
-            dir: dir.to_owned(),
+            dir,
             clock,
             state: Mutex::new(state),
             objections: Default::default(),
@@ -144,15 +144,16 @@ impl KeyStore {
         let _ = self.keyring.set(keyring);
     }
 
-    pub(crate) fn dir(&self) -> &Path {
+    /// Where the keys are.
+    pub fn dir(&self) -> &Dir {
         &self.dir
     }
 
     /// This key store's identity (`store.id`, 16 random bytes in hex, made once): the same on every node
-    /// that shares the directory, different for a key store made anywhere else. A lake remembers the one
+    /// that shares the store, different for a key store made anywhere else. A lake remembers the one
     /// whose pseudonyms it holds, so that a node with other keys cannot write into it.
     pub fn id(&self) -> Result<String> {
-        identity(&self.dir.join("store.id"))
+        identity(&self.dir, "store.id")
     }
 
     pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
@@ -176,6 +177,10 @@ impl KeyStore {
         state.zones.get(tenant).copied().unwrap_or(Tz::UTC)
     }
 
+    fn salts(&self, tenant: &TenantId) -> Dir {
+        self.dir.sub("salts").sub(tenant.as_str())
+    }
+
     /// The keys for an event of `tenant` received now: the tenant's salt of today, its newest subject key.
     pub fn keys_for(&self, tenant: &TenantId) -> Result<Keys> {
         let now = self.clock.now();
@@ -185,10 +190,9 @@ impl KeyStore {
         let visitor_salt = match state.salts.get(&slot) {
             Some(s) => *s,
             None => {
-                let dir = self.dir.join("salts").join(tenant.as_str());
-                fs::create_dir_all(&dir).map_err(|e| Error::keys(&dir, e))?;
                 let salt = self.create_key(
-                    &dir.join(format!("{today}.key")),
+                    &self.salts(tenant),
+                    &format!("{today}.key"),
                     tenant,
                     &format!("salt/{tenant}/{today}"),
                     "created",
@@ -207,7 +211,8 @@ impl KeyStore {
             let key = match self.latest_subject(tenant)? {
                 Some((_, key)) => key,
                 None => self.create_key(
-                    &self.subject_path(tenant, 1),
+                    &self.dir.sub("subject"),
+                    &subject_name(tenant, 1),
                     tenant,
                     &format!("subject/{tenant}/v1"),
                     "created",
@@ -233,9 +238,10 @@ impl KeyStore {
     pub fn subject_keys(&self, tenant: &TenantId) -> Result<Vec<(u32, [u8; 32])>> {
         let mut versions = self.subject_versions(tenant)?;
         versions.sort_unstable();
+        let subject = self.dir.sub("subject");
         versions
             .into_iter()
-            .map(|v| Ok((v, read_key(&self.subject_path(tenant, v))?)))
+            .map(|v| Ok((v, read_key(&subject, &subject_name(tenant, v))?)))
             .collect()
     }
 
@@ -249,7 +255,8 @@ impl KeyStore {
             .unwrap_or(0)
             + 1;
         let key = self.create_key(
-            &self.subject_path(tenant, next),
+            &self.dir.sub("subject"),
+            &subject_name(tenant, next),
             tenant,
             &format!("subject/{tenant}/v{next}"),
             if next == 1 { "created" } else { "rotated" },
@@ -270,33 +277,29 @@ impl KeyStore {
         Ok(self.subject_versions(tenant)?.into_iter().max())
     }
 
-    fn subject_path(&self, tenant: &TenantId, version: u32) -> PathBuf {
-        self.dir
-            .join("subject")
-            .join(format!("{tenant}.v{version}.key"))
-    }
-
     fn subject_versions(&self, tenant: &TenantId) -> Result<Vec<u32>> {
-        let dir = self.dir.join("subject");
         let prefix = format!("{tenant}.v");
-        let mut versions = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(|e| Error::keys(&dir, e))? {
-            let name = entry.map_err(|e| Error::keys(&dir, e))?.file_name();
-            if let Some(v) = name
-                .to_str()
-                .and_then(|n| n.strip_prefix(&prefix))
-                .and_then(|n| n.strip_suffix(".key"))
-                .and_then(|n| n.parse::<u32>().ok())
-            {
-                versions.push(v);
-            }
-        }
-        Ok(versions)
+        Ok(self
+            .dir
+            .sub("subject")
+            .list()?
+            .into_iter()
+            .filter_map(|entry| {
+                entry
+                    .name
+                    .strip_prefix(&prefix)
+                    .and_then(|n| n.strip_suffix(".key"))
+                    .and_then(|n| n.parse::<u32>().ok())
+            })
+            .collect())
     }
 
     fn latest_subject(&self, tenant: &TenantId) -> Result<Option<(u32, [u8; 32])>> {
         match self.subject_versions(tenant)?.into_iter().max() {
-            Some(v) => Ok(Some((v, read_key(&self.subject_path(tenant, v))?))),
+            Some(v) => Ok(Some((
+                v,
+                read_key(&self.dir.sub("subject"), &subject_name(tenant, v))?,
+            ))),
             None => Ok(None),
         }
     }
@@ -319,14 +322,8 @@ impl KeyStore {
             .cloned()
             .collect();
         for (tenant, day) in &expired {
-            let dir = self.dir.join("salts").join(tenant.as_str());
-            let path = dir.join(format!("{day}.key"));
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::keys(&path, e)),
-            }
-            sync_dir(&dir)?;
+            // Another node may have destroyed it first: the salt is gone either way.
+            self.salts(tenant).delete(&format!("{day}.key"))?;
             state.salts.remove(&(tenant.clone(), *day));
             self.record("destroyed", tenant, &format!("salt/{tenant}/{day}"))?;
         }
@@ -337,33 +334,25 @@ impl KeyStore {
     /// already stored keep their pseudonyms, which can no longer be linked to anyone.
     pub fn destroy_tenant(&self, tenant: &TenantId) -> Result<usize> {
         let mut state = self.state.lock().expect("key store lock");
-        let days: Vec<NaiveDate> = state
-            .salts
-            .keys()
-            .filter(|(t, _)| t == tenant)
-            .map(|(_, d)| *d)
-            .collect();
+        let salts = self.salts(tenant);
         let mut destroyed = 0;
-        for day in days {
-            let path = self
-                .dir
-                .join("salts")
-                .join(tenant.as_str())
-                .join(format!("{day}.key"));
-            fs::remove_file(&path).map_err(|e| Error::keys(&path, e))?;
-            state.salts.remove(&(tenant.clone(), day));
-            self.record("destroyed", tenant, &format!("salt/{tenant}/{day}"))?;
-            destroyed += 1;
+        for entry in salts.list()? {
+            let Some(day) = entry.name.strip_suffix(".key").filter(|_| !entry.is_dir) else {
+                continue;
+            };
+            if salts.delete(&entry.name)? {
+                self.record("destroyed", tenant, &format!("salt/{tenant}/{day}"))?;
+                destroyed += 1;
+            }
         }
-        let dir = self.dir.join("salts").join(tenant.as_str());
-        if dir.exists() {
-            fs::remove_dir(&dir).map_err(|e| Error::keys(&dir, e))?;
-        }
+        salts.delete_all()?;
+        state.salts.retain(|(t, _), _| t != tenant);
+        let subject = self.dir.sub("subject");
         for v in self.subject_versions(tenant)? {
-            let path = self.subject_path(tenant, v);
-            fs::remove_file(&path).map_err(|e| Error::keys(&path, e))?;
-            self.record("destroyed", tenant, &format!("subject/{tenant}/v{v}"))?;
-            destroyed += 1;
+            if subject.delete(&subject_name(tenant, v))? {
+                self.record("destroyed", tenant, &format!("subject/{tenant}/v{v}"))?;
+                destroyed += 1;
+            }
         }
         state.subject.remove(tenant);
         drop(state);
@@ -381,8 +370,6 @@ impl KeyStore {
             self.record("destroyed", tenant, &format!("erasures/{tenant}"))?;
             destroyed += 1;
         }
-        sync_dir(&self.dir.join("subject"))?;
-        sync_dir(&self.dir.join("salts"))?;
         Ok(destroyed)
     }
 
@@ -399,31 +386,30 @@ impl KeyStore {
 
     fn create_key(
         &self,
-        path: &Path,
+        dir: &Dir,
+        name: &str,
         tenant: &TenantId,
         id: &str,
         action: &str,
     ) -> Result<[u8; 32]> {
         let mut key = [0u8; 32];
-        getrandom::fill(&mut key)
-            .map_err(|e| Error::keys(path, std::io::Error::other(e.to_string())))?;
-        if !create_secret(path, &key)? {
+        getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
+        if !dir.create(name, &key)? {
             // Another node sharing this key store made it first: use theirs, so both agree.
-            return read_key(path);
+            return read_key(dir, name);
         }
         self.record(action, tenant, id)?;
         Ok(key)
     }
 
     fn record(&self, action: &str, tenant: &TenantId, id: &str) -> Result<()> {
-        let path = self.dir.join("lifecycle.jsonl");
         let line = serde_json::json!({
             "at": self.clock.now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             "action": action,
             "tenant": tenant.as_str(),
             "key": id,
         });
-        append_line(&path, &line.to_string())?;
+        self.dir.append("lifecycle.jsonl", &line.to_string())?;
         if let Some(audit) = self.audit.get() {
             audit
                 .append(
@@ -432,104 +418,53 @@ impl KeyStore {
                     Some(tenant.as_str()),
                     serde_json::json!({ "key": id }),
                 )
-                .map_err(|e| Error::keys(audit.path(), std::io::Error::other(e.to_string())))?;
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
         }
         Ok(())
     }
 }
 
-/// Appends one line to a 0600 file (created if missing) and fdatasyncs it.
-pub(crate) fn append_line(path: &Path, line: &str) -> Result<()> {
-    let mut f = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::keys(path, e))?;
-    writeln!(f, "{line}")
-        .and_then(|()| f.sync_data())
-        .map_err(|e| Error::keys(path, e))
+fn subject_name(tenant: &TenantId, version: u32) -> String {
+    format!("{tenant}.v{version}.key")
 }
 
-/// The random identity in `path` (16 bytes in hex), made the first time; processes racing to make it
-/// agree on one (see [`create_secret`]).
-pub fn identity(path: &Path) -> Result<String> {
-    if !path.exists() {
-        let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes)
-            .map_err(|e| Error::keys(path, std::io::Error::other(e.to_string())))?;
-        create_secret(path, hex::encode(bytes).as_bytes())?;
+/// The random identity at `name` in `dir` (16 bytes in hex), made the first time; processes racing to
+/// make it agree on one (the store's create-if-absent).
+pub fn identity(dir: &Dir, name: &str) -> Result<String> {
+    if let Some(bytes) = dir.read(name)? {
+        return Ok(String::from_utf8_lossy(&bytes).trim().to_owned());
     }
-    let text = fs::read_to_string(path).map_err(|e| Error::keys(path, e))?;
-    Ok(text.trim().to_owned())
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    dir.create(name, hex::encode(bytes).as_bytes())?;
+    let text = dir.read(name)?.ok_or_else(|| {
+        std::io::Error::other(format!("{} vanished as it was made", dir.place(name)))
+    })?;
+    Ok(String::from_utf8_lossy(&text).trim().to_owned())
 }
 
-/// Creates a 0600 secret file only if none exists, atomically, also between processes sharing the
-/// directory (several ingestion nodes on one shared volume): the bytes go to a file of this process's own,
-/// which is then hard-linked to `path`; the link fails if another process got there first. Returns whether
-/// this call created it; if not, the caller reads the one that exists.
-pub fn create_secret(path: &Path, bytes: &[u8]) -> Result<bool> {
-    let mut nonce = [0u8; 8];
-    getrandom::fill(&mut nonce)
-        .map_err(|e| Error::keys(path, std::io::Error::other(e.to_string())))?;
-    let tmp = path.with_extension(format!(
-        "{}-{}.tmp",
-        std::process::id(),
-        u64::from_le_bytes(nonce)
-    ));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| Error::keys(&tmp, e))?;
-    let written = f.write_all(bytes).and_then(|()| f.sync_all());
-    let linked = written.and_then(|()| fs::hard_link(&tmp, path));
-    let _ = fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => {
-            sync_dir(path.parent().unwrap_or(Path::new(".")))?;
-            Ok(true)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(Error::keys(path, e)),
-    }
-}
-
-fn read_key(path: &Path) -> Result<[u8; 32]> {
-    let bytes = fs::read(path).map_err(|e| Error::keys(path, e))?;
-    bytes.try_into().map_err(|_| {
-        Error::keys(
-            path,
-            std::io::Error::other(
-                "a key file must hold exactly 32 bytes; restore it from backup or remove it",
+fn read_key(dir: &Dir, name: &str) -> Result<[u8; 32]> {
+    let bytes = dir.read(name)?.ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!(
+                "{}: the key is gone (destroyed by another node?)",
+                dir.place(name)
             ),
         )
+    })?;
+    bytes.try_into().map_err(|_| {
+        Error::State(std::io::Error::other(format!(
+            "{}: a key file must hold exactly 32 bytes; restore it from backup or remove it",
+            dir.place(name)
+        )))
     })
-}
-
-/// Writes `bytes` to a new 0600 file at `path` (which must not exist), fsynced.
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::keys(path, e))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| Error::keys(path, e))
-}
-
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::keys(dir, e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::{Path, PathBuf};
     use tacet_model::ManualClock;
 
     const HOUR: i64 = 3_600_000;

@@ -37,12 +37,13 @@ use std::path::Path;
 pub use config::IngestConfig;
 pub use datakeys::{DataKeyring, MasterKey};
 pub use erasures::Erasure;
-pub use keystore::{KeyStore, create_secret, identity};
+pub use keystore::{KeyStore, identity};
 pub use objections::{Change, Objections};
 pub use peers::Peers;
 pub use pipeline::{Accepted, FlushSummary, Pipeline, RecoverySummary};
 pub use sourcemaps::{MapInfo, SourceMaps};
 pub use symbolicate::{Frame, parse_frame};
+pub use tacet_state::Dir;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -63,6 +64,9 @@ pub enum Error {
         adding: usize,
         limit: usize,
     },
+    /// The shared state (keys, records, registers) could not be read or written; the message names where.
+    #[error("key store: {0}")]
+    State(#[from] std::io::Error),
     #[error("key store at {path}: {source}")]
     Keys {
         path: String,

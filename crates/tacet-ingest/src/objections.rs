@@ -14,8 +14,6 @@
 //! Withdrawing appends a line; the history stays. Nothing here is a raw identifier.
 
 use std::collections::{HashMap, HashSet};
-use std::fs;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -24,8 +22,8 @@ use tacet_privacy::user_pseudonym;
 
 use crate::{Error, KeyStore, Result};
 
-/// How often a cached list is checked for lines another process appended (one `stat`): how long another
-/// node takes to hide an objecting person.
+/// How often a cached list is checked for lines another process appended (one `stat`, or a HEAD request
+/// in an object store): how long another node takes to hide an objecting person.
 const RECHECK_MILLIS: i64 = 1_000;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -69,7 +67,7 @@ impl Objections {
 
 #[derive(Debug, Default)]
 pub(crate) struct Cache {
-    lists: HashMap<TenantId, (Arc<Objections>, i64, Option<std::time::SystemTime>)>,
+    lists: HashMap<TenantId, (Arc<Objections>, i64, Option<tacet_state::Version>)>,
 }
 
 /// What [`KeyStore::object`] or [`KeyStore::withdraw_objection`] changed.
@@ -82,16 +80,13 @@ pub enum Change {
 }
 
 impl KeyStore {
-    fn objections_path(&self, tenant: &TenantId) -> PathBuf {
-        self.dir()
-            .join("objections")
-            .join(format!("{tenant}.jsonl"))
+    fn objections_file(tenant: &TenantId) -> String {
+        format!("objections/{tenant}.jsonl")
     }
 
-    /// The tenant's objections (cached; re-read when the file changed, at most every 10 seconds).
+    /// The tenant's objections (cached; re-read when the list changed, checked at most every second).
     pub fn objections(&self, tenant: &TenantId) -> Result<Arc<Objections>> {
         let now = self.clock().now_millis();
-        let path = self.objections_path(tenant);
         let cache = self.objection_cache();
         {
             let cache = cache.lock().expect("objections lock");
@@ -101,7 +96,7 @@ impl KeyStore {
                 return Ok(Arc::clone(list));
             }
         }
-        let modified = fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let modified = self.dir().head(&Self::objections_file(tenant))?;
         let mut cache = cache.lock().expect("objections lock");
         if let Some((list, checked, seen)) = cache.lists.get_mut(tenant)
             && *seen == modified
@@ -117,19 +112,19 @@ impl KeyStore {
     }
 
     fn load_objections(&self, tenant: &TenantId) -> Result<Objections> {
-        let path = self.objections_path(tenant);
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Objections::default()),
-            Err(e) => return Err(Error::keys(&path, e)),
+        let name = Self::objections_file(tenant);
+        let Some(bytes) = self.dir().read(&name)? else {
+            return Ok(Objections::default());
         };
+        let text = String::from_utf8_lossy(&bytes);
         let mut current: HashMap<String, Vec<String>> = HashMap::new();
         for (i, l) in text.lines().enumerate() {
             let line: Line = serde_json::from_str(l).map_err(|e| {
-                Error::keys(
-                    &path,
-                    std::io::Error::other(format!("line {}: {e}; fix or restore the file", i + 1)),
-                )
+                Error::State(std::io::Error::other(format!(
+                    "{} line {}: {e}; fix or restore the file",
+                    self.dir().place(&name),
+                    i + 1
+                )))
             })?;
             match line.action.as_str() {
                 "object" => {
@@ -190,11 +185,8 @@ impl KeyStore {
             },
             token,
         };
-        let path = self.objections_path(tenant);
-        let dir = path.parent().expect("a parent").to_owned();
-        fs::create_dir_all(&dir).map_err(|e| Error::keys(&dir, e))?;
-        crate::keystore::append_line(
-            &path,
+        self.dir().append(
+            &Self::objections_file(tenant),
             &serde_json::to_string(&line).expect("a line serialises"),
         )?;
         self.objection_cache()
@@ -207,17 +199,12 @@ impl KeyStore {
 
     /// Deletes a tenant's objection list (offboarding).
     pub(crate) fn destroy_objections(&self, tenant: &TenantId) -> Result<bool> {
-        let path = self.objections_path(tenant);
         self.objection_cache()
             .lock()
             .expect("objections lock")
             .lists
             .remove(tenant);
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(Error::keys(&path, e)),
-        }
+        Ok(self.dir().delete(&Self::objections_file(tenant))?)
     }
 }
 

@@ -1,10 +1,12 @@
-//! Ingestion nodes that share one key store (`shared_dir`) know of each other here, so that an erasure
+//! Ingestion nodes that share one key store (the shared state: `shared_dir`, or the lake's bucket) know of
+//! each other here, so that an erasure
 //! on one node also empties the others' buffers and logs of the person's events before it rewrites the
 //! lake.
 //!
 //! ```text
 //! <shared>/nodes/<id>.alive      exists while node <id> runs (created at start, removed at a clean stop,
-//!                                which flushes everything; left behind by a crash)
+//!                                which flushes everything; left behind by a crash): "<pid> <tick ms>
+//!                                <unix ms>", rewritten every tick
 //! <shared>/nodes/flush-request   the newest request, an increasing number
 //! <shared>/nodes/<id>.flushed    the newest request node <id> has answered: everything it had accepted
 //!                                before it saw the request is in the lake, and out of its log
@@ -14,10 +16,10 @@
 //! the person's events, which it would flush after a restart), so a request waits for it and then fails
 //! naming it: an erasure is refused, never silently incomplete.
 
-use std::fs;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use tacet_state::Dir;
 
 use crate::{Error, Result};
 
@@ -26,43 +28,40 @@ const REQUEST: &str = "flush-request";
 /// This node's view of its peers.
 #[derive(Debug)]
 pub struct Peers {
-    dir: PathBuf,
+    dir: Dir,
     node: u16,
     /// The newest request this node has answered.
     answered: AtomicU64,
 }
 
-fn read_number(path: &Path) -> Result<u64> {
-    match fs::read_to_string(path) {
-        Ok(text) => Ok(text.trim().parse().unwrap_or(0)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-        Err(e) => Err(Error::keys(path, e)),
-    }
+fn read_number(dir: &Dir, name: &str) -> Result<u64> {
+    Ok(dir
+        .read(name)?
+        .and_then(|b| String::from_utf8_lossy(&b).trim().parse().ok())
+        .unwrap_or(0))
 }
 
-/// Replaces a small file atomically (a private temporary file renamed over it).
-fn write_number(path: &Path, n: u64) -> Result<()> {
-    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
-    fs::write(&tmp, n.to_string()).map_err(|e| Error::keys(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| Error::keys(path, e))
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Peers {
-    /// Registers node `node` under `dir` (`<shared>/nodes`): a server. A CLI job on a stopped node's data
-    /// directory uses [`Peers::observe`].
-    pub fn join(dir: &Path, node: u16) -> Result<Self> {
+    /// Registers node `node` under `dir` (`nodes/` of the shared state): a server. A CLI job on a stopped
+    /// node's data directory uses [`Peers::observe`].
+    pub fn join(dir: impl Into<Dir>, node: u16) -> Result<Self> {
         let peers = Self::observe(dir, node)?;
-        let alive = dir.join(format!("{node}.alive"));
-        fs::write(&alive, std::process::id().to_string()).map_err(|e| Error::keys(&alive, e))?;
+        peers.heartbeat(Duration::from_secs(5))?;
         Ok(peers)
     }
 
     /// Like [`Peers::join`] without registering: can ask the others to flush, is never asked.
-    pub fn observe(dir: &Path, node: u16) -> Result<Self> {
-        fs::create_dir_all(dir).map_err(|e| Error::keys(dir, e))?;
-        let answered = read_number(&dir.join(format!("{node}.flushed")))?;
+    pub fn observe(dir: impl Into<Dir>, node: u16) -> Result<Self> {
+        let dir: Dir = dir.into();
+        let answered = read_number(&dir, &format!("{node}.flushed"))?;
         Ok(Self {
-            dir: dir.to_owned(),
+            dir,
             node,
             answered: AtomicU64::new(answered),
         })
@@ -70,23 +69,22 @@ impl Peers {
 
     /// Deregisters this node: call after a clean stop has flushed everything.
     pub fn leave(&self) -> Result<()> {
-        let alive = self.dir.join(format!("{}.alive", self.node));
-        match fs::remove_file(&alive) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::keys(&alive, e)),
-        }
+        self.dir.delete(&format!("{}.alive", self.node))?;
+        Ok(())
     }
 
     /// A request this node has not answered yet, if any.
     pub fn unanswered(&self) -> Result<Option<u64>> {
-        let request = read_number(&self.dir.join(REQUEST))?;
+        let request = read_number(&self.dir, REQUEST)?;
         Ok((request > self.answered.load(Ordering::SeqCst)).then_some(request))
     }
 
     /// Records that this node has persisted everything it accepted before seeing `request`.
     pub fn answer(&self, request: u64) -> Result<()> {
-        write_number(&self.dir.join(format!("{}.flushed", self.node)), request)?;
+        self.dir.put(
+            &format!("{}.flushed", self.node),
+            request.to_string().as_bytes(),
+        )?;
         self.answered.fetch_max(request, Ordering::SeqCst);
         Ok(())
     }
@@ -99,7 +97,7 @@ impl Peers {
     /// Every registered node, this one included.
     pub fn registered(&self) -> Result<Vec<u16>> {
         let mut all = self.others()?;
-        if self.dir.join(format!("{}.alive", self.node)).exists() {
+        if self.dir.exists(&format!("{}.alive", self.node))? {
             all.push(self.node);
             all.sort_unstable();
         }
@@ -110,60 +108,57 @@ impl Peers {
     /// answers are forgotten.
     pub fn leave_for_good(&self) -> Result<()> {
         self.leave()?;
-        let flushed = self.dir.join(format!("{}.flushed", self.node));
-        match fs::remove_file(&flushed) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::keys(&flushed, e)),
-        }
+        self.dir.delete(&format!("{}.flushed", self.node))?;
+        Ok(())
     }
 
     /// The other registered nodes.
     fn others(&self) -> Result<Vec<u16>> {
-        let mut out = Vec::new();
-        for entry in fs::read_dir(&self.dir).map_err(|e| Error::keys(&self.dir, e))? {
-            let name = entry.map_err(|e| Error::keys(&self.dir, e))?.file_name();
-            if let Some(id) = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(".alive"))
-                .and_then(|n| n.parse::<u16>().ok())
-                .filter(|id| *id != self.node)
-            {
-                out.push(id);
-            }
-        }
+        let mut out: Vec<u16> = self
+            .dir
+            .list()?
+            .into_iter()
+            .filter_map(|e| e.name.strip_suffix(".alive")?.parse::<u16>().ok())
+            .filter(|id| *id != self.node)
+            .collect();
         out.sort_unstable();
         Ok(out)
     }
 
     /// Says this node is alive and ticks every `tick` (its flusher's interval): `<id>.alive` is written
-    /// again, so a node whose file has not changed for a few ticks is known to be down.
+    /// again with the time, so a node whose time has not moved for a few ticks is known to be down.
     pub fn heartbeat(&self, tick: Duration) -> Result<()> {
-        let alive = self.dir.join(format!("{}.alive", self.node));
-        fs::write(
-            &alive,
-            format!("{} {}", std::process::id(), tick.as_millis()),
-        )
-        .map_err(|e| Error::keys(&alive, e))
+        self.dir.put(
+            &format!("{}.alive", self.node),
+            format!(
+                "{} {} {}",
+                std::process::id(),
+                tick.as_millis(),
+                now_millis()
+            )
+            .as_bytes(),
+        )?;
+        Ok(())
     }
 
     /// Whether node `node`'s heartbeat is older than three of its ticks and two seconds: it is down
-    /// (crashed, or stopped without leaving).
+    /// (crashed, or stopped without leaving). Nodes' clocks are compared, so they must agree within a
+    /// second or so (NTP); a skewed clock only makes an erasure wait for a node or rely on its record.
     fn is_down(&self, node: u16) -> bool {
-        let alive = self.dir.join(format!("{node}.alive"));
-        let Ok(meta) = fs::metadata(&alive) else {
+        let Ok(Some(bytes)) = self.dir.read(&format!("{node}.alive")) else {
             return false;
         };
-        let tick = fs::read_to_string(&alive)
-            .ok()
-            .and_then(|t| t.split_whitespace().nth(1)?.parse::<u64>().ok())
+        let text = String::from_utf8_lossy(&bytes);
+        let mut fields = text.split_whitespace().skip(1);
+        let tick = fields
+            .next()
+            .and_then(|t| t.parse::<u64>().ok())
             .unwrap_or(5_000);
-        let age = meta
-            .modified()
-            .ok()
-            .and_then(|m| m.elapsed().ok())
-            .unwrap_or_default();
-        age > Duration::from_millis(3 * tick + 2_000)
+        let Some(at) = fields.next().and_then(|t| t.parse::<u64>().ok()) else {
+            // A heartbeat of an older version: no time, so the node is waited for.
+            return false;
+        };
+        now_millis().saturating_sub(at) > 3 * tick + 2_000
     }
 
     /// Asks every other registered node to persist what it has accepted and waits for the running ones:
@@ -181,7 +176,7 @@ impl Peers {
             let mut waiting = Vec::new();
             let mut down = Vec::new();
             for node in self.others()? {
-                if read_number(&self.dir.join(format!("{node}.flushed")))? >= request {
+                if read_number(&self.dir, &format!("{node}.flushed"))? >= request {
                     continue;
                 }
                 if self.is_down(node) {
@@ -204,9 +199,15 @@ impl Peers {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);
-        let request = now.max(read_number(&self.dir.join(REQUEST))? + 1);
-        write_number(&self.dir.join(REQUEST), request)?;
-        Ok(request)
+        let written = self.dir.update(REQUEST, &mut |old| {
+            let old: u64 = old
+                .and_then(|b| String::from_utf8_lossy(b).trim().parse().ok())
+                .unwrap_or(0);
+            Ok(Some(now.max(old + 1).to_string().into_bytes()))
+        })?;
+        Ok(written
+            .and_then(|b| String::from_utf8_lossy(&b).trim().parse().ok())
+            .unwrap_or(now))
     }
 
     /// Asks every other registered node to persist what it has accepted, and waits until each has, or
@@ -221,7 +222,7 @@ impl Peers {
         loop {
             let mut waiting = Vec::new();
             for node in self.others()? {
-                if read_number(&self.dir.join(format!("{node}.flushed")))? < request {
+                if read_number(&self.dir, &format!("{node}.flushed"))? < request {
                     waiting.push(node.to_string());
                 }
             }
@@ -232,11 +233,11 @@ impl Peers {
                 return Err(Error::Incomplete(format!(
                     "ingestion node(s) {} did not flush within {}s, so their logs may still hold the \
                      person's events; nothing was removed. Retry when they run; a node that is gone for \
-                     good: start it once on its data directory (it flushes and answers), or remove {} \
-                     after deleting its data directory",
+                     good: `tacet node drain` on its data directory, or remove {} after deleting its \
+                     data directory",
                     waiting.join(", "),
                     timeout.as_secs(),
-                    self.dir.join(format!("{}.alive", waiting[0])).display()
+                    self.dir.place(&format!("{}.alive", waiting[0]))
                 )));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

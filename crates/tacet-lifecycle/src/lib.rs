@@ -54,7 +54,16 @@ pub enum Error {
     /// Reading back after a job found what should be gone (or missed what should be there).
     #[error("verification failed: {0}")]
     Verify(String),
+    /// Another node or pod runs this job now (it holds the job's lease); nothing was done.
+    #[error("{0}")]
+    Busy(String),
+    /// The shared state (a lease) could not be read or written.
+    #[error("shared state: {0}")]
+    State(#[from] std::io::Error),
 }
+
+/// How long a job's lease lasts without renewal (the job renews it at every step).
+const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Reports progress of long jobs: (done, total, what).
 pub type Progress<'a> = &'a (dyn Fn(usize, usize, &str) + Send + Sync);
@@ -70,6 +79,8 @@ pub struct Steward {
     audit: Arc<AuditLog>,
     /// One job at a time: two rewrites of the same file must not race.
     jobs: tokio::sync::Mutex<()>,
+    /// Where the leases of jobs that run once for all nodes are taken, and this process's name there.
+    leases: std::sync::OnceLock<(tacet_state::Dir, String)>,
 }
 
 impl Steward {
@@ -82,6 +93,30 @@ impl Steward {
             query,
             audit,
             jobs: tokio::sync::Mutex::new(()),
+            leases: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Takes leases in `dir` (`leases/` of the shared state) as `holder` for jobs that must run once for
+    /// all nodes (retention), so that a node's schedule and a CronJob never run one twice at once. Once.
+    pub fn set_leases(&self, dir: tacet_state::Dir, holder: String) {
+        let _ = self.leases.set((dir, holder));
+    }
+
+    /// The lease of job `name`, if leases are set: refused (`Error::Busy`) while another holds it.
+    pub(crate) fn lease(&self, name: &str) -> Result<Option<tacet_state::Lease>> {
+        let Some((dir, holder)) = self.leases.get() else {
+            return Ok(None);
+        };
+        match dir.acquire(name, holder, LEASE_TTL)? {
+            Ok(lease) => Ok(Some(lease)),
+            Err(held) => Err(Error::Busy(format!(
+                "{name} is running elsewhere ({}, its lease lasts until {} unless renewed); nothing was \
+                 done here. If that holder is gone for good, the lease lapses by then",
+                held.holder,
+                chrono::DateTime::from_timestamp_millis(held.until_ms as i64)
+                    .map_or_else(|| held.until_ms.to_string(), |t| t.to_rfc3339())
+            ))),
         }
     }
 

@@ -240,10 +240,20 @@ impl Steward {
             report.expired = expired;
             return Ok(report);
         }
+        // Once for all nodes: a node's schedule and the CronJob take the same lease.
+        let lease = self.lease("retention")?;
         let lake = self.pipeline.lake();
         let total = expired.len();
         for (i, e) in expired.into_iter().enumerate() {
             progress(i, total, &e.to_string());
+            if let Some(lease) = &lease
+                && !lease.renew()?
+            {
+                return Err(crate::Error::Busy(format!(
+                    "retention lost its lease after {i} of {total} steps (it lapsed and another holder took \
+                     it); what was done stays done, the rest is left to that holder"
+                )));
+            }
             let tenant = TenantId::new(&e.tenant).map_err(|x| crate::Error::User(x.to_string()))?;
             let mut rollup = "not needed";
             if let Target::Partition { .. } = &e.target {
@@ -280,6 +290,9 @@ impl Steward {
             report.expired.push(e);
         }
         progress(total, total, "done");
+        if let Some(lease) = lease {
+            lease.release()?;
+        }
         Ok(report)
     }
 }

@@ -19,18 +19,15 @@
 //! only as the same hashes; they cannot expire or be revoked except by editing the configuration.
 
 use std::collections::HashMap;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
 use std::sync::RwLock;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tacet_model::TenantId;
+use tacet_state::{Dir, Version};
 
 /// What a key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,49 +160,49 @@ pub enum Refusal {
 struct State {
     /// hash → grant
     grants: HashMap<[u8; 32], Grant>,
-    seen: Option<SystemTime>,
+    seen: Option<Version>,
     checked: Option<Instant>,
 }
 
 /// The created keys of every tenant.
 #[derive(Debug)]
 pub struct AccessKeys {
-    file: PathBuf,
+    /// `keys/` of the shared state; `None` for [`AccessKeys::ephemeral`].
+    dir: Option<Dir>,
     pepper: [u8; 32],
     state: RwLock<State>,
 }
 
-fn io(path: &Path, e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::other(format!("{}: {e}", path.display()))
+fn io(place: &str, e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(format!("{place}: {e}"))
 }
 
+const FILE: &str = "access.jsonl";
+
 impl AccessKeys {
-    /// Opens (creating the pepper if missing) the access keys under `keys_dir`.
-    pub fn open(keys_dir: &Path) -> std::io::Result<Self> {
-        fs::create_dir_all(keys_dir).map_err(|e| io(keys_dir, e))?;
-        let pepper_path = keys_dir.join("access.key");
-        let pepper = match fs::read(&pepper_path) {
-            Ok(bytes) => bytes.try_into().map_err(|_| {
+    /// Opens (creating the pepper if missing) the access keys under `keys_dir` (`keys/` of the shared
+    /// state).
+    pub fn open(keys_dir: impl Into<Dir>) -> std::io::Result<Self> {
+        let dir: Dir = keys_dir.into();
+        let pepper = match dir.read("access.key")? {
+            Some(bytes) => bytes.try_into().map_err(|_| {
                 io(
-                    &pepper_path,
+                    &dir.place("access.key"),
                     "must hold exactly 32 bytes; restore it from backup (without it no created key works)",
                 )
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            None => {
                 let mut key = [0u8; 32];
-                getrandom::fill(&mut key).map_err(|e| io(&pepper_path, e))?;
+                getrandom::fill(&mut key).map_err(|e| io(&dir.place("access.key"), e))?;
                 // Create-if-absent: another node sharing this key store may be doing the same.
-                let created = tacet_ingest::create_secret(&pepper_path, &key)
-                    .map_err(|e| io(&pepper_path, e))?;
-                if !created {
-                    return Self::open(keys_dir);
+                if !dir.create("access.key", &key)? {
+                    return Self::open(dir);
                 }
                 key
             }
-            Err(e) => return Err(io(&pepper_path, e)),
         };
         let keys = Self {
-            file: keys_dir.join("access.jsonl"),
+            dir: Some(dir),
             pepper,
             state: RwLock::default(),
         };
@@ -218,7 +215,7 @@ impl AccessKeys {
         let mut pepper = [0u8; 32];
         getrandom::fill(&mut pepper).expect("the OS random source");
         Self {
-            file: PathBuf::new(),
+            dir: None,
             pepper,
             state: RwLock::default(),
         }
@@ -239,50 +236,46 @@ impl AccessKeys {
     }
 
     fn reload(&self, force: bool) -> std::io::Result<()> {
-        if self.file.as_os_str().is_empty() {
+        let Some(dir) = &self.dir else {
             return Ok(());
-        }
+        };
+        let file = &dir.place(FILE);
         {
             let st = self.state.read().expect("access lock");
             if !force && st.checked.is_some_and(|c| c.elapsed().as_secs() < 2) {
                 return Ok(());
             }
         }
-        let modified = fs::metadata(&self.file).and_then(|m| m.modified()).ok();
+        let modified = dir.head(FILE)?;
         let mut st = self.state.write().expect("access lock");
         st.checked = Some(Instant::now());
         if !force && st.seen == modified {
             return Ok(());
         }
-        let text = match fs::read_to_string(&self.file) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(io(&self.file, e)),
-        };
+        let bytes = dir.read(FILE)?.unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
         let mut grants: HashMap<[u8; 32], Grant> = HashMap::new();
         let mut by_id: HashMap<String, [u8; 32]> = HashMap::new();
         for (i, l) in text.lines().enumerate() {
-            let line: Line = serde_json::from_str(l)
-                .map_err(|e| io(&self.file, format!("line {}: {e}", i + 1)))?;
+            let line: Line =
+                serde_json::from_str(l).map_err(|e| io(file, format!("line {}: {e}", i + 1)))?;
             match line.action.as_str() {
                 "created" => {
                     let (Some(tenant), Some(role), Some(prefix), Some(hash)) =
                         (line.tenant, line.role, line.prefix, line.hash)
                     else {
-                        return Err(io(&self.file, format!("line {}: incomplete", i + 1)));
+                        return Err(io(file, format!("line {}: incomplete", i + 1)));
                     };
                     let mut h = [0u8; 32];
                     hex::decode_to_slice(&hash, &mut h)
-                        .map_err(|e| io(&self.file, format!("line {}: {e}", i + 1)))?;
+                        .map_err(|e| io(file, format!("line {}: {e}", i + 1)))?;
                     let expires = line
                         .expires
                         .as_deref()
                         .map(|e| {
                             DateTime::parse_from_rfc3339(e)
                                 .map(|d| d.with_timezone(&Utc))
-                                .map_err(|x| {
-                                    io(&self.file, format!("line {}: expires: {x}", i + 1))
-                                })
+                                .map_err(|x| io(file, format!("line {}: expires: {x}", i + 1)))
                         })
                         .transpose()?;
                     by_id.insert(line.id.clone(), h);
@@ -313,20 +306,22 @@ impl AccessKeys {
         Ok(())
     }
 
+    fn place(&self) -> String {
+        self.dir
+            .as_ref()
+            .map_or_else(|| "(in memory)".to_owned(), |d| d.place(FILE))
+    }
+
     fn append(&self, line: &Line) -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&self.file)
-            .map_err(|e| io(&self.file, e))?;
-        writeln!(
-            f,
-            "{}",
-            serde_json::to_string(line).expect("a line serialises")
-        )
-        .and_then(|()| f.sync_data())
-        .map_err(|e| io(&self.file, e))?;
+        let Some(dir) = &self.dir else {
+            return Err(std::io::Error::other(
+                "keys made here would be lost at exit: this server has no key store",
+            ));
+        };
+        dir.append(
+            FILE,
+            &serde_json::to_string(line).expect("a line serialises"),
+        )?;
         self.reload(true)
     }
 
@@ -349,14 +344,15 @@ impl AccessKeys {
         expires: Option<DateTime<Utc>>,
         password: Option<&str>,
     ) -> std::io::Result<(String, Grant)> {
+        let file = &self.place();
         let password = password
             .map(hash_password)
             .transpose()
-            .map_err(|e| io(&self.file, e))?;
+            .map_err(|e| io(file, e))?;
         let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(|e| io(&self.file, e))?;
+        getrandom::fill(&mut secret).map_err(|e| io(file, e))?;
         let mut id = [0u8; 4];
-        getrandom::fill(&mut id).map_err(|e| io(&self.file, e))?;
+        getrandom::fill(&mut id).map_err(|e| io(file, e))?;
         let key = format!("tk_{}_{}", role.as_str(), hex::encode(secret));
         let prefix: String = key.chars().take(role.as_str().len() + 8).collect();
         let line = Line {
@@ -375,7 +371,7 @@ impl AccessKeys {
             .list()
             .into_iter()
             .find(|g| g.id == line.id)
-            .ok_or_else(|| io(&self.file, "the new key is not in the file"))?;
+            .ok_or_else(|| io(file, "the new key is not in the file"))?;
         Ok((key, grant))
     }
 
@@ -481,7 +477,7 @@ mod tests {
         assert_eq!(keys.check("tk_read_guess", now), Err(Refusal::Unknown));
         // Neither file holds a key; another process sees the same grants.
         for f in ["access.jsonl", "access.key"] {
-            let bytes = fs::read(dir.path().join(f)).unwrap();
+            let bytes = std::fs::read(dir.path().join(f)).unwrap();
             for k in [&read, &soon] {
                 let secret = &k.as_bytes()[k.len() - 64..];
                 assert!(!bytes.windows(64).any(|w| w == secret), "{f} holds a key");

@@ -12,7 +12,6 @@
 //! tenant gets alerts records the groups already there as known, so switching alerts on sends no flood.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -134,7 +133,7 @@ pub async fn deliver(target: &AlertTarget, id: &str, payload: &Value) -> Result<
 /// The alerts of every tenant that has them.
 pub struct Alerts {
     targets: Vec<(TenantId, AlertTarget)>,
-    dir: PathBuf,
+    dir: tacet_state::Dir,
 }
 
 /// One group as the check sees it.
@@ -158,9 +157,12 @@ fn median(mut v: Vec<u64>) -> f64 {
 }
 
 impl Alerts {
-    /// `dir`: `<shared>/alerts`.
-    pub fn new(targets: Vec<(TenantId, AlertTarget)>, dir: PathBuf) -> Self {
-        Self { targets, dir }
+    /// `dir`: `alerts/` of the shared state, so that one node's alert is not sent again by another.
+    pub fn new(targets: Vec<(TenantId, AlertTarget)>, dir: impl Into<tacet_state::Dir>) -> Self {
+        Self {
+            targets,
+            dir: dir.into(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -169,28 +171,14 @@ impl Alerts {
 
     /// Claims alert `id` for sending (create-only): `false` when it was sent (or claimed) already.
     fn claim(&self, tenant: &TenantId, id: &str) -> std::io::Result<bool> {
-        let dir = self.dir.join(tenant.as_str()).join("sent");
-        std::fs::create_dir_all(&dir)?;
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(dir.join(id))
-        {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(e),
-        }
+        self.dir.sub(tenant.as_str()).sub("sent").create(id, b"")
     }
 
     fn dead_letter(&self, tenant: &TenantId, id: &str, payload: &Value, error: &str) {
-        let dir = self.dir.join(tenant.as_str()).join("dead");
-        let written = std::fs::create_dir_all(&dir).and_then(|()| {
-            std::fs::write(
-                dir.join(format!("{id}.json")),
-                serde_json::to_vec_pretty(&json!({"alert": payload, "error": error}))
-                    .expect("json"),
-            )
-        });
+        let written = self.dir.sub(tenant.as_str()).sub("dead").put(
+            &format!("{id}.json"),
+            &serde_json::to_vec_pretty(&json!({"alert": payload, "error": error})).expect("json"),
+        );
         if let Err(e) = written {
             tracing::error!(tenant = %tenant, alert = id, error = %e, "cannot write an alert's dead letter");
         }
@@ -259,7 +247,11 @@ impl Alerts {
         tenant: &TenantId,
         target: &AlertTarget,
     ) -> anyhow::Result<()> {
-        let baseline = !self.dir.join(tenant.as_str()).join("sent").exists();
+        // The first check of a tenant records the groups there are as known (a directory made by an
+        // earlier version, with no `known` mark, counts too).
+        let mine = self.dir.sub(tenant.as_str());
+        let baseline =
+            !mine.exists("known")? && mine.local_path().is_none_or(|p| !p.join("sent").is_dir());
         let groups = Self::groups(state, tenant).await?;
         let marks = match state.dashboard.as_deref() {
             Some(d) => d.triage().marks(tenant)?,
@@ -294,7 +286,7 @@ impl Alerts {
         }
         if baseline {
             // Even with no group yet: from now on every group is new.
-            std::fs::create_dir_all(self.dir.join(tenant.as_str()).join("sent"))?;
+            mine.put("known", b"")?;
             tracing::info!(tenant = %tenant, groups = groups.len(), "crash alerts: existing groups recorded as known");
         }
         for (id, kind, g) in due {

@@ -79,7 +79,7 @@ pub async fn keystore(
 ) -> anyhow::Result<()> {
     let mine = Claim {
         id: keys.id()?,
-        dir: config.keys_dir().display().to_string(),
+        dir: keys.dir().place(""),
         since: now(),
     };
     let mut paths = vec![Path::from("_tacet/keystore.json")];
@@ -152,7 +152,7 @@ fn node_name(node: Option<u16>) -> String {
 /// flushing as the same node, and a node without `node_id` beside others.
 pub async fn node(config: &Config, store: &Arc<dyn ObjectStore>) -> anyhow::Result<()> {
     let mine = Claim {
-        id: tacet_ingest::identity(&config.data_dir.join("instance.id"))?,
+        id: tacet_ingest::identity(&tacet_ingest::Dir::from(&config.data_dir), "instance.id")?,
         dir: config.data_dir.display().to_string(),
         since: now(),
     };
@@ -235,7 +235,7 @@ async fn beside_others(
 /// Gives up this data directory's claim as its node (`tacet node drain`), so another data directory may
 /// take the id; `false` when the claim is not this directory's (left alone) or there is none.
 pub async fn release_node(config: &Config, store: &Arc<dyn ObjectStore>) -> anyhow::Result<bool> {
-    let mine = tacet_ingest::identity(&config.data_dir.join("instance.id"))?;
+    let mine = tacet_ingest::identity(&tacet_ingest::Dir::from(&config.data_dir), "instance.id")?;
     let path = Path::from(format!("_tacet/nodes/{}.json", node_name(config.node_id)));
     match read(store, &path).await? {
         Some(held) if held.id == mine => {

@@ -13,6 +13,7 @@ use tacet_model::TenantId;
 use tacet_privacy::TenantPolicy;
 use tacet_query::QueryConfig;
 use tacet_server::{ServerConfig, TenantEntry};
+use tacet_state::Dir;
 use tacet_wal::WalConfig;
 
 /// The configuration used when no file is given: local disk, one demo tenant, localhost.
@@ -80,6 +81,12 @@ pub struct Config {
     /// Where the key store (`keys/`) and the audit log (`audit/`) live when several ingestion nodes share
     /// them (a shared volume); default: `data_dir`. Env: `TACET_SHARED_DIR`.
     pub shared_dir: Option<PathBuf>,
+    /// Where the state every node must share lives (keys, the node register, erasure records, the audit
+    /// chain, triage marks): `"dir"` (default: `shared_dir`, or `data_dir`) or `"lake"`: the `[storage]` S3
+    /// bucket, under `<prefix>/_tacet/state/`, written with conditional puts, so that nodes share nothing
+    /// but the bucket. Every object there is sealed (AES-256-GCM) under `TACET_STATE_KEY` (or a key derived
+    /// from the master key), the same on every node. Env: `TACET_SHARED_STATE`.
+    pub shared_state: SharedState,
     /// This ingestion node's id (0 to 65535) when several nodes write one lake: it goes into the names of
     /// the files the node flushes, so names never collide. Leave it out on a single node. Env:
     /// `TACET_NODE_ID`.
@@ -119,12 +126,24 @@ pub struct Config {
     pub insecure_demo: bool,
 }
 
+/// `shared_state`: where the state nodes share lives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SharedState {
+    /// A directory: `shared_dir`, or `data_dir` (one node).
+    #[default]
+    Dir,
+    /// The lake's S3 bucket, under `_tacet/state/`.
+    Lake,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("tacet-data"),
             shared_dir: None,
+            shared_state: SharedState::Dir,
             node_id: None,
             storage: crate::storage::StorageConfig::default(),
             trusted_proxies: Vec::new(),
@@ -284,12 +303,33 @@ impl Config {
         if let Some(dir) = env("TACET_SHARED_DIR") {
             config.shared_dir = Some(PathBuf::from(dir));
         }
+        if let Some(state) = env("TACET_SHARED_STATE") {
+            config.shared_state = match state.as_str() {
+                "dir" => SharedState::Dir,
+                "lake" => SharedState::Lake,
+                _ => bail!("TACET_SHARED_STATE={state:?}: use \"dir\" or \"lake\""),
+            };
+        }
         if let Some(id) = env("TACET_NODE_ID") {
             config.node_id = Some(id.parse().with_context(|| {
                 format!("TACET_NODE_ID={id:?} is not a node id from 0 to 65535")
             })?);
         }
         config.storage.validate("storage")?;
+        if config.shared_state == SharedState::Lake {
+            if config.storage.backend != crate::storage::Backend::S3 {
+                bail!(
+                    "shared_state = \"lake\" needs the lake on S3 ([storage] backend = \"s3\"); on local disk \
+                     the shared state is a directory (shared_dir)"
+                );
+            }
+            if config.shared_dir.is_some() {
+                bail!(
+                    "shared_state = \"lake\" keeps the shared state in the bucket, so shared_dir is not used: \
+                     remove shared_dir (or TACET_SHARED_DIR), or set shared_state = \"dir\""
+                );
+            }
+        }
         for t in &config.tenant {
             if let Some(s) = &t.storage {
                 s.validate(&format!("tenant {:?} storage", t.id))?;
@@ -400,9 +440,28 @@ impl Config {
         self.shared_dir.as_deref().unwrap_or(&self.data_dir)
     }
 
-    /// Where ingestion nodes register and answer each other's flush requests (`tacet_ingest::Peers`).
-    pub fn nodes_dir(&self) -> PathBuf {
-        self.shared().join("nodes")
+    /// The state every node must share (`tacet_state`): `keys/`, `nodes/`, `audit/` of `shared_dir` (or
+    /// `data_dir`), or of `_tacet/state/` in the lake's bucket. Open it once per process: an object store's
+    /// state has a small runtime of its own.
+    pub fn state(&self) -> anyhow::Result<Dir> {
+        match self.shared_state {
+            SharedState::Dir => Ok(Dir::from(self.shared())),
+            SharedState::Lake => {
+                let store = self.storage.s3()?;
+                let shown = format!(
+                    "s3://{}/{}",
+                    self.storage.bucket.as_deref().unwrap_or_default(),
+                    self.storage.prefix.as_deref().unwrap_or_default()
+                );
+                let objects = tacet_state::Objects::new(store, "_tacet/state", &shown)
+                    .context("cannot start the shared state's runtime")?;
+                let key = crate::setup::state_key(self)?;
+                Ok(Dir::new(std::sync::Arc::new(tacet_state::Sealed::new(
+                    std::sync::Arc::new(objects),
+                    &key,
+                ))))
+            }
+        }
     }
 
     pub fn wal_dir(&self) -> PathBuf {
@@ -418,19 +477,6 @@ impl Config {
         })
     }
 
-    pub fn keys_dir(&self) -> PathBuf {
-        self.shared().join("keys")
-    }
-
-    pub fn audit_dir(&self) -> PathBuf {
-        self.shared().join("audit")
-    }
-
-    /// Crash alerts sent and dead letters (`tacet_server::alerts`).
-    pub fn alerts_dir(&self) -> PathBuf {
-        self.shared().join("alerts")
-    }
-
     /// The tenants' crash alert targets, secrets resolved.
     pub fn alert_targets(
         &self,
@@ -444,16 +490,6 @@ impl Config {
                 Ok((TenantId::new(&t.id)?, target))
             })
             .collect()
-    }
-
-    /// Dashboard logouts, for every node to honour (`tacet_server::ui::Sessions`).
-    pub fn sessions_dir(&self) -> PathBuf {
-        self.shared().join("sessions")
-    }
-
-    /// The dashboard's crash triage marks (`tacet_server::ui::Triage`).
-    pub fn triage_dir(&self) -> PathBuf {
-        self.shared().join("triage")
     }
 }
 

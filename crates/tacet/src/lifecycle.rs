@@ -16,6 +16,7 @@ use tacet_privacy::{Privacy, TenantPolicy};
 use tacet_query::QueryEngine;
 use tacet_query::format::{Format, encode};
 use tacet_server::PipelineFresh;
+use tacet_state::Dir;
 use tacet_wal::{Replay, Wal};
 
 use crate::config::Config;
@@ -207,17 +208,18 @@ pub struct Parts {
 /// Opens keys, log, lake, query engine and audit log over the data directory. The caller replays.
 pub fn open_parts(
     config: &Config,
+    state: &Dir,
     clock: Arc<dyn Clock>,
     privacy: Privacy,
 ) -> anyhow::Result<Parts> {
-    let audit = Arc::new(AuditLog::open(&config.audit_dir())?);
-    let keys = KeyStore::open(&config.keys_dir(), clock.clone())?;
+    let audit = Arc::new(AuditLog::open(state.sub("audit"))?);
+    let keys = KeyStore::open(state.sub("keys"), clock.clone())?;
     keys.set_audit(Arc::clone(&audit));
     let keyring = match master_key(config)? {
         None => None,
         Some(master) => {
             let ring = Arc::new(tacet_ingest::DataKeyring::open(
-                &config.keys_dir().join("data"),
+                state.sub("keys").sub("data"),
                 master,
             )?);
             keys.set_keyring(Arc::clone(&ring));
@@ -263,20 +265,35 @@ pub fn open_parts(
     })
 }
 
+/// How this process names itself in a lease: the node, the host (the pod's name on Kubernetes), the
+/// process, so that a message about a held lease says where to look.
+pub fn lease_holder(config: &Config, what: &str) -> String {
+    format!(
+        "tacet {what}{} on {} (pid {})",
+        config
+            .node_id
+            .map(|n| format!(" node {n}"))
+            .unwrap_or_default(),
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "an unnamed host".to_owned()),
+        std::process::id()
+    )
+}
+
 /// Opens the data directory for a job: locked, and whatever the log held written to the lake first.
 pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Opened> {
     let lock = lock_data_dir(config)?;
+    let state = config.state()?;
     let Parts {
         pipeline,
         query,
         audit,
         replay,
         ..
-    } = open_parts(config, clock, Privacy::default())?;
+    } = open_parts(config, &state, clock, Privacy::default())?;
     crate::claim::keystore(config, pipeline.lake().store(), pipeline.keys()).await?;
     if let Some(node) = config.node_id {
         // A job on a stopped node's directory still makes the running nodes flush before an erasure.
-        let peers = tacet_ingest::Peers::observe(&config.nodes_dir(), node)?;
+        let peers = tacet_ingest::Peers::observe(state.sub("nodes"), node)?;
         pipeline.set_peers(Arc::new(peers));
     }
     let recovered = pipeline.recover(replay);
@@ -294,7 +311,11 @@ pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Open
         );
     }
     Ok(Opened {
-        steward: Steward::new(pipeline, query, audit),
+        steward: {
+            let steward = Steward::new(pipeline, query, audit);
+            steward.set_leases(state.sub("leases"), lease_holder(config, "cli"));
+            steward
+        },
         _lock: lock,
     })
 }
@@ -483,8 +504,9 @@ pub async fn subject(config: &Config, command: SubjectCommand) -> anyhow::Result
 /// `tacet tenant key …`: no lock needed (the key file is append-only; a server re-reads it).
 fn key_command(config: &Config, command: KeyCommand) -> anyhow::Result<()> {
     use tacet_server::access::{AccessKeys, Role};
-    let access = AccessKeys::open(&config.keys_dir())?;
-    let audit = AuditLog::open(&config.audit_dir())?;
+    let state = config.state()?;
+    let access = AccessKeys::open(state.sub("keys"))?;
+    let audit = AuditLog::open(state.sub("audit"))?;
     match command {
         KeyCommand::Create {
             tenant,
@@ -585,8 +607,9 @@ pub async fn tenant(config: &Config, command: TenantCommand) -> anyhow::Result<(
     let opened = open(config, Arc::new(SystemClock)).await?;
     let certificate = opened.steward.offboard(&tenant, ACTOR, &progress).await?;
     // The dashboard's crash triage marks (fingerprints and times, no personal data) go with the tenant.
-    let triage = tacet_server::ui::remove_triage(&config.triage_dir(), &tenant)
-        .with_context(|| format!("removing {}", config.triage_dir().display()))?;
+    let triage_dir = config.state()?.sub("triage");
+    let triage = tacet_server::ui::remove_triage(&triage_dir, &tenant)
+        .with_context(|| format!("removing {}", triage_dir.place("")))?;
     println!("{}", serde_json::to_string_pretty(&certificate)?);
     if triage {
         eprintln!("the dashboard's crash triage marks of tenant {tenant} were removed");
@@ -629,13 +652,13 @@ pub async fn compact(config: &Config, tenant: Option<String>) -> anyhow::Result<
 }
 
 pub fn audit(config: &Config, command: AuditCommand) -> anyhow::Result<()> {
-    let path = config.audit_dir().join("audit.jsonl");
+    let log = AuditLog::open(config.state()?.sub("audit"))?;
     match command {
-        AuditCommand::Verify => match tacet_audit::verify(&path) {
+        AuditCommand::Verify => match log.read() {
             Ok(entries) => {
                 println!(
                     "audit log {}: {} entries, chain intact; head {}",
-                    path.display(),
+                    log.place(),
                     entries.len(),
                     entries
                         .last()
@@ -648,7 +671,7 @@ pub fn audit(config: &Config, command: AuditCommand) -> anyhow::Result<()> {
             }
         },
         AuditCommand::Show { tenant, last } => {
-            let entries = tacet_audit::verify(&path)?;
+            let entries = log.read()?;
             let shown: Vec<_> = entries
                 .iter()
                 .filter(|e| {

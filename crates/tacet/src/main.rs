@@ -462,7 +462,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let today = SystemClock.now().with_timezone(&zone).date_naive();
             let params = ReportParams::parse(&given, today)?;
             // Crash group merges and splits made in the dashboard or the admin API.
-            let marks = tacet_server::ui::Triage::new(Some(config.triage_dir())).marks(&tenant)?;
+            let marks = tacet_server::ui::Triage::new(Some(config.state()?.sub("triage")))
+                .marks(&tenant)?;
             let scope = tacet_query::ReportScope {
                 k_threshold: privacy.k_threshold,
                 k_crashes: privacy.k_threshold_crashes,
@@ -602,14 +603,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn key_store(config: &Config) -> anyhow::Result<KeyStore> {
-    let dir = config.keys_dir();
-    if !dir.is_dir() {
+    let dir = config.state()?.sub("keys");
+    if !dir.exists("store.id")? && dir.local_path().is_none_or(|p| !p.is_dir()) {
         bail!(
             "no key store at {}: the server has not run with this data directory yet (or pass --data-dir)",
-            dir.display()
+            dir.place("")
         );
     }
-    Ok(KeyStore::open(&dir, Arc::new(SystemClock))?)
+    Ok(KeyStore::open(dir, Arc::new(SystemClock))?)
 }
 
 fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
@@ -621,7 +622,7 @@ fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
             println!(
                 "tenant {tenant}: subject key v{version} created; new user pseudonyms use it (a running server \
                  within 10 seconds). Recorded in {}.",
-                config.keys_dir().join("lifecycle.jsonl").display()
+                keys.dir().place("lifecycle.jsonl")
             );
         }
         KeysCommand::Status => {
@@ -653,7 +654,10 @@ fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
                     },
                 );
             }
-            let log = std::fs::read_to_string(config.keys_dir().join("lifecycle.jsonl"))
+            let log = keys
+                .dir()
+                .read("lifecycle.jsonl")?
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .unwrap_or_default();
             let lines: Vec<&str> = log.lines().collect();
             println!("last lifecycle records ({} in all):", lines.len());
@@ -729,7 +733,8 @@ fn query_engine(config: &Config) -> anyhow::Result<QueryEngine> {
     let lake = config.open_lake()?;
     let engine = QueryEngine::new(Arc::clone(lake.store()), config.query.clone())?;
     if let Some(master) = setup::master_key(config)? {
-        let ring = tacet_ingest::DataKeyring::open(&config.keys_dir().join("data"), master)?;
+        let ring =
+            tacet_ingest::DataKeyring::open(config.state()?.sub("keys").sub("data"), master)?;
         engine.set_data_keys(Arc::new(ring));
     }
     Ok(engine)

@@ -22,10 +22,12 @@ pub async fn drain(config: &Config) -> anyhow::Result<()> {
         );
     };
     let _lock = crate::lifecycle::lock_data_dir(config)?;
-    let parts = crate::lifecycle::open_parts(config, Arc::new(SystemClock), Privacy::default())?;
+    let state = config.state()?;
+    let parts =
+        crate::lifecycle::open_parts(config, &state, Arc::new(SystemClock), Privacy::default())?;
     let pipeline = parts.pipeline;
     crate::claim::keystore(config, pipeline.lake().store(), pipeline.keys()).await?;
-    let peers = Arc::new(tacet_ingest::Peers::observe(&config.nodes_dir(), node)?);
+    let peers = Arc::new(tacet_ingest::Peers::observe(state.sub("nodes"), node)?);
     pipeline.set_peers(Arc::clone(&peers));
     let recovered = pipeline.recover(parts.replay);
     eprintln!(

@@ -153,7 +153,8 @@ pub(crate) async fn serve(config: Config, source: Source) -> anyhow::Result<()> 
     crate::setup::check_keys(&config, &tenants)?;
     refuse_ballista_with_encryption(&config, "tacet serve")?;
     let metrics = init_metrics()?;
-    let access = Arc::new(tacet_server::access::AccessKeys::open(&config.keys_dir())?);
+    let shared = config.state()?;
+    let access = Arc::new(tacet_server::access::AccessKeys::open(shared.sub("keys"))?);
     let tenants = Arc::new(Tenants::with_access(tenants, access)?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let geoip = config.geoip_path();
@@ -176,13 +177,13 @@ pub(crate) async fn serve(config: Config, source: Source) -> anyhow::Result<()> 
         audit,
         wal,
         replay,
-    } = lifecycle::open_parts(&config, clock, Privacy::new(geo))?;
+    } = lifecycle::open_parts(&config, &shared, clock, Privacy::new(geo))?;
     claim::writable(&config, pipeline.lake().store()).await?;
     claim::keystore(&config, pipeline.lake().store(), pipeline.keys()).await?;
     claim::node(&config, pipeline.lake().store()).await?;
     if let Some(node) = config.node_id {
         // Registered while running, so that an erasure on another node waits for this one's flush.
-        let peers = tacet_ingest::Peers::join(&config.nodes_dir(), node)?;
+        let peers = tacet_ingest::Peers::join(shared.sub("nodes"), node)?;
         pipeline.set_peers(Arc::new(peers));
     }
     let destroyed = pipeline.keys().destroy_expired()?;
@@ -197,6 +198,10 @@ pub(crate) async fn serve(config: Config, source: Source) -> anyhow::Result<()> 
         Arc::clone(&query),
         audit,
     ));
+    steward.set_leases(
+        shared.sub("leases"),
+        lifecycle::lease_holder(&config, "serve"),
+    );
     spawn_lifecycle(Arc::clone(&steward), &config, &tenants);
     spawn_rollups(
         Arc::clone(&query),
@@ -304,10 +309,10 @@ pub(crate) async fn serve(config: Config, source: Source) -> anyhow::Result<()> 
         dashboard: config.dashboard.enabled.then(|| {
             Arc::new(tacet_server::ui::Dashboard::new(
                 &config.dashboard,
-                Some(config.triage_dir()),
+                Some(shared.sub("triage")),
                 tls.is_some(),
                 tenants.access().derive("dashboard sessions"),
-                Some(config.sessions_dir()),
+                Some(shared.sub("sessions")),
             ))
         }),
         limits: Arc::clone(&limits),
@@ -400,7 +405,7 @@ pub(crate) async fn serve(config: Config, source: Source) -> anyhow::Result<()> 
     drop(stdout);
     let alerts = Arc::new(tacet_server::alerts::Alerts::new(
         config.alert_targets(env_var)?,
-        config.alerts_dir(),
+        shared.sub("alerts"),
     ));
     Arc::clone(&alerts).spawn(state.clone(), config.alert_interval);
     if let Some((l, limits)) = postgres {

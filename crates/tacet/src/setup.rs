@@ -81,6 +81,34 @@ pub(crate) fn master_key(config: &Config) -> anyhow::Result<Option<tacet_ingest:
     Ok(Some(key))
 }
 
+/// The key that seals the shared state in the lake's bucket (`shared_state = "lake"`): `TACET_STATE_KEY`
+/// (64 hex characters), else derived from the master key. Neither: refused, since the salts and subject
+/// keys would lie in plain next to Parquet files that analysts read.
+pub(crate) fn state_key(config: &Config) -> anyhow::Result<[u8; 32]> {
+    if let Some(text) = std::env::var("TACET_STATE_KEY")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        let key = tacet_ingest::MasterKey::from_hex(&text).map_err(|e| {
+            anyhow::anyhow!("TACET_STATE_KEY: {}", e.replace("master key", "state key"))
+        })?;
+        if let Some(weak) = weak_master_key(&key, "TACET_STATE_KEY")
+            && !config.insecure_demo
+        {
+            bail!("{}", weak.replace("master key", "state key"));
+        }
+        return Ok(key.derive("tacet shared state v1"));
+    }
+    match master_key(config)? {
+        Some(master) => Ok(master.derive("tacet shared state v1")),
+        None => bail!(
+            "shared_state = \"lake\" keeps the salts and subject keys in the bucket, sealed under a key that \
+             is not there: set TACET_STATE_KEY to the same 64 hex characters on every node (`openssl rand \
+             -hex 32`), or configure a master key (TACET_MASTER_KEY), from which it is derived"
+        ),
+    }
+}
+
 /// The master key and where it came from, unchecked.
 fn read_master_key(config: &Config) -> anyhow::Result<Option<(tacet_ingest::MasterKey, String)>> {
     let (text, source) = match (

@@ -64,10 +64,10 @@ impl Dashboard {
     /// `sessions_dir` records logouts for every node (`<shared dir>/sessions`; `None`: this process only).
     pub fn new(
         config: &DashboardConfig,
-        triage_dir: Option<std::path::PathBuf>,
+        triage_dir: Option<tacet_state::Dir>,
         tls: bool,
         session_key: [u8; 32],
-        sessions_dir: Option<std::path::PathBuf>,
+        sessions_dir: Option<tacet_state::Dir>,
     ) -> Self {
         Self {
             sessions: Sessions::new(
@@ -139,14 +139,10 @@ impl Dashboard {
 
 /// Removes a tenant's triage marks (offboarding). `dir` is `<shared dir>/triage`.
 pub fn remove_triage(
-    dir: &std::path::Path,
+    dir: &tacet_state::Dir,
     tenant: &tacet_model::TenantId,
 ) -> std::io::Result<bool> {
-    match std::fs::remove_file(dir.join(format!("{}.json", tenant.as_str()))) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
-    }
+    dir.delete(&format!("{}.json", tenant.as_str()))
 }
 
 /// Checks a dashboard request's session token once, for the `Viewer` (it finds the session in the request's

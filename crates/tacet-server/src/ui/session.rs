@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -47,7 +46,7 @@ pub struct Sessions {
     lifetime: Duration,
     key: [u8; 32],
     /// Where ended sessions are recorded for every node; `None`: this process only.
-    ended_dir: Option<PathBuf>,
+    ended_dir: Option<tacet_state::Dir>,
     /// Nonces ended here, with when their sessions would have expired anyway.
     ended: Mutex<HashMap<String, u64>>,
     failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
@@ -81,7 +80,7 @@ impl Sessions {
         idle: Duration,
         lifetime: Duration,
         key: [u8; 32],
-        ended_dir: Option<PathBuf>,
+        ended_dir: Option<tacet_state::Dir>,
     ) -> Self {
         Self {
             idle,
@@ -187,9 +186,10 @@ impl Sessions {
         {
             return true;
         }
+        // A store that cannot be asked: the session holds (a logout elsewhere is not seen until it can).
         self.ended_dir
             .as_ref()
-            .is_some_and(|dir| dir.join(nonce).exists())
+            .is_some_and(|dir| dir.exists(nonce).unwrap_or(false))
     }
 
     /// Ends a session here and, through `ended_dir`, on every node (logout, or its key no longer
@@ -205,20 +205,20 @@ impl Sessions {
         let Some(dir) = &self.ended_dir else {
             return;
         };
-        let recorded = std::fs::create_dir_all(dir)
-            .and_then(|()| std::fs::write(dir.join(&session.nonce), expires.to_string()));
-        if let Err(e) = recorded {
-            tracing::warn!(dir = %dir.display(), error = %e,
+        if let Err(e) = dir.put(&session.nonce, expires.to_string().as_bytes()) {
+            tracing::warn!(dir = ?dir, error = %e,
                 "cannot record a dashboard logout for the other nodes; it holds on this node only");
         }
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for entry in entries.flatten() {
-                let stale = std::fs::read_to_string(entry.path())
+        if let Ok(entries) = dir.list() {
+            for entry in entries.into_iter().filter(|e| !e.is_dir) {
+                let stale = dir
+                    .read(&entry.name)
                     .ok()
-                    .and_then(|t| t.trim().parse::<u64>().ok())
+                    .flatten()
+                    .and_then(|t| String::from_utf8_lossy(&t).trim().parse::<u64>().ok())
                     .is_none_or(|e| e <= now);
                 if stale {
-                    let _ = std::fs::remove_file(entry.path());
+                    let _ = dir.delete(&entry.name);
                 }
             }
         }
@@ -255,12 +255,12 @@ mod tests {
         TenantId::new("acme").unwrap()
     }
 
-    fn sessions(key: u8, dir: Option<PathBuf>) -> Sessions {
+    fn sessions(key: u8, dir: Option<std::path::PathBuf>) -> Sessions {
         Sessions::new(
             Duration::from_secs(60),
             Duration::from_secs(600),
             [key; 32],
-            dir,
+            dir.as_ref().map(tacet_state::Dir::from),
         )
     }
 

@@ -15,9 +15,9 @@
 //! Offboarding a tenant removes its file. Without a directory (tests) the state lives in memory.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
-use std::path::PathBuf;
+
 use std::sync::Mutex;
+use tacet_state::Dir;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -122,7 +122,7 @@ pub type Marks = BTreeMap<String, Mark>;
 
 #[derive(Debug)]
 pub struct Triage {
-    dir: Option<PathBuf>,
+    dir: Option<Dir>,
     lock: Mutex<HashMap<TenantId, Marks>>,
 }
 
@@ -136,33 +136,34 @@ pub fn valid_fingerprint(fp: &str) -> bool {
 
 impl Triage {
     /// Keeps the state in files under `dir` (created when first written), or in memory with `None`.
-    pub fn new(dir: Option<PathBuf>) -> Self {
+    pub fn new(dir: Option<Dir>) -> Self {
         Self {
             dir,
             lock: Mutex::default(),
         }
     }
 
-    fn path(&self, tenant: &TenantId) -> Option<PathBuf> {
-        self.dir
-            .as_ref()
-            .map(|d| d.join(format!("{}.json", tenant.as_str())))
+    fn name(tenant: &TenantId) -> String {
+        format!("{}.json", tenant.as_str())
+    }
+
+    fn parse(dir: &Dir, tenant: &TenantId, bytes: Option<&[u8]>) -> std::io::Result<Marks> {
+        let Some(bytes) = bytes else {
+            return Ok(Marks::new());
+        };
+        serde_json::from_slice(bytes).map_err(|e| {
+            std::io::Error::other(format!(
+                "{}: {e}; fix or delete the file (it holds only crash triage marks)",
+                dir.place(&Self::name(tenant))
+            ))
+        })
     }
 
     fn read(&self, tenant: &TenantId, memory: &HashMap<TenantId, Marks>) -> std::io::Result<Marks> {
-        let Some(path) = self.path(tenant) else {
+        let Some(dir) = &self.dir else {
             return Ok(memory.get(tenant).cloned().unwrap_or_default());
         };
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                std::io::Error::other(format!(
-                    "{}: {e}; fix or delete the file (it holds only crash triage marks)",
-                    path.display()
-                ))
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Marks::new()),
-            Err(e) => Err(std::io::Error::other(format!("{}: {e}", path.display()))),
-        }
+        Self::parse(dir, tenant, dir.read(&Self::name(tenant))?.as_deref())
     }
 
     /// The tenant's marks, by fingerprint.
@@ -275,27 +276,28 @@ impl Triage {
         })
     }
 
-    /// Reads the tenant's marks, changes them, and writes them back atomically.
+    /// Reads the tenant's marks, changes them, and writes them back only if no one (another node) changed
+    /// them meanwhile; else reads again and changes again, so no node's mark is lost.
     fn update(
         &self,
         tenant: &TenantId,
-        change: impl FnOnce(&mut Marks) -> std::io::Result<()>,
+        mut change: impl FnMut(&mut Marks) -> std::io::Result<()>,
     ) -> std::io::Result<()> {
         let mut memory = self.lock.lock().expect("triage lock");
-        let mut marks = self.read(tenant, &memory)?;
-        change(&mut marks)?;
-        let Some(path) = self.path(tenant) else {
+        let Some(dir) = &self.dir else {
+            let mut marks = self.read(tenant, &memory)?;
+            change(&mut marks)?;
             memory.insert(tenant.clone(), marks);
             return Ok(());
         };
-        let dir = path.parent().expect("a file in a directory");
-        std::fs::create_dir_all(dir)?;
-        let tmp = dir.join(format!(".{}.json.tmp", tenant.as_str()));
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(&marks).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(dir)?.sync_all()
+        dir.update(&Self::name(tenant), &mut |old| {
+            let mut marks = Self::parse(dir, tenant, old)?;
+            change(&mut marks)?;
+            Ok(Some(
+                serde_json::to_vec_pretty(&marks).map_err(std::io::Error::other)?,
+            ))
+        })?;
+        Ok(())
     }
 }
 
@@ -306,7 +308,7 @@ mod tests {
     #[test]
     fn marks_persist_per_tenant_and_reopen_removes_them() {
         let dir = tempfile::tempdir().unwrap();
-        let t = Triage::new(Some(dir.path().join("triage")));
+        let t = Triage::new(Some(Dir::from(&dir.path().join("triage"))));
         let (a, b) = (TenantId::new("a").unwrap(), TenantId::new("b").unwrap());
         let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         assert!(t.marks(&a).unwrap().is_empty());
@@ -315,7 +317,7 @@ mod tests {
         t.set(&a, "fedcba9876543210", GroupState::Ignored, at, None)
             .unwrap();
         // Another process (node) sees the same file.
-        let again = Triage::new(Some(dir.path().join("triage")));
+        let again = Triage::new(Some(Dir::from(&dir.path().join("triage"))));
         let marks = again.marks(&a).unwrap();
         assert_eq!(marks["0123456789abcdef"].state, GroupState::Resolved);
         assert_eq!(marks["fedcba9876543210"].state, GroupState::Ignored);
