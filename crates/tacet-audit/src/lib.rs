@@ -131,7 +131,7 @@ impl AuditLog {
         let place = self.place();
         let mut sealed = String::new();
         self.dir
-            .append_with(FILE, &mut |last| {
+            .log_append(FILE, &mut |last| {
                 let (seq, prev) = match last {
                     None => (0, GENESIS.to_owned()),
                     Some(line) => last_entry(line).map_err(|reason| {
@@ -163,7 +163,7 @@ impl AuditLog {
     /// Every entry, checked: the first broken one is an error naming its line.
     pub fn read(&self) -> Result<Vec<Sealed>> {
         let place = self.place();
-        match self.dir.read(FILE).map_err(|e| io(&place, e))? {
+        match self.dir.log_read(FILE).map_err(|e| io(&place, e))? {
             None => Ok(Vec::new()),
             Some(bytes) => verify_bytes(&bytes, &place),
         }

@@ -409,7 +409,7 @@ impl KeyStore {
             "tenant": tenant.as_str(),
             "key": id,
         });
-        self.dir.append("lifecycle.jsonl", &line.to_string())?;
+        self.dir.log_push("lifecycle.jsonl", &line.to_string())?;
         if let Some(audit) = self.audit.get() {
             audit
                 .append(

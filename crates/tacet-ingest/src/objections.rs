@@ -96,7 +96,7 @@ impl KeyStore {
                 return Ok(Arc::clone(list));
             }
         }
-        let modified = self.dir().head(&Self::objections_file(tenant))?;
+        let modified = self.dir().log_head(&Self::objections_file(tenant))?;
         let mut cache = cache.lock().expect("objections lock");
         if let Some((list, checked, seen)) = cache.lists.get_mut(tenant)
             && *seen == modified
@@ -113,7 +113,7 @@ impl KeyStore {
 
     fn load_objections(&self, tenant: &TenantId) -> Result<Objections> {
         let name = Self::objections_file(tenant);
-        let Some(bytes) = self.dir().read(&name)? else {
+        let Some(bytes) = self.dir().log_read(&name)? else {
             return Ok(Objections::default());
         };
         let text = String::from_utf8_lossy(&bytes);
@@ -185,7 +185,7 @@ impl KeyStore {
             },
             token,
         };
-        self.dir().append(
+        self.dir().log_push(
             &Self::objections_file(tenant),
             &serde_json::to_string(&line).expect("a line serialises"),
         )?;
@@ -204,7 +204,7 @@ impl KeyStore {
             .expect("objections lock")
             .lists
             .remove(tenant);
-        Ok(self.dir().delete(&Self::objections_file(tenant))?)
+        Ok(self.dir().log_delete(&Self::objections_file(tenant))?)
     }
 }
 

@@ -246,13 +246,13 @@ impl AccessKeys {
                 return Ok(());
             }
         }
-        let modified = dir.head(FILE)?;
+        let modified = dir.log_head(FILE)?;
         let mut st = self.state.write().expect("access lock");
         st.checked = Some(Instant::now());
         if !force && st.seen == modified {
             return Ok(());
         }
-        let bytes = dir.read(FILE)?.unwrap_or_default();
+        let bytes = dir.log_read(FILE)?.unwrap_or_default();
         let text = String::from_utf8_lossy(&bytes);
         let mut grants: HashMap<[u8; 32], Grant> = HashMap::new();
         let mut by_id: HashMap<String, [u8; 32]> = HashMap::new();
@@ -318,7 +318,7 @@ impl AccessKeys {
                 "keys made here would be lost at exit: this server has no key store",
             ));
         };
-        dir.append(
+        dir.log_push(
             FILE,
             &serde_json::to_string(line).expect("a line serialises"),
         )?;

@@ -23,11 +23,13 @@ use std::sync::Arc;
 
 mod lease;
 mod local;
+mod log;
 mod objects;
 mod sealed;
 
 pub use lease::{Held, Lease};
 pub use local::Local;
+pub use log::SEGMENT_LINES;
 pub use objects::Objects;
 pub use sealed::Sealed;
 

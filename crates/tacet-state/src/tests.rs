@@ -236,3 +236,35 @@ fn a_lease_is_held_by_one_until_released_or_expired() {
         );
     });
 }
+
+#[test]
+fn a_log_in_an_object_store_grows_in_segments_and_reads_whole() {
+    both(|root| {
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                let root = root.clone();
+                s.spawn(move || {
+                    for _ in 0..25 {
+                        root.log_append_in("chain", 7, &mut |last| {
+                            let n: u64 = last.map_or(0, |l| l.parse().unwrap());
+                            Ok((n + 1).to_string())
+                        })
+                        .unwrap();
+                    }
+                });
+            }
+        });
+        let text = String::from_utf8(root.log_read("chain").unwrap().unwrap()).unwrap();
+        let expected: Vec<String> = (1..=100).map(|n| n.to_string()).collect();
+        assert_eq!(text.lines().collect::<Vec<_>>(), expected, "{root:?}");
+        let segments = root.sub("chain.d").list().unwrap().len();
+        if root.local_path().is_some() {
+            assert_eq!(segments, 0, "one file on local disk");
+        } else {
+            assert_eq!(segments, 15, "100 lines, 7 per segment");
+        }
+        assert!(root.log_head("chain").unwrap().is_some());
+        assert!(root.log_delete("chain").unwrap());
+        assert!(root.log_read("chain").unwrap().is_none());
+    });
+}

@@ -656,7 +656,7 @@ fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
             }
             let log = keys
                 .dir()
-                .read("lifecycle.jsonl")?
+                .log_read("lifecycle.jsonl")?
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .unwrap_or_default();
             let lines: Vec<&str> = log.lines().collect();

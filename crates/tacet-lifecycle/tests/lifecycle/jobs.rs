@@ -555,3 +555,49 @@ async fn erasure_and_compaction_work_on_an_encrypted_lake() {
         assert!(plain.is_err(), "{f} reads without the key");
     }
 }
+
+/// Retention runs once for all nodes: while another holder (a node's schedule, a CronJob pod) has the lease
+/// `leases/retention`, a run does nothing and names the holder; once released, it runs and gives the lease
+/// back.
+#[tokio::test]
+async fn retention_runs_once_for_all_nodes_under_its_lease() {
+    let env = Env::new(START + 40 * DAY + 3_600_000);
+    let t = tenant("acme");
+    env.generate(&t, &[Kind::Pageview], 40, 1, 5, 5, &[]).await;
+    let tenants = vec![(t.clone(), policy("[retention]\npageview = \"30d\""))];
+    let leases = tacet_state::Dir::from(&env.dir.path().join("leases"));
+    env.steward
+        .set_leases(leases.clone(), "tacet serve node 1".into());
+    let ttl = std::time::Duration::from_secs(600);
+    let other = leases
+        .acquire("retention", "tacet cli on tacet-retention-29 (pid 7)", ttl)
+        .unwrap()
+        .unwrap();
+    let before = lake_files(&env);
+    let refused = env
+        .steward
+        .retention_run(&tenants, false, "test", &tacet_lifecycle::quiet)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("retention is running elsewhere (tacet cli on tacet-retention-29 (pid 7)")
+            && refused.contains("nothing was done"),
+        "{refused}"
+    );
+    assert_eq!(lake_files(&env), before, "a refused run changed the lake");
+    other.release().unwrap();
+    let report = env
+        .steward
+        .retention_run(&tenants, false, "test", &tacet_lifecycle::quiet)
+        .await
+        .unwrap();
+    assert_eq!(report.expired.len(), 10, "days 0 to 9 of 40");
+    // Given back: the next holder takes it at once.
+    assert!(
+        leases
+            .acquire("retention", "tacet serve node 2", ttl)
+            .unwrap()
+            .is_ok()
+    );
+}
