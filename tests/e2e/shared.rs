@@ -191,6 +191,15 @@ async fn three_nodes_sharing_only_the_bucket_agree_erase_at_once_and_lose_nothin
     );
     assert_eq!(receipt["rows"], 1, "{receipt}");
     assert_eq!(receipt["nodes_pending"], json!([2]), "{receipt}");
+    // What node 2 held when it was last seen: the records a lost node would take with it.
+    let gap = &receipt["gaps"][0];
+    assert_eq!(gap["node"], 2, "{receipt}");
+    let held = gap["unflushed_records"].as_array().expect("a range");
+    assert!(
+        held[0].as_u64().unwrap() <= held[1].as_u64().unwrap(),
+        "{receipt}"
+    );
+    assert!(gap["last_seen"].is_string(), "{receipt}");
     let started = Instant::now();
     let (status, body) = admin(&one, "subjects/object", json!({"user_id": CAROL})).await;
     assert_eq!(status, 200, "{body}");

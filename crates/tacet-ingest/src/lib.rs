@@ -39,7 +39,7 @@ pub use datakeys::{DataKeyring, MasterKey};
 pub use erasures::Erasure;
 pub use keystore::{KeyStore, identity};
 pub use objections::{Change, Objections};
-pub use peers::Peers;
+pub use peers::{Gap, Peers};
 pub use pipeline::{Accepted, FlushSummary, Pipeline, RecoverySummary};
 pub use sourcemaps::{MapInfo, SourceMaps};
 pub use symbolicate::{Frame, parse_frame};

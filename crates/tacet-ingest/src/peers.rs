@@ -25,6 +25,18 @@ use crate::{Error, Result};
 
 const REQUEST: &str = "flush-request";
 
+/// What a node that did not answer may still hold, from its last heartbeat: the gap an erasure's record
+/// covers until it runs again (or is drained).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Gap {
+    pub node: u16,
+    /// Its last heartbeat (RFC 3339), if it left one with a time.
+    pub last_seen: Option<String>,
+    /// The sequence numbers of the records its write-ahead log held and had not written to the lake then
+    /// (`[first, last]`); `None`: none, or not said.
+    pub unflushed_records: Option<[u64; 2]>,
+}
+
 /// This node's view of its peers.
 #[derive(Debug)]
 pub struct Peers {
@@ -52,7 +64,7 @@ impl Peers {
     /// node's data directory uses [`Peers::observe`].
     pub fn join(dir: impl Into<Dir>, node: u16) -> Result<Self> {
         let peers = Self::observe(dir, node)?;
-        peers.heartbeat(Duration::from_secs(5))?;
+        peers.heartbeat(Duration::from_secs(5), None)?;
         Ok(peers)
     }
 
@@ -126,12 +138,15 @@ impl Peers {
     }
 
     /// Says this node is alive and ticks every `tick` (its flusher's interval): `<id>.alive` is written
-    /// again with the time, so a node whose time has not moved for a few ticks is known to be down.
-    pub fn heartbeat(&self, tick: Duration) -> Result<()> {
+    /// again with the time, so a node whose time has not moved for a few ticks is known to be down, and
+    /// with the range of log records it holds that are not in the lake yet (`unflushed`), so that if it
+    /// never comes back the others can say what was lost with it.
+    pub fn heartbeat(&self, tick: Duration, unflushed: Option<(u64, u64)>) -> Result<()> {
+        let range = unflushed.map_or_else(String::new, |(a, b)| format!(" {a} {b}"));
         self.dir.put(
             &format!("{}.alive", self.node),
             format!(
-                "{} {} {}",
+                "{} {} {}{range}",
                 std::process::id(),
                 tick.as_millis(),
                 now_millis()
@@ -139,6 +154,37 @@ impl Peers {
             .as_bytes(),
         )?;
         Ok(())
+    }
+
+    /// What each of `nodes` said in its last heartbeat: when, and which records it held unflushed.
+    pub fn gaps(&self, nodes: &[u16]) -> Vec<Gap> {
+        nodes
+            .iter()
+            .map(|&node| {
+                let text = self
+                    .dir
+                    .read(&format!("{node}.alive"))
+                    .ok()
+                    .flatten()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
+                let fields: Vec<u64> = text
+                    .split_whitespace()
+                    .map(|f| f.parse().unwrap_or(0))
+                    .collect();
+                Gap {
+                    node,
+                    last_seen: fields.get(2).and_then(|ms| {
+                        chrono::DateTime::from_timestamp_millis(*ms as i64)
+                            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    }),
+                    unflushed_records: match (fields.get(3), fields.get(4)) {
+                        (Some(a), Some(b)) => Some([*a, *b]),
+                        _ => None,
+                    },
+                }
+            })
+            .collect()
     }
 
     /// Whether node `node`'s heartbeat is older than three of its ticks and two seconds: it is down
@@ -290,7 +336,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let one = Peers::join(dir.path(), 1).unwrap();
         let two = Peers::join(dir.path(), 2).unwrap();
-        two.heartbeat(Duration::ZERO).unwrap();
+        two.heartbeat(Duration::ZERO, Some((41, 57))).unwrap();
         let answering = tokio::spawn(async move {
             loop {
                 if let Some(r) = two.unanswered().unwrap() {
@@ -315,6 +361,10 @@ mod tests {
             [2]
         );
         assert!(started.elapsed() < Duration::from_secs(1));
+        // What it left behind, as its last heartbeat said.
+        let gaps = one.gaps(&[2]);
+        assert_eq!(gaps[0].unflushed_records, Some([41, 57]));
+        assert!(gaps[0].last_seen.is_some());
         // The strict request still fails by name.
         assert!(
             one.flush_everywhere(Duration::from_millis(200))

@@ -237,6 +237,11 @@ impl Pipeline {
     /// [`Pipeline::persist_all`] here and on every other running ingestion node sharing the key store,
     /// not waiting for nodes that are down (nor longer than a while for slow ones): what an erasure needs,
     /// once its record is written (erasures.rs). Returns the nodes that did not answer.
+    /// What the nodes `nodes` (that did not answer) last said they held unflushed.
+    pub fn gaps(&self, nodes: &[u16]) -> Vec<crate::Gap> {
+        self.peers.get().map_or_else(Vec::new, |p| p.gaps(nodes))
+    }
+
     pub async fn persist_running(&self) -> Result<Vec<u16>> {
         self.persist_all().await?;
         match self.peers.get() {
@@ -728,7 +733,10 @@ impl Pipeline {
         let Some(peers) = self.peers.get() else {
             return;
         };
-        if let Err(e) = peers.heartbeat(PEER_TICK) {
+        let checkpoint = self.wal.checkpoint();
+        let last = self.wal.last_seq();
+        let unflushed = (last > checkpoint.persisted).then_some((checkpoint.persisted + 1, last));
+        if let Err(e) = peers.heartbeat(PEER_TICK, unflushed) {
             warn!(error = %e, "cannot renew this node's heartbeat in the shared directory");
         }
         match peers.unanswered() {

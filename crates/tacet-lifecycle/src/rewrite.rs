@@ -63,6 +63,10 @@ pub struct RewriteReport {
     /// hold is dropped by the record when they run again, never written to the lake.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub nodes_pending: Vec<u16>,
+    /// For each of them, what its last heartbeat said it held (the records its log had not written to
+    /// the lake, and when): what is lost with it if it never comes back and is not drained.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<tacet_ingest::Gap>,
 }
 
 /// Whom a rewrite waits for before it reads the lake.
@@ -113,7 +117,10 @@ impl Steward {
         };
         match waiting {
             Waiting::Everyone => self.pipeline.persist_everywhere().await?,
-            Waiting::Running => report.nodes_pending = self.pipeline.persist_running().await?,
+            Waiting::Running => {
+                report.nodes_pending = self.pipeline.persist_running().await?;
+                report.gaps = self.pipeline.gaps(&report.nodes_pending);
+            }
         }
         let lake = self.pipeline.lake();
         let wanted: HashSet<&str> = pseudonyms.iter().map(String::as_str).collect();

@@ -215,7 +215,7 @@ impl Steward {
             Some(tenant.as_str()),
             json!({"request": report.request, "rows": report.rows, "files_rewritten": report.files_rewritten,
                 "files_deleted": report.files_deleted, "files_scanned": report.files_scanned,
-                "record": report.erasure_record, "nodes_pending": report.nodes_pending}),
+                "record": report.erasure_record, "nodes_pending": report.nodes_pending, "gaps": report.gaps}),
         )?;
         Ok(report)
     }
