@@ -80,11 +80,23 @@ impl Moto {
     }
 
     pub async fn create_bucket(&self, bucket: &str) {
-        let resp = reqwest::Client::new()
-            .put(format!("{}/{bucket}", self.endpoint))
-            .send()
-            .await
-            .unwrap();
+        // The server may still be starting behind its open port: a few tries.
+        let mut tries = 0;
+        let resp = loop {
+            match reqwest::Client::new()
+                .put(format!("{}/{bucket}", self.endpoint))
+                .send()
+                .await
+            {
+                Ok(resp) => break resp,
+                Err(e) if tries < 20 => {
+                    tries += 1;
+                    eprintln!("moto not answering yet ({e}); trying again");
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+                Err(e) => panic!("moto does not answer: {e}"),
+            }
+        };
         assert!(resp.status().is_success(), "create bucket: {resp:?}");
     }
 

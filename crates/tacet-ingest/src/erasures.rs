@@ -30,6 +30,14 @@ use tacet_state::Dir;
 
 use crate::{Error, KeyStore, Result};
 
+/// How often the pseudonyms of a tenant's records are read again for queries: how long another node's
+/// queries may still show a person whose erasure was just requested.
+const RECHECK_MILLIS: i64 = 1_000;
+
+/// Per tenant: the pseudonyms of its current records, and when they were read.
+pub(crate) type Cache =
+    std::sync::Mutex<std::collections::HashMap<TenantId, (std::sync::Arc<Vec<String>>, i64)>>;
+
 /// One erasure record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Erasure {
@@ -89,6 +97,33 @@ impl KeyStore {
         Ok(out)
     }
 
+    /// The pseudonyms of the tenant's current erasure records (read again at most every second): queries
+    /// leave them out from the moment an erasure is requested, on every node, until the lake is rewritten
+    /// and the record is no longer needed.
+    pub fn erasing(&self, tenant: &TenantId) -> Result<std::sync::Arc<Vec<String>>> {
+        let now = self.clock().now_millis();
+        if let Some((list, at)) = self
+            .erasure_cache()
+            .lock()
+            .expect("erasing lock")
+            .get(tenant)
+            && now - at < RECHECK_MILLIS
+        {
+            return Ok(std::sync::Arc::clone(list));
+        }
+        let list: std::sync::Arc<Vec<String>> = std::sync::Arc::new(
+            self.erasures(tenant)?
+                .into_iter()
+                .flat_map(|r| r.pseudonyms)
+                .collect(),
+        );
+        self.erasure_cache()
+            .lock()
+            .expect("erasing lock")
+            .insert(tenant.clone(), (std::sync::Arc::clone(&list), now));
+        Ok(list)
+    }
+
     /// Writes an erasure record for the person with `user_id` (their pseudonyms under every subject key
     /// version), durably; returns its id. `None` when the tenant has no subject key yet: nothing
     /// identified was ever accepted.
@@ -117,6 +152,11 @@ impl KeyStore {
         };
         let dir = self.erasure_dir(tenant);
         let name = format!("{id}.json");
+        // This node's queries leave the person out at once (others within a second).
+        self.erasure_cache()
+            .lock()
+            .expect("erasing lock")
+            .remove(tenant);
         if !dir.create(
             &name,
             &serde_json::to_vec(&record).expect("a record serialises"),

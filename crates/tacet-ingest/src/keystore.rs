@@ -41,6 +41,8 @@ pub struct KeyStore {
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
     objections: crate::objections::SharedCache,
+    /// The pseudonyms of each tenant's current erasure records, and when they were read.
+    erasing: crate::erasures::Cache,
     /// Where key events are also recorded, when set.
     audit: std::sync::OnceLock<Arc<tacet_audit::AuditLog>>,
     /// The tenants' data keys (encryption at rest), when a master key is configured.
@@ -129,6 +131,7 @@ impl KeyStore {
             clock,
             state: Mutex::new(state),
             objections: Default::default(),
+            erasing: Default::default(),
             audit: std::sync::OnceLock::new(),
             keyring: std::sync::OnceLock::new(),
         })
@@ -162,6 +165,10 @@ impl KeyStore {
 
     pub(crate) fn objection_cache(&self) -> &crate::objections::SharedCache {
         &self.objections
+    }
+
+    pub(crate) fn erasure_cache(&self) -> &crate::erasures::Cache {
+        &self.erasing
     }
 
     /// Sets the time zone whose days a tenant's salts cover (UTC if never set).

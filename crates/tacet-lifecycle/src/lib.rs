@@ -162,12 +162,21 @@ impl Steward {
 struct Objected(Arc<Pipeline>);
 
 impl tacet_query::Restrictions for Objected {
+    /// People who objected, and people whose erasure is under way (from the moment of the request until
+    /// the lake is rewritten and every node has applied the record).
     fn restricted(&self, tenant: &TenantId) -> std::result::Result<Vec<String>, String> {
-        self.0
-            .keys()
+        let keys = self.0.keys();
+        let mut out = keys
             .objections(tenant)
             .map(|o| o.pseudonyms().to_vec())
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        out.extend(
+            keys.erasing(tenant)
+                .map_err(|e| e.to_string())?
+                .iter()
+                .cloned(),
+        );
+        Ok(out)
     }
 }
 

@@ -601,3 +601,28 @@ async fn retention_runs_once_for_all_nodes_under_its_lease() {
             .is_ok()
     );
 }
+
+/// From the moment an erasure is requested (its record written), queries on every node leave the person
+/// out, before the lake is rewritten; once the record is settled, nothing is hidden for it any more.
+#[tokio::test]
+async fn a_pending_erasure_hides_the_person_from_queries_at_once() {
+    let env = Env::new(START + DAY);
+    let t = tenant("acme");
+    let ev = |user: &str| json!({"kind": "pageview", "url": "https://a.example/", "user_id": user});
+    let got = ingest(&env, &t, vec![ev("bob"), ev("bob"), ev("eve")]).await;
+    assert_eq!(got.stored, 3);
+    assert_eq!(env.count(&t, "SELECT COUNT(*) FROM events").await, 3);
+    let keys = env.pipeline.keys();
+    let id = keys.record_erasure(&t, "bob").unwrap().unwrap();
+    // The record only (as while the erasure waits for nodes or rewrites files): bob is out already.
+    assert_eq!(env.count(&t, "SELECT COUNT(*) FROM events").await, 1);
+    // Another process sharing the key store sees it within a second.
+    let other = tacet_ingest::KeyStore::open(keys.dir(), env.clock.clone()).unwrap();
+    assert_eq!(
+        other.erasing(&t).unwrap().len(),
+        keys.subject_keys(&t).unwrap().len()
+    );
+    keys.settle_erasure(&t, &id, &[]).unwrap();
+    env.clock.advance(1_000);
+    assert_eq!(env.count(&t, "SELECT COUNT(*) FROM events").await, 3);
+}
