@@ -18,6 +18,8 @@ mod portable;
 mod postgres;
 mod privacy;
 mod production;
+#[path = "../../crates/tacet-ingest/tests/support/race.rs"]
+mod race_support;
 mod s3;
 mod security;
 mod server;

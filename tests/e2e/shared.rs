@@ -416,41 +416,6 @@ fn two_nodes_racing_on_s3_always_agree() {
             &[9; 32],
         )))
     };
-    const ROUNDS: usize = 200;
-    let barrier = Arc::new(std::sync::Barrier::new(2));
-    let node = |n: u32| {
-        let (root, barrier) = (open(), barrier.clone());
-        std::thread::spawn(move || {
-            let clock: Arc<dyn tacet_model::Clock> =
-                Arc::new(tacet_model::ManualClock::new(1_764_400_000_000));
-            let keys = tacet_ingest::KeyStore::open(root.sub("keys"), clock).unwrap();
-            let audit = tacet_audit::AuditLog::open(root.sub("audit")).unwrap();
-            let mut got = Vec::new();
-            for i in 0..ROUNDS {
-                let tenant = tacet_model::TenantId::new(format!("t{i}")).unwrap();
-                barrier.wait();
-                let k = keys.keys_for(&tenant).unwrap();
-                audit
-                    .append(
-                        &format!("node{n}"),
-                        "race",
-                        Some(tenant.as_str()),
-                        json!({"round": i}),
-                    )
-                    .unwrap();
-                got.push((k.visitor_salt, k.subject_key));
-            }
-            got
-        })
-    };
-    let (a, b) = (node(1), node(2));
-    let (a, b) = (a.join().unwrap(), b.join().unwrap());
-    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-        assert_eq!(x, y, "round {i}: the nodes disagree on a key");
-    }
-    let entries = tacet_audit::AuditLog::open(open().sub("audit"))
-        .unwrap()
-        .read()
-        .unwrap();
-    assert_eq!(entries.len(), 2 * ROUNDS);
+    // Fewer rounds than on a directory: each is a dozen requests to moto.
+    crate::race_support::race(open, 200);
 }
