@@ -419,3 +419,112 @@ fn two_nodes_racing_on_s3_always_agree() {
     // Fewer rounds than on a directory: each is a dozen requests to moto.
     crate::race_support::race(open, 200);
 }
+
+/// From one node to many: a node whose shared state is its data directory moves it into the bucket
+/// (`tacet node move-state`) and runs on with `shared_state = "lake"`: the same keys (the same person
+/// keeps one pseudonym, the lake's claim accepts the key store), the audit chain goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_moves_its_state_into_the_bucket_and_keeps_its_keys() {
+    let Some(moto) = Moto::start() else { return };
+    moto.create_bucket("moved").await;
+    let root = tempfile::tempdir().unwrap();
+    let storage = s3("moved", Some("prod"), &moto.endpoint);
+    let config = |state: &str| {
+        format!(
+            "trusted_proxies = [\"127.0.0.1/32\"]\n{state}\n[storage]\n{storage}\n[ingest]\nflush_interval = \"100ms\"\n\n\
+             [[tenant]]\nid = \"a\"\ningest_key = \"ingest-a\"\nread_key = \"read-a\"\nadmin_key = \"admin-a\"\n"
+        )
+    };
+    let env: Vec<(&str, &str)> = AWS_ENV
+        .iter()
+        .copied()
+        .chain([("TACET_STATE_KEY", STATE_KEY)])
+        .collect();
+    let before = Server::start_in_with_env(
+        &config(""),
+        root.path(),
+        "logs",
+        tempfile::tempdir().unwrap(),
+        &env,
+    );
+    assert_eq!(post_clicks(&before, Some(BOB), 2).await, 202);
+    before.wait_for_count("read-a", 2).await;
+    let (status, _) = admin(&before, "subjects/object", json!({"user_id": CAROL})).await;
+    assert_eq!(status, 200);
+    drop(before.stop());
+
+    let data = root.path().join("data");
+    let move_state = || {
+        let mut env = env.clone();
+        env.push(("TACET_DATA_DIR", data.to_str().unwrap()));
+        tacet_with_env(
+            &[
+                "node",
+                "move-state",
+                "--config",
+                root.path().join("tacet.toml").to_str().unwrap(),
+            ],
+            &env,
+        )
+    };
+    let out = move_state();
+    let (said, listed) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{said}{listed}");
+    assert!(
+        said.contains("moved the shared state") && said.contains("s3://moved/prod/_tacet/state"),
+        "{said}"
+    );
+    for name in [
+        "keys/store.id",
+        "keys/access.key",
+        "keys/subject/a.v1.key",
+        "keys/objections/a.jsonl",
+        "audit/audit.jsonl",
+    ] {
+        assert!(listed.contains(name), "{name} not copied: {listed}");
+    }
+    let again = move_state();
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains(": 0 objects written"),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+
+    let after = Server::start_in_with_env(
+        &config("shared_state = \"lake\""),
+        root.path(),
+        "logs-after",
+        tempfile::tempdir().unwrap(),
+        &env,
+    );
+    assert_eq!(post_clicks(&after, Some(BOB), 1).await, 202);
+    assert_eq!(post_clicks(&after, Some(CAROL), 1).await, 202);
+    after.wait_for_count("read-a", 3).await;
+    let (status, rows) = after
+        .sql(
+            "read-a",
+            "SELECT COUNT(DISTINCT user_pseudonym) AS people, COUNT(*) AS n FROM events",
+        )
+        .await;
+    assert_eq!(status, 200, "{rows}");
+    assert_eq!(rows[0]["people"], 1, "Bob kept his pseudonym: {rows}");
+    assert_eq!(rows[0]["n"], 3, "Carol's objection moved too: {rows}");
+    let chain = tacet_with_env(
+        &[
+            "audit",
+            "verify",
+            "--config",
+            root.path().join("tacet.toml").to_str().unwrap(),
+        ],
+        &env,
+    );
+    let said = String::from_utf8_lossy(&chain.stdout);
+    assert!(
+        chain.status.success() && said.contains("chain intact"),
+        "{said}"
+    );
+    drop(after);
+}

@@ -29,7 +29,7 @@ mod sealed;
 
 pub use lease::{Held, Lease};
 pub use local::Local;
-pub use log::SEGMENT_LINES;
+pub use log::{Copied, SEGMENT_LINES, copy_tree};
 pub use objects::Objects;
 pub use sealed::Sealed;
 

@@ -130,3 +130,116 @@ impl Dir {
         Ok(self.sub(&format!("{name}.d")).delete_all()? > 0)
     }
 }
+
+impl Dir {
+    /// Writes `bytes` (whole lines) as log `name` where there is none yet, in segments on an object
+    /// store; `false` if the same log is there already (or one that began with it and went on). Another
+    /// one there is an error.
+    pub fn log_import(&self, name: &str, bytes: &[u8]) -> io::Result<bool> {
+        if let Some(there) = self.log_read(name)? {
+            // The same log, or one that went on after an earlier copy.
+            if there.starts_with(bytes) {
+                return Ok(false);
+            }
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} holds another log already; nothing of it was changed",
+                    self.place(name)
+                ),
+            ));
+        }
+        if self.local_path().is_some() {
+            return self.create(name, bytes);
+        }
+        let segments = self.sub(&format!("{name}.d"));
+        let text = String::from_utf8_lossy(bytes);
+        let lines: Vec<&str> = text.lines().collect();
+        for (k, chunk) in lines.chunks(SEGMENT_LINES).enumerate() {
+            let body = format!("{}\n", chunk.join("\n"));
+            if !segments.create(&segment(k as u64), body.as_bytes())? {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!(
+                        "{} was written by someone else meanwhile: stop every node before moving the state",
+                        segments.place(&segment(k as u64))
+                    ),
+                ));
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// What [`copy_tree`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Copied {
+    /// Objects written, and logs among them (`*.jsonl`).
+    pub objects: usize,
+    pub logs: usize,
+    /// Objects and logs that were there already with the same bytes.
+    pub unchanged: usize,
+}
+
+/// Copies everything under `from` into `to` (`*.jsonl` as logs), creating only: an object already in `to`
+/// with other bytes is an error naming it, one with the same bytes is left (so a copy can be run again).
+/// `progress` hears each name.
+pub fn copy_tree(from: &Dir, to: &Dir, progress: &mut dyn FnMut(&str)) -> io::Result<Copied> {
+    let mut copied = Copied::default();
+    copy_into(from, to, "", progress, &mut copied)?;
+    Ok(copied)
+}
+
+fn copy_into(
+    from: &Dir,
+    to: &Dir,
+    rel: &str,
+    progress: &mut dyn FnMut(&str),
+    copied: &mut Copied,
+) -> io::Result<()> {
+    let here = if rel.is_empty() {
+        from.clone()
+    } else {
+        from.sub(rel)
+    };
+    let mut entries = here.list()?;
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    for entry in entries {
+        let name = if rel.is_empty() {
+            entry.name.clone()
+        } else {
+            format!("{rel}/{}", entry.name)
+        };
+        if entry.is_dir {
+            copy_into(from, to, &name, progress, copied)?;
+            continue;
+        }
+        progress(&name);
+        let Some(bytes) = from.read(&name)? else {
+            continue;
+        };
+        let wrote = if name.ends_with(".jsonl") {
+            let wrote = to.log_import(&name, &bytes)?;
+            copied.logs += usize::from(wrote);
+            wrote
+        } else if to.create(&name, &bytes)? {
+            true
+        } else if to.read(&name)?.as_deref() == Some(bytes.as_slice()) {
+            false
+        } else {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} holds something else already (another key store?); nothing of it was changed",
+                    to.place(&name)
+                ),
+            ));
+        };
+        if wrote {
+            copied.objects += 1;
+        } else {
+            copied.unchanged += 1;
+        }
+    }
+    Ok(())
+}

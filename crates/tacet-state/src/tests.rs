@@ -268,3 +268,36 @@ fn a_log_in_an_object_store_grows_in_segments_and_reads_whole() {
         assert!(root.log_read("chain").unwrap().is_none());
     });
 }
+
+#[test]
+fn a_directory_copies_into_an_object_store_once_and_again_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let from = Dir::from(tmp.path());
+    from.create("keys/salts/t/d.key", b"salt").unwrap();
+    for i in 0..2500 {
+        from.log_push("audit/audit.jsonl", &i.to_string()).unwrap();
+    }
+    let to = Dir::new(Arc::new(Sealed::new(objects(), &[3; 32])));
+    let mut seen = Vec::new();
+    let copied = copy_tree(&from, &to, &mut |n| seen.push(n.to_owned())).unwrap();
+    assert_eq!(seen, ["audit/audit.jsonl", "keys/salts/t/d.key"]);
+    assert_eq!((copied.objects, copied.logs, copied.unchanged), (2, 1, 0));
+    assert_eq!(to.read("keys/salts/t/d.key").unwrap().unwrap(), b"salt");
+    assert_eq!(
+        to.log_read("audit/audit.jsonl").unwrap(),
+        from.read("audit/audit.jsonl").unwrap()
+    );
+    assert_eq!(to.sub("audit/audit.jsonl.d").list().unwrap().len(), 3);
+    // The log goes on where the copy ended.
+    to.log_append("audit/audit.jsonl", &mut |last| {
+        assert_eq!(last, Some("2499"));
+        Ok("2500".into())
+    })
+    .unwrap();
+    // Again: the same keys are left; a different one is refused by name.
+    let again = copy_tree(&from, &to, &mut |_| {}).unwrap();
+    assert_eq!(again.objects, 0);
+    from.put("keys/salts/t/d.key", b"other").unwrap();
+    let e = copy_tree(&from, &to, &mut |_| {}).unwrap_err().to_string();
+    assert!(e.contains("keys/salts/t/d.key holds something else"), "{e}");
+}

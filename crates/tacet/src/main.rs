@@ -6,6 +6,7 @@ mod claim;
 mod config;
 mod geoip;
 mod health;
+mod keys;
 mod lifecycle;
 mod node;
 mod serve;
@@ -20,7 +21,6 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use tacet_ingest::KeyStore;
 use tacet_model::{Clock, SystemClock, TenantId};
 use tacet_privacy::explain::explain;
 use tacet_query::format::{Format, encode};
@@ -172,7 +172,7 @@ enum Command {
     /// The key store: visitor salts and subject keys (never printed).
     Keys {
         #[command(subcommand)]
-        command: KeysCommand,
+        command: keys::KeysCommand,
     },
     /// Time-based retention (the server also runs it every `lifecycle.retention_interval`).
     Retention {
@@ -216,6 +216,11 @@ enum NodeCommand {
     /// then remove the node from the register in shared_dir and its claim from the lake. Afterwards the
     /// data directory can be deleted; no erasure or offboarding waits for or names the node again.
     Drain,
+    /// With every node stopped: copy the shared state of the directory (shared_dir, or data_dir: keys,
+    /// salts, subject and data keys, objections, erasure records, the audit chain, triage marks) into the
+    /// lake's bucket, sealed under TACET_STATE_KEY (or the master key), so that the nodes can run with
+    /// shared_state = "lake" and share nothing but the bucket. Creates only; run again, it changes nothing.
+    MoveState,
 }
 
 #[derive(Debug, Subcommand)]
@@ -354,19 +359,6 @@ enum PrivacyCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
-enum KeysCommand {
-    /// List each tenant's salt days and subject key versions, and the last lifecycle records.
-    Status,
-    /// Create the next version of a tenant's subject key. New user pseudonyms use it (a running server
-    /// picks it up within 10 seconds); older versions are kept so subject-rights requests still find events
-    /// pseudonymised under them. Pseudonyms of the same user before and after do not match.
-    Rotate {
-        /// Tenant id, as in the configuration.
-        tenant: String,
-    },
-}
-
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -498,7 +490,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Keys { command } => keys_command(&config, command),
+        Command::Keys { command } => keys::run(&config, command),
         Command::Retention { command } => lifecycle::retention(&config, command).await,
         Command::Subject { command } => lifecycle::subject(&config, command).await,
         Command::Tenant { command } => lifecycle::tenant(&config, command).await,
@@ -509,6 +501,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node {
             command: NodeCommand::Drain,
         } => node::drain(&config).await,
+        Command::Node {
+            command: NodeCommand::MoveState,
+        } => node::move_state(&config),
         Command::Geoip {
             command: GeoipCommand::Fetch { registry },
         } => {
@@ -600,73 +595,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-fn key_store(config: &Config) -> anyhow::Result<KeyStore> {
-    let dir = config.state()?.sub("keys");
-    if !dir.exists("store.id")? && dir.local_path().is_none_or(|p| !p.is_dir()) {
-        bail!(
-            "no key store at {}: the server has not run with this data directory yet (or pass --data-dir)",
-            dir.place("")
-        );
-    }
-    Ok(KeyStore::open(dir, Arc::new(SystemClock))?)
-}
-
-fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
-    let keys = key_store(config)?;
-    match command {
-        KeysCommand::Rotate { tenant } => {
-            let tenant = known_tenant(config, &tenant)?;
-            let version = keys.rotate_subject(&tenant)?;
-            println!(
-                "tenant {tenant}: subject key v{version} created; new user pseudonyms use it (a running server \
-                 within 10 seconds). Recorded in {}.",
-                keys.dir().place("lifecycle.jsonl")
-            );
-        }
-        KeysCommand::Status => {
-            let salts = keys.salt_days();
-            for t in &config.tenant {
-                let id = TenantId::new(&t.id)?;
-                let days: Vec<String> = salts
-                    .iter()
-                    .filter(|(x, _)| *x == id)
-                    .map(|(_, d)| d.to_string())
-                    .collect();
-                let versions: Vec<String> = keys
-                    .subject_keys(&id)?
-                    .iter()
-                    .map(|(v, _)| format!("v{v}"))
-                    .collect();
-                println!(
-                    "{id}: salts for {} (day in {}); subject keys {}",
-                    if days.is_empty() {
-                        "no day".to_owned()
-                    } else {
-                        days.join(", ")
-                    },
-                    t.privacy.timezone.map_or("UTC", |z| z.name()),
-                    if versions.is_empty() {
-                        "none yet".to_owned()
-                    } else {
-                        versions.join(", ")
-                    },
-                );
-            }
-            let log = keys
-                .dir()
-                .log_read("lifecycle.jsonl")?
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default();
-            let lines: Vec<&str> = log.lines().collect();
-            println!("last lifecycle records ({} in all):", lines.len());
-            for l in lines.iter().rev().take(10).rev() {
-                println!("  {l}");
-            }
-        }
-    }
-    Ok(())
 }
 
 /// `tacet ballista scheduler|executor`: Ballista's processes, with the lake of this configuration.

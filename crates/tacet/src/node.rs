@@ -1,8 +1,9 @@
-//! `tacet node drain`: a node removed for good hands over what it holds and leaves.
+//! `tacet node drain`: a node removed for good hands over what it holds and leaves. `tacet node
+//! move-state`: the shared state moves from a directory into the lake's bucket.
 //!
 //! On a stopped node's data directory: its write-ahead log is replayed (erasure records it missed dropping
 //! the events of erased people first), written to the lake and emptied; the node leaves the register in
-//! `<shared_dir>/nodes/` (so no erasure or offboarding names it again, and erasure records waiting for it
+//! `nodes/` of the shared state (so no erasure or offboarding names it again, and erasure records waiting for it
 //! are deleted) and gives up its claim on the lake (`_tacet/nodes/<id>.json`), so its id can be used again.
 //! Afterwards its data directory holds nothing the lake needs.
 
@@ -54,6 +55,66 @@ pub async fn drain(config: &Config) -> anyhow::Result<()> {
             ""
         },
         config.data_dir.display()
+    );
+    Ok(())
+}
+
+/// `tacet node move-state`: the shared state of the directory (`shared_dir`, or `data_dir`) copied into the
+/// lake's bucket (`_tacet/state/`, sealed), with every node stopped, so that they can run with
+/// `shared_state = "lake"`. Creates only: what is already there with the same bytes is left, anything else
+/// there stops the copy by name.
+pub fn move_state(config: &Config) -> anyhow::Result<()> {
+    use crate::config::SharedState;
+    if config.shared_state == SharedState::Lake {
+        bail!(
+            "shared_state = \"lake\" already: the state is in the bucket. Run this with the configuration the \
+             nodes used before (shared_state = \"dir\", with their shared_dir if they had one)"
+        );
+    }
+    if config.storage.backend != crate::storage::Backend::S3 {
+        bail!("the lake is on local disk: the shared state stays a directory (shared_dir) there");
+    }
+    let _lock = crate::lifecycle::lock_data_dir(config)?;
+    let from = config.state()?;
+    if !from.sub("keys").exists("store.id")? {
+        bail!(
+            "no key store at {}: nothing to move (a new deployment can start with shared_state = \"lake\")",
+            from.sub("keys").place("")
+        );
+    }
+    let running = tacet_ingest::Peers::observe(from.sub("nodes"), u16::MAX)?.registered()?;
+    if !running.is_empty() {
+        bail!(
+            "node(s) {running:?} are registered in {}: stop every node first (a clean stop leaves the \
+             register; a crashed one: start it once and stop it, or `tacet node drain` it)",
+            from.sub("nodes").place("")
+        );
+    }
+    let mut lake = config.clone();
+    lake.shared_state = SharedState::Lake;
+    lake.shared_dir = None;
+    let to = lake.state()?;
+    let mut total = tacet_state::Copied::default();
+    for part in ["keys", "audit", "triage", "sessions", "alerts"] {
+        let copied = tacet_state::copy_tree(&from.sub(part), &to.sub(part), &mut |name| {
+            eprintln!("  {part}/{name}")
+        })
+        .with_context(|| {
+            format!("moving {part}/ stopped; what was copied stays, and running this again goes on")
+        })?;
+        total.objects += copied.objects;
+        total.logs += copied.logs;
+        total.unchanged += copied.unchanged;
+    }
+    println!(
+        "moved the shared state from {} to {}: {} objects written ({} of them logs), {} already there. \
+         Now set shared_state = \"lake\" (TACET_SHARED_STATE=lake) and the same TACET_STATE_KEY (or master \
+         key) on every node, remove shared_dir, and start them; the directory is no longer read.",
+        from.place(""),
+        to.place(""),
+        total.objects,
+        total.logs,
+        total.unchanged
     );
     Ok(())
 }
