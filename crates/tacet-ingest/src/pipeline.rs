@@ -224,42 +224,6 @@ impl Pipeline {
         &self.wal
     }
 
-    /// Makes this pipeline answer other nodes' flush requests (at each flusher tick) and ask them in
-    /// [`Pipeline::persist_everywhere`]. Once.
-    pub fn set_peers(&self, peers: Arc<crate::Peers>) {
-        let _ = self.peers.set(peers);
-    }
-
-    pub fn peers(&self) -> Option<&Arc<crate::Peers>> {
-        self.peers.get()
-    }
-
-    /// [`Pipeline::persist_all`] here and on every other running ingestion node sharing the key store,
-    /// not waiting for nodes that are down (nor longer than a while for slow ones): what an erasure needs,
-    /// once its record is written (erasures.rs). Returns the nodes that did not answer.
-    /// What the nodes `nodes` (that did not answer) last said they held unflushed.
-    pub fn gaps(&self, nodes: &[u16]) -> Vec<crate::Gap> {
-        self.peers.get().map_or_else(Vec::new, |p| p.gaps(nodes))
-    }
-
-    pub async fn persist_running(&self) -> Result<Vec<u16>> {
-        self.persist_all().await?;
-        match self.peers.get() {
-            None => Ok(Vec::new()),
-            Some(peers) => peers.flush_running(PEER_FLUSH_TIMEOUT).await,
-        }
-    }
-
-    /// [`Pipeline::persist_all`] here and on every other ingestion node sharing the key store: what
-    /// rectification and offboarding need before they change anything in the lake.
-    pub async fn persist_everywhere(&self) -> Result<()> {
-        self.persist_all().await?;
-        match self.peers.get() {
-            None => Ok(()),
-            Some(peers) => peers.flush_everywhere(PEER_FLUSH_TIMEOUT).await,
-        }
-    }
-
     /// The events of `tenant` that are durable in the log but may not be in the lake yet (buffered, in a
     /// flush, or in a failed flush), as Arrow batches in the file schema plus the partition columns `kind`
     /// and `date` (one batch per partition); and the highest log sequence number every lake file at or
@@ -601,46 +565,67 @@ impl Pipeline {
         }
         // Several files at once, so that one slow partition does not hold up the others.
         let (from, to) = (set.from, set.to);
-        let written: Vec<(usize, Result<()>)> = {
-            use futures::StreamExt;
-            let todo: Vec<(usize, PartitionKey, Arc<Vec<Event>>)> = set
-                .partitions
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| !p.2)
-                .map(|(i, p)| (i, p.0.clone(), Arc::clone(&p.1)))
-                .collect();
-            let lake = &self.lake;
-            let writes = todo.into_iter().map(|(i, key, events)| async move {
-                let result = match EventBatch::from_events(events.iter()) {
-                    Ok(batch) => lake
-                        .write(&key, (from, to), &batch)
-                        .await
-                        .map(|_| ())
-                        .map_err(Error::Lake),
-                    Err(e) => Err(Error::Arrow(e)),
-                };
-                (i, result)
-            });
-            futures::stream::iter(writes)
-                .buffer_unordered(self.config.flush_parallel_writes.max(1))
-                .collect()
-                .await
-        };
         let mut trouble = None;
-        for (i, result) in written {
-            let (key, events, written) = &mut set.partitions[i];
-            match result {
-                Ok(()) => {
-                    *written = true;
-                    summary.files += 1;
-                    summary.events += events.len();
+        loop {
+            let written: Vec<(usize, Result<()>)> = {
+                use futures::StreamExt;
+                let todo: Vec<(usize, PartitionKey, Arc<Vec<Event>>)> = set
+                    .partitions
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| !p.2)
+                    .map(|(i, p)| (i, p.0.clone(), Arc::clone(&p.1)))
+                    .collect();
+                let lake = &self.lake;
+                let writes = todo.into_iter().map(|(i, key, events)| async move {
+                    let result = match EventBatch::from_events(events.iter()) {
+                        Ok(batch) => lake
+                            .write(&key, (from, to), &batch)
+                            .await
+                            .map(|_| ())
+                            .map_err(Error::Lake),
+                        Err(e) => Err(Error::Arrow(e)),
+                    };
+                    (i, result)
+                });
+                futures::stream::iter(writes)
+                    .buffer_unordered(self.config.flush_parallel_writes.max(1))
+                    .collect()
+                    .await
+            };
+            for (i, result) in written {
+                let (key, events, written) = &mut set.partitions[i];
+                match result {
+                    Ok(()) => {
+                        *written = true;
+                        summary.files += 1;
+                        summary.events += events.len();
+                    }
+                    Err(e) => {
+                        warn!(partition = %key.prefix(), events = events.len(), error = %e,
+                        "writing a Parquet file failed; the flush stays pending and is retried");
+                        trouble.get_or_insert_with(|| why_not_written(&e.to_string()).to_owned());
+                        summary.failed += events.len();
+                    }
+                }
+            }
+            // An erasure requested while the files were written (a slow flush its node stopped waiting
+            // for): the person's events in them are dropped and those files written again, before the flush
+            // counts as done.
+            if summary.failed > 0 {
+                break;
+            }
+            match self.erase_in_flight(&mut set) {
+                Ok((0, _)) => break,
+                Ok((_, again)) => {
+                    summary.files -= again.0;
+                    summary.events -= again.1;
                 }
                 Err(e) => {
-                    warn!(partition = %key.prefix(), events = events.len(), error = %e,
-                        "writing a Parquet file failed; the flush stays pending and is retried");
-                    trouble.get_or_insert_with(|| why_not_written(&e.to_string()).to_owned());
-                    summary.failed += events.len();
+                    warn!(error = %e, "flush not finished");
+                    trouble = Some("the erasure records cannot be read".to_owned());
+                    summary.failed = set.len;
+                    break;
                 }
             }
         }
@@ -728,33 +713,6 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Another node asked every node to persist what it has (an erasure there): do it, then say so.
-    async fn answer_peers(&self) {
-        let Some(peers) = self.peers.get() else {
-            return;
-        };
-        let checkpoint = self.wal.checkpoint();
-        let last = self.wal.last_seq();
-        let unflushed = (last > checkpoint.persisted).then_some((checkpoint.persisted + 1, last));
-        if let Err(e) = peers.heartbeat(PEER_TICK, unflushed) {
-            warn!(error = %e, "cannot renew this node's heartbeat in the shared directory");
-        }
-        match peers.unanswered() {
-            Ok(None) => {}
-            Ok(Some(request)) => match self.persist_all().await {
-                Ok(()) => {
-                    if let Err(e) = peers.answer(request) {
-                        warn!(error = %e, "cannot answer another node's flush request; retrying");
-                    }
-                }
-                Err(e) => {
-                    warn!(error = %e, "cannot persist for another node's flush request; retrying")
-                }
-            },
-            Err(e) => warn!(error = %e, "cannot read the nodes' flush requests"),
-        }
-    }
-
     /// Flushes every `flush_interval`, or sooner when `flush_events` are waiting, until the task is aborted.
     /// Stops a flusher task between flushes (never in the middle of one, whose events would then wait in
     /// the log for the next start).
@@ -792,6 +750,7 @@ impl Pipeline {
 }
 
 mod forget;
+mod peers;
 
 #[cfg(test)]
 mod tests;

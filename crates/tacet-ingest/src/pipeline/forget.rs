@@ -7,7 +7,7 @@ use tacet_model::TenantId;
 use tacet_privacy::Event;
 
 use super::Pipeline;
-use crate::buffer::State;
+use crate::buffer::{FlushSet, State};
 use crate::{Erasure, Error, Result};
 
 /// Removes the events whose pseudonym is in `erased` from `events`; how many went.
@@ -141,6 +141,57 @@ impl Pipeline {
             self.keys.delete_erasure(tenant, &record.id)?;
         }
         Ok(())
+    }
+
+    /// Drops from a flush whose files are written the events of people whose erasure records are there now
+    /// (one written while this slow flush ran, after the erasure's node stopped waiting for it and
+    /// rewrote the lake): their partitions are marked to be written again. Returns how many events went,
+    /// and the files and events to count again.
+    pub(super) fn erase_in_flight(&self, set: &mut FlushSet) -> Result<(usize, (usize, usize))> {
+        let mut erased: HashMap<TenantId, HashSet<String>> = HashMap::new();
+        let tenants: HashSet<&TenantId> =
+            set.partitions.iter().map(|(k, _, _)| &k.tenant).collect();
+        for tenant in self.keys.tenants_with_erasures()? {
+            if !tenants.contains(&tenant) {
+                continue;
+            }
+            let people: HashSet<String> = self
+                .keys
+                .erasures(&tenant)?
+                .into_iter()
+                .flat_map(|r| r.pseudonyms)
+                .collect();
+            if !people.is_empty() {
+                erased.insert(tenant, people);
+            }
+        }
+        let (mut removed, mut files, mut events_again) = (0, 0, 0);
+        for (key, events, written) in set.partitions.iter_mut() {
+            let Some(people) = erased.get(&key.tenant) else {
+                continue;
+            };
+            let people: HashSet<&str> = people.iter().map(String::as_str).collect();
+            let mut kept = events.as_ref().clone();
+            let n = drop_erased(&mut kept, &people);
+            if n > 0 {
+                if *written {
+                    files += 1;
+                    events_again += events.len();
+                }
+                *events = Arc::new(kept);
+                *written = false;
+                set.len -= n;
+                removed += n;
+            }
+        }
+        if removed > 0 {
+            metrics::counter!("tacet_erased_before_flush_total").increment(removed as u64);
+            tracing::info!(
+                events = removed,
+                "events of people erased while this flush ran dropped; their files are written again"
+            );
+        }
+        Ok((removed, (files, events_again)))
     }
 
     /// [`Pipeline::apply_erasures`], or why the next flush must wait: a flush must never write events an

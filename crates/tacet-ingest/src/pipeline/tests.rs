@@ -387,3 +387,131 @@ async fn erasure_records_drop_held_and_replayed_events_of_the_person_only() {
     p.flush().await;
     assert_eq!(stored_rows(&s.store).await.1, 6);
 }
+
+/// A store whose writes of lake files wait at a gate the test opens: a flush slow to write its files.
+#[derive(Debug)]
+struct Gated {
+    inner: Arc<InMemory>,
+    gate: tokio::sync::Semaphore,
+    entered: tokio::sync::Notify,
+}
+
+impl std::fmt::Display for Gated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Gated({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl object_store::ObjectStore for Gated {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        if location.as_ref().contains("/part-") {
+            self.entered.notify_one();
+            self.gate.acquire().await.expect("open").forget();
+        }
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<
+            'static,
+            object_store::Result<object_store::path::Path>,
+        >,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// A flush already writing its files when an erasure is recorded elsewhere (the erasure's node stopped
+/// waiting for this slow node and rewrote the lake without these files): before the flush counts as
+/// done, the person's events are dropped from it and its files written again, so none of them stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_recorded_while_a_flush_writes_reaches_its_files() {
+    let s = Setup::new();
+    let gated = Arc::new(Gated {
+        inner: s.store.clone(),
+        gate: tokio::sync::Semaphore::new(0),
+        entered: tokio::sync::Notify::new(),
+    });
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(1_764_400_000_000));
+    let keys = KeyStore::open(&s.dir.path().join("keys"), clock.clone()).unwrap();
+    let (wal, _) = Wal::open(&s.dir.path().join("wal"), WalConfig::default()).unwrap();
+    let p = Arc::new(Pipeline::new(
+        Privacy::default(),
+        keys,
+        Lake::new(gated.clone()),
+        Arc::new(wal),
+        clock.clone(),
+        IngestConfig::default(),
+    ));
+    let policy = TenantPolicy::default();
+    p.accept(&t(), &policy, ctx(), identified("alice", 3))
+        .await
+        .unwrap();
+    p.accept(&t(), &policy, ctx(), identified("bob", 2))
+        .await
+        .unwrap();
+    let flushing = tokio::spawn({
+        let p = Arc::clone(&p);
+        async move { p.flush().await }
+    });
+    gated.entered.notified().await;
+    // The file is being written; another node records Alice's erasure and, tired of waiting, settles it
+    // waiting for this node (7 is not registered here).
+    let other = KeyStore::open(&s.dir.path().join("keys"), clock).unwrap();
+    let id = other.record_erasure(&t(), "alice").unwrap().unwrap();
+    other.settle_erasure(&t(), &id, &[7]).unwrap();
+    gated.gate.add_permits(100);
+    let summary = flushing.await.unwrap();
+    assert_eq!((summary.failed, summary.events), (0, 2), "{summary:?}");
+    assert_eq!(stored_rows(&s.store).await.1, 2, "Bob's two only");
+    assert_eq!(p.wal().checkpoint().persisted, p.wal().last_seq());
+    // The next flush settles the record (nothing else holds Alice's events).
+    p.flush().await;
+    assert!(p.keys().erasures(&t()).unwrap().is_empty());
+}
