@@ -432,3 +432,93 @@ async fn subject_rights_retention_audit_and_offboarding_end_to_end() {
     let out = tacet(&["--config", &config, "--data-dir", &data, "audit", "verify"]);
     assert!(out.status.success(), "{out:?}");
 }
+
+/// An erasure in the background: answered once its record is written (the person already out of every
+/// query), its receipt at the status address once the lake is rewritten; an unknown or malformed record
+/// id is refused with what to send.
+#[tokio::test]
+async fn a_background_erasure_answers_at_once_and_its_receipt_follows() {
+    let server = Server::start(CONFIG);
+    let (status, _) = server
+        .post_events(
+            "ingest-a",
+            FIREFOX_LINUX,
+            "198.51.100.20",
+            "application/x-ndjson",
+            events(Some(ALICE), 3) + "\n" + &events(None, 2),
+        )
+        .await;
+    assert_eq!(status, 202);
+    server.wait_for_count("read-a", 5).await;
+    // In the lake (flushed every 100 ms), not only in the buffer, which the record empties at once.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let (status, body) = admin(
+        &server,
+        "admin-a",
+        "subjects/erase",
+        json!({"user_id": ALICE, "background": true}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let record = body["erasure_record"].as_str().unwrap().to_owned();
+    assert_eq!(
+        body["status"],
+        format!("/v1/admin/subjects/erasures/{record}")
+    );
+    let get = |path: String| {
+        let server = &server;
+        async move {
+            let resp = server
+                .http
+                .get(format!("{}{path}", server.base))
+                .bearer_auth("admin-a")
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let receipt = loop {
+        let (status, body) = get(format!("/v1/admin/subjects/erasures/{record}")).await;
+        assert_eq!(status, 200, "{body}");
+        if body["done"] == true {
+            break body;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(receipt["receipt"]["rows"], 3, "{receipt}");
+    assert_eq!(receipt["receipt"]["erasure_record"], record, "{receipt}");
+    assert!(receipt["finished_at"].is_string(), "{receipt}");
+    server.wait_for_count("read-a", 2).await;
+    let (_, body) = admin(
+        &server,
+        "admin-a",
+        "subjects/export",
+        json!({"user_id": ALICE}),
+    )
+    .await;
+    assert_eq!(body["manifest"]["rows"], 0);
+    let (status, body) =
+        get("/v1/admin/subjects/erasures/20990101T000000.000000Z-00000000".into()).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = get("/v1/admin/subjects/erasures/a%2Fb".into()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("erasure_record"),
+        "{body}"
+    );
+    // Another tenant's admin key does not reach it.
+    let resp = server
+        .http
+        .get(format!(
+            "{}/v1/admin/subjects/erasures/{record}",
+            server.base
+        ))
+        .bearer_auth("read-b")
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_client_error());
+}

@@ -222,11 +222,59 @@ impl KeyStore {
         Ok(())
     }
 
+    /// Keeps what an erasure did (its receipt: counts and file names, never a person) under
+    /// `receipts/<tenant>/<id>.json`, so that whichever node is asked can say when the last byte went.
+    pub fn put_receipt(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        receipt: &serde_json::Value,
+    ) -> Result<()> {
+        self.dir()
+            .sub("receipts")
+            .sub(tenant.as_str())
+            .put(&format!("{id}.json"), receipt.to_string().as_bytes())?;
+        Ok(())
+    }
+
+    /// The receipt of erasure `id`, once it has one.
+    pub fn receipt(&self, tenant: &TenantId, id: &str) -> Result<Option<serde_json::Value>> {
+        let dir = self.dir().sub("receipts").sub(tenant.as_str());
+        let Some(bytes) = dir.read(&format!("{id}.json"))? else {
+            return Ok(None);
+        };
+        Ok(Some(serde_json::from_slice(&bytes).map_err(|e| {
+            std::io::Error::other(format!("{}: {e}", dir.place(&format!("{id}.json"))))
+        })?))
+    }
+
+    /// Deletes receipts older than `days` days (their ids begin with the time of the request).
+    pub fn forget_receipts(&self, days: i64) -> Result<usize> {
+        let before = (self.clock().now() - chrono::Duration::days(days))
+            .format("%Y%m%dT%H%M%S")
+            .to_string();
+        let receipts = self.dir().sub("receipts");
+        let mut gone = 0;
+        for tenant in receipts.list()?.into_iter().filter(|e| e.is_dir) {
+            let dir = receipts.sub(&tenant.name);
+            for entry in dir.list()? {
+                if entry.name.as_str() < before.as_str() && dir.delete(&entry.name)? {
+                    gone += 1;
+                }
+            }
+        }
+        Ok(gone)
+    }
+
     /// Deletes a tenant's erasure records (offboarding: its events and keys are gone too).
     pub(crate) fn destroy_erasures(&self, tenant: &TenantId) -> Result<bool> {
         let dir = self.erasure_dir(tenant);
         let had = !dir.list()?.is_empty();
         dir.delete_all()?;
+        self.dir()
+            .sub("receipts")
+            .sub(tenant.as_str())
+            .delete_all()?;
         Ok(had)
     }
 }

@@ -32,7 +32,7 @@ pub use compact::{CompactOptions, CompactionReport};
 pub use offboard::Certificate;
 pub use retention::{Expired, RetentionReport, Target};
 pub use rewrite::RewriteReport;
-pub use subject::{PropChange, SubjectExport};
+pub use subject::{BegunErasure, PropChange, SubjectExport};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -81,6 +81,8 @@ pub struct Steward {
     jobs: tokio::sync::Mutex<()>,
     /// Where the leases of jobs that run once for all nodes are taken, and this process's name there.
     leases: std::sync::OnceLock<(tacet_state::Dir, String)>,
+    /// Erasures this process is finishing (by record id), which `resume_erasures` leaves alone.
+    erasing: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Steward {
@@ -94,6 +96,7 @@ impl Steward {
             audit,
             jobs: tokio::sync::Mutex::new(()),
             leases: std::sync::OnceLock::new(),
+            erasing: Arc::default(),
         }
     }
 

@@ -97,6 +97,40 @@ const COLUMNS: &[(&str, &str)] = &[
     ),
 ];
 
+/// An erasure whose record is written ([`Steward::begin_erasure`]) and whose rewrite is to come. While it
+/// lives, this process counts as finishing it; dropped unfinished, the erasure is left to
+/// [`Steward::resume_erasures`].
+#[derive(Debug)]
+pub struct BegunErasure {
+    /// The record's id (`None`: the tenant has no subject key, so nothing identified was ever stored).
+    pub record: Option<String>,
+    pseudonyms: Vec<String>,
+    _running: Option<Running>,
+}
+
+/// A record id in the steward's set of erasures this process is finishing, for as long as it lives.
+#[derive(Debug)]
+struct Running {
+    set: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    id: String,
+}
+
+impl Running {
+    fn new(set: &Arc<std::sync::Mutex<std::collections::HashSet<String>>>, id: &str) -> Self {
+        set.lock().expect("erasing lock").insert(id.to_owned());
+        Self {
+            set: Arc::clone(set),
+            id: id.to_owned(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.set.lock().expect("erasing lock").remove(&self.id);
+    }
+}
+
 impl Steward {
     /// Every stored (and buffered) event of the person, with a manifest of what is included and why other
     /// data cannot be linked to them. Also the events of a person who objected.
@@ -151,7 +185,8 @@ impl Steward {
     }
 
     /// Erases the person: every stored row of theirs, from the lake, the buffer and the log (see
-    /// `rewrite.rs`), verified by reading back.
+    /// `rewrite.rs`), verified by reading back. [`Steward::begin_erasure`] and
+    /// [`Steward::finish_erasure`] in one.
     pub async fn erase(
         &self,
         tenant: &TenantId,
@@ -159,11 +194,74 @@ impl Steward {
         actor: &str,
         progress: Progress<'_>,
     ) -> Result<RewriteReport> {
+        let begun = self.begin_erasure(tenant, user_id)?;
+        self.finish_erasure(tenant, begun, actor, progress).await
+    }
+
+    /// The first half of an erasure, which takes a moment: the record written (from here on no node
+    /// writes the person's earlier events to the lake, whether it answers now or later, and queries on
+    /// every node leave the person out: tacet-ingest erasures.rs) and applied on this node.
+    pub fn begin_erasure(&self, tenant: &TenantId, user_id: &str) -> Result<BegunErasure> {
         let pseudonyms = self.pseudonyms(tenant, user_id)?;
-        // The record first: from here on no node writes the person's earlier events to the lake, whether
-        // it answers now or later (tacet-ingest erasures.rs). This node applies it at once.
         let record = self.pipeline.keys().record_erasure(tenant, user_id)?;
+        let running = record.as_deref().map(|id| Running::new(&self.erasing, id));
         self.pipeline.apply_erasures()?;
+        Ok(BegunErasure {
+            record,
+            pseudonyms,
+            _running: running,
+        })
+    }
+
+    /// The rest of an erasure: the lake rewritten and verified, the record settled, the audit entry and
+    /// the receipt (kept under the record's id, so any node can say when the last byte went).
+    pub async fn finish_erasure(
+        &self,
+        tenant: &TenantId,
+        begun: BegunErasure,
+        actor: &str,
+        progress: Progress<'_>,
+    ) -> Result<RewriteReport> {
+        let BegunErasure {
+            record,
+            pseudonyms,
+            _running,
+        } = begun;
+        // Held while the lake is rewritten, so that no other node resumes this erasure meanwhile.
+        let lease = match &record {
+            Some(id) => self.lease(&format!("erasure-{id}")).ok().flatten(),
+            None => None,
+        };
+        let result = self
+            .rewrite_erasure(tenant, &record, &pseudonyms, actor, progress)
+            .await;
+        if let Some(lease) = lease {
+            let _ = lease.release();
+        }
+        if let Some(id) = &record {
+            let receipt = match &result {
+                Ok(report) => {
+                    serde_json::json!({"done": true, "finished_at": self.pipeline.clock().now()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true), "receipt": report})
+                }
+                Err(e) => serde_json::json!({"done": false, "failed": e.to_string(),
+                    "what_to_do": "nothing stays hidden for this request; make the request again"}),
+            };
+            if let Err(e) = self.pipeline.keys().put_receipt(tenant, id, &receipt) {
+                tracing::warn!(error = %e, "cannot keep an erasure's receipt");
+            }
+        }
+        result
+    }
+
+    async fn rewrite_erasure(
+        &self,
+        tenant: &TenantId,
+        record: &Option<String>,
+        pseudonyms: &[String],
+        actor: &str,
+        progress: Progress<'_>,
+    ) -> Result<RewriteReport> {
         let remove = |batch: &RecordBatch, mask: &BooleanArray| -> Result<Option<RecordBatch>> {
             let keep = arrow::compute::not(mask)?;
             Ok(Some(arrow::compute::filter_record_batch(batch, &keep)?))
@@ -171,7 +269,7 @@ impl Steward {
         let rewritten = self
             .rewrite_subject(
                 tenant,
-                &pseudonyms,
+                pseudonyms,
                 &remove,
                 crate::rewrite::Waiting::Running,
                 progress,
@@ -184,7 +282,7 @@ impl Steward {
                 // has dropped what this node held, and must not outlive that: it waits for the other
                 // registered nodes only (none: deleted now), so it never keeps the pseudonyms, or drops the
                 // person's later events, for good.
-                if let Some(id) = &record {
+                if let Some(id) = record {
                     let others: Vec<u16> = match self.pipeline.peers() {
                         Some(p) => p
                             .registered()
@@ -203,12 +301,12 @@ impl Steward {
         };
         // The nodes that answered applied the record; those that did not must still (the record then
         // stays until they have); with none left, it goes now.
-        if let Some(id) = &record {
+        if let Some(id) = record {
             self.pipeline
                 .keys()
                 .settle_erasure(tenant, id, &report.nodes_pending)?;
         }
-        report.erasure_record = record;
+        report.erasure_record = record.clone();
         self.audit.append(
             actor,
             "subject.erase",
@@ -218,6 +316,53 @@ impl Steward {
                 "record": report.erasure_record, "nodes_pending": report.nodes_pending, "gaps": report.gaps}),
         )?;
         Ok(report)
+    }
+
+    /// Finishes erasures that were begun and never finished (the node that took the request stopped
+    /// or crashed): records still marked running, older than `after`, with no receipt, and not being
+    /// finished here. Each is taken under the lease `erasure-<id>` when leases are set, so one node does
+    /// it. Also forgets receipts older than 30 days. Returns how many it finished.
+    pub async fn resume_erasures(&self, after: std::time::Duration, actor: &str) -> Result<usize> {
+        let keys = self.pipeline.keys();
+        let now = self.pipeline.clock().now();
+        let mut finished = 0;
+        for tenant in keys.tenants_with_erasures()? {
+            for record in keys.erasures(&tenant)? {
+                let begun_at = chrono::DateTime::parse_from_rfc3339(&record.at)
+                    .map(|t| t.with_timezone(&chrono::Utc))
+                    .unwrap_or(now);
+                let stale = (now - begun_at).to_std().unwrap_or_default() >= after;
+                if record.waiting.is_some()
+                    || !stale
+                    || self
+                        .erasing
+                        .lock()
+                        .expect("erasing lock")
+                        .contains(&record.id)
+                    || keys.receipt(&tenant, &record.id)?.is_some()
+                {
+                    continue;
+                }
+                // Free, or lapsed: its holder is gone (finish_erasure takes it again at once).
+                match self.lease(&format!("erasure-{}", record.id)) {
+                    Ok(Some(lease)) => lease.release()?,
+                    Ok(None) => {}
+                    Err(Error::Busy(_)) => continue,
+                    Err(e) => return Err(e),
+                }
+                tracing::info!(tenant = %tenant, record = %record.id, "finishing an erasure its node left unfinished");
+                let begun = BegunErasure {
+                    _running: Some(Running::new(&self.erasing, &record.id)),
+                    record: Some(record.id.clone()),
+                    pseudonyms: record.pseudonyms.clone(),
+                };
+                self.finish_erasure(&tenant, begun, actor, &crate::quiet)
+                    .await?;
+                finished += 1;
+            }
+        }
+        keys.forget_receipts(30)?;
+        Ok(finished)
     }
 
     /// Rectification: changes properties of every stored event of the person (values scrubbed like

@@ -5,7 +5,8 @@
 //!
 //! ```text
 //!  POST /v1/admin/subjects/export    {"user_id": "…", "format": "json|csv|parquet"}
-//!  POST /v1/admin/subjects/erase     {"user_id": "…"}
+//!  POST /v1/admin/subjects/erase     {"user_id": "…", "background": false}
+//!  GET  /v1/admin/subjects/erasures/{record}   a background erasure's state, then its receipt
 //!  POST /v1/admin/subjects/object    {"user_id": "…"}    restriction / objection (opt-out)
 //!  POST /v1/admin/subjects/withdraw  {"user_id": "…"}    opting back in
 //!  POST /v1/admin/subjects/rectify   {"user_id": "…", "set": {"plan": "pro", "old_key": null}}
@@ -192,17 +193,105 @@ pub(crate) async fn export(
     Ok(resp)
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Erase {
+    user_id: String,
+    /// Answer once the record is written (the person is left out of every query from then on) and
+    /// rewrite the lake afterwards; the receipt is then at `/v1/admin/subjects/erasures/{record}`.
+    #[serde(default)]
+    background: bool,
+}
+
 pub(crate) async fn erase(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let (tenant, steward) = admin(&state, &headers, "subjects/erase")?;
-    let req: Subject = json_body(&state, &headers, body, r#"{"user_id": "…"}"#).await?;
-    let report = steward
-        .erase(&tenant.id, &req.user_id, ACTOR, &tacet_lifecycle::quiet)
-        .await?;
-    Ok(Json(report).into_response())
+    let req: Erase = json_body(
+        &state,
+        &headers,
+        body,
+        r#"{"user_id": "…", "background": false}"#,
+    )
+    .await?;
+    let quiet = &tacet_lifecycle::quiet;
+    if !req.background {
+        let report = steward
+            .erase(&tenant.id, &req.user_id, ACTOR, quiet)
+            .await?;
+        return Ok(Json(report).into_response());
+    }
+    let begun = steward.begin_erasure(&tenant.id, &req.user_id)?;
+    let Some(record) = begun.record.clone() else {
+        // No subject key yet: nothing identified was ever stored, and there is nothing to wait for.
+        let report = steward
+            .finish_erasure(&tenant.id, begun, ACTOR, quiet)
+            .await?;
+        return Ok(Json(report).into_response());
+    };
+    let steward = state.steward.clone().expect("admin() found it");
+    let tenant_id = tenant.id.clone();
+    tokio::spawn(async move {
+        if let Err(e) = steward
+            .finish_erasure(&tenant_id, begun, ACTOR, quiet)
+            .await
+        {
+            tracing::warn!(tenant = %tenant_id, error = %e, "a background erasure failed; its receipt says so");
+        }
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "done": false,
+            "erasure_record": record,
+            "status": format!("/v1/admin/subjects/erasures/{record}"),
+            "meanwhile": "the person's rows are left out of every query on every node from now on",
+        })),
+    )
+        .into_response())
+}
+
+/// `GET /v1/admin/subjects/erasures/{record}`: running (with when it was requested), or its receipt.
+pub(crate) async fn erasure_status(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(record): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    let (tenant, steward) = admin(&state, &headers, "subjects/erasures")?;
+    if record.is_empty()
+        || !record
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "an erasure record id is what POST /v1/admin/subjects/erase answered (erasure_record)",
+        ));
+    }
+    let keys = steward.pipeline().keys();
+    if let Some(receipt) = keys
+        .receipt(&tenant.id, &record)
+        .map_err(ApiError::internal)?
+    {
+        return Ok(Json(receipt).into_response());
+    }
+    if let Some(r) = keys
+        .erasures(&tenant.id)
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .find(|r| r.id == record)
+    {
+        return Ok(Json(json!({"done": false, "requested_at": r.at})).into_response());
+    }
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no erasure {record} for this tenant (receipts are kept 30 days; a synchronous erasure's \
+             receipt was its answer)"
+        ),
+    ))
 }
 
 pub(crate) async fn object(

@@ -30,6 +30,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/reports/{name}", get(get_report))
         .route("/v1/admin/subjects/export", post(crate::admin::export))
         .route("/v1/admin/subjects/erase", post(crate::admin::erase))
+        .route(
+            "/v1/admin/subjects/erasures/{record}",
+            get(crate::admin::erasure_status),
+        )
         .route("/v1/admin/subjects/object", post(crate::admin::object))
         .route("/v1/admin/subjects/withdraw", post(crate::admin::withdraw))
         .route("/v1/admin/subjects/rectify", post(crate::admin::rectify))

@@ -84,6 +84,25 @@ fn spawn_lifecycle(steward: Arc<tacet_lifecycle::Steward>, config: &Config, tena
             }
         });
     }
+    {
+        // Erasures their node left unfinished (stopped or crashed mid-way), finished by one node.
+        let steward = Arc::clone(&steward);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                match steward
+                    .resume_erasures(std::time::Duration::from_secs(600), "server")
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => info!(erasures = n, "finished erasures left unfinished"),
+                    Err(e) => {
+                        warn!(error = %e, "finishing unfinished erasures failed; retrying in a minute")
+                    }
+                }
+            }
+        });
+    }
     let every = config.lifecycle.compact_interval;
     if !every.is_zero() {
         let options = tacet_lifecycle::CompactOptions {

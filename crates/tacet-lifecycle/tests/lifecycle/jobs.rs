@@ -626,3 +626,46 @@ async fn a_pending_erasure_hides_the_person_from_queries_at_once() {
     env.clock.advance(1_000);
     assert_eq!(env.count(&t, "SELECT COUNT(*) FROM events").await, 3);
 }
+
+/// An erasure whose node stopped after writing the record (the request was answered in the background,
+/// or the node crashed mid-way) is finished by `resume_erasures` once it is old enough: the lake loses the
+/// person's rows, the receipt is kept, the record goes; a fresh one is left to its node.
+#[tokio::test]
+async fn an_erasure_left_unfinished_is_finished_later_with_its_receipt() {
+    let env = Env::new(START + DAY);
+    let t = tenant("acme");
+    let ev = |user: &str| json!({"kind": "pageview", "url": "https://a.example/", "user_id": user});
+    let got = ingest(&env, &t, vec![ev("bob"), ev("bob"), ev("eve")]).await;
+    assert_eq!(got.stored, 3);
+    env.pipeline.flush().await;
+    let begun = env.steward.begin_erasure(&t, "bob").unwrap();
+    let id = begun.record.clone().unwrap();
+    drop(begun); // the node that began it is gone
+    let fresh = env.steward.begin_erasure(&t, "eve").unwrap();
+    let late = std::time::Duration::from_secs(600);
+    // Too fresh to be taken from its node yet... and this process is finishing "eve" itself.
+    assert_eq!(env.steward.resume_erasures(late, "test").await.unwrap(), 0);
+    env.clock.advance(11 * 60_000);
+    assert_eq!(env.steward.resume_erasures(late, "test").await.unwrap(), 1);
+    let keys = env.pipeline.keys();
+    let receipt = keys.receipt(&t, &id).unwrap().unwrap();
+    assert_eq!(receipt["done"], true, "{receipt}");
+    assert_eq!(receipt["receipt"]["rows"], 2, "{receipt}");
+    let left: Vec<String> = keys
+        .erasures(&t)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(left, [fresh.record.clone().unwrap()]);
+    let export = env.steward.export(&t, "bob", "json", "test").await.unwrap();
+    assert_eq!(export.rows.num_rows(), 0);
+    // Its own node finishes the other.
+    let report = env
+        .steward
+        .finish_erasure(&t, fresh, "test", &tacet_lifecycle::quiet)
+        .await
+        .unwrap();
+    assert_eq!(report.rows, 1);
+    assert!(keys.erasures(&t).unwrap().is_empty());
+}
