@@ -232,8 +232,15 @@ impl Steward {
             Some(id) => self.lease(&format!("erasure-{id}")).ok().flatten(),
             None => None,
         };
+        // Renewed at every step, so that a long rewrite keeps it.
+        let renewing = |done: usize, total: usize, what: &str| {
+            if let Some(lease) = &lease {
+                let _ = lease.renew();
+            }
+            progress(done, total, what)
+        };
         let result = self
-            .rewrite_erasure(tenant, &record, &pseudonyms, actor, progress)
+            .rewrite_erasure(tenant, &record, &pseudonyms, actor, &renewing)
             .await;
         if let Some(lease) = lease {
             let _ = lease.release();
