@@ -9,6 +9,7 @@ mod dashboard;
 mod deploy;
 mod erasure;
 mod flight;
+mod fsync;
 mod geoip;
 mod lifecycle;
 mod nodes;

@@ -261,6 +261,11 @@ impl Server {
             .unwrap()
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the server with SIGKILL, as a crash or power cut would (usable while clients hold it).
     pub fn crash(&self) {
         let status = Command::new("kill")

@@ -30,7 +30,7 @@ use std::path::PathBuf;
 
 pub use checkpoint::Checkpoint;
 pub use record::{HEADER_BYTES, decode_records, encode_record};
-pub use writer::{Replay, Wal, WalConfig};
+pub use writer::{GroupSync, Replay, Wal, WalConfig};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
