@@ -221,6 +221,8 @@ async fn no_raw_identifier_reaches_disk_or_logs() {
             .any(|p| p.starts_with(stopped.data_dir.join(dir)))
     };
     assert!(under("alerts/a/dead") && under("sessions"), "{places:?}");
+    // And the erasure's receipt (kept so that any node can say when the last byte went).
+    assert!(under("keys/receipts/a"), "{places:?}");
     // The erasure's record (pseudonyms) went as soon as the erasure ended: no other node needed it.
     // (Where a record stays, for a node that was down, tests/e2e/erasure.rs scans it.)
     assert!(!under("keys/erasures/a/"), "{places:?}");

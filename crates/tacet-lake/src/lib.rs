@@ -453,6 +453,17 @@ impl Lake {
     }
 
     /// Every object under a tenant's prefix, in path order (all generations; see [`Lake::partitions`]).
+    /// The object at `path`, named by `path` itself: object_store 0.13's `PrefixStore` answers `head`
+    /// with the location under its prefix (a lake with `prefix` on S3), which no read of it would find.
+    pub async fn meta(&self, path: &object_store::path::Path) -> Result<ObjectMeta> {
+        let mut meta = self.store.head(path).await.map_err(|source| Error::Store {
+            path: path.to_string(),
+            source,
+        })?;
+        meta.location = path.clone();
+        Ok(meta)
+    }
+
     pub async fn list_tenant_files(
         &self,
         tenant: &tacet_model::TenantId,

@@ -164,6 +164,8 @@ pub enum AuditCommand {
 /// The data directory opened for a job: locked, log replayed and flushed.
 pub struct Opened {
     pub steward: Steward,
+    /// The shared state the job opened (one per process: an object store's has a runtime of its own).
+    pub state: Dir,
     _lock: std::fs::File,
 }
 
@@ -316,6 +318,7 @@ pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Open
             steward.set_leases(state.sub("leases"), lease_holder(config, "cli"));
             steward
         },
+        state,
         _lock: lock,
     })
 }
@@ -607,7 +610,7 @@ pub async fn tenant(config: &Config, command: TenantCommand) -> anyhow::Result<(
     let opened = open(config, Arc::new(SystemClock)).await?;
     let certificate = opened.steward.offboard(&tenant, ACTOR, &progress).await?;
     // The dashboard's crash triage marks (fingerprints and times, no personal data) go with the tenant.
-    let triage_dir = config.state()?.sub("triage");
+    let triage_dir = opened.state.sub("triage");
     let triage = tacet_server::ui::remove_triage(&triage_dir, &tenant)
         .with_context(|| format!("removing {}", triage_dir.place("")))?;
     println!("{}", serde_json::to_string_pretty(&certificate)?);
