@@ -1,5 +1,6 @@
 //! Any bytes as a beacon body: JSON (one object, an array, NDJSON lines) through `parse_event`. It must
-//! never panic, and an accepted event must respect the limits the wire format promises.
+//! never panic, and an accepted event must respect the limits the wire format promises. The typed decoder
+//! the endpoint uses (`parse_event_json`) must give exactly the reference path's answer for the same bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -14,7 +15,21 @@ fn check(v: serde_json::Value) {
     }
 }
 
+/// The typed decoder against `serde_json::Value` and `parse_event`, on the same bytes.
+fn same_answer(json: &[u8]) {
+    let reference = match serde_json::from_slice(json) {
+        Ok(v) => tacet_model::parse_event(v, NOW),
+        Err(e) => Err(tacet_model::FieldError::new(
+            "(line)",
+            format!("invalid JSON: {e}"),
+        )),
+    };
+    assert_eq!(tacet_model::parse_event_json(json, NOW), reference);
+}
+
 fuzz_target!(|data: &[u8]| {
+    same_answer(data);
+    data.split(|&b| b == b'\n').for_each(same_answer);
     match serde_json::from_slice::<serde_json::Value>(data) {
         Ok(serde_json::Value::Array(items)) => items.into_iter().for_each(check),
         Ok(v) => check(v),

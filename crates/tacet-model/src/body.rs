@@ -1,4 +1,4 @@
-//! Request bodies → JSON values, one per event, with every size capped. No I/O: the HTTP layer reads
+//! Request bodies → items (where each event's JSON is), one per event, with every size capped. No I/O: the HTTP layer reads
 //! the (size-capped) body and calls [`decode_body`]; the `http_body` fuzz target calls it too.
 //!
 //! Accepted: one JSON object, a JSON array of objects, or NDJSON (one object a line); as
@@ -47,8 +47,9 @@ pub struct BodyLimits {
     pub max_event_bytes: usize,
 }
 
-/// A decoded body: where each item is in the (inflated) text, checked as JSON but not yet turned into
-/// values. [`Items::iter`] builds one value at a time, so a body never exists as one tree of values.
+/// A decoded body: where each item is in the (inflated) text, checked as JSON (the lines of declared
+/// NDJSON: when each is decoded) but not yet turned into values or events. [`Items::events`] decodes
+/// one event at a time, so a body never exists as one tree of values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Items<'a> {
     text: std::borrow::Cow<'a, [u8]>,
@@ -62,6 +63,18 @@ impl Items<'_> {
 
     pub fn is_empty(&self) -> bool {
         self.spans.is_empty()
+    }
+
+    /// Each item as an event, decoded when it is reached ([`crate::event::parse_event_json`]); an item
+    /// that could not be used (not JSON, over `max_event_bytes`) is an error of the field `(line)`.
+    pub fn events(
+        &self,
+        now_millis: i64,
+    ) -> impl Iterator<Item = Result<crate::RawEvent, crate::FieldError>> + '_ {
+        self.spans.iter().map(move |span| match span {
+            Ok(range) => crate::event::parse_event_json(&self.text[range.clone()], now_millis),
+            Err(reason) => Err(crate::FieldError::new("(line)", reason.clone())),
+        })
     }
 
     /// Each item as a value, built when it is reached.
@@ -135,7 +148,8 @@ fn spans(body: &[u8], ndjson_declared: bool, limits: BodyLimits) -> Result<Vec<S
         }
     };
     if ndjson_declared {
-        return ndjson(text, base, limits, &sized);
+        // Each line is parsed once, when its event is decoded: a line that is not JSON is refused then.
+        return ndjson(text, base, limits, &sized, false);
     }
     // JSON is UTF-8: checked once for the whole body (NDJSON: line by line; skipping an item does not look inside its strings).
     if let Err(e) = std::str::from_utf8(text) {
@@ -154,7 +168,7 @@ fn spans(body: &[u8], ndjson_declared: bool, limits: BodyLimits) -> Result<Vec<S
         Ok(_) => Ok(vec![sized(base..base + text.len())]),
         // Several lines that are each JSON: NDJSON sent without its content type (sendBeacon does this).
         Err(e) if text.contains(&b'\n') => {
-            let items = ndjson(text, base, limits, &sized)?;
+            let items = ndjson(text, base, limits, &sized, true)?;
             if items.iter().all(Result::is_err) {
                 return Err(BodyError::Json(e.to_string()));
             }
@@ -210,11 +224,14 @@ fn array(text: &[u8], limit: usize) -> Result<Vec<(usize, usize)>, BodyError> {
     Ok(out)
 }
 
+/// The lines of an NDJSON body. With `check_json` each line is checked as JSON here (to tell NDJSON sent
+/// without its content type from a body that is not JSON at all); without, only its UTF-8.
 fn ndjson(
     text: &[u8],
     base: usize,
     limits: BodyLimits,
     sized: &dyn Fn(std::ops::Range<usize>) -> Span,
+    check_json: bool,
 ) -> Result<Vec<Span>, BodyError> {
     let mut out = Vec::new();
     let mut at = 0usize;
@@ -235,8 +252,13 @@ fn ndjson(
             std::str::from_utf8(line)
                 .map_err(|e| format!("invalid JSON: not valid UTF-8 at byte {}", e.valid_up_to()))
                 .and_then(|_| {
-                    serde_json::from_slice::<serde::de::IgnoredAny>(line)
-                        .map_err(|e| format!("invalid JSON: {e}"))
+                    if check_json {
+                        serde_json::from_slice::<serde::de::IgnoredAny>(line)
+                            .map(|_| ())
+                            .map_err(|e| format!("invalid JSON: {e}"))
+                    } else {
+                        Ok(())
+                    }
                 })
                 .and_then(|_| sized(range)),
         );

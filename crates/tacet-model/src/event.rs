@@ -9,6 +9,10 @@ use std::fmt;
 use chrono::DateTime;
 use serde_json::{Map, Value};
 
+mod typed;
+
+pub use typed::parse_event_json;
+
 /// Longest accepted `url` or `referrer`, in bytes.
 pub const MAX_URL_BYTES: usize = 4096;
 /// Longest accepted `user_id`, in bytes.
@@ -188,38 +192,7 @@ pub fn parse_event(value: Value, now_millis: i64) -> Result<RawEvent, FieldError
     let dnt = optional_bool(&mut obj, "dnt")?;
     let gpc = optional_bool(&mut obj, "gpc")?;
 
-    match kind {
-        Kind::Event if name.as_deref().is_none_or(|n| n.trim().is_empty()) => {
-            return Err(FieldError::new(
-                "name",
-                "required for kind \"event\" (a non-empty string)",
-            ));
-        }
-        Kind::Pageview | Kind::Crash if name.is_some() => {
-            return Err(FieldError::new("name", "only allowed for kind \"event\""));
-        }
-        _ => {}
-    }
-    if kind == Kind::Crash {
-        if error_type.is_none() && message.is_none() {
-            return Err(FieldError::new(
-                "error_type",
-                "a crash needs an error_type or a message",
-            ));
-        }
-    } else {
-        for (field, given) in [
-            ("error_type", error_type.is_some()),
-            ("message", message.is_some()),
-            ("stack", !stack.is_empty()),
-        ] {
-            if given {
-                return Err(FieldError::new(field, "only allowed for kind \"crash\""));
-            }
-        }
-    }
-
-    Ok(RawEvent {
+    let event = RawEvent {
         kind,
         ts_millis,
         url,
@@ -234,7 +207,44 @@ pub fn parse_event(value: Value, now_millis: i64) -> Result<RawEvent, FieldError
         consent,
         dnt,
         gpc,
-    })
+    };
+    check_kind_fields(&event)?;
+    Ok(event)
+}
+
+/// The rules between fields: which kinds take a name, and what a crash needs.
+fn check_kind_fields(e: &RawEvent) -> Result<(), FieldError> {
+    match e.kind {
+        Kind::Event if e.name.as_deref().is_none_or(|n| n.trim().is_empty()) => {
+            return Err(FieldError::new(
+                "name",
+                "required for kind \"event\" (a non-empty string)",
+            ));
+        }
+        Kind::Pageview | Kind::Crash if e.name.is_some() => {
+            return Err(FieldError::new("name", "only allowed for kind \"event\""));
+        }
+        _ => {}
+    }
+    if e.kind == Kind::Crash {
+        if e.error_type.is_none() && e.message.is_none() {
+            return Err(FieldError::new(
+                "error_type",
+                "a crash needs an error_type or a message",
+            ));
+        }
+    } else {
+        for (field, given) in [
+            ("error_type", e.error_type.is_some()),
+            ("message", e.message.is_some()),
+            ("stack", !e.stack.is_empty()),
+        ] {
+            if given {
+                return Err(FieldError::new(field, "only allowed for kind \"crash\""));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn optional_bool(obj: &mut Map<String, Value>, field: &str) -> Result<bool, FieldError> {

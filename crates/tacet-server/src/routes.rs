@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
-use tacet_model::parse_event;
 use tacet_privacy::RequestContext;
 use tacet_query::format::{Format, encode};
 use tacet_query::{QueryOutput, Report, ReportParams};
@@ -343,11 +342,8 @@ fn decode_events(
 ) -> Result<Decoded, crate::BodyError> {
     let items = decode_body(content_type, encoding, body, limits)?;
     Ok(items
-        .iter()
-        .map(|item| {
-            item.map_err(|reason| ("(line)".to_owned(), reason))
-                .and_then(|v| parse_event(v, now).map_err(|e| (e.field, e.problem)))
-        })
+        .events(now)
+        .map(|event| event.map_err(|e| (e.field, e.problem)))
         .collect())
 }
 
