@@ -6,7 +6,10 @@
 //!    p50/p99 acknowledgement latency;
 //! 3. `tacet serve` with NDJSON batches of 1,000 events: events/s, per core;
 //! 4. fdatasync p50/p99 on the same disk (the latency floor of a durable acknowledgement);
-//! 5. single beacons again, paced at half of the peak from (2): p50/p99 against the fdatasync p99.
+//! 5. single beacons again, paced at half of the peak from (2): p50/p99 against the fdatasync p99;
+//! 6. the admission path alone (every limit on, an empty batch refused before decoding);
+//! 7. replay after a crash: `TACET_BENCH_REPLAY_EVENTS` (5,000,000) events in the log of a server that
+//!    never flushed, killed with SIGKILL; the new server's replay rate (read, check, decode, buffer).
 //!
 //! and prints the ratios the brief aims for. The load generator, the servers and the disk share this
 //! machine's cores, so only ratios within one run mean anything. `TACET_BENCH_SECS` sets each phase's length
@@ -184,14 +187,31 @@ requests_per_second_per_client = 100000000
 events_per_second_per_tenant = 100000000";
 
 fn tacet(dir: &std::path::Path, limits: &str) -> (std::process::Child, SocketAddr) {
+    let ingest = "flush_interval = \"1s\"\nmax_buffered_events = 2000000";
+    let (child, addr, _) = tacet_with(dir, ingest, limits, "warn");
+    (child, addr)
+}
+
+/// `tacet serve` with these `[ingest]` settings and log filter; its log lines come back on the receiver.
+fn tacet_with(
+    dir: &std::path::Path,
+    ingest: &str,
+    limits: &str,
+    log: &str,
+) -> (
+    std::process::Child,
+    SocketAddr,
+    std::sync::mpsc::Receiver<String>,
+) {
     let config = dir.join("tacet.toml");
     std::fs::write(
         &config,
         format!(
             r#"
 [ingest]
-flush_interval = "1s"
-max_buffered_events = 2000000
+{ingest}
+[wal]
+max_bytes = 17179869184
 [http]
 max_body_bytes = 8388608
 {limits}
@@ -210,11 +230,19 @@ origins = ["https://bench.example"]
         .arg(&config)
         .arg("--data-dir")
         .arg(dir.join("data"))
-        .env("TACET_LOG", "warn")
+        .env("TACET_LOG", log)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start tacet serve");
+    let (lines, logged) = std::sync::mpsc::channel();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            let _ = lines.send(line);
+        }
+    });
     let mut line = String::new();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     stdout.read_line(&mut line).unwrap();
@@ -227,7 +255,127 @@ origins = ["https://bench.example"]
         .unwrap()
         .parse()
         .expect("the listening address");
-    (child, addr)
+    (child, addr, logged)
+}
+
+/// The server's `/metrics` text.
+async fn scrape(addr: SocketAddr) -> String {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let req = Request::get(format!("http://{addr}/metrics"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = sender.send_request(req).await.expect("request");
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// A Prometheus histogram's cumulative buckets (upper bound, count).
+fn buckets(metrics: &str, name: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|rest| {
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The bucket bound under which `p` of what was recorded between two scrapes falls, and how many.
+fn bucket_quantile(before: &str, after: &str, name: &str, p: f64) -> (f64, f64) {
+    let (b, a) = (buckets(before, name), buckets(after, name));
+    let count = |bs: &[(f64, f64)], le: f64| bs.iter().find(|(l, _)| *l == le).map_or(0.0, |x| x.1);
+    let diff: Vec<(f64, f64)> = a.iter().map(|(le, n)| (*le, n - count(&b, *le))).collect();
+    let total = diff.last().map_or(0.0, |x| x.1);
+    let bound = diff
+        .iter()
+        .find(|(_, n)| *n >= p * total)
+        .map_or(f64::NAN, |x| x.0);
+    (bound, total)
+}
+
+/// Posts `count` NDJSON batches from `conns` connections; every one must be acknowledged.
+async fn post_batches(addr: SocketAddr, batches: &[Bytes], count: usize, conns: usize) {
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (batches, next) = (batches.to_vec(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .expect("handshake");
+            tokio::spawn(conn);
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= count {
+                    break;
+                }
+                let req = Request::post(format!("http://{addr}/v1/events"))
+                    .header("content-type", "application/x-ndjson")
+                    .header("x-tacet-key", "bench-ingest")
+                    .header("user-agent", UA)
+                    .body(Full::new(batches[i % batches.len()].clone()))
+                    .unwrap();
+                let resp = sender.send_request(req).await.expect("request");
+                let status = resp.status();
+                resp.into_body().collect().await.expect("body");
+                assert!(status.is_success(), "the server answered {status}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// Replay after a crash: a server that never flushes takes `events` into its log and is killed with
+/// SIGKILL; a new one on the same directory replays them. Returns (events, seconds, events/s) from the
+/// new server's log line (reading the segments and decoding every event back into the buffer).
+async fn replay(events: usize, batches: &[Bytes]) -> (u64, f64, f64) {
+    let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
+    let ingest = format!(
+        "flush_interval = \"1h\"\nflush_events = {}\nmax_buffered_events = {}",
+        events * 2,
+        events * 2
+    );
+    let (mut first, addr, _) = tacet_with(dir.path(), &ingest, NO_LIMITS, "warn");
+    post_batches(addr, batches, events.div_ceil(1000), 4).await;
+    let _ = Command::new("kill")
+        .args(["-KILL", &first.id().to_string()])
+        .status();
+    let _ = first.wait();
+    let (mut second, _, log) = tacet_with(dir.path(), &ingest, NO_LIMITS, "info");
+    let line = log
+        .iter()
+        .find(|l| l.contains("recovered from the write-ahead log"))
+        .expect("the replaying server logs what it recovered");
+    let field = |name: &str| -> f64 {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name}= in {line:?}"))
+    };
+    let result = (
+        field("events") as u64,
+        field("seconds"),
+        field("events_per_second"),
+    );
+    let _ = Command::new("kill")
+        .args(["-KILL", &second.id().to_string()])
+        .status();
+    let _ = second.wait();
+    result
 }
 
 /// fdatasync latency of 4 KiB appends in `dir`.
@@ -336,6 +484,7 @@ async fn main() {
         ms(fs99)
     );
     let half = single.per_sec() / 2.0;
+    let before = scrape(addr).await;
     let paced = load(
         addr,
         "/v1/events",
@@ -353,6 +502,18 @@ async fn main() {
         ms(paced.pct(0.5)),
         ms(paced.pct(0.99)),
         paced.per_sec()
+    );
+    let after = scrape(addr).await;
+    let q = |name: &str, p: f64| bucket_quantile(&before, &after, name, p).0;
+    let (_, groups) = bucket_quantile(&before, &after, "tacet_wal_group_records", 0.5);
+    println!(
+        "   its log: {groups:.0} groups, records a group p50 <= {} p99 <= {}; write+fdatasync p50 <= {:.2} ms p99 <= {:.2} ms; queued to committed p50 <= {:.2} ms p99 <= {:.2} ms",
+        q("tacet_wal_group_records", 0.5),
+        q("tacet_wal_group_records", 0.99),
+        1000.0 * q("tacet_wal_fsync_seconds", 0.5),
+        1000.0 * q("tacet_wal_fsync_seconds", 0.99),
+        1000.0 * q("tacet_wal_commit_seconds", 0.5),
+        1000.0 * q("tacet_wal_commit_seconds", 0.99),
     );
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -387,9 +548,22 @@ async fn main() {
         .status();
     let _ = gate.wait();
 
-    println!("\nratios (aims from shared/BRIEF.md):");
+    let replay_events: usize = std::env::var("TACET_BENCH_REPLAY_EVENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5_000_000);
+    let (replayed, replay_secs, replay_rate) = if replay_events > 0 {
+        replay(replay_events, &batches).await
+    } else {
+        (0, 0.0, 0.0)
+    };
     println!(
-        "  single beacons / bare hyper:         {:.2}x   (aim >= 0.50x)",
+        "7. replay after kill -9: {replayed} events in {replay_secs:.2} s, {replay_rate:.0} events/s (one thread)"
+    );
+
+    println!("\nratios (aims from shared/BRIEF.md and issue #22):");
+    println!(
+        "  single beacons / bare hyper:         {:.2}x   (aim >= 0.70x)",
         single.per_sec() / base.per_sec()
     );
     println!(
@@ -400,6 +574,7 @@ async fn main() {
         "  p99 at half peak - fdatasync p99:    {:+.2} ms (aim <= +2.00 ms)",
         ms(paced.pct(0.99)) - ms(fs99)
     );
+    println!("  replay, events/s per core:           {replay_rate:.0}   (aim >= 1000000)");
     println!(
         "  admission over bare hyper:           {:+.1} us a request ({:.2}x the requests/s)",
         per_request(&admitted) - per_request(&base),

@@ -81,6 +81,8 @@ pub struct Replay {
     pub records: Vec<(u64, Vec<u8>)>,
     /// Bytes of torn or corrupt data cut from segment tails.
     pub cut_bytes: u64,
+    /// How long reading and checking the segments took.
+    pub read: std::time::Duration,
 }
 
 type OnCommit = Box<dyn FnOnce(u64) + Send>;
@@ -97,6 +99,9 @@ struct Request {
     payload: Vec<u8>,
     on_commit: OnCommit,
     reply: tokio::sync::oneshot::Sender<Result<u64>>,
+    /// When it was handed to the writer thread: `tacet_wal_commit_seconds` is the wait from here to
+    /// its acknowledgement (the group before it, its own write and fdatasync).
+    queued: Instant,
 }
 
 struct Shared {
@@ -129,6 +134,7 @@ impl Wal {
     /// Opens the log in `dir` (created if missing), cuts damaged tails, deletes fully persisted segments,
     /// and returns the records to replay. New records go to a new segment.
     pub fn open(dir: &Path, config: WalConfig) -> Result<(Self, Replay)> {
+        let started = std::time::Instant::now();
         fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let checkpoint = Checkpoint::load(dir)?;
         let mut replay = Replay {
@@ -174,6 +180,7 @@ impl Wal {
             }
         }
         replay.records.sort_by_key(|(s, _)| *s);
+        replay.read = started.elapsed();
         let next = max_seq + 1;
         let active_path = segment::path_for(dir, next);
         let active = OpenOptions::new()
@@ -247,6 +254,7 @@ impl Wal {
             payload,
             on_commit: Box::new(on_commit),
             reply,
+            queued: Instant::now(),
         };
         let sent = match &*self.tx.lock().expect("wal sender lock") {
             Some(tx) => tx.send(Message::Append(request)).is_ok(),
@@ -366,6 +374,9 @@ struct Writer {
 impl Writer {
     fn run(mut self, rx: Receiver<Message>) {
         let mut buf = Vec::new();
+        // Resolved once: the writer records these for every group.
+        let group_records = metrics::histogram!("tacet_wal_group_records");
+        let commit_seconds = metrics::histogram!("tacet_wal_commit_seconds");
         while let Ok(message) = rx.recv() {
             let first = match message {
                 Message::Append(r) => r,
@@ -398,9 +409,11 @@ impl Writer {
             match self.write_group(&buf, first_seq, group.len() as u64) {
                 Ok(()) => {
                     self.next_seq += group.len() as u64;
+                    group_records.record(group.len() as f64);
                     for (i, r) in group.into_iter().enumerate() {
                         let seq = first_seq + i as u64;
                         (r.on_commit)(seq);
+                        commit_seconds.record(r.queued.elapsed().as_secs_f64());
                         let _ = r.reply.send(Ok(seq));
                     }
                 }
