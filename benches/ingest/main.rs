@@ -15,6 +15,8 @@
 //! machine's cores, so only ratios within one run mean anything. `TACET_BENCH_SECS` sets each phase's length
 //! (default 5). Latency is measured from each request's send, so a stalled server under closed-loop load
 //! shows up as lower throughput rather than higher latency (no coordinated-omission correction).
+//! `TACET_BENCH_TACET=/path/to/tacet` measures another build (an earlier commit's) with the same load, to
+//! compare two commits within minutes of each other on a noisy machine.
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader, Write};
@@ -225,7 +227,11 @@ origins = ["https://bench.example"]
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tacet"))
+    // `TACET_BENCH_TACET`: another build of `tacet` (an earlier commit's), to compare on the same machine
+    // and minute; this build's by default.
+    let binary = std::env::var("TACET_BENCH_TACET")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tacet").to_owned());
+    let mut child = Command::new(binary)
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&config)
         .arg("--data-dir")

@@ -1,7 +1,9 @@
 //! Criterion micro-benchmark of the whole per-event privacy step (`Privacy::pseudonymise`: bots, signals,
 //! geography, visitor id, user pseudonym, URL and referrer, scrubbing of every text field, fingerprint),
 //! with two baselines measured in the same run: validating the event's JSON (`parse_event`, which every
-//! event pays anyway) and cloning the raw event (the floor of any step that copies its strings).
+//! event pays anyway) and cloning the raw event (the floor of any step that copies its strings). The
+//! `decode_*` rows time bytes to a validated event: the typed decoder the endpoint uses against the
+//! `serde_json::Value` path it replaced.
 //!
 //! Run: `cargo bench -p tacet-privacy --bench privacy`. Figures are in benches/README.md.
 
@@ -10,7 +12,7 @@ use std::net::Ipv4Addr;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
-use tacet_model::{RawEvent, TenantId, parse_event};
+use tacet_model::{RawEvent, TenantId, parse_event, parse_event_json};
 use tacet_privacy::testdb::{Network, build};
 use tacet_privacy::{
     GeoDb, Keys, Outcome, Privacy, RequestContext, Scrubber, Tally, TenantPolicy, parse_user_agent,
@@ -89,6 +91,18 @@ fn bench(c: &mut Criterion) {
         let template = raw(event.clone());
         g.bench_function(format!("baseline_clone_raw/{name}"), |b| {
             b.iter(|| black_box(template.clone()))
+        });
+        // What the endpoint pays to turn an event's bytes into a RawEvent: the typed decoder
+        // (`parse_event_json`) against the path it replaced (a `serde_json::Value`, then `parse_event`).
+        let bytes = serde_json::to_vec(&event).unwrap();
+        g.bench_function(format!("decode_via_value/{name}"), |b| {
+            b.iter(|| {
+                let v: Value = serde_json::from_slice(black_box(&bytes)).unwrap();
+                black_box(parse_event(v, NOW).unwrap())
+            })
+        });
+        g.bench_function(format!("decode_typed/{name}"), |b| {
+            b.iter(|| black_box(parse_event_json(black_box(&bytes), NOW).unwrap()))
         });
         g.bench_function(format!("baseline_parse_event/{name}"), |b| {
             b.iter_batched(
