@@ -37,8 +37,6 @@ impl State {
 /// A running flush's first log sequence number and partitions.
 pub(crate) type InFlight = (u64, Vec<(PartitionKey, Arc<Vec<Event>>)>);
 
-const DAY_MILLIS: i64 = 86_400_000;
-
 /// Events committed to the log and not yet part of a flush.
 #[derive(Debug, Default)]
 pub(crate) struct Buffer {
@@ -62,36 +60,32 @@ impl Buffer {
         self.last_seq = self.last_seq.max(seq);
         self.oldest_millis.get_or_insert(now_millis);
         // Runs on the log's writer thread, for every event: one key and one map lookup for each run of
-        // events of the same kind and day (most requests are one run), not for each event.
+        // events of one partition (most requests are one run), not for each event.
         let mut events = events.into_iter().enumerate().peekable();
         while let Some((i, mut e)) = events.next() {
             e.set_arrival(seq, i);
-            let (kind, day) = (e.kind, e.ts_millis.div_euclid(DAY_MILLIS));
-            let key = PartitionKey::for_event(tenant.clone(), kind, e.ts_millis);
+            let run = partition_of(&e);
+            let key = PartitionKey::for_event(tenant.clone(), e.kind, e.ts_millis);
             let partition = self.partitions.entry(key).or_default();
             partition.push(e);
-            while let Some((i, mut e)) =
-                events.next_if(|(_, e)| e.kind == kind && e.ts_millis.div_euclid(DAY_MILLIS) == day)
-            {
+            while let Some((i, mut e)) = events.next_if(|(_, e)| partition_of(e) == run) {
                 e.set_arrival(seq, i);
                 partition.push(e);
             }
         }
     }
-}
 
-impl Buffer {
-    /// Makes room in each partition for all of these records' events at once. Replay calls it with the
-    /// whole log: growing a vector of millions of events by doubling copied each event twice over and
-    /// took more than half of a replay (the copies, and the page faults of every new, larger vector).
-    pub(crate) fn reserve(&mut self, records: &[(u64, TenantId, Vec<Event>)]) {
+    /// Puts what replay decoded here: room in each partition for all of it first, then the records in
+    /// order. Growing a vector of millions of events by doubling copied each event twice over and took
+    /// more than half of a replay (the copies, and the page faults of every new, larger vector).
+    pub(crate) fn extend_replayed(
+        &mut self,
+        records: Vec<(u64, TenantId, Vec<Event>)>,
+        now_millis: i64,
+    ) {
         let mut sizes: HashMap<PartitionKey, usize> = HashMap::new();
-        for (_, tenant, events) in records {
-            let runs = events.chunk_by(|a, b| {
-                a.kind == b.kind
-                    && a.ts_millis.div_euclid(DAY_MILLIS) == b.ts_millis.div_euclid(DAY_MILLIS)
-            });
-            for run in runs {
+        for (_, tenant, events) in &records {
+            for run in events.chunk_by(|a, b| partition_of(a) == partition_of(b)) {
                 let key = PartitionKey::for_event(tenant.clone(), run[0].kind, run[0].ts_millis);
                 *sizes.entry(key).or_default() += run.len();
             }
@@ -99,7 +93,16 @@ impl Buffer {
         for (key, n) in sizes {
             self.partitions.entry(key).or_default().reserve(n);
         }
+        for (seq, tenant, events) in records {
+            self.push(seq, &tenant, events, now_millis);
+        }
     }
+}
+
+/// What decides an event's partition besides its tenant: its kind and its UTC day (the day as
+/// [`PartitionKey::for_event`] takes it, compared without building a date).
+fn partition_of(e: &Event) -> (tacet_model::Kind, i64) {
+    (e.kind, e.ts_millis.div_euclid(86_400_000))
 }
 
 /// The events of log records `from..=to`, one file per partition.

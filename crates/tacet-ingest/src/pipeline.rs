@@ -340,15 +340,9 @@ impl Pipeline {
             }
         }
         let mut redo = Buffer::default();
-        redo.reserve(&redo_records);
-        for (seq, tenant, events) in redo_records {
-            redo.push(seq, &tenant, events, now);
-        }
+        redo.extend_replayed(redo_records, now);
         let mut state = self.state.lock().expect("pipeline lock");
-        state.buffer.reserve(&records);
-        for (seq, tenant, events) in records {
-            state.buffer.push(seq, &tenant, events, now);
-        }
+        state.buffer.extend_replayed(records, now);
         if let Some((from, to)) = interrupted {
             info!(
                 from,

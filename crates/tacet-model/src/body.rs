@@ -1,5 +1,6 @@
-//! Request bodies → items (where each event's JSON is), one per event, with every size capped. No I/O: the HTTP layer reads
-//! the (size-capped) body and calls [`decode_body`]; the `http_body` fuzz target calls it too.
+//! Request bodies → items (where each event's JSON is), one per event, with every size capped. No I/O:
+//! the HTTP layer reads the (size-capped) body and calls [`decode_body`]; the `http_body` fuzz target
+//! calls it too.
 //!
 //! Accepted: one JSON object, a JSON array of objects, or NDJSON (one object a line); as
 //! `application/json`, `application/x-ndjson`, `application/jsonl`, `text/plain` (what

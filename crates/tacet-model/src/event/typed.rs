@@ -54,10 +54,8 @@ fn typed(json: &[u8], now_millis: i64) -> Option<RawEvent> {
     }
     let props = match wire.props {
         None => Vec::new(),
+        // More than MAX_PROPS entries failed the decoding already.
         Some(Props(mut entries)) => {
-            if entries.len() > MAX_PROPS {
-                return None;
-            }
             // As the reference path's map: sorted by key; a repeated key (which keeps the last) is left
             // to it.
             entries.sort_by(|a, b| a.0.cmp(&b.0));
