@@ -8,6 +8,7 @@
 -- columns: day (YYYY-MM-DD in the tenant's time zone; days answered from rollups are UTC dates), visitors (distinct visitor ids; ids rotate daily, so a day is the widest
 --          window in which a visitor is counted once), pageviews, events (custom), crashes, suppressed (null, or why the numbers are withheld)
 -- k: visitors withhold
+-- rollups: visits (closed days the planner trusts and days whose raw events expired come from the daily rollups, without filters)
 WITH raw AS (
     SELECT
         {{day}} AS day,
@@ -16,7 +17,7 @@ WITH raw AS (
         COUNT(*) FILTER (WHERE kind = 'event') AS events,
         COUNT(*) FILTER (WHERE kind = 'crash') AS crashes
     FROM events
-    WHERE {{range}} AND {{filters}}
+    WHERE {{range}} AND {{filters}} AND {{live}}
     GROUP BY 1
 ),
 rolled AS (

@@ -4,6 +4,7 @@
 --   referrer_class, utm_source, utm_campaign, event, release, fingerprint, source, host)
 -- columns: page (path), visitors, visits
 -- k: visitors
+-- rollups: pageview entry_page (closed days the planner trusts and days whose raw page views expired come from the daily rollups, without filters)
 WITH {{visits}},
 ranked AS (
     SELECT visitor_id, url_path, visit_no,

@@ -7,7 +7,12 @@
 //! TACET_BENCH_EVENTS=100000000 cargo bench -p tacet-query --bench query
 //! TACET_BENCH_DIR=/tmp/qb TACET_BENCH_REPORTS=overview TACET_BENCH_EXPLAIN=overview cargo bench …
 //!                                                      # keep and reuse the lake, time some, explain one
+//! TACET_BENCH_RAW=1 cargo bench --bench query          # every day from raw events (from_rollups = false)
 //! ```
+//!
+//! Before timing, the daily rollups of the big tenant's 61 days are written as the server keeps them
+//! (`QueryEngine::rollup_day`), timed, and their bytes counted (`TACET_BENCH_ROLL_ALL=1`: every tenant's, for
+//! the lake's whole size); each report then prints where its days came from (`X-Tacet-Source`).
 //!
 //! "Cold" is a new engine (DataFusion: a new `QueryEngine`, so no footer or statistics cache; DuckDB: a new
 //! connection); the operating system's page cache stays warm in both. "Hot" is the median of five runs on
@@ -282,7 +287,12 @@ fn main() {
         memory_backstop_bytes: 8 << 30,
         ..QueryConfig::default()
     };
+    let config = QueryConfig {
+        from_rollups: std::env::var_os("TACET_BENCH_RAW").is_none(),
+        ..config
+    };
     let engine = || QueryEngine::new(Arc::clone(lake.store()), config.clone()).unwrap();
+    roll_up(&runtime, &engine(), &lake_dir, total);
     // TACET_BENCH_EXPLAIN=overview prints DataFusion's EXPLAIN ANALYZE of that report first.
     if let Ok(name) = std::env::var("TACET_BENCH_EXPLAIN") {
         let report = Report::find(&name).unwrap();
@@ -301,16 +311,18 @@ fn main() {
     runtime.block_on(engine().sql(&tenant, "SELECT 1")).unwrap();
     // Tacet: cold (a new engine each time), then hot (median of five on one engine).
     let mut tacet: BTreeMap<&str, (f64, f64, usize)> = BTreeMap::new();
+    let mut sources: BTreeMap<&str, String> = BTreeMap::new();
     let hot_engine = engine();
     for name in &reports {
         let report = Report::find(name).unwrap();
         let cold_engine = engine();
         let t = Instant::now();
-        let rows = runtime
+        let out = runtime
             .block_on(cold_engine.report(&tenant, report, &params, &ReportScope::utc(1)))
-            .unwrap()
-            .num_rows();
+            .unwrap();
         let cold = t.elapsed().as_secs_f64() * 1000.0;
+        let rows = out.num_rows();
+        sources.insert(name, out.source.map_or("-".into(), |s| s.to_string()));
         drop(cold_engine);
         let hot: Vec<f64> = (0..5)
             .map(|_| {
@@ -401,6 +413,57 @@ fn main() {
         (log_hot / n).exp()
     )
     .unwrap();
+    writeln!(
+        stdout,
+        "\nwhere each report's days came from (X-Tacet-Source):"
+    )
+    .unwrap();
+    for name in &reports {
+        writeln!(stdout, "{name:<14} {}", sources[name]).unwrap();
+    }
+}
+
+/// Writes the daily rollups as the server keeps them: every day of the big tenant (or, with
+/// `TACET_BENCH_ROLL_ALL`, of every tenant), timed, and prints their bytes.
+fn roll_up(runtime: &tokio::runtime::Runtime, engine: &QueryEngine, lake_dir: &Path, total: u64) {
+    let tenants: Vec<String> = if std::env::var_os("TACET_BENCH_ROLL_ALL").is_some() {
+        (0..TENANTS).map(|t| format!("t{t:02}")).collect()
+    } else {
+        vec![BIG.to_owned()]
+    };
+    let started = Instant::now();
+    let mut days = 0;
+    for (i, t) in tenants.iter().enumerate() {
+        let tenant = TenantId::new(t).unwrap();
+        for d in 0..DAYS {
+            let day = chrono::DateTime::from_timestamp_millis(START + d * DAY)
+                .unwrap()
+                .date_naive();
+            runtime.block_on(engine.rollup_day(&tenant, day)).unwrap();
+            days += 1;
+        }
+        eprintln!(
+            "rollups: tenant {t} done ({}/{}), {:.0}s",
+            i + 1,
+            tenants.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let rolled = dir_bytes(&lake_dir.join("rollups"));
+    let events = dir_bytes(&lake_dir.join("events"));
+    println!(
+        "rollups: {days} tenant-days written in {secs:.1}s ({:.0} ms a day); {rolled} bytes, {:.2} bytes/event \
+         over the lake ({:.1} with the raw events{})",
+        secs * 1000.0 / days as f64,
+        rolled as f64 / total as f64,
+        (rolled + events) as f64 / total as f64,
+        if tenants.len() == 1 {
+            "; only the big tenant rolled: TACET_BENCH_ROLL_ALL=1 for all"
+        } else {
+            ""
+        }
+    );
 }
 
 const DUCK_PY: &str = r#"
@@ -411,7 +474,9 @@ spec = json.load(open(sys.argv[1]))
 view = ("CREATE VIEW events AS SELECT * FROM read_parquet('{}', hive_partitioning = true, hive_types_autocast = false);"
         "CREATE TABLE rollups (date VARCHAR, kind VARCHAR, dimension VARCHAR, value VARCHAR, value2 VARCHAR,"
         " value3 VARCHAR, events BIGINT, visitors BIGINT, visits BIGINT, bounces BIGINT, visit_pageviews BIGINT,"
-        " visit_ms BIGINT)").format(spec["glob"])
+        " visit_ms BIGINT);"
+        # A crash's group after its tenant's merges and splits: the identity for a tenant without any.
+        "CREATE MACRO tacet_group(fingerprint, stack) AS fingerprint").format(spec["glob"])
 out = {}
 hot = duckdb.connect()
 hot.execute(view)

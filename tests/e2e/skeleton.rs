@@ -281,6 +281,30 @@ async fn mixed_batches_from_two_tenants_give_exact_answers() {
             && csv.ends_with(",1,3,0,0,\n"),
         "{csv}"
     );
+    // --explain: where the days come from (today is open: raw events) and the plan, without running it.
+    let out = tacet(&[
+        "report",
+        "overview",
+        "--tenant",
+        "b",
+        "--config",
+        config,
+        "--data-dir",
+        data,
+        "--explain",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.starts_with("source: raw; rollup_days=0; expired_days=0; raw_days=1; why=open:1\n")
+            && text.contains("logical_plan")
+            && text.contains("physical_plan"),
+        "{text}"
+    );
     // Every report parameter is a flag: the funnel's steps, and each filter.
     let funnel = |extra: &[&str]| {
         let mut args = vec![

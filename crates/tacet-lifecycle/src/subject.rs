@@ -150,6 +150,7 @@ impl Steward {
                 batches: Vec::new(),
                 truncated: false,
                 suppressed: 0,
+                source: None,
             }
         } else {
             self.query.subject_rows(tenant, &pseudonyms).await?

@@ -39,6 +39,9 @@ pub struct QueryConfig {
     /// process) or a cluster's scheduler, `"df://host:port"` (`tacet ballista scheduler|executor`). Not set:
     /// the local DataFusion session. Ballista answers leave out events not flushed yet.
     pub ballista: Option<String>,
+    /// Unfiltered reports answer closed days from their daily rollups when the planner can prove a rollup
+    /// gives the raw events' exact answer (crate::source); `false` reads raw events for every day.
+    pub from_rollups: bool,
 }
 
 impl Default for QueryConfig {
@@ -55,6 +58,7 @@ impl Default for QueryConfig {
             max_queued_per_tenant: 32,
             queue_timeout: Duration::from_secs(5),
             ballista: None,
+            from_rollups: true,
         }
     }
 }

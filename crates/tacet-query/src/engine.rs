@@ -34,6 +34,9 @@ pub struct QueryOutput {
     pub truncated: bool,
     /// Rows a canned report left out because they describe fewer than k distinct visitors.
     pub suppressed: usize,
+    /// Which days a canned report read from rollups and which from raw events (crate::source); `None`
+    /// for SQL.
+    pub source: Option<crate::source::ReportSource>,
 }
 
 impl QueryOutput {
@@ -47,7 +50,7 @@ impl QueryOutput {
 /// aborting its task, which drops its stream and frees its memory.
 #[derive(Debug)]
 pub struct QueryEngine {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
     /// A small runtime for what outlives one query (the in-process Ballista cluster).
     service: Option<tokio::runtime::Runtime>,
     slots: Arc<crate::slots::Slots>,
@@ -56,12 +59,17 @@ pub struct QueryEngine {
 }
 
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Inner {
     runtime: Arc<RuntimeEnv>,
     store: Arc<dyn ObjectStore>,
-    config: QueryConfig,
-    fresh: std::sync::OnceLock<Arc<dyn FreshEvents>>,
-    restrictions: std::sync::OnceLock<Arc<dyn Restrictions>>,
+    pub(crate) config: QueryConfig,
+    pub(crate) fresh: std::sync::OnceLock<Arc<dyn FreshEvents>>,
+    pub(crate) restrictions: std::sync::OnceLock<Arc<dyn Restrictions>>,
+    /// Rollup files the reports read (crate::rollup_files).
+    pub(crate) rollup_files: crate::rollup_files::RollupCache,
+    /// Each breakdown's answer schema, from its first run: a breakdown whose days all come from rollups
+    /// needs no raw query (crate::rollup).
+    pub(crate) report_schemas: std::sync::Mutex<std::collections::HashMap<&'static str, SchemaRef>>,
     /// Tenants' data keys, when the lake is encrypted.
     data_keys: std::sync::OnceLock<Arc<dyn tacet_lake::DataKeys>>,
     /// Where distributed queries go (`query.ballista`); `None`: every query runs here.
@@ -113,6 +121,16 @@ pub(crate) const DEFAULT_BATCH_ROWS: usize = 8192;
 /// from the query, so every event counts once).
 pub trait FreshEvents: Send + Sync + std::fmt::Debug {
     fn snapshot(&self, tenant: &TenantId) -> std::result::Result<(Vec<RecordBatch>, u64), String>;
+
+    /// The UTC days of the tenant's events that may not be in the lake (what `snapshot` would return),
+    /// cheaply; `None` when the source cannot say, which makes reports read every closed day raw
+    /// (crate::source).
+    fn days(
+        &self,
+        _tenant: &TenantId,
+    ) -> std::result::Result<Option<std::collections::BTreeSet<chrono::NaiveDate>>, String> {
+        Ok(None)
+    }
 
     /// The ingestion node whose buffer this is: only its lake files are hidden by the threshold.
     fn node(&self) -> Option<u16> {
@@ -184,6 +202,8 @@ impl QueryEngine {
                 config,
                 fresh: std::sync::OnceLock::new(),
                 restrictions: std::sync::OnceLock::new(),
+                rollup_files: Default::default(),
+                report_schemas: Default::default(),
                 data_keys: std::sync::OnceLock::new(),
                 cluster,
             }),
@@ -338,38 +358,11 @@ impl QueryEngine {
         crate::report::check(params, report)?;
         // Refused before it runs when the report does not say how k applies (threshold.rs).
         let rule = crate::threshold::KRule::of(report)?;
-        // Days answered by their rollup's visit totals (`-- rollups: visits`), unfiltered only.
-        let expired = if report.rollup_visits() && params.filters.is_empty() {
-            let days = self.expired_days(tenant, "pageview", params).await?;
-            days.into_iter().collect::<Vec<_>>().join(",")
-        } else {
-            String::new()
-        };
-        let mut out = self
-            .run_with_limit(
-                tenant,
-                &report.expanded_sql_for(scope.zone, params.filters.contains_key("event")),
-                Some(crate::report::bind(params, scope.zone, &expired)),
-                Run {
-                    max_rows: self.inner.config.max_rows,
-                    unrestricted: false,
-                    tables: Vec::new(),
-                    // The cluster knows `tacet_group` as the identity only: a tenant's own merges and
-                    // splits run here.
-                    local: !report.distributed() || !scope.groups.is_empty(),
-                    zone: Some(scope.zone),
-                    batch_rows: REPORT_BATCH_ROWS,
-                    client_sql: false,
-                    groups: Some(Arc::clone(&scope.groups)),
-                    postgres: None,
-                },
-            )
-            .await?;
-        if let Some((kind, dimension)) = report.rollup() {
-            out = self
-                .add_expired_days(tenant, &kind, &dimension, params, out)
-                .await?;
-        }
+        // Days answered by their rollups (crate::source): left out of the raw events' part, added after
+        // (breakdowns) or in SQL (`-- rollups: visits`).
+        let source = self.report_source(tenant, report, params, scope).await?;
+        let mut out = self.answer(tenant, report, params, scope, &source).await?;
+        out.source = Some(source);
         rule.apply(&mut out, rule.k(scope))?;
         if out.num_rows() > params.limit {
             let mut left = params.limit;
@@ -390,6 +383,11 @@ impl QueryEngine {
 
     pub(crate) fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.inner.store
+    }
+
+    /// Whether queries go to a Ballista cluster.
+    pub(crate) fn distributed(&self) -> bool {
+        self.inner.cluster.is_some()
     }
 
     async fn run(
@@ -679,6 +677,9 @@ impl Inner {
             ctx.register_udf(groups.udf());
         }
         for (name, batch) in run.tables {
+            // A table of the query's own replaces the session's of that name (a report's `rollups`, from
+            // the rollup cache).
+            ctx.deregister_table(name).map_err(Error::from_datafusion)?;
             let table =
                 datafusion::datasource::MemTable::try_new(batch.schema(), vec![vec![batch]])
                     .map_err(Error::from_datafusion)?;
@@ -733,6 +734,7 @@ impl Inner {
             batches,
             truncated,
             suppressed: 0,
+            source: None,
         })
     }
 }

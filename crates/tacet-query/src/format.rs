@@ -81,11 +81,26 @@ pub fn to_arrow(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, 
 
 /// A Parquet file (zstd) holding the answer.
 pub fn to_parquet(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, ArrowError> {
+    to_parquet_with(schema, batches, Vec::new())
+}
+
+/// [`to_parquet`] with key-value pairs in the footer.
+pub fn to_parquet_with(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    footer: Vec<(String, String)>,
+) -> Result<Vec<u8>, ArrowError> {
     use datafusion::parquet::arrow::ArrowWriter;
     use datafusion::parquet::basic::{Compression, ZstdLevel};
+    use datafusion::parquet::file::metadata::KeyValue;
     use datafusion::parquet::file::properties::WriterProperties;
+    let footer: Vec<KeyValue> = footer
+        .into_iter()
+        .map(|(k, v)| KeyValue::new(k, v))
+        .collect();
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_key_value_metadata((!footer.is_empty()).then_some(footer))
         .build();
     let mut buf = Vec::new();
     let mut w = ArrowWriter::try_new(&mut buf, schema.clone(), Some(props))

@@ -23,7 +23,9 @@ mod hiding;
 pub mod pgcatalog;
 mod report;
 pub mod rollup;
+mod rollup_files;
 mod slots;
+pub mod source;
 mod threshold;
 mod visit;
 

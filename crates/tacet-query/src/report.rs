@@ -246,6 +246,8 @@ impl Report {
             format!("({})", unset.join(" AND "))
         };
         let rolled = self.rollup_visits();
+        // Every report with a rollup path leaves out the days its rollups answer (crate::source).
+        let live = rolled || self.rollup().is_some();
         self.sql
             .replace("{{visits}}", VISITS)
             .replace("{{tagged}}", tagged)
@@ -263,7 +265,7 @@ impl Report {
                 "{{no_filters_but_fingerprint}}",
                 &no_filters_but("fingerprint"),
             )
-            .replace("{{live}}", if rolled { LIVE } else { "TRUE" })
+            .replace("{{live}}", if live { LIVE } else { "TRUE" })
             .replace("{{expired}}", if rolled { EXPIRED } else { "FALSE" })
             .replace("{{midnight}}", midnight)
     }
@@ -353,6 +355,9 @@ pub struct ReportScope {
     pub zone: chrono_tz::Tz,
     /// The tenant's crash group merges and splits (`tacet_group`, crate::groups).
     pub groups: std::sync::Arc<crate::groups::CrashGroups>,
+    /// How many days back the tenant accepts events (its policy's `accept_past`, rounded up): how far a
+    /// visitor id can spread across days, which the report planner checks (crate::source).
+    pub accept_past_days: u32,
 }
 
 impl ReportScope {
@@ -363,7 +368,13 @@ impl ReportScope {
             k_crashes: 1,
             zone: chrono_tz::UTC,
             groups: Default::default(),
+            accept_past_days: 7,
         }
+    }
+
+    /// `accept_past_days` for a policy's `accept_past`: whole days, rounded up.
+    pub fn days_back(accept_past: std::time::Duration) -> u32 {
+        u32::try_from(accept_past.as_secs().div_ceil(86_400)).unwrap_or(u32::MAX)
     }
 }
 

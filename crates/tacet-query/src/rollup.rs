@@ -4,14 +4,16 @@
 //! `crash_trend` (in SQL, each count the larger of raw and rollup);
 //! `overview` and `timeseries` (header `-- rollups: visits`: the day's visit totals, bound as `$expired`);
 //! and the breakdowns whose header names their rollup (`-- rollups: pageview page`: `pages`, `referrers`,
-//! `campaigns`, `browsers`, `operating_systems`, `devices`, `countries`, `events`), through
-//! [`QueryEngine::add_expired_days`].
+//! `campaigns`, `browsers`, `operating_systems`, `devices`, `countries`, `events`, `entry_pages`,
+//! `exit_pages`), through [`QueryEngine::add_rolled_days`]. Which days: crate::source (expired days, and
+//! closed days the rollup provably answers exactly).
 //!
 //! ```text
 //! rollups/tenant=<id>/date=<YYYY-MM-DD>/rollup.parquet
 //!   kind       pageview | event | crash | * (all kinds together)
 //!   dimension  all | page | referrer_class | referrer_source | browser | os | device | country | event |
-//!              fingerprint | utm_source | utm_campaign | country_region | referrer | campaign
+//!              fingerprint | utm_source | utm_campaign | country_region | referrer | campaign |
+//!              entry_page | exit_page (kind pageview: `events` counts the visits entered or left there)
 //!   value      the dimension's value (null for `all`, or when the events had none); for a dimension of
 //!   value2,    several columns (`country_region`: country, region; `referrer`: class, source, host of
 //!   value3     page views not internal; `campaign`: utm source, medium, campaign where a source is set)
@@ -36,7 +38,6 @@ use tacet_model::TenantId;
 
 use arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::Int64Type;
-use futures::StreamExt;
 
 use crate::engine::{QueryOutput, Run};
 use crate::report::ReportParams;
@@ -145,6 +146,15 @@ fn rollup_sql() -> String {
             "SELECT kind, 'all' AS dimension, {none}, {counts}, {no_visits} FROM events WHERE date = $day GROUP BY kind"
         ),
     ];
+    // Entry and exit pages, as `entry_pages` and `exit_pages` define them: the first and last page view of
+    // each of the day's visits, with the visits (`events`) and distinct visitors they had.
+    for (name, edge) in [("entry_page", "before_no"), ("exit_page", "after_no")] {
+        parts.push(format!(
+            "SELECT 'pageview' AS kind, '{name}' AS dimension, CAST(url_path AS VARCHAR) AS value, \
+             CAST(NULL AS VARCHAR) AS value2, CAST(NULL AS VARCHAR) AS value3, {counts}, {no_visits} \
+             FROM edges WHERE {edge} IS DISTINCT FROM visit_no GROUP BY url_path"
+        ));
+    }
     for d in DIMENSIONS {
         parts.push(format!(
             "SELECT kind, '{}' AS dimension, {}, {counts}, {no_visits} \
@@ -157,6 +167,13 @@ fn rollup_sql() -> String {
     }
     format!(
         "WITH {},
+edges AS (
+    SELECT url_path, visitor_id, visit_no,
+        tacet_prev(visit_no) OVER ({window}) AS before_no,
+        tacet_next(visit_no) OVER ({window}) AS after_no
+    FROM tagged
+    WHERE kind = 'pageview' AND visitor_id IS NOT NULL
+),
 v AS (
     SELECT CAST(COUNT(*) AS BIGINT) AS visits,
         CAST(COALESCE(SUM(CASE WHEN pageviews = 1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS bounces,
@@ -166,41 +183,70 @@ v AS (
 )
 SELECT * FROM ({}) WHERE events > 0 ORDER BY kind, dimension, value, value2, value3",
         crate::report::visits_of("date = $day"),
-        parts.join(" UNION ALL ")
+        parts.join(" UNION ALL "),
+        window = crate::report::VISIT_WINDOW,
     )
 }
 
 impl QueryEngine {
     /// Computes the rollup of one tenant's day from its raw events (and any still buffered) and writes it,
     /// replacing an earlier one; returns its row count. A day without events writes nothing.
+    ///
+    /// Its footer records what the report planner (crate::source) needs to trust it for a closed day: the
+    /// digest of the day's files and of the objections it was computed with (taken before it runs, so a
+    /// flush meanwhile makes it look stale, never fresh), and how many of the day's visitor ids were also
+    /// seen on another day within [`crate::source::ID_WINDOW_DAYS`].
     pub async fn rollup_day(&self, tenant: &TenantId, day: NaiveDate) -> Result<usize> {
-        let params = ParamValues::from(vec![(
-            "day",
-            ScalarValue::Utf8(Some(day.format("%Y-%m-%d").to_string())),
-        )]);
+        let text = day.format("%Y-%m-%d").to_string();
+        let listed = crate::source::raw_files_by_day(self.store(), tenant).await?;
+        let files = listed.get(&text).map(|f| f.digest()).unwrap_or_default();
+        let near = crate::source::near_digests(&listed, day);
+        let restricted = self.restricted_now(tenant)?;
+        let complete = self.rollup_is_complete(day);
+        let params = ParamValues::from(vec![("day", ScalarValue::Utf8(Some(text.clone())))]);
         let out = self
-            .run_with_limit(
-                tenant,
-                &rollup_sql(),
-                Some(params),
-                crate::engine::Run {
-                    max_rows: usize::MAX,
-                    unrestricted: false,
-                    tables: Vec::new(),
-                    // With the ingestion buffer, which a Ballista session leaves out.
-                    local: true,
-                    zone: None,
-                    batch_rows: crate::engine::DEFAULT_BATCH_ROWS,
-                    client_sql: false,
-                    groups: None,
-                    postgres: None,
-                },
-            )
+            .run_with_limit(tenant, &rollup_sql(), Some(params), local_run())
             .await?;
         let rows = out.num_rows();
         if rows == 0 {
             return Ok(0);
         }
+        let window = chrono::Days::new(u64::from(crate::source::ID_WINDOW_DAYS));
+        let day_of = |d: NaiveDate| ScalarValue::Utf8(Some(d.format("%Y-%m-%d").to_string()));
+        let shared = self
+            .run_with_limit(
+                tenant,
+                "SELECT CAST(COUNT(DISTINCT visitor_id) AS BIGINT) AS shared FROM events \
+                 WHERE date >= $lo AND date <= $hi AND date <> $day AND visitor_id IN \
+                 (SELECT visitor_id FROM events WHERE date = $day AND visitor_id IS NOT NULL)",
+                Some(ParamValues::from(vec![
+                    ("day", ScalarValue::Utf8(Some(text.clone()))),
+                    ("lo", day_of(day - window)),
+                    ("hi", day_of(day + window)),
+                ])),
+                local_run(),
+            )
+            .await?;
+        let shared = shared
+            .batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .and_then(|b| {
+                arrow::compute::cast(b.column(0), &DataType::Int64)
+                    .ok()
+                    .map(|c| c.as_primitive::<Int64Type>().value(0))
+            })
+            .unwrap_or(0);
+        let footer = vec![
+            (crate::source::META_FILES.to_owned(), files),
+            (crate::source::META_RESTRICTED.to_owned(), restricted),
+            (crate::source::META_SHARED.to_owned(), shared.to_string()),
+            (crate::source::META_NEAR.to_owned(), near),
+            (
+                crate::source::META_COMPLETE.to_owned(),
+                complete.to_string(),
+            ),
+        ];
         let batches = out
             .batches
             .iter()
@@ -218,12 +264,12 @@ impl QueryEngine {
                     .map_err(|e| Error::Internal(format!("rollup batch: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
-        let bytes = crate::format::to_parquet(&rollup_schema(), &batches)
+        let bytes = crate::format::to_parquet_with(&rollup_schema(), &batches, footer)
             .map_err(|e| Error::Internal(format!("encoding a rollup: {e}")))?;
         let path = Path::from(format!(
             "{}date={}/rollup.parquet",
             rollup_prefix(tenant),
-            day.format("%Y-%m-%d")
+            text
         ));
         self.store()
             .put(&path, bytes.into())
@@ -233,20 +279,20 @@ impl QueryEngine {
     }
 }
 
-/// The `date=` values directly under `prefix` in the object store.
-async fn days_under(
-    store: &Arc<dyn object_store::ObjectStore>,
-    prefix: String,
-) -> Result<BTreeSet<String>> {
-    let listed = store
-        .list_with_delimiter(Some(&Path::from(prefix.as_str())))
-        .await
-        .map_err(|e| Error::Internal(format!("listing {prefix}: {e}")))?;
-    Ok(listed
-        .common_prefixes
-        .iter()
-        .filter_map(|p| p.filename()?.strip_prefix("date=").map(str::to_owned))
-        .collect())
+/// A query of the rollups' own: on this process's session (with the ingestion buffer, which a Ballista
+/// session leaves out), every row.
+fn local_run() -> Run {
+    Run {
+        max_rows: usize::MAX,
+        unrestricted: false,
+        tables: Vec::new(),
+        local: true,
+        zone: None,
+        batch_rows: crate::engine::DEFAULT_BATCH_ROWS,
+        client_sql: false,
+        groups: None,
+        postgres: None,
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> Error {
@@ -254,57 +300,90 @@ fn internal(e: impl std::fmt::Display) -> Error {
 }
 
 impl QueryEngine {
-    /// The range's days that have a rollup but no raw events of `kind` left (retention dropped them).
-    pub(crate) async fn expired_days(
+    /// A report's rows before its k-threshold, from the sources `source` planned: the raw query over the
+    /// days not rolled (left out when there are none and the report's schema is known), with the rolled
+    /// days' rollups, in SQL as the table `rollups` (`-- rollups: visits`: from the rollup cache, in memory,
+    /// on the local session) or added after (breakdowns, [`QueryEngine::add_rolled_days`]).
+    pub(crate) async fn answer(
         &self,
         tenant: &TenantId,
-        kind: &str,
+        report: &crate::Report,
         params: &ReportParams,
-    ) -> Result<BTreeSet<String>> {
-        let (from, to) = (params.from.to_string(), params.to.to_string());
-        let rolled = days_under(self.store(), rollup_prefix(tenant)).await?;
-        let in_range: BTreeSet<String> = rolled
-            .into_iter()
-            .filter(|d| *d >= from && *d <= to)
-            .collect();
-        if in_range.is_empty() {
-            return Ok(in_range);
-        }
-        // Days with raw files: a listing from the range's first day (directories may outlive their files).
-        let prefix = Path::from(format!("events/tenant={tenant}/kind={kind}"));
-        let offset = Path::from(format!("events/tenant={tenant}/kind={kind}/date={from}"));
-        let mut files = self.store().list_with_offset(Some(&prefix), &offset);
-        let mut raw = BTreeSet::new();
-        while let Some(meta) = files.next().await {
-            let meta = meta.map_err(|e| Error::Internal(format!("listing {prefix}: {e}")))?;
-            let Some(day) = meta
-                .location
-                .parts()
-                .find_map(|p| p.as_ref().strip_prefix("date=").map(str::to_owned))
-            else {
-                continue;
-            };
-            // Not every store lists in order (a local directory does not): no early stop.
-            if day <= to {
-                raw.insert(day);
+        scope: &crate::ReportScope,
+        source: &crate::source::ReportSource,
+    ) -> Result<QueryOutput> {
+        let breakdown = report.rollup();
+        let known = self
+            .inner
+            .report_schemas
+            .lock()
+            .expect("schema lock")
+            .get(report.name)
+            .cloned();
+        let out = match known {
+            Some(schema) if breakdown.is_some() && !source.needs_raw => QueryOutput {
+                schema,
+                batches: Vec::new(),
+                truncated: false,
+                suppressed: 0,
+                source: None,
+            },
+            _ => {
+                let mut tables = Vec::new();
+                if report.rollup_visits() && !self.distributed() {
+                    let all = BTreeSet::from(["all"]);
+                    tables.push(("rollups", self.rollup_rows(&source.files, &all).await?));
+                }
+                let out = self
+                    .run_with_limit(
+                        tenant,
+                        &report.expanded_sql_for(scope.zone, params.filters.contains_key("event")),
+                        Some(crate::report::bind(
+                            params,
+                            scope.zone,
+                            &source.rolled_csv(),
+                        )),
+                        Run {
+                            max_rows: self.inner.config.max_rows,
+                            unrestricted: false,
+                            tables,
+                            // The cluster knows `tacet_group` as the identity only: a tenant's own merges
+                            // and splits run here.
+                            local: !report.distributed() || !scope.groups.is_empty(),
+                            zone: Some(scope.zone),
+                            batch_rows: crate::engine::REPORT_BATCH_ROWS,
+                            client_sql: false,
+                            groups: Some(Arc::clone(&scope.groups)),
+                            postgres: None,
+                        },
+                    )
+                    .await?;
+                self.inner
+                    .report_schemas
+                    .lock()
+                    .expect("schema lock")
+                    .insert(report.name, Arc::clone(&out.schema));
+                out
             }
+        };
+        match breakdown {
+            Some((kind, dimension)) => self.add_rolled_days(&kind, &dimension, source, out).await,
+            None => Ok(out),
         }
-        Ok(in_range.difference(&raw).cloned().collect())
     }
 
-    /// A breakdown (one to three values, distinct visitors, count) with the rollups of the range's expired
-    /// days added: rollups count each day's distinct visitors and visitor ids rotate daily, so the sum is
-    /// exact (a range counts visitor-days either way). Without filters only (rollups cannot filter), and only
-    /// when a day expired: otherwise the answer is returned as it is, at the cost of two listings.
-    pub(crate) async fn add_expired_days(
+    /// A breakdown (one to three values, distinct visitors, count) over the days read raw, with the rollups
+    /// of the days `rolled` names (crate::source: expired, or closed and provably up to date) added: rollups
+    /// count each day's distinct visitors and the planner only rolls days none of whose visitor ids is on
+    /// another day, so the sum is exact. Unfiltered only (the planner rolls no day of a filtered report).
+    pub(crate) async fn add_rolled_days(
         &self,
-        tenant: &TenantId,
         kind: &str,
         dimension: &str,
-        params: &ReportParams,
+        source: &crate::source::ReportSource,
         out: QueryOutput,
     ) -> Result<QueryOutput> {
-        if !params.filters.is_empty() {
+        if source.rolled.is_empty() {
             return Ok(out);
         }
         let width = out.schema.fields().len().saturating_sub(2);
@@ -313,38 +392,9 @@ impl QueryEngine {
                 "the report's columns are not (values, visitors, count)",
             ));
         }
-        let expired = self.expired_days(tenant, kind, params).await?;
-        if expired.is_empty() {
-            return Ok(out);
-        }
-        let text = |v: &str| ScalarValue::Utf8(Some(v.to_owned()));
-        let bound = ParamValues::from(vec![
-            ("kind", text(kind)),
-            ("dimension", text(dimension)),
-            ("from", text(&params.from.to_string())),
-            ("to", text(&params.to.to_string())),
-        ]);
-        let values = ["value", "value2", "value3"][..width].join(", ");
+        // The rolled days' rows of the dimension, through the rollup cache (crate::rollup_files).
         let rolled = self
-            .run_with_limit(
-                tenant,
-                &format!(
-                    "SELECT date, {values}, visitors, events FROM rollups \
-                     WHERE kind = $kind AND dimension = $dimension AND date >= $from AND date <= $to"
-                ),
-                Some(bound),
-                Run {
-                    max_rows: usize::MAX,
-                    unrestricted: false,
-                    tables: Vec::new(),
-                    local: true,
-                    zone: None,
-                    batch_rows: crate::engine::DEFAULT_BATCH_ROWS,
-                    client_sql: false,
-                    groups: None,
-                    postgres: None,
-                },
-            )
+            .rollup_rows(&source.rolled_files(), &BTreeSet::from([dimension]))
             .await?;
         // values → (visitors, count)
         type Key = Vec<Option<String>>;
@@ -378,14 +428,16 @@ impl QueryEngine {
                 e.1 += count.value(i);
             }
         }
-        for b in &rolled.batches {
-            let date = strings(b.column(0))?;
-            let values = (1..=width)
+        {
+            // kind, dimension, value, value2, value3, events, visitors, …
+            let b = &rolled;
+            let kinds = strings(b.column(0))?;
+            let values = (2..2 + width)
                 .map(|c| strings(b.column(c)))
                 .collect::<Result<Vec<_>>>()?;
-            let (visitors, count) = (ints(b.column(width + 1))?, ints(b.column(width + 2))?);
+            let (count, visitors) = (ints(b.column(5))?, ints(b.column(6))?);
             for i in 0..b.num_rows() {
-                if !expired.contains(date.value(i)) {
+                if kinds.value(i) != kind {
                     continue;
                 }
                 let e = merged.entry(key(&values, i)).or_default();
@@ -434,6 +486,7 @@ impl QueryEngine {
             batches: vec![batch],
             truncated: out.truncated,
             suppressed: out.suppressed,
+            source: None,
         })
     }
 }

@@ -238,6 +238,7 @@ mod tests {
             batches: vec![batch],
             truncated: false,
             suppressed: 0,
+            source: None,
         }
     }
 

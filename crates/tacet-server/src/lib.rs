@@ -103,6 +103,13 @@ impl tacet_query::FreshEvents for PipelineFresh {
         self.0.buffered_snapshot(tenant).map_err(|e| e.to_string())
     }
 
+    fn days(
+        &self,
+        tenant: &tacet_model::TenantId,
+    ) -> Result<Option<std::collections::BTreeSet<chrono::NaiveDate>>, String> {
+        Ok(Some(self.0.buffered_days(tenant)))
+    }
+
     fn node(&self) -> Option<u16> {
         self.0.lake().node()
     }

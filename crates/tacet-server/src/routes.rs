@@ -465,6 +465,12 @@ fn answer(out: QueryOutput, format: Format) -> Result<Response, ApiError> {
         HeaderValue::from_static(if out.truncated { "true" } else { "false" }),
     );
     h.insert("x-tacet-suppressed", HeaderValue::from(out.suppressed));
+    // A report's days: from rollups, raw events, or both, and why (tacet_query::source).
+    if let Some(source) = &out.source
+        && let Ok(v) = HeaderValue::from_str(&source.to_string())
+    {
+        h.insert("x-tacet-source", v);
+    }
     Ok(resp)
 }
 
@@ -557,6 +563,7 @@ pub(crate) async fn run_report(
         k_crashes: tenant.policy.k_threshold_crashes,
         zone,
         groups,
+        accept_past_days: tacet_query::ReportScope::days_back(tenant.policy.accept_past),
     };
     Ok(state
         .query

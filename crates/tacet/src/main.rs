@@ -101,6 +101,10 @@ enum Command {
         /// The property key event_properties breaks down.
         #[arg(long)]
         prop: Option<String>,
+        /// Print where the report's days come from (daily rollups or raw events, and why) and its
+        /// query plan, instead of running it.
+        #[arg(long)]
+        explain: bool,
         /// The funnel's steps, 2 to 8, comma-separated, each page:/path or event:name
         /// (e.g. page:/,page:/pricing,event:signup).
         #[arg(long)]
@@ -422,6 +426,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             limit,
             interval,
             prop,
+            explain,
             steps,
             only,
             filters,
@@ -461,7 +466,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 k_crashes: privacy.k_threshold_crashes,
                 zone,
                 groups: std::sync::Arc::new(tacet_server::ui::crash_groups(&marks)),
+                accept_past_days: tacet_query::ReportScope::days_back(privacy.accept_past),
             };
+            if explain {
+                let (source, plan) = query_engine(&config)?
+                    .explain_report(&tenant, report, &params, &scope)
+                    .await?;
+                println!("source: {source}");
+                return print_output(&plan, "table");
+            }
             let k = tacet_query::KRule::of(report)?.k(&scope);
             let out = query_engine(&config)?
                 .report(&tenant, report, &params, &scope)

@@ -130,15 +130,31 @@ fn spawn_lifecycle(steward: Arc<tacet_lifecycle::Steward>, config: &Config, tena
     }
 }
 
-/// Every hour (and a minute after start), the rollups of the two previous days for every tenant.
-fn spawn_rollups(query: Arc<QueryEngine>, tenants: Vec<TenantId>) {
+/// How many closed days back the server keeps rollups current: a month's dashboard reads them.
+const ROLLUP_DAYS_BACK: u32 = 40;
+
+/// Every hour (and a minute after start), for every tenant, the rollups of the last days that are missing
+/// or stale (`QueryEngine::stale_rollup_days`: the day's files, the objections or a nearby day changed
+/// since), so that reports read closed days from them (tacet_query::source), plus yesterday's and the day
+/// before's whatever they say (late events).
+fn spawn_rollups(query: Arc<QueryEngine>, tenants: Vec<(TenantId, u32)>) {
     tokio::spawn(async move {
         tokio::time::sleep(std::time::Duration::from_secs(60)).await;
         loop {
             let today = SystemClock.now().date_naive();
-            for t in &tenants {
-                for back in [2, 1] {
-                    let day = today - chrono::Days::new(back);
+            for (t, accept_past_days) in &tenants {
+                let mut days: std::collections::BTreeSet<chrono::NaiveDate> = [2, 1]
+                    .into_iter()
+                    .map(|back| today - chrono::Days::new(back))
+                    .collect();
+                match query
+                    .stale_rollup_days(t, ROLLUP_DAYS_BACK, *accept_past_days)
+                    .await
+                {
+                    Ok(stale) => days.extend(stale),
+                    Err(e) => warn!(tenant = %t, error = %e, "cannot tell which rollups are stale"),
+                }
+                for day in days {
                     match query.rollup_day(t, day).await {
                         Ok(rows) => info!(tenant = %t, %day, rows, "rollup written"),
                         Err(e) => {
@@ -240,7 +256,13 @@ pub(crate) async fn serve(config: Config, source: Source) -> anyhow::Result<()> 
     spawn_lifecycle(Arc::clone(&steward), &config, &tenants);
     spawn_rollups(
         Arc::clone(&query),
-        tenants.iter().map(|t| t.id.clone()).collect(),
+        tenants
+            .iter()
+            .map(|t| {
+                let days = tacet_query::ReportScope::days_back(t.policy.accept_past);
+                (t.id.clone(), days)
+            })
+            .collect(),
     );
     if let Some(path) = &geoip {
         spawn_geo_reloader(

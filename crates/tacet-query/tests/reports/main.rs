@@ -227,6 +227,20 @@ fn privacy() -> (Privacy, TenantPolicy) {
 
 /// The same, accepted at `now` (milliseconds): events may not be from the future.
 async fn write_json_at(lake: &Lake, tenant: &TenantId, events: &[(u32, Value)], now: i64) {
+    write_arrived(lake, tenant, events, now, None, 1).await;
+}
+
+/// The same, with the visitor salt of fixture day `salt_day` for every event (an event that arrived on
+/// that day, whatever its time) instead of the salt of the event's own day; files are numbered (their log
+/// ranges) from `first_seq`, so a later write adds files instead of replacing them.
+async fn write_arrived(
+    lake: &Lake,
+    tenant: &TenantId,
+    events: &[(u32, Value)],
+    now: i64,
+    salt_day: Option<i64>,
+    first_seq: u64,
+) {
     let (privacy, policy) = privacy();
     let ua = parse_user_agent(UA);
     let mut partitions: BTreeMap<String, (PartitionKey, Vec<tacet_privacy::Event>)> =
@@ -235,7 +249,7 @@ async fn write_json_at(lake: &Lake, tenant: &TenantId, events: &[(u32, Value)], 
         let ts = json["ts"].as_i64().unwrap();
         // The salt of the event's day, as the key store hands out.
         let keys = Keys {
-            visitor_salt: [(ts - DAY0).div_euclid(DAY) as u8; 32],
+            visitor_salt: [salt_day.unwrap_or((ts - DAY0).div_euclid(DAY)) as u8; 32],
             subject_key: [7; 32],
         };
         let ip = format!("198.51.{}.{}", visitor / 200, visitor % 200 + 1);
@@ -255,9 +269,8 @@ async fn write_json_at(lake: &Lake, tenant: &TenantId, events: &[(u32, Value)], 
     }
     for (i, (key, events)) in partitions.into_values().enumerate() {
         let batch = EventBatch::from_events(events.iter()).unwrap();
-        lake.write(&key, (i as u64 + 1, i as u64 + 1), &batch)
-            .await
-            .unwrap();
+        let seq = first_seq + i as u64;
+        lake.write(&key, (seq, seq), &batch).await.unwrap();
     }
 }
 
@@ -1468,4 +1481,5 @@ async fn realtime_is_the_last_thirty_minutes_by_minute() {
     assert_eq!(counts(&rows[1]), [1, 0, 0, 1]);
 }
 
+mod rolled;
 mod threshold;

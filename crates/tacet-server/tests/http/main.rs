@@ -736,6 +736,21 @@ async fn reports_take_typed_parameters_and_answer_in_every_format() {
     assert_eq!(body[0]["pageviews"], Value::Null);
     assert_eq!(body[0]["suppressed"], "fewer than 5 visitors");
     assert_eq!(headers["x-tacet-suppressed"], "1");
+    // Where the days came from: today is open, so raw events (tacet_query::source); a filter reads raw too.
+    assert_eq!(
+        headers["x-tacet-source"],
+        "raw; rollup_days=0; expired_days=0; raw_days=1; why=open:1"
+    );
+    let (_, headers, _) = send(&h.app, get("/v1/reports/pages?page=/a", None)).await;
+    assert_eq!(
+        headers["x-tacet-source"],
+        "raw; rollup_days=0; expired_days=0; raw_days=0; why=filtered"
+    );
+    let (_, headers, _) = send(&h.app, get("/v1/reports/crash_groups", None)).await;
+    assert_eq!(
+        headers["x-tacet-source"],
+        "raw; rollup_days=0; expired_days=0; raw_days=0; why=no-rollup-path"
+    );
     for (uri, accept, content_type) in [
         (
             "/v1/reports/overview?format=arrow",

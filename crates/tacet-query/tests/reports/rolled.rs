@@ -1,0 +1,447 @@
+//! Closed days answered from their rollups (tacet_query::source): every report with a rollup path gives the
+//! same rows as from raw events, report by report, filter by filter, through late events, visitor ids
+//! shared across days, objections, files deleted (an erasure's rewrite), buffered events, expired days and
+//! a tenant in another time zone; and the answer says which days came from where.
+
+use std::sync::Mutex;
+
+use tacet_query::source::{RawReason, ReportSource};
+use tacet_query::{FreshEvents, Restrictions};
+
+use super::*;
+
+/// The reports with a rollup path.
+const ROLLED: &[&str] = &[
+    "daily",
+    "overview",
+    "timeseries",
+    "pages",
+    "referrers",
+    "campaigns",
+    "browsers",
+    "operating_systems",
+    "devices",
+    "countries",
+    "events",
+    "entry_pages",
+    "exit_pages",
+];
+
+/// One filter of each kind the issue names: page, country, browser, referrer class, UTM source.
+const FILTERS: &[(&str, &str)] = &[
+    ("page", "/docs"),
+    ("country", "DE"),
+    ("browser", "Firefox"),
+    ("referrer_class", "search"),
+    ("utm_source", "ads"),
+];
+
+#[derive(Debug, Default)]
+struct Objections(Mutex<Vec<String>>);
+
+impl Restrictions for Objections {
+    fn restricted(&self, _tenant: &TenantId) -> Result<Vec<String>, String> {
+        Ok(self.0.lock().unwrap().clone())
+    }
+}
+
+/// A buffer holding nothing queries could see, but saying it holds events of some days; of node `.1` (one
+/// of several writing the lake) or of the only server.
+#[derive(Debug, Default)]
+struct Buffer(Mutex<BTreeSet<NaiveDate>>, Option<u16>);
+
+impl FreshEvents for Buffer {
+    fn snapshot(
+        &self,
+        _tenant: &TenantId,
+    ) -> Result<(Vec<arrow::array::RecordBatch>, u64), String> {
+        Ok((Vec::new(), u64::MAX))
+    }
+
+    fn days(&self, _tenant: &TenantId) -> Result<Option<BTreeSet<NaiveDate>>, String> {
+        Ok(Some(self.0.lock().unwrap().clone()))
+    }
+
+    fn node(&self) -> Option<u16> {
+        self.1
+    }
+}
+
+struct Pair {
+    /// Reads closed days from rollups when it may.
+    rolled: QueryEngine,
+    /// `from_rollups = false`: raw events for every day that has them.
+    raw: QueryEngine,
+    objections: Arc<Objections>,
+    buffer: Arc<Buffer>,
+}
+
+impl Pair {
+    fn new(lake: &Lake, node: Option<u16>) -> Self {
+        let engine = |from_rollups| {
+            QueryEngine::new(
+                Arc::clone(lake.store()),
+                QueryConfig {
+                    from_rollups,
+                    ..QueryConfig::default()
+                },
+            )
+            .unwrap()
+        };
+        let pair = Self {
+            rolled: engine(true),
+            raw: engine(false),
+            objections: Arc::default(),
+            buffer: Arc::new(Buffer(Mutex::default(), node)),
+        };
+        for e in [&pair.rolled, &pair.raw] {
+            e.set_restrictions(pair.objections.clone());
+            e.set_fresh(pair.buffer.clone());
+        }
+        pair
+    }
+
+    async fn answer(
+        engine: &QueryEngine,
+        report: &str,
+        params: &[(&str, &str)],
+        scope: &ReportScope,
+    ) -> (Value, ReportSource) {
+        let mut given: BTreeMap<String, String> = params
+            .iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect();
+        given.entry("from".into()).or_insert("2025-11-28".into());
+        given.entry("to".into()).or_insert("2025-11-29".into());
+        let params =
+            ReportParams::parse(&given, NaiveDate::from_ymd_opt(2025, 11, 29).unwrap()).unwrap();
+        let shop = TenantId::new("shop").unwrap();
+        let out = engine
+            .report(&shop, Report::find(report).unwrap(), &params, scope)
+            .await
+            .unwrap_or_else(|e| panic!("{report}: {e}"));
+        let rows = canonical(serde_json::from_slice(&to_json(&out.batches).unwrap()).unwrap());
+        (rows, out.source.expect("a report says its source"))
+    }
+
+    /// Every rolled report gives the raw answer, unfiltered and (`filtered`) with each filter; returns the
+    /// unfiltered reports' sources.
+    async fn same_as_raw(&self, scope: &ReportScope, step: &str) -> Vec<ReportSource> {
+        self.compare(scope, step, false).await
+    }
+
+    async fn compare(&self, scope: &ReportScope, step: &str, filtered: bool) -> Vec<ReportSource> {
+        let mut sources = Vec::new();
+        for report in ROLLED {
+            let (rows, source) = Self::answer(&self.rolled, report, &[], scope).await;
+            let (expected, _) = Self::answer(&self.raw, report, &[], scope).await;
+            assert!(
+                !rows.as_array().unwrap().is_empty(),
+                "{step}: {report} answers rows"
+            );
+            assert_eq!(rows, expected, "{step}: {report} ({source})");
+            sources.push(source);
+            for filter in FILTERS.iter().filter(|_| filtered) {
+                let (rows, source) = Self::answer(&self.rolled, report, &[*filter], scope).await;
+                let (expected, _) = Self::answer(&self.raw, report, &[*filter], scope).await;
+                assert_eq!(rows, expected, "{step}: {report} with {filter:?}");
+                assert_eq!(source.kind(), "raw", "{step}: {report} with {filter:?}");
+                assert_eq!(source.whole, Some(RawReason::Filtered));
+            }
+        }
+        sources
+    }
+
+    async fn roll(&self, days: &[&str]) {
+        let shop = TenantId::new("shop").unwrap();
+        for day in days {
+            let day = NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap();
+            assert!(self.rolled.rollup_day(&shop, day).await.unwrap() > 0);
+        }
+    }
+}
+
+/// Each unfiltered report's days: `(rolled, raw with their reasons)`.
+fn days(sources: &[ReportSource]) -> (Vec<String>, Vec<(String, RawReason)>) {
+    let first = &sources[0];
+    for s in sources {
+        assert_eq!(s.rolled, first.rolled, "every report plans the same days");
+        assert_eq!(s.raw, first.raw, "every report plans the same days");
+    }
+    (
+        first.rolled.iter().cloned().collect(),
+        first.raw.iter().map(|(d, r)| (d.clone(), *r)).collect(),
+    )
+}
+
+const D0: &str = "2025-11-28";
+const D1: &str = "2025-11-29";
+
+/// One node of several (any may still hold, unflushed, events that arrived on a closed day).
+#[tokio::test]
+async fn closed_days_from_rollups_answer_exactly_as_raw_events() {
+    let s = setup().await;
+    let shop = TenantId::new("shop").unwrap();
+    let pair = Pair::new(&s.lake, Some(1));
+    let utc = ReportScope::utc(1);
+
+    // No rollups yet: raw events, every report, and the same answers.
+    let (rolled, raw) = days(&pair.same_as_raw(&utc, "no rollups").await);
+    assert!(rolled.is_empty());
+    assert_eq!(
+        raw,
+        [
+            (D0.into(), RawReason::NoRollup),
+            (D1.into(), RawReason::NoRollup)
+        ]
+    );
+
+    // Both days rolled up: every unfiltered report reads them, and answers as the raw events do (visitor 99's
+    // sitting across midnight is two visitor ids and two visits either way).
+    pair.roll(&[D0, D1]).await;
+    let sources = pair.compare(&utc, "rolled", true).await;
+    assert_eq!(days(&sources), (vec![D0.into(), D1.into()], vec![]));
+    assert_eq!(
+        sources[0].to_string(),
+        "rollups; rollup_days=2; expired_days=0; raw_days=0"
+    );
+    // By the hour, rollups cannot answer: raw.
+    let (_, hourly) = Pair::answer(&pair.rolled, "timeseries", &[("interval", "hour")], &utc).await;
+    assert_eq!(hourly.whole, Some(RawReason::Hourly));
+    // A tenant whose days are local days: raw, and the same answers.
+    let berlin = ReportScope {
+        zone: chrono_tz::Europe::Berlin,
+        ..ReportScope::utc(1)
+    };
+    let sources = pair.same_as_raw(&berlin, "Berlin").await;
+    assert!(
+        sources
+            .iter()
+            .all(|s| s.whole == Some(RawReason::LocalDays) && s.rolled.is_empty())
+    );
+    // A tenant accepting events older than the window rollups check for shared ids: raw.
+    let long = ReportScope {
+        accept_past_days: 60,
+        ..ReportScope::utc(1)
+    };
+    let (_, source) = Pair::answer(&pair.rolled, "pages", &[], &long).await;
+    assert_eq!(source.whole, Some(RawReason::LongAcceptWindow));
+
+    // Events not flushed yet for the first day: it and the day after (whose ids such an event could carry)
+    // read raw until they are in the lake.
+    pair.buffer
+        .0
+        .lock()
+        .unwrap()
+        .insert(NaiveDate::from_ymd_opt(2025, 11, 28).unwrap());
+    let (rolled, raw) = days(&pair.same_as_raw(&utc, "buffered").await);
+    assert!(rolled.is_empty());
+    assert_eq!(
+        raw,
+        [
+            (D0.into(), RawReason::Buffered),
+            (D1.into(), RawReason::Buffered)
+        ]
+    );
+    pair.buffer.0.lock().unwrap().clear();
+
+    // A late event for the first day, sent on it by a new visitor: the first day's files changed, the second's
+    // neighbour did; both raw, the same answers; rolled again, both from rollups with the new numbers.
+    let late = |visitor: u32, ts: i64, path: &str| {
+        (
+            visitor,
+            json!({"kind": "pageview", "url": format!("https://shop.example{path}"), "ts": ts}),
+        )
+    };
+    write_arrived(
+        &s.lake,
+        &shop,
+        &[late(150, DAY0 + 23 * 60 * MIN, "/late")],
+        DAY0 + 60 * DAY,
+        None,
+        100,
+    )
+    .await;
+    let (rolled, raw) = days(&pair.same_as_raw(&utc, "late event").await);
+    assert!(rolled.is_empty());
+    assert_eq!(
+        raw,
+        [
+            (D0.into(), RawReason::Changed),
+            (D1.into(), RawReason::Late)
+        ]
+    );
+    pair.roll(&[D0, D1]).await;
+    assert_eq!(
+        days(&pair.same_as_raw(&utc, "late event, rolled").await),
+        (vec![D0.into(), D1.into()], vec![])
+    );
+    let (pages, _) = Pair::answer(&pair.rolled, "pages", &[], &utc).await;
+    assert!(pages.to_string().contains("/late"), "{pages}");
+
+    // A late event for the first day sent on the second by visitor 1 (who visits on the second day): it
+    // carries the second day's visitor id into the first day. Summing the days would count visitor 1 twice;
+    // the raw events count it once. Before the days are rolled again, the second day's rollup (which counts
+    // that id) must not be added to the first day's raw events: its neighbour changed, so it reads raw too.
+    write_arrived(
+        &s.lake,
+        &shop,
+        &[late(1, DAY0 + 23 * 60 * MIN + 30 * MIN, "/late")],
+        DAY0 + 60 * DAY,
+        Some(1),
+        200,
+    )
+    .await;
+    let (_, raw) = days(&pair.same_as_raw(&utc, "shared id, not rolled").await);
+    assert_eq!(
+        raw,
+        [
+            (D0.into(), RawReason::Changed),
+            (D1.into(), RawReason::Late)
+        ]
+    );
+    // Rolled again, both days say so and read raw.
+    pair.roll(&[D0, D1]).await;
+    let (rolled, raw) = days(&pair.same_as_raw(&utc, "shared id").await);
+    assert!(rolled.is_empty());
+    assert_eq!(
+        raw,
+        [
+            (D0.into(), RawReason::SharedIds),
+            (D1.into(), RawReason::SharedIds)
+        ]
+    );
+    let sum_of_days = |overview: &Value| overview[0]["visitors"].as_u64().unwrap();
+    let (overview, _) = Pair::answer(&pair.raw, "overview", &[], &utc).await;
+    let daily: u64 = {
+        let (rows, _) = Pair::answer(&pair.raw, "daily", &[], &utc).await;
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["visitors"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        sum_of_days(&overview) + 1,
+        daily,
+        "the shared id is one visitor over the range, one on each day"
+    );
+    // The shared event removed (as an erasure of it would): the days read from rollups once rolled again.
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let store = s.lake.store();
+    let files: Vec<_> = store
+        .list(Some(&object_store::path::Path::from("events/tenant=shop")))
+        .try_collect()
+        .await
+        .unwrap();
+    let shared_file = files
+        .iter()
+        .find(|m| m.location.as_ref().contains("00000000000000000200"))
+        .expect("the shared event's file");
+    store.delete(&shared_file.location).await.unwrap();
+    // (The second day's rollup still says it shares an id: that is checked first.)
+    let (_, raw) = days(&pair.same_as_raw(&utc, "file deleted").await);
+    assert_eq!(
+        raw,
+        [
+            (D0.into(), RawReason::Changed),
+            (D1.into(), RawReason::SharedIds)
+        ]
+    );
+    pair.roll(&[D0, D1]).await;
+    assert_eq!(
+        days(&pair.same_as_raw(&utc, "file deleted, rolled").await),
+        (vec![D0.into(), D1.into()], vec![])
+    );
+
+    // An objection: every closed day raw (the rollups counted that person) until rolled again.
+    pair.objections.0.lock().unwrap().push("a-pseudonym".into());
+    let (rolled, raw) = days(&pair.same_as_raw(&utc, "objection").await);
+    assert!(rolled.is_empty());
+    assert_eq!(
+        raw,
+        [
+            (D0.into(), RawReason::Objections),
+            (D1.into(), RawReason::Objections)
+        ]
+    );
+    assert_eq!(
+        pair.rolled
+            .stale_rollup_days(&shop, 10_000, 7)
+            .await
+            .unwrap(),
+        [
+            NaiveDate::from_ymd_opt(2025, 11, 28).unwrap(),
+            NaiveDate::from_ymd_opt(2025, 11, 29).unwrap()
+        ],
+        "the server's hourly job rewrites both"
+    );
+    pair.roll(&[D0, D1]).await;
+    assert!(
+        pair.rolled
+            .stale_rollup_days(&shop, 10_000, 7)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        days(&pair.same_as_raw(&utc, "objection, rolled").await),
+        (vec![D0.into(), D1.into()], vec![])
+    );
+
+    // The first day's raw events expire: it comes from its rollup (expired), the second still from its own,
+    // and the answers are those of the rollup and the raw events together.
+    let files: Vec<_> = store
+        .list(Some(&object_store::path::Path::from("events/tenant=shop")))
+        .try_collect()
+        .await
+        .unwrap();
+    for m in files
+        .iter()
+        .filter(|m| m.location.as_ref().contains("date=2025-11-28"))
+    {
+        store.delete(&m.location).await.unwrap();
+    }
+    let sources = pair.same_as_raw(&utc, "expired").await;
+    assert_eq!(days(&sources), (vec![D0.into(), D1.into()], vec![]));
+    assert!(sources.iter().all(|s| s.expired == 1), "{sources:?}");
+}
+
+/// The only server: its rollups of a day that ended saw every event that arrived on it, so a late event
+/// for another day leaves them trusted (only that day reads raw).
+#[tokio::test]
+async fn a_single_node_s_rollups_outlive_late_events_for_other_days() {
+    let s = setup().await;
+    let shop = TenantId::new("shop").unwrap();
+    let pair = Pair::new(&s.lake, None);
+    let utc = ReportScope::utc(1);
+    pair.roll(&[D0, D1]).await;
+    assert_eq!(
+        days(&pair.same_as_raw(&utc, "rolled").await),
+        (vec![D0.into(), D1.into()], vec![])
+    );
+    let late =
+        json!({"kind": "pageview", "url": "https://shop.example/late", "ts": DAY0 + 23 * 60 * MIN});
+    write_arrived(&s.lake, &shop, &[(150, late)], DAY0 + 60 * DAY, None, 100).await;
+    assert_eq!(
+        days(&pair.same_as_raw(&utc, "late event").await),
+        (vec![D1.into()], vec![(D0.into(), RawReason::Changed)])
+    );
+    // Still buffered events of its own day send a day to raw events.
+    pair.buffer
+        .0
+        .lock()
+        .unwrap()
+        .insert(NaiveDate::from_ymd_opt(2025, 11, 29).unwrap());
+    assert_eq!(
+        days(&pair.same_as_raw(&utc, "buffered").await),
+        (
+            vec![],
+            vec![
+                (D0.into(), RawReason::Changed),
+                (D1.into(), RawReason::Buffered)
+            ]
+        )
+    );
+}
