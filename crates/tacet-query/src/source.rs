@@ -257,22 +257,16 @@ pub(crate) async fn raw_files_by_day(
     store: &Arc<dyn ObjectStore>,
     tenant: &TenantId,
 ) -> Result<BTreeMap<String, DayFiles>> {
-    let prefix = Path::from(format!("events/tenant={tenant}"));
+    let prefix = Path::from(tacet_lake::tenant_prefix(tenant));
     let mut listed = store.list(Some(&prefix));
     let mut days: BTreeMap<String, DayFiles> = BTreeMap::new();
     while let Some(meta) = listed.next().await {
         let meta = meta.map_err(|e| Error::Internal(format!("listing {prefix}: {e}")))?;
-        let Some(day) = date_of(&meta.location) else {
+        let Some(key) = tacet_lake::PartitionKey::parse(meta.location.as_ref()) else {
             continue;
         };
-        let d = days.entry(day).or_default();
-        if let Some(kind) = meta
-            .location
-            .parts()
-            .find_map(|p| p.as_ref().strip_prefix("kind=").map(str::to_owned))
-        {
-            d.kinds.insert(kind);
-        }
+        let d = days.entry(day_text(key.date)).or_default();
+        d.kinds.insert(key.kind.as_str().to_owned());
         d.files.push((meta.location.to_string(), meta.size));
     }
     Ok(days)

@@ -371,6 +371,33 @@ async fn setup() -> Setup {
     }
 }
 
+/// `report` for `tenant` on `engine` over the fixture's two days unless `params` say otherwise.
+async fn run_on(
+    engine: &QueryEngine,
+    tenant: &str,
+    report: &str,
+    params: &[(&str, &str)],
+    scope: &ReportScope,
+) -> QueryOutput {
+    let mut given: BTreeMap<String, String> = params
+        .iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect();
+    given.entry("from".into()).or_insert("2025-11-28".into());
+    given.entry("to".into()).or_insert("2025-11-29".into());
+    let today = NaiveDate::from_ymd_opt(2025, 11, 29).unwrap();
+    let params = ReportParams::parse(&given, today).unwrap();
+    engine
+        .report(
+            &TenantId::new(tenant).unwrap(),
+            Report::find(report).unwrap(),
+            &params,
+            scope,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{report}: {e}"))
+}
+
 impl Setup {
     async fn run(
         &self,
@@ -379,23 +406,7 @@ impl Setup {
         params: &[(&str, &str)],
         k: u64,
     ) -> QueryOutput {
-        let mut given: BTreeMap<String, String> = params
-            .iter()
-            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
-            .collect();
-        given.entry("from".into()).or_insert("2025-11-28".into());
-        given.entry("to".into()).or_insert("2025-11-29".into());
-        let today = NaiveDate::from_ymd_opt(2025, 11, 29).unwrap();
-        let params = ReportParams::parse(&given, today).unwrap();
-        self.engine
-            .report(
-                &TenantId::new(tenant).unwrap(),
-                Report::find(report).unwrap(),
-                &params,
-                &ReportScope::utc(k),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{report}: {e}"))
+        run_on(&self.engine, tenant, report, params, &ReportScope::utc(k)).await
     }
 
     async fn rows(&self, tenant: &str, report: &str, params: &[(&str, &str)], k: u64) -> Value {

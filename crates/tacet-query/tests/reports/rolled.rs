@@ -101,19 +101,7 @@ impl Pair {
         params: &[(&str, &str)],
         scope: &ReportScope,
     ) -> (Value, ReportSource) {
-        let mut given: BTreeMap<String, String> = params
-            .iter()
-            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
-            .collect();
-        given.entry("from".into()).or_insert("2025-11-28".into());
-        given.entry("to".into()).or_insert("2025-11-29".into());
-        let params =
-            ReportParams::parse(&given, NaiveDate::from_ymd_opt(2025, 11, 29).unwrap()).unwrap();
-        let shop = TenantId::new("shop").unwrap();
-        let out = engine
-            .report(&shop, Report::find(report).unwrap(), &params, scope)
-            .await
-            .unwrap_or_else(|e| panic!("{report}: {e}"));
+        let out = run_on(engine, "shop", report, params, scope).await;
         let rows = canonical(serde_json::from_slice(&to_json(&out.batches).unwrap()).unwrap());
         (rows, out.source.expect("a report says its source"))
     }
