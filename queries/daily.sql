@@ -4,11 +4,12 @@
 -- rollup outnumbers raw events once a kind's partition expired or a person's rows were erased)
 -- params: from (YYYY-MM-DD, inclusive; default: 29 days before `to`), to (YYYY-MM-DD, inclusive; default: today in the tenant's time zone),
 --   the filters (page, country, browser, os, device, referrer_class, utm_source, utm_campaign, event, release,
---   fingerprint; with a filter, only days with raw events answer)
+--   fingerprint; with one of page, country, browser, referrer_class, utm_source, days come from that filter's
+--   rollup rows as without a filter; with any other, or two, only days with raw events answer)
 -- columns: day (YYYY-MM-DD in the tenant's time zone; days answered from rollups are UTC dates), visitors (distinct visitor ids; ids rotate daily, so a day is the widest
 --          window in which a visitor is counted once), pageviews, events (custom), crashes, suppressed (null, or why the numbers are withheld)
 -- k: visitors withhold
--- rollups: visits (closed days the planner trusts and days whose raw events expired come from the daily rollups, without filters)
+-- rollups: visits (closed days the planner trusts and days whose raw events expired come from the daily rollups)
 WITH raw AS (
     SELECT
         {{day}} AS day,
@@ -28,7 +29,7 @@ rolled AS (
         COALESCE(MAX(CASE WHEN kind = 'event' THEN events END), 0) AS events,
         COALESCE(MAX(CASE WHEN kind = 'crash' THEN events END), 0) AS crashes
     FROM rollups
-    WHERE {{days}} AND {{no_filters}} AND dimension = 'all'
+    WHERE {{days}} AND ({{no_filters}} OR $filtered_rollups) AND dimension = 'all'
     GROUP BY date
 )
 -- Kinds expire at different ages (crashes first): for a day with both, each count is the larger of the raw

@@ -8,7 +8,12 @@
 //! TACET_BENCH_DIR=/tmp/qb TACET_BENCH_REPORTS=overview TACET_BENCH_EXPLAIN=overview cargo bench …
 //!                                                      # keep and reuse the lake, time some, explain one
 //! TACET_BENCH_RAW=1 cargo bench --bench query          # every day from raw events (from_rollups = false)
+//! TACET_BENCH_FILTERS=country=DE cargo bench …         # the filtered section's filters (`none`: skip it)
 //! ```
+//!
+//! After the unfiltered table, every report runs again with one filter at a time (the issue's five: a page, a
+//! country, a browser, a referrer class, a UTM source; the fixture's addresses map to five countries), cold
+//! once and hot (median of three), Tacet only.
 //!
 //! Before timing, the daily rollups of the big tenant's 61 days are written as the server keeps them
 //! (`QueryEngine::rollup_day`), timed, and their bytes counted (`TACET_BENCH_ROLL_ALL=1`: every tenant's, for
@@ -29,8 +34,9 @@ use chrono::NaiveDate;
 use serde_json::{Value, json};
 use tacet_lake::{Lake, PartitionKey};
 use tacet_model::{TenantId, parse_event};
+use tacet_privacy::testdb::{self, Network};
 use tacet_privacy::{
-    Event, EventBatch, Keys, Outcome, Privacy, RequestContext, Tally, TenantPolicy,
+    Event, EventBatch, GeoDb, Keys, Outcome, Privacy, RequestContext, Tally, TenantPolicy,
     parse_user_agent,
 };
 use tacet_query::{QueryConfig, QueryEngine, Report, ReportParams, ReportScope, VISIT_WINDOW};
@@ -83,10 +89,30 @@ impl Rng {
     }
 }
 
+/// Countries by visitor: the fixture's addresses are `10.0.x.y` from the visitor number (below 40,000), so
+/// these networks give about 41% US, 20% DE, 10% FR, 10% GB and 19% NL.
+fn fixture_geo() -> GeoDb {
+    let net = |c: u8, prefix: u8, country: &'static str| Network {
+        net: std::net::Ipv4Addr::new(10, 0, c, 0),
+        prefix,
+        country,
+        region: "",
+        city: "",
+    };
+    GeoDb::from_bytes(testdb::build_country_codes(&[
+        net(0, 18, "US"),
+        net(64, 19, "DE"),
+        net(96, 20, "FR"),
+        net(112, 20, "GB"),
+        net(128, 18, "NL"),
+    ]))
+    .unwrap()
+}
+
 /// Generates `total` events (40% for the big tenant, the rest spread), writes one Parquet file per
 /// partition through the lake, and returns the NDJSON size the same events would have had on the wire.
 async fn generate(lake: &Lake, total: u64) -> u64 {
-    let privacy = Privacy::default();
+    let privacy = Privacy::new(Some(fixture_geo()));
     let policy = TenantPolicy::default();
     let uas: Vec<_> = UAS.iter().map(|u| parse_user_agent(u)).collect();
     let mut rng = Rng(0x0007_ace7_2026);
@@ -179,7 +205,16 @@ async fn generate(lake: &Lake, total: u64) -> u64 {
     ndjson_bytes
 }
 
+/// The bytes of the files under `dir` named `name`.
+fn files_named(dir: &Path, name: &str) -> u64 {
+    bytes_under(dir, &|p| p.file_name().is_some_and(|n| n == name))
+}
+
 fn dir_bytes(dir: &Path) -> u64 {
+    bytes_under(dir, &|_| true)
+}
+
+fn bytes_under(dir: &Path, keep: &dyn Fn(&Path) -> bool) -> u64 {
     let mut total = 0;
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
@@ -187,7 +222,7 @@ fn dir_bytes(dir: &Path) -> u64 {
             let p = e.unwrap().path();
             if p.is_dir() {
                 stack.push(p);
-            } else {
+            } else if keep(&p) {
                 total += std::fs::metadata(&p).unwrap().len();
             }
         }
@@ -221,7 +256,8 @@ fn literal_params(sql: &str, from: &str, to: &str) -> String {
         .replace("$from", &format!("'{from}'"))
         .replace("$to", &format!("'{to}'"))
         .replace("$interval", "'day'")
-        .replace("$expired", "''");
+        .replace("$expired", "''")
+        .replace("$filtered_rollups", "FALSE");
     for (name, _) in tacet_query::FILTERS {
         sql = sql.replace(&format!("${name}"), "CAST(NULL AS VARCHAR)");
     }
@@ -421,6 +457,99 @@ fn main() {
     for name in &reports {
         writeln!(stdout, "{name:<14} {}", sources[name]).unwrap();
     }
+    drop(stdout);
+    // TACET_BENCH_FILTERS=country=DE,page=/p/7 (or `none`): the reports with one filter each.
+    let filters = std::env::var("TACET_BENCH_FILTERS").unwrap_or_else(|_| FILTERS.to_owned());
+    if filters != "none" {
+        filtered(&runtime, &engine, &reports, &given, &filters);
+    }
+}
+
+/// The issue's five filters, with values the fixture has: one page of 200, a country with 20% of visitors,
+/// the browser of two user agents in five, search referrers (about a quarter of the visits' first page
+/// views) and a UTM source on a fifth of them.
+const FILTERS: &str = "page=/p/7,country=DE,browser=Chrome,referrer_class=search,utm_source=news";
+
+/// Times every report with each filter: cold once (a new engine), hot the median of three; prints the
+/// table, the slowest hot run against the aim (one second) and where the days came from.
+fn filtered(
+    runtime: &tokio::runtime::Runtime,
+    engine: &dyn Fn() -> QueryEngine,
+    reports: &[&str],
+    given: &BTreeMap<String, String>,
+    filters: &str,
+) {
+    let tenant = TenantId::new(BIG).unwrap();
+    let today = NaiveDate::from_ymd_opt(2026, 11, 29).unwrap();
+    let hot_engine = engine();
+    let filters: Vec<(&str, &str)> = filters
+        .split(',')
+        .filter_map(|f| f.split_once('='))
+        .collect();
+    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    let mut slowest = (0.0f64, String::new());
+    for name in reports {
+        let report = Report::find(name).unwrap();
+        let mut cells = Vec::new();
+        for (key, value) in &filters {
+            let mut given = given.clone();
+            given.insert((*key).to_owned(), (*value).to_owned());
+            let params = ReportParams::parse(&given, today).unwrap();
+            let cold_engine = engine();
+            let t = Instant::now();
+            let out = runtime
+                .block_on(cold_engine.report(&tenant, report, &params, &ReportScope::utc(1)))
+                .unwrap();
+            let cold = t.elapsed().as_secs_f64() * 1000.0;
+            drop(cold_engine);
+            let hot = median(
+                (0..3)
+                    .map(|_| {
+                        let t = Instant::now();
+                        runtime
+                            .block_on(hot_engine.report(
+                                &tenant,
+                                report,
+                                &params,
+                                &ReportScope::utc(1),
+                            ))
+                            .unwrap();
+                        t.elapsed().as_secs_f64() * 1000.0
+                    })
+                    .collect(),
+            );
+            let kind = out.source.as_ref().map_or("-", |s| s.kind()).to_owned();
+            *kinds.entry(kind).or_default() += 1;
+            if hot > slowest.0 {
+                slowest = (hot, format!("{name}?{key}={value}"));
+            }
+            cells.push(format!("{hot:.0} / {cold:.0} ({})", out.num_rows()));
+        }
+        eprintln!("tacet {name} filtered: done");
+        rows.push(((*name).to_owned(), cells));
+    }
+    let mut stdout = std::io::stdout().lock();
+    writeln!(
+        stdout,
+        "\nwith one filter: milliseconds hot / cold (rows)\n{:<14} {}",
+        "report",
+        filters
+            .iter()
+            .map(|(k, v)| format!("{:<22}", format!("{k}={v}")))
+            .collect::<String>()
+    )
+    .unwrap();
+    for (name, cells) in rows {
+        let cells: String = cells.iter().map(|c| format!("{c:<22}")).collect();
+        writeln!(stdout, "{name:<14} {cells}").unwrap();
+    }
+    writeln!(
+        stdout,
+        "slowest filtered report, hot: {:.0} ms ({}; aim <= 1000 ms); sources: {kinds:?}",
+        slowest.0, slowest.1
+    )
+    .unwrap();
 }
 
 /// Writes the daily rollups as the server keeps them: every day of the big tenant (or, with
@@ -433,12 +562,18 @@ fn roll_up(runtime: &tokio::runtime::Runtime, engine: &QueryEngine, lake_dir: &P
     };
     let started = Instant::now();
     let mut days = 0;
+    // Days whose rollups are current (a kept lake's, from an earlier run of this build) are left as they are,
+    // as the server leaves them; the others (all, after generating) are written and timed.
+    let first = chrono::DateTime::from_timestamp_millis(START)
+        .unwrap()
+        .date_naive();
+    let back = (chrono::Utc::now().date_naive() - first).num_days() as u32 + 1;
     for (i, t) in tenants.iter().enumerate() {
         let tenant = TenantId::new(t).unwrap();
-        for d in 0..DAYS {
-            let day = chrono::DateTime::from_timestamp_millis(START + d * DAY)
-                .unwrap()
-                .date_naive();
+        let stale = runtime
+            .block_on(engine.stale_rollup_days(&tenant, back, 1))
+            .unwrap();
+        for day in stale {
             runtime.block_on(engine.rollup_day(&tenant, day)).unwrap();
             days += 1;
         }
@@ -451,11 +586,16 @@ fn roll_up(runtime: &tokio::runtime::Runtime, engine: &QueryEngine, lake_dir: &P
     }
     let secs = started.elapsed().as_secs_f64();
     let rolled = dir_bytes(&lake_dir.join("rollups"));
+    let filters = files_named(&lake_dir.join("rollups"), "filters.parquet");
     let events = dir_bytes(&lake_dir.join("events"));
     println!(
-        "rollups: {days} tenant-days written in {secs:.1}s ({:.0} ms a day); {rolled} bytes, {:.2} bytes/event \
-         over the lake ({:.1} with the raw events{})",
-        secs * 1000.0 / days as f64,
+        "rollups: {days} tenant-days written in {secs:.1}s ({}); {rolled} bytes ({filters} of them rows per \
+         filter value), {:.2} bytes/event over the lake ({:.1} with the raw events{})",
+        if days == 0 {
+            "the kept lake's were current".to_owned()
+        } else {
+            format!("{:.0} ms a day", secs * 1000.0 / days as f64)
+        },
         rolled as f64 / total as f64,
         (rolled + events) as f64 / total as f64,
         if tenants.len() == 1 {

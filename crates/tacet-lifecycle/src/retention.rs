@@ -263,7 +263,13 @@ impl Steward {
                     e.day.format("%Y-%m-%d")
                 );
                 rollup = "existed";
-                if lake.list(&day).await?.is_empty() {
+                // A rollup written before filters had rows of their own (`filters.parquet`) is written
+                // again while the raw events are still there.
+                let written = lake.list(&day).await?;
+                if !written
+                    .iter()
+                    .any(|m| m.location.filename() == Some(tacet_query::rollup::FILTERS_FILE))
+                {
                     self.query.rollup_day(&tenant, e.day).await?;
                     report.rollups_written += 1;
                     rollup = "written";

@@ -587,8 +587,9 @@ impl Inner {
             crate::rollup::rollup_prefix(tenant)
         ))
         .map_err(|e| Error::Internal(e.to_string()))?;
+        // Each day's `rollup.parquet` only: its `filters.parquet` (rows per filter value) is the planner's.
         let rollup_options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(".parquet")
+            .with_file_extension(crate::rollup::ROLLUP_FILE)
             .with_table_partition_cols(vec![("date".to_owned(), DataType::Utf8)]);
         let rollups = ListingTable::try_new(
             ListingTableConfig::new(rollup_url)

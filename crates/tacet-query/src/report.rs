@@ -146,16 +146,6 @@ visits AS (
 const EXPIRED: &str = "strpos($expired, date) > 0";
 const LIVE: &str = "strpos($expired, date) = 0";
 
-/// `scoped`, `tagged` and `visits` over the events `range` selects, unfiltered: the daily rollup's visits.
-pub(crate) fn visits_of(range: &str) -> String {
-    VISITS
-        .replace("{{range}}", range)
-        .replace("{{filters}}", "TRUE")
-        .replace("{{live}}", "TRUE")
-        .replace("{{tagged}}", TAGGED)
-        .replace("{{visit_window}}", VISIT_WINDOW)
-}
-
 /// Every optional filter. `event` is a goal filter, as in Plausible: it keeps every event of the visitors
 /// (visitor-days) who did that custom event in the range, so the pages, sources and devices of those who
 /// converted show, not only the event's own rows. That subquery is only written in when `event` is given
@@ -396,7 +386,14 @@ pub(crate) fn local_midnight(zone: chrono_tz::Tz, day: NaiveDate) -> i64 {
 
 /// The parameters as values for the report's placeholders (`$from`, `$page`, `$step1`, …), the range as
 /// whole days of `zone`.
-pub(crate) fn bind(params: &ReportParams, zone: chrono_tz::Tz, expired: &str) -> ParamValues {
+/// `expired` lists the rolled days (`$expired`); `filtered_rollups` says the query's own `rollups` table holds
+/// the rows of the one filter given (crate::source), so a filtered report may read them (`$filtered_rollups`).
+pub(crate) fn bind(
+    params: &ReportParams,
+    zone: chrono_tz::Tz,
+    expired: &str,
+    filtered_rollups: bool,
+) -> ParamValues {
     let text = |v: Option<&str>| ScalarValue::Utf8(v.map(str::to_owned));
     let day = |d: NaiveDate| text(Some(&d.format("%Y-%m-%d").to_string()));
     let start = local_midnight(zone, params.from);
@@ -422,6 +419,10 @@ pub(crate) fn bind(params: &ReportParams, zone: chrono_tz::Tz, expired: &str) ->
         ),
         ("prop".to_owned(), text(params.prop.as_deref())),
         ("expired".to_owned(), text(Some(expired))),
+        (
+            "filtered_rollups".to_owned(),
+            ScalarValue::Boolean(Some(filtered_rollups)),
+        ),
     ];
     for (name, _) in FILTERS {
         values.push((
@@ -477,7 +478,7 @@ mod tests {
             day(2025, 11, 29),
         )
         .unwrap();
-        let bound = bind(&params, chrono_tz::Asia::Tokyo, "");
+        let bound = bind(&params, chrono_tz::Asia::Tokyo, "", false);
         let get = |name: &str| {
             bound
                 .get_placeholders_with_values(&format!("${name}"))

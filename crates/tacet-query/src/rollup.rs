@@ -23,8 +23,16 @@
 //!   visits, bounces, visit_pageviews, visit_ms
 //!              on the row (`*`, `all`) only: the day's visits (30-minute gap, as in the reports), those
 //!              with one page view, the page views in visits, and the sum of their first-to-last times
+//!
+//! rollups/tenant=<id>/date=<YYYY-MM-DD>/filters.parquet
+//!   the same columns, computed over the day's events with one value of one filter (ROLLED_FILTERS), for
+//!   the dimensions the rolled breakdowns read, visits and entry and exit pages included (the visit window
+//!   is partitioned by the value: a filtered report's visit is a run of the visitor's events with it), then
+//!   filter        the parameter (`page`, `country`, `browser`, `referrer_class`, `utm_source`)
+//!   filter_value  its value (rows exist for values the day's events had)
 //! ```
-//! Files written before a column existed read it as null.
+//! Files written before a column existed read it as null. SQL's `rollups` table is the `rollup.parquet`
+//! files; `filters.parquet` is read by the planner's answering path only (a report with that one filter).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, LazyLock};
@@ -115,7 +123,64 @@ pub fn rollup_prefix(tenant: &TenantId) -> String {
     format!("{ROLLUP_ROOT}/tenant={tenant}/")
 }
 
-fn rollup_sql() -> String {
+/// The filters whose values get rollup rows of their own (`filters.parquet` beside the day's rollup): with one
+/// of them, and no other, a report reads closed days from those rows (crate::source). Parameter names.
+pub const ROLLED_FILTERS: &[&str] = &["page", "country", "browser", "referrer_class", "utm_source"];
+
+/// The dimensions rolled per filter value: those the rolled breakdowns read (`entry_page` and `exit_page`,
+/// and the `all` rows, always are).
+const FILTERED_DIMENSIONS: &[&str] = &[
+    "page",
+    "browser",
+    "os",
+    "device",
+    "event",
+    "country_region",
+    "referrer",
+    "campaign",
+];
+
+static FILTERED_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields: Vec<Field> = SCHEMA.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new("filter", DataType::Utf8, false));
+    fields.push(Field::new("filter_value", DataType::Utf8, false));
+    Arc::new(Schema::new(fields))
+});
+
+/// The schema of a day's `filters.parquet`: a rollup's columns, then the filter (a parameter name of
+/// [`ROLLED_FILTERS`]) and its value; each row counts only the day's events with that value.
+pub fn filtered_schema() -> SchemaRef {
+    FILTERED_SCHEMA.clone()
+}
+
+/// The `events` column a filter parameter compares.
+fn filter_column(name: &str) -> &'static str {
+    crate::report::FILTERS
+        .iter()
+        .find(|(param, _)| *param == name)
+        .map(|(_, column)| *column)
+        .expect("a rolled filter is a report filter")
+}
+
+/// The SQL of a day's rollup (`filter` None) or of its rows per value of one filter: every count as the
+/// reports compute it over the day's events with that value, visits included (a visit of a filtered report
+/// is a run of the visitor's events *with that value*, so the visit window is partitioned by it too).
+fn rollup_sql(filter: Option<&str>) -> String {
+    let (value, only, named) = match filter {
+        None => (
+            "CAST(NULL AS VARCHAR)".to_owned(),
+            "TRUE".to_owned(),
+            String::new(),
+        ),
+        Some(name) => {
+            let column = filter_column(name);
+            (
+                format!("CAST({column} AS VARCHAR)"),
+                format!("{column} IS NOT NULL"),
+                format!(", '{name}' AS filter, filter_value"),
+            )
+        }
+    };
     let counts = format!(
         "CAST(COUNT(*) AS BIGINT) AS events, CAST({}(visitor_id) AS BIGINT) AS visitors",
         crate::distinct::NAME
@@ -139,11 +204,15 @@ fn rollup_sql() -> String {
         // The day's visits, as the reports define them (crate::report::VISITS), on the (`*`, `all`) row.
         format!(
             "SELECT '*' AS kind, 'all' AS dimension, {none}, e.events, e.visitors, \
-             v.visits, v.bounces, v.visit_pageviews, v.visit_ms \
-             FROM (SELECT {counts} FROM events WHERE date = $day) e CROSS JOIN v"
+             COALESCE(v.visits, 0) AS visits, COALESCE(v.bounces, 0) AS bounces, \
+             COALESCE(v.visit_pageviews, 0) AS visit_pageviews, COALESCE(v.visit_ms, 0) AS visit_ms{} \
+             FROM (SELECT filter_value, {counts} FROM day GROUP BY filter_value) e \
+             LEFT JOIN v ON e.filter_value IS NOT DISTINCT FROM v.filter_value",
+            named.replace(" filter_value", " e.filter_value")
         ),
         format!(
-            "SELECT kind, 'all' AS dimension, {none}, {counts}, {no_visits} FROM events WHERE date = $day GROUP BY kind"
+            "SELECT kind, 'all' AS dimension, {none}, {counts}, {no_visits}{named} \
+             FROM day GROUP BY filter_value, kind"
         ),
     ];
     // Entry and exit pages, as `entry_pages` and `exit_pages` define them: the first and last page view of
@@ -151,40 +220,63 @@ fn rollup_sql() -> String {
     for (name, edge) in [("entry_page", "before_no"), ("exit_page", "after_no")] {
         parts.push(format!(
             "SELECT 'pageview' AS kind, '{name}' AS dimension, CAST(url_path AS VARCHAR) AS value, \
-             CAST(NULL AS VARCHAR) AS value2, CAST(NULL AS VARCHAR) AS value3, {counts}, {no_visits} \
-             FROM edges WHERE {edge} IS DISTINCT FROM visit_no GROUP BY url_path"
+             CAST(NULL AS VARCHAR) AS value2, CAST(NULL AS VARCHAR) AS value3, {counts}, {no_visits}{named} \
+             FROM edges WHERE {edge} IS DISTINCT FROM visit_no GROUP BY filter_value, url_path"
         ));
     }
-    for d in DIMENSIONS {
+    for d in DIMENSIONS
+        .iter()
+        .filter(|d| filter.is_none() || FILTERED_DIMENSIONS.contains(&d.name))
+    {
         parts.push(format!(
-            "SELECT kind, '{}' AS dimension, {}, {counts}, {no_visits} \
-             FROM events WHERE date = $day AND {} GROUP BY kind, {}",
+            "SELECT kind, '{}' AS dimension, {}, {counts}, {no_visits}{named} \
+             FROM day WHERE {} GROUP BY filter_value, kind, {}",
             d.name,
             values(d.columns),
             d.only,
             d.columns.join(", ")
         ));
     }
+    // The visit window of the reports (crate::report::VISIT_WINDOW), within each filter value.
+    let window = format!(
+        "PARTITION BY filter_value, {}",
+        crate::report::VISIT_WINDOW
+            .strip_prefix("PARTITION BY ")
+            .expect("the visit window is partitioned")
+    );
     format!(
-        "WITH {},
+        "WITH day AS (
+    SELECT *, {value} AS filter_value FROM events WHERE date = $day AND {only}
+),
+tagged AS (
+    SELECT *, tacet_visit(visitor_id, ts) OVER ({window}) AS visit_no
+    FROM (SELECT *, visitor_id % 64 AS visit_bucket FROM day)
+),
+visits AS (
+    SELECT filter_value, visitor_id, visit_no, MIN(ts) AS started, MAX(ts) AS ended,
+        COUNT(*) FILTER (WHERE kind = 'pageview') AS pageviews
+    FROM tagged
+    WHERE visitor_id IS NOT NULL
+    GROUP BY filter_value, visitor_id, visit_no
+),
 edges AS (
-    SELECT url_path, visitor_id, visit_no,
+    SELECT filter_value, url_path, visitor_id, visit_no,
         tacet_prev(visit_no) OVER ({window}) AS before_no,
         tacet_next(visit_no) OVER ({window}) AS after_no
     FROM tagged
     WHERE kind = 'pageview' AND visitor_id IS NOT NULL
 ),
 v AS (
-    SELECT CAST(COUNT(*) AS BIGINT) AS visits,
+    SELECT filter_value, CAST(COUNT(*) AS BIGINT) AS visits,
         CAST(COALESCE(SUM(CASE WHEN pageviews = 1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS bounces,
         CAST(COALESCE(SUM(pageviews), 0) AS BIGINT) AS visit_pageviews,
         CAST(COALESCE(SUM(CAST(ended AS BIGINT) - CAST(started AS BIGINT)), 0) AS BIGINT) AS visit_ms
     FROM visits
+    GROUP BY filter_value
 )
-SELECT * FROM ({}) WHERE events > 0 ORDER BY kind, dimension, value, value2, value3",
-        crate::report::visits_of("date = $day"),
+SELECT * FROM ({}) WHERE events > 0 ORDER BY {}kind, dimension, value, value2, value3",
         parts.join(" UNION ALL "),
-        window = crate::report::VISIT_WINDOW,
+        if filter.is_some() { "filter_value, " } else { "" },
     )
 }
 
@@ -203,13 +295,20 @@ impl QueryEngine {
         let near = crate::source::near_digests(&listed, day);
         let restricted = self.restricted_now(tenant)?;
         let complete = self.rollup_is_complete(day);
-        let params = ParamValues::from(vec![("day", ScalarValue::Utf8(Some(text.clone())))]);
+        let params = || ParamValues::from(vec![("day", ScalarValue::Utf8(Some(text.clone())))]);
         let out = self
-            .run_with_limit(tenant, &rollup_sql(), Some(params), local_run())
+            .run_with_limit(tenant, &rollup_sql(None), Some(params()), local_run())
             .await?;
         let rows = out.num_rows();
         if rows == 0 {
             return Ok(0);
+        }
+        let mut filtered = Vec::new();
+        for name in ROLLED_FILTERS {
+            let out = self
+                .run_with_limit(tenant, &rollup_sql(Some(name)), Some(params()), local_run())
+                .await?;
+            filtered.extend(out.batches);
         }
         let window = chrono::Days::new(u64::from(crate::source::ID_WINDOW_DAYS));
         let day_of = |d: NaiveDate| ScalarValue::Utf8(Some(d.format("%Y-%m-%d").to_string()));
@@ -247,36 +346,50 @@ impl QueryEngine {
                 complete.to_string(),
             ),
         ];
-        let batches = out
-            .batches
-            .iter()
-            .map(|b| {
-                // DataFusion may answer strings as Utf8View; the files hold plain Utf8.
-                let schema = rollup_schema();
-                let columns = b
-                    .columns()
-                    .iter()
-                    .zip(schema.fields())
-                    .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
-                    .collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(|e| Error::Internal(format!("rollup batch: {e}")))?;
-                arrow::array::RecordBatch::try_new(schema, columns)
-                    .map_err(|e| Error::Internal(format!("rollup batch: {e}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let bytes = crate::format::to_parquet_with(&rollup_schema(), &batches, footer)
+        // The filters' rows first: a day's `rollup.parquet` is written last, so a reader that finds it
+        // current finds its `filters.parquet` beside it from the same run (both footers say the same).
+        let dir = format!("{}date={text}/", rollup_prefix(tenant));
+        let parts = [
+            (FILTERS_FILE, filtered_schema(), filtered),
+            (ROLLUP_FILE, rollup_schema(), out.batches),
+        ];
+        for (name, schema, batches) in parts {
+            let bytes = crate::format::to_parquet_with(
+                &schema,
+                &conform(&schema, &batches)?,
+                footer.clone(),
+            )
             .map_err(|e| Error::Internal(format!("encoding a rollup: {e}")))?;
-        let path = Path::from(format!(
-            "{}date={}/rollup.parquet",
-            rollup_prefix(tenant),
-            text
-        ));
-        self.store()
-            .put(&path, bytes.into())
-            .await
-            .map_err(|e| Error::Internal(format!("writing {path}: {e}")))?;
+            let path = Path::from(format!("{dir}{name}"));
+            self.store()
+                .put(&path, bytes.into())
+                .await
+                .map_err(|e| Error::Internal(format!("writing {path}: {e}")))?;
+        }
         Ok(rows)
     }
+}
+
+/// A day's rollup, and its rows per filter value, in `rollups/tenant=<id>/date=<day>/`.
+pub const ROLLUP_FILE: &str = "rollup.parquet";
+pub const FILTERS_FILE: &str = "filters.parquet";
+
+/// The batches with the file's column types (DataFusion may answer strings as Utf8View; files hold Utf8).
+fn conform(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
+    batches
+        .iter()
+        .map(|b| {
+            let columns = b
+                .columns()
+                .iter()
+                .zip(schema.fields())
+                .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| Error::Internal(format!("rollup batch: {e}")))?;
+            RecordBatch::try_new(Arc::clone(schema), columns)
+                .map_err(|e| Error::Internal(format!("rollup batch: {e}")))
+        })
+        .collect()
 }
 
 /// A query of the rollups' own: on this process's session (with the ingestion buffer, which a Ballista
@@ -332,7 +445,10 @@ impl QueryEngine {
                 let mut tables = Vec::new();
                 if report.rollup_visits() && !self.distributed() {
                     let all = BTreeSet::from(["all"]);
-                    tables.push(("rollups", self.rollup_rows(&source.files, &all).await?));
+                    let rows = self
+                        .rollup_rows(&source.files, &all, source.filter.as_ref())
+                        .await?;
+                    tables.push(("rollups", rows));
                 }
                 let out = self
                     .run_with_limit(
@@ -342,6 +458,7 @@ impl QueryEngine {
                             params,
                             scope.zone,
                             &source.rolled_csv(),
+                            source.filter.is_some() && !self.distributed(),
                         )),
                         Run {
                             max_rows: self.inner.config.max_rows,
@@ -375,7 +492,7 @@ impl QueryEngine {
     /// A breakdown (one to three values, distinct visitors, count) over the days read raw, with the rollups
     /// of the days `rolled` names (crate::source: expired, or closed and provably up to date) added: rollups
     /// count each day's distinct visitors and the planner only rolls days none of whose visitor ids is on
-    /// another day, so the sum is exact. Unfiltered only (the planner rolls no day of a filtered report).
+    /// another day, so the sum is exact. With a filter, the rolled days' rows of that filter's value.
     pub(crate) async fn add_rolled_days(
         &self,
         kind: &str,
@@ -394,7 +511,11 @@ impl QueryEngine {
         }
         // The rolled days' rows of the dimension, through the rollup cache (crate::rollup_files).
         let rolled = self
-            .rollup_rows(&source.rolled_files(), &BTreeSet::from([dimension]))
+            .rollup_rows(
+                &source.rolled_files(),
+                &BTreeSet::from([dimension]),
+                source.filter.as_ref(),
+            )
             .await?;
         // values → (visitors, count)
         type Key = Vec<Option<String>>;
@@ -497,18 +618,43 @@ mod tests {
 
     #[test]
     fn the_sql_covers_every_dimension() {
-        let sql = rollup_sql();
-        for d in DIMENSIONS {
-            assert!(sql.contains(&format!(
-                "'{}' AS dimension, CAST({} AS VARCHAR) AS value,",
-                d.name, d.columns[0]
-            )));
-            assert!(sql.contains(&format!("GROUP BY kind, {}", d.columns.join(", "))));
+        let sqls: Vec<(Option<&str>, String)> = std::iter::once(None)
+            .chain(ROLLED_FILTERS.iter().map(|f| Some(*f)))
+            .map(|f| (f, rollup_sql(f)))
+            .collect();
+        for (filter, sql) in &sqls {
+            for d in DIMENSIONS {
+                let rolled = sql.contains(&format!(
+                    "'{}' AS dimension, CAST({} AS VARCHAR) AS value,",
+                    d.name, d.columns[0]
+                )) && sql.contains(&format!(
+                    "GROUP BY filter_value, kind, {}",
+                    d.columns.join(", ")
+                ));
+                assert_eq!(
+                    rolled,
+                    filter.is_none() || FILTERED_DIMENSIONS.contains(&d.name),
+                    "{filter:?} {}",
+                    d.name
+                );
+            }
+            // Pseudonyms are only counted: the visits CTE groups by visitor id, the rows written never
+            // hold one.
+            let written = sql.split("SELECT * FROM (").nth(1).unwrap();
+            assert!(!sql.contains("user_pseudonym") && !written.contains("SELECT visitor_id"));
         }
-        // Pseudonyms are only counted: the visits CTE groups by visitor id, the rows written never hold one.
-        let written = sql.split("SELECT * FROM (").nth(1).unwrap();
-        assert!(!sql.contains("user_pseudonym") && !written.contains("SELECT visitor_id"));
-        for f in rollup_schema().fields() {
+        // Every dimension a rolled breakdown reads has rows per filter value.
+        for r in crate::REPORTS {
+            if let Some((_, dimension)) = r.rollup() {
+                assert!(
+                    FILTERED_DIMENSIONS.contains(&dimension.as_str())
+                        || ["entry_page", "exit_page"].contains(&dimension.as_str()),
+                    "{}",
+                    r.name
+                );
+            }
+        }
+        for f in filtered_schema().fields() {
             assert!(!f.name().contains("visitor_id") && !f.name().contains("pseudonym"));
         }
     }

@@ -7,7 +7,9 @@
 //! events are still there comes from its rollup only when the rollup is provably the raw events' exact
 //! answer, which takes all of:
 //!
-//! - the tenant's days are UTC days (rollups are kept per UTC date), the report is unfiltered, and by day;
+//! - the tenant's days are UTC days (rollups are kept per UTC date), the report is by day, and unfiltered
+//!   or with one filter of [`crate::rollup::ROLLED_FILTERS`] (then the day's `filters.parquet`, the rollup's
+//!   rows per value of each such filter, stands in for its rollup in every test below);
 //! - the day is closed (before today, UTC) and has a rollup;
 //! - the rollup was computed from exactly the files the day has now (a digest of their paths and sizes, kept
 //!   in the rollup's footer: a flush, a late event, an erasure's rewrite or a compaction changes it);
@@ -39,7 +41,7 @@ use sha2::{Digest, Sha256};
 use tacet_model::TenantId;
 
 use crate::report::{Interval, Report, ReportParams, ReportScope};
-use crate::rollup::rollup_prefix;
+use crate::rollup::{FILTERS_FILE, ROLLED_FILTERS, ROLLUP_FILE, rollup_prefix};
 use crate::{Error, QueryEngine, Result};
 
 /// Footer key: the digest of the day's raw files (paths and sizes) the rollup was computed from.
@@ -68,7 +70,7 @@ pub enum RawReason {
     NoRollupPath,
     /// `[query] from_rollups = false`.
     Off,
-    /// A filter: rollups are unfiltered.
+    /// A filter without rollup rows of its own (crate::rollup::ROLLED_FILTERS), two filters, or a cluster.
     Filtered,
     /// The tenant's days are local days of its zone; rollups are UTC days.
     LocalDays,
@@ -123,6 +125,8 @@ pub struct ReportSource {
     pub raw: BTreeMap<String, RawReason>,
     /// Why every day that has raw events was read raw, when one reason covers the report.
     pub whole: Option<RawReason>,
+    /// The one filter given, when its rollup rows answer the rolled days: (parameter, value).
+    pub filter: Option<(String, String)>,
     /// The range's rollup files: `date`, path, modification time.
     pub(crate) files: Vec<(String, Path, i64)>,
     /// Whether any of the range's events must come from the raw query (a day not rolled with files, with
@@ -162,10 +166,13 @@ impl ReportSource {
 /// header, and what `EXPLAIN` of a report prints first).
 impl fmt::Display for ReportSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind())?;
+        if let Some((name, _)) = &self.filter {
+            write!(f, "; filter={name}")?;
+        }
         write!(
             f,
-            "{}; rollup_days={}; expired_days={}; raw_days={}",
-            self.kind(),
+            "; rollup_days={}; expired_days={}; raw_days={}",
             self.rolled.len(),
             self.expired,
             self.raw.len()
@@ -322,16 +329,29 @@ impl QueryEngine {
                 });
             }
         };
-        if !params.filters.is_empty() {
-            return Ok(ReportSource {
-                whole: Some(RawReason::Filtered),
-                needs_raw: true,
-                ..ReportSource::default()
-            });
-        }
+        // One filter with rollup rows of its own reads those; any other filter, or two, reads raw events (and
+        // so does a filter on a cluster, whose sessions see the unfiltered `rollups` table only).
+        let filter = match params.filters.iter().collect::<Vec<_>>()[..] {
+            [] => None,
+            [(name, value)] if ROLLED_FILTERS.contains(name) && !self.distributed() => {
+                Some(((*name).to_owned(), value.clone()))
+            }
+            _ => {
+                return Ok(ReportSource {
+                    whole: Some(RawReason::Filtered),
+                    needs_raw: true,
+                    ..ReportSource::default()
+                });
+            }
+        };
         // One listing of the tenant's raw files and one of its rollups serve every decision below.
         let files = raw_files_by_day(self.store(), tenant).await?;
-        let rollups = self.rollups_by_day(tenant).await?;
+        let (unfiltered, filtered) = self.rollups_by_day(tenant).await?;
+        let rollups = if filter.is_some() {
+            filtered
+        } else {
+            unfiltered
+        };
         // Days whose raw events of the report's kind expired come from their rollups whatever else holds
         // (retention; a directory may outlive its files, so files are what counts).
         let (from, to) = (day_text(params.from), day_text(params.to));
@@ -349,6 +369,7 @@ impl QueryEngine {
                 .map(|(day, (path, at))| (day.clone(), path.clone(), *at))
                 .collect(),
             needs_raw: true,
+            filter,
             ..ReportSource::default()
         };
         source.whole = if !self.inner.config.from_rollups {
@@ -365,6 +386,13 @@ impl QueryEngine {
         if source.whole.is_some() {
             return Ok(source);
         }
+        let range: Vec<(Path, i64)> = source
+            .files
+            .iter()
+            .map(|(_, path, at)| (path.clone(), *at))
+            .collect();
+        self.read_rollups_ahead(&range, source.filter.as_ref())
+            .await?;
         self.plan_closed_days(tenant, params, scope, (&files, &rollups), &mut source)
             .await?;
         Ok(source)
@@ -396,7 +424,7 @@ impl QueryEngine {
                     day,
                     today,
                     files,
-                    rollups,
+                    (rollups, source.filter.as_ref()),
                     &restricted,
                     buffered.as_ref(),
                     before,
@@ -423,14 +451,15 @@ impl QueryEngine {
         Ok(())
     }
 
-    /// `None` when `day` comes from its rollup, else why not.
+    /// `None` when `day` comes from its rollup (with `filter`, `rollups` are the days' `filters.parquet`
+    /// and that value's rows are read), else why not.
     #[allow(clippy::too_many_arguments)]
     async fn closed_day(
         &self,
         day: NaiveDate,
         today: NaiveDate,
         files: &BTreeMap<String, DayFiles>,
-        rollups: &Rollups,
+        (rollups, filter): (&Rollups, Option<&(String, String)>),
         restricted: &str,
         buffered: Option<&BTreeSet<NaiveDate>>,
         before: Duration,
@@ -442,7 +471,7 @@ impl QueryEngine {
         let Some((path, written_ms)) = rollups.get(&text) else {
             return Ok(Some(RawReason::NoRollup));
         };
-        let rollup = self.rollup_file(path, *written_ms).await?;
+        let rollup = self.rollup_file(path, *written_ms, filter).await?;
         let Some(meta) = rollup.meta.clone() else {
             return Ok(Some(RawReason::NoRollup));
         };
@@ -479,21 +508,27 @@ impl QueryEngine {
         Ok(None)
     }
 
-    /// The tenant's rollups by `date=`: path and modification time.
-    async fn rollups_by_day(&self, tenant: &TenantId) -> Result<Rollups> {
+    /// The tenant's rollups by `date=` (path and modification time), and beside them their rows per filter
+    /// value (`filters.parquet`).
+    async fn rollups_by_day(&self, tenant: &TenantId) -> Result<(Rollups, Rollups)> {
         let prefix = Path::from(rollup_prefix(tenant));
         let mut listed = self.store().list(Some(&prefix));
-        let mut out = BTreeMap::new();
+        let (mut rollups, mut filtered) = (BTreeMap::new(), BTreeMap::new());
         while let Some(meta) = listed.next().await {
             let meta = meta.map_err(|e| Error::Internal(format!("listing {prefix}: {e}")))?;
+            let into = match meta.location.filename() {
+                Some(ROLLUP_FILE) => &mut rollups,
+                Some(FILTERS_FILE) => &mut filtered,
+                _ => continue,
+            };
             if let Some(day) = date_of(&meta.location) {
-                out.insert(
+                into.insert(
                     day,
                     (meta.location.clone(), meta.last_modified.timestamp_millis()),
                 );
             }
         }
-        Ok(out)
+        Ok((rollups, filtered))
     }
 
     /// Days with events the ingestion buffer still holds (none without one); `None` when the buffer cannot
@@ -527,6 +562,7 @@ impl QueryEngine {
                     params,
                     scope.zone,
                     &source.rolled_csv(),
+                    source.filter.is_some(),
                 )),
                 crate::engine::Run {
                     max_rows: usize::MAX,
@@ -554,7 +590,7 @@ impl QueryEngine {
     ) -> Result<Vec<NaiveDate>> {
         let today = chrono::Utc::now().date_naive();
         let files = raw_files_by_day(self.store(), tenant).await?;
-        let rollups = self.rollups_by_day(tenant).await?;
+        let (rollups, filtered) = self.rollups_by_day(tenant).await?;
         let restricted = self.restricted_now(tenant)?;
         let before = Duration::days(i64::from(accept_past_days.min(ID_WINDOW_DAYS)));
         let no_buffer = BTreeSet::new();
@@ -570,21 +606,24 @@ impl QueryEngine {
                     day,
                     today,
                     &files,
-                    &rollups,
+                    (&rollups, None),
                     &restricted,
                     Some(&no_buffer),
                     before,
                 )
                 .await?;
-            if matches!(
-                why,
-                Some(
-                    RawReason::NoRollup
-                        | RawReason::Changed
-                        | RawReason::Objections
-                        | RawReason::Late
+            // A rollup written before filters had rows of their own is rewritten too.
+            if !filtered.contains_key(&day_text(day))
+                || matches!(
+                    why,
+                    Some(
+                        RawReason::NoRollup
+                            | RawReason::Changed
+                            | RawReason::Objections
+                            | RawReason::Late
+                    )
                 )
-            ) {
+            {
                 stale.push(day);
             }
         }

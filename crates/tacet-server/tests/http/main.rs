@@ -736,7 +736,8 @@ async fn reports_take_typed_parameters_and_answer_in_every_format() {
     assert_eq!(body[0]["pageviews"], Value::Null);
     assert_eq!(body[0]["suppressed"], "fewer than 5 visitors");
     assert_eq!(headers["x-tacet-suppressed"], "1");
-    // Where the days came from: today is open, so raw events (tacet_query::source); a filter reads raw too.
+    // Where the days came from: today is open, so raw events (tacet_query::source); a filter with rollup
+    // rows of its own plans the same days and names itself; a goal filter (none) or two filters read raw.
     assert_eq!(
         headers["x-tacet-source"],
         "raw; rollup_days=0; expired_days=0; raw_days=1; why=open:1"
@@ -744,8 +745,16 @@ async fn reports_take_typed_parameters_and_answer_in_every_format() {
     let (_, headers, _) = send(&h.app, get("/v1/reports/pages?page=/a", None)).await;
     assert_eq!(
         headers["x-tacet-source"],
-        "raw; rollup_days=0; expired_days=0; raw_days=0; why=filtered"
+        "raw; filter=page; rollup_days=0; expired_days=0; raw_days=1; why=open:1"
     );
+    for filtered in ["pages?event=signup", "pages?page=/a&country=DE"] {
+        let (_, headers, _) = send(&h.app, get(&format!("/v1/reports/{filtered}"), None)).await;
+        assert_eq!(
+            headers["x-tacet-source"],
+            "raw; rollup_days=0; expired_days=0; raw_days=0; why=filtered",
+            "{filtered}"
+        );
+    }
     let (_, headers, _) = send(&h.app, get("/v1/reports/crash_groups", None)).await;
     assert_eq!(
         headers["x-tacet-source"],
