@@ -37,6 +37,10 @@ pub fn writer_properties_with(key: Option<&[u8]>) -> Result<WriterProperties, Pa
         .set_column_dictionary_enabled(ColumnPath::from("ts"), false)
         .set_column_encoding(ColumnPath::from("ts"), Encoding::DELTA_BINARY_PACKED)
         .set_column_dictionary_enabled(ColumnPath::from("visitor_id"), false)
+        // `arrival` is unique per event and rises through a flush: deltas, not a dictionary of every value
+        // (2.65 of 14.6 bytes an event at the query benchmark's 10M with a dictionary, 0.01 as deltas).
+        .set_column_dictionary_enabled(ColumnPath::from("arrival"), false)
+        .set_column_encoding(ColumnPath::from("arrival"), Encoding::DELTA_BINARY_PACKED)
         .set_column_bloom_filter_enabled(ColumnPath::from("visitor_id"), true)
         .set_column_bloom_filter_enabled(ColumnPath::from("user_pseudonym"), true)
         .set_created_by(format!("tacet {}", env!("CARGO_PKG_VERSION")))
@@ -157,6 +161,13 @@ mod tests {
         let ts = column("ts");
         assert!(ts.encodings().any(|e| e == Encoding::DELTA_BINARY_PACKED));
         assert!(ts.dictionary_page_offset().is_none());
+        let arrival = column("arrival");
+        assert!(
+            arrival
+                .encodings()
+                .any(|e| e == Encoding::DELTA_BINARY_PACKED)
+        );
+        assert!(arrival.dictionary_page_offset().is_none());
         assert!(column("visitor_id").dictionary_page_offset().is_none());
         assert!(column("url_path").dictionary_page_offset().is_some());
         assert!(column("visitor_id").bloom_filter_offset().is_some());
