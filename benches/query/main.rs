@@ -16,7 +16,8 @@
 //! once and hot (median of three), Tacet only.
 //!
 //! Before timing, the daily rollups of the big tenant's 61 days are written as the server keeps them
-//! (`QueryEngine::rollup_day`), timed, and their bytes counted (`TACET_BENCH_ROLL_ALL=1`: every tenant's, for
+//! (`QueryEngine::rollup_day`; only those missing or stale, so a kept lake's second run writes none), timed,
+//! and their bytes counted (`TACET_BENCH_ROLL_ALL=1`: every tenant's, for
 //! the lake's whole size); each report then prints where its days came from (`X-Tacet-Source`).
 //!
 //! "Cold" is a new engine (DataFusion: a new `QueryEngine`, so no footer or statistics cache; DuckDB: a new
@@ -351,25 +352,10 @@ fn main() {
     let hot_engine = engine();
     for name in &reports {
         let report = Report::find(name).unwrap();
-        let cold_engine = engine();
-        let t = Instant::now();
-        let out = runtime
-            .block_on(cold_engine.report(&tenant, report, &params, &ReportScope::utc(1)))
-            .unwrap();
-        let cold = t.elapsed().as_secs_f64() * 1000.0;
+        let (cold, hot, out) = time_report(&runtime, &engine, &hot_engine, report, &params, 5);
         let rows = out.num_rows();
         sources.insert(name, out.source.map_or("-".into(), |s| s.to_string()));
-        drop(cold_engine);
-        let hot: Vec<f64> = (0..5)
-            .map(|_| {
-                let t = Instant::now();
-                runtime
-                    .block_on(hot_engine.report(&tenant, report, &params, &ReportScope::utc(1)))
-                    .unwrap();
-                t.elapsed().as_secs_f64() * 1000.0
-            })
-            .collect();
-        tacet.insert(name, (cold, median(hot), rows));
+        tacet.insert(name, (cold, hot, rows));
         eprintln!("tacet {name}: done");
     }
 
@@ -465,6 +451,29 @@ fn main() {
     }
 }
 
+/// Times one report for the big tenant: cold (a new engine), then hot (the median of `runs` on
+/// `hot_engine`); returns both in milliseconds and the cold run's answer.
+fn time_report(
+    runtime: &tokio::runtime::Runtime,
+    engine: &dyn Fn() -> QueryEngine,
+    hot_engine: &QueryEngine,
+    report: &Report,
+    params: &ReportParams,
+    runs: usize,
+) -> (f64, f64, tacet_query::QueryOutput) {
+    let tenant = TenantId::new(BIG).unwrap();
+    let run = |e: &QueryEngine| {
+        let t = Instant::now();
+        let out = runtime
+            .block_on(e.report(&tenant, report, params, &ReportScope::utc(1)))
+            .unwrap();
+        (t.elapsed().as_secs_f64() * 1000.0, out)
+    };
+    let (cold, out) = run(&engine());
+    let hot = median((0..runs).map(|_| run(hot_engine).0).collect());
+    (cold, hot, out)
+}
+
 /// The five filters, with values the fixture has: one page of 200, a country with 20% of visitors,
 /// the browser of two user agents in five, search referrers (about a quarter of the visits' first page
 /// views) and a UTM source on a fifth of them.
@@ -479,7 +488,6 @@ fn filtered(
     given: &BTreeMap<String, String>,
     filters: &str,
 ) {
-    let tenant = TenantId::new(BIG).unwrap();
     let today = NaiveDate::from_ymd_opt(2026, 11, 29).unwrap();
     let hot_engine = engine();
     let filters: Vec<(&str, &str)> = filters
@@ -496,29 +504,7 @@ fn filtered(
             let mut given = given.clone();
             given.insert((*key).to_owned(), (*value).to_owned());
             let params = ReportParams::parse(&given, today).unwrap();
-            let cold_engine = engine();
-            let t = Instant::now();
-            let out = runtime
-                .block_on(cold_engine.report(&tenant, report, &params, &ReportScope::utc(1)))
-                .unwrap();
-            let cold = t.elapsed().as_secs_f64() * 1000.0;
-            drop(cold_engine);
-            let hot = median(
-                (0..3)
-                    .map(|_| {
-                        let t = Instant::now();
-                        runtime
-                            .block_on(hot_engine.report(
-                                &tenant,
-                                report,
-                                &params,
-                                &ReportScope::utc(1),
-                            ))
-                            .unwrap();
-                        t.elapsed().as_secs_f64() * 1000.0
-                    })
-                    .collect(),
-            );
+            let (cold, hot, out) = time_report(runtime, engine, &hot_engine, report, &params, 3);
             let kind = out.source.as_ref().map_or("-", |s| s.kind()).to_owned();
             *kinds.entry(kind).or_default() += 1;
             if hot > slowest.0 {

@@ -154,9 +154,11 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         timeout: u64,
     },
-    /// Compute the daily rollups from the raw events: counts of events and distinct visitors by day, kind
-    /// and report dimension, with no pseudonyms, kept after the raw events expire (the `daily` report
-    /// answers from them). Idempotent. The server does the same every hour for the two previous days.
+    /// Compute the daily rollups from the raw events: counts of events, distinct visitors and visits by day,
+    /// kind and report dimension, and the same per value of the page, country, browser, referrer_class and
+    /// utm_source filters, with no pseudonyms, kept after the raw events expire. Dashboard reports answer
+    /// closed days from them when they are current. Idempotent. The server does the same every hour for the
+    /// two previous days and every stale day of the last 40.
     Rollup {
         /// One tenant; default: every tenant in the configuration.
         #[arg(long)]
