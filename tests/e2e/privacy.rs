@@ -204,12 +204,15 @@ async fn no_raw_identifier_reaches_disk_or_logs() {
         parquet_files.len() >= 8,
         "expected Parquet files for 2 tenants x 3 kinds, and 2 rollups: {places:?}"
     );
-    assert!(
-        parquet_files
-            .iter()
-            .any(|p| p.to_string_lossy().contains("rollups/tenant=a")),
-        "{parquet_files:?}"
-    );
+    // A day's rollup, and beside it its rows per filter value (pages, countries, …): both scanned.
+    for name in ["rollup.parquet", "filters.parquet"] {
+        assert!(
+            parquet_files
+                .iter()
+                .any(|p| { p.to_string_lossy().contains("rollups/tenant=a") && p.ends_with(name) }),
+            "{name}: {parquet_files:?}"
+        );
+    }
     assert!(
         places.iter().any(|p| p.ends_with("stderr.log"))
             && places.iter().any(|p| p.ends_with("lifecycle.jsonl"))
