@@ -8,14 +8,13 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use futures::{StreamExt, TryStreamExt};
-
 use arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::parquet::arrow::ProjectionMask;
 use datafusion::parquet::arrow::arrow_reader::{
     ArrowPredicateFn, ParquetRecordBatchReaderBuilder, RowFilter,
 };
+use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
@@ -35,8 +34,15 @@ pub(crate) struct RollupFile {
     bytes: usize,
 }
 
-/// (Path, the filter value read: `None` for every row) → (modification time it was read at, the file).
-type Entries = HashMap<(String, Option<(String, String)>), (i64, Arc<RollupFile>)>;
+/// A cache key: the path, and the filter value read (`None`: every row).
+type Key = (String, Option<(String, String)>);
+
+fn key(path: &Path, filter: Option<&(String, String)>) -> Key {
+    (path.to_string(), filter.cloned())
+}
+
+/// Key → (modification time it was read at, the file).
+type Entries = HashMap<Key, (i64, Arc<RollupFile>)>;
 
 /// The cache of [`RollupFile`]s, and the bytes they hold.
 #[derive(Debug, Default)]
@@ -117,9 +123,6 @@ fn parse(
     })
 }
 
-/// A cache key: the path and the filter value read.
-type Key = (String, Option<(String, String)>);
-
 impl RollupCache {
     fn get(&self, key: &Key, modified_ms: i64) -> Option<Arc<RollupFile>> {
         match self.entries.lock().expect("cache lock").0.get(key) {
@@ -152,7 +155,7 @@ impl QueryEngine {
         modified_ms: i64,
         filter: Option<&(String, String)>,
     ) -> Result<Arc<RollupFile>> {
-        let key = (path.to_string(), filter.cloned());
+        let key = key(path, filter);
         if let Some(file) = self.inner.rollup_files.get(&key, modified_ms) {
             return Ok(file);
         }
@@ -171,8 +174,10 @@ impl QueryEngine {
         let missing: Vec<(Path, i64)> = files
             .iter()
             .filter(|(path, at)| {
-                let key = (path.to_string(), filter.cloned());
-                self.inner.rollup_files.get(&key, *at).is_none()
+                self.inner
+                    .rollup_files
+                    .get(&key(path, filter), *at)
+                    .is_none()
             })
             .cloned()
             .collect();
@@ -188,9 +193,7 @@ impl QueryEngine {
             .try_collect()
             .await?;
         for (path, at, file) in read {
-            self.inner
-                .rollup_files
-                .put((path.to_string(), filter.cloned()), at, &file);
+            self.inner.rollup_files.put(key(&path, filter), at, &file);
         }
         Ok(())
     }
