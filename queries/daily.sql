@@ -6,7 +6,7 @@
 --   the filters (page, country, browser, os, device, referrer_class, utm_source, utm_campaign, event, release,
 --   fingerprint; with one of page, country, browser, referrer_class, utm_source, days come from that filter's
 --   rollup rows as without a filter; with any other, or two, only days with raw events answer)
--- columns: day (YYYY-MM-DD in the tenant's time zone; days answered from rollups are UTC dates), visitors (distinct visitor ids; ids rotate daily, so a day is the widest
+-- columns: day (YYYY-MM-DD in the tenant's time zone, from rollups too), visitors (distinct visitor ids; ids rotate daily, so a day is the widest
 --          window in which a visitor is counted once), pageviews, events (custom), crashes, suppressed (null, or why the numbers are withheld)
 -- k: visitors withhold
 -- rollups: visits (closed days the planner trusts and days whose raw events expired come from the daily rollups)

@@ -257,22 +257,31 @@ impl Steward {
             let tenant = TenantId::new(&e.tenant).map_err(|x| crate::Error::User(x.to_string()))?;
             let mut rollup = "not needed";
             if let Target::Partition { .. } = &e.target {
-                let day = format!(
-                    "{}date={}/",
-                    rollup_prefix(&tenant),
-                    e.day.format("%Y-%m-%d")
-                );
                 rollup = "existed";
-                // A rollup written before filters had rows of their own (`filters.parquet`) is written
-                // again while the raw events are still there.
-                let written = lake.list(&day).await?;
-                if !written
+                // Rollups are per day of the tenant's zone: every local day the UTC date runs over (one in
+                // UTC, two elsewhere) gets one while the raw events are still there, unless it has one (with
+                // rows per filter value: a rollup written before filters had them is written again).
+                let zone = tenants
                     .iter()
-                    .any(|m| m.location.filename() == Some(tacet_query::rollup::FILTERS_FILE))
-                {
-                    self.query.rollup_day(&tenant, e.day).await?;
-                    report.rollups_written += 1;
-                    rollup = "written";
+                    .find(|(t, _)| *t == tenant)
+                    .and_then(|(_, p)| p.timezone)
+                    .unwrap_or(chrono_tz::UTC);
+                let (first, last) = tacet_query::local_dates(zone, e.day);
+                for local in first.iter_days().take_while(|d| *d <= last) {
+                    let dir = format!(
+                        "{}date={}/",
+                        rollup_prefix(&tenant),
+                        local.format("%Y-%m-%d")
+                    );
+                    let written = lake.list(&dir).await?;
+                    if !written
+                        .iter()
+                        .any(|m| m.location.filename() == Some(tacet_query::rollup::FILTERS_FILE))
+                    {
+                        self.query.rollup_day(&tenant, local, zone).await?;
+                        report.rollups_written += 1;
+                        rollup = "written";
+                    }
                 }
             }
             if let Target::SourceMaps { release } = &e.target {

@@ -17,6 +17,7 @@ mod capped;
 mod config;
 mod distinct;
 mod engine;
+mod footer;
 pub mod format;
 pub mod groups;
 mod hiding;
@@ -34,7 +35,7 @@ pub use engine::{FreshEvents, QueryEngine, QueryOutput, Restrictions};
 pub use groups::CrashGroups;
 pub use report::{
     FILTERS, Interval, MAX_LIMIT, ParamError, REPORTS, Report, ReportParams, ReportScope,
-    VISIT_WINDOW,
+    VISIT_WINDOW, local_dates, utc_dates,
 };
 pub use slots::SlotGuard;
 pub use threshold::{KRule, SUPPRESSED_COLUMN};

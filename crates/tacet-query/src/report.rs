@@ -15,8 +15,8 @@
 //! Days are the tenant's: `from` and `to` are dates in its time zone (`[privacy] timezone`, default UTC), the
 //! range is bound as the instants of its first and last local midnight, and the session shows `ts` in that
 //! zone (engine.rs), so `date_trunc('day', ts)` and `{{day}}` are local days. Partitions stay UTC dates and
-//! are pruned to the UTC days the range touches. Rollups are per UTC date: a non-UTC tenant's days answered
-//! from rollups (raw events expired) are UTC days.
+//! are pruned to the UTC days the range touches. Rollups are per day of the tenant's zone too (crate::rollup),
+//! so a report adds whole local days from them.
 //!
 //! A visit is a run of one visitor id's events with no gap longer than 30 minutes. Visitor ids rotate
 //! daily (the salt), so a visit never spans midnight in the tenant's salt day, and over a range of days
@@ -94,7 +94,7 @@ const RANGE_UTC: &str = "date >= $from AND date <= $to";
 /// partitions (UTC dates) are pruned to the UTC days those instants fall on, `$from_utc` to `$to_utc`.
 const RANGE_LOCAL: &str = "date >= $from_utc AND date <= $to_utc AND ts >= $start AND ts < $end";
 
-/// Rollup days in the range (rollups are kept per UTC date, see crate::rollup).
+/// Rollup days in the range (rollups are kept per day of the tenant's zone, see crate::rollup).
 const DAYS: &str = "date >= $from AND date <= $to";
 
 /// A row's day, `YYYY-MM-DD`: the partition date in UTC, else the local date of `ts` (which the session
@@ -141,10 +141,15 @@ visits AS (
     GROUP BY visitor_id, visit_no
 )";
 
-/// A day answered by its rollup (`-- rollups: visits`): `$expired` lists the range's days (UTC dates,
-/// comma-separated) that have a rollup and no raw page views; empty with a filter or without such days.
+/// A day answered by its rollup (`-- rollups: visits`): `$expired` lists the range's days the planner rolled
+/// (the tenant's days, comma-separated; crate::source), and a rollup's `date` is one of them.
 const EXPIRED: &str = "strpos($expired, date) > 0";
-const LIVE: &str = "strpos($expired, date) = 0";
+/// Events of the days not rolled. In UTC a day is a partition; elsewhere an event's day is the local date of
+/// its `ts`, and `$covered` lists the UTC dates every local day of the range they touch is rolled (or outside
+/// the range), so their partitions are pruned.
+const LIVE_UTC: &str = "strpos($expired, date) = 0";
+const LIVE_LOCAL: &str =
+    "strpos($covered, date) = 0 AND strpos($expired, to_char(ts, '%Y-%m-%d')) = 0";
 
 /// Every optional filter. `event` is a goal filter, as in Plausible: it keeps every event of the visitors
 /// (visitor-days) who did that custom event in the range, so the pages, sources and devices of those who
@@ -255,7 +260,14 @@ impl Report {
                 "{{no_filters_but_fingerprint}}",
                 &no_filters_but("fingerprint"),
             )
-            .replace("{{live}}", if live { LIVE } else { "TRUE" })
+            .replace(
+                "{{live}}",
+                match (live, utc) {
+                    (false, _) => "TRUE",
+                    (true, true) => LIVE_UTC,
+                    (true, false) => LIVE_LOCAL,
+                },
+            )
             .replace("{{expired}}", if rolled { EXPIRED } else { "FALSE" })
             .replace("{{midnight}}", midnight)
     }
@@ -384,6 +396,56 @@ pub(crate) fn local_midnight(zone: chrono_tz::Tz, day: NaiveDate) -> i64 {
         )
 }
 
+/// The UTC date of an instant (milliseconds).
+fn utc_date(ms: i64) -> NaiveDate {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .expect("an instant of a representable day")
+        .date_naive()
+}
+
+/// The UTC dates local day `day` of `zone` runs over: its first instant's and its last's (one date in UTC,
+/// two elsewhere but in a zone at UTC+0 that day).
+pub fn utc_dates(zone: chrono_tz::Tz, day: NaiveDate) -> (NaiveDate, NaiveDate) {
+    let end = local_midnight(zone, day + chrono::Days::new(1));
+    (utc_date(local_midnight(zone, day)), utc_date(end - 1))
+}
+
+/// The local days of `zone` UTC date `date` runs over: its first instant's and its last's.
+pub fn local_dates(zone: chrono_tz::Tz, date: NaiveDate) -> (NaiveDate, NaiveDate) {
+    let start = date.and_time(chrono::NaiveTime::MIN).and_utc();
+    let last = start + chrono::Duration::days(1) - chrono::Duration::milliseconds(1);
+    (
+        start.with_timezone(&zone).date_naive(),
+        last.with_timezone(&zone).date_naive(),
+    )
+}
+
+/// The dates from `lo` to `hi`, both included.
+pub(crate) fn dates(lo: NaiveDate, hi: NaiveDate) -> impl Iterator<Item = NaiveDate> {
+    lo.iter_days().take_while(move |d| *d <= hi)
+}
+
+/// `$covered`: the UTC dates of the range's partitions whose every event is on a rolled day (`rolled`, the
+/// tenant's days) or outside the range, comma-separated.
+fn covered(params: &ReportParams, zone: chrono_tz::Tz, rolled: &str) -> String {
+    let rolled: std::collections::BTreeSet<&str> = rolled.split(',').collect();
+    let is_rolled = |d: NaiveDate| {
+        d < params.from
+            || d > params.to
+            || rolled.contains(d.format("%Y-%m-%d").to_string().as_str())
+    };
+    let (first, _) = utc_dates(zone, params.from);
+    let (_, last) = utc_dates(zone, params.to);
+    dates(first, last)
+        .filter(|u| {
+            let (lo, hi) = local_dates(zone, *u);
+            dates(lo, hi).all(is_rolled)
+        })
+        .map(|u| u.format("%Y-%m-%d").to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The parameters as values for the report's placeholders (`$from`, `$page`, `$step1`, …), the range as
 /// whole days of `zone`.
 /// `expired` lists the rolled days (`$expired`); `filtered_rollups` says the query's own `rollups` table holds
@@ -419,6 +481,10 @@ pub(crate) fn bind(
         ),
         ("prop".to_owned(), text(params.prop.as_deref())),
         ("expired".to_owned(), text(Some(expired))),
+        (
+            "covered".to_owned(),
+            text(Some(&covered(params, zone, expired))),
+        ),
         (
             "filtered_rollups".to_owned(),
             ScalarValue::Boolean(Some(filtered_rollups)),
@@ -497,6 +563,67 @@ mod tests {
                 Some("Asia/Tokyo".into())
             )
         );
+    }
+
+    #[test]
+    fn a_local_day_runs_over_utc_dates_and_rolled_days_cover_partitions() {
+        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        let berlin = chrono_tz::Europe::Berlin;
+        assert_eq!(
+            utc_dates(chrono_tz::UTC, day(2025, 11, 28)),
+            (day(2025, 11, 28), day(2025, 11, 28))
+        );
+        assert_eq!(
+            utc_dates(berlin, day(2025, 11, 28)),
+            (day(2025, 11, 27), day(2025, 11, 28))
+        );
+        assert_eq!(
+            utc_dates(chrono_tz::America::New_York, day(2025, 11, 28)),
+            (day(2025, 11, 28), day(2025, 11, 29))
+        );
+        assert_eq!(
+            local_dates(berlin, day(2025, 11, 28)),
+            (day(2025, 11, 28), day(2025, 11, 29))
+        );
+        assert_eq!(
+            local_dates(chrono_tz::America::New_York, day(2025, 11, 28)),
+            (day(2025, 11, 27), day(2025, 11, 28))
+        );
+        // The day clocks go back (25 hours, 22:00 to 23:00 UTC) and the day they go forward (23 hours).
+        assert_eq!(
+            utc_dates(berlin, day(2026, 10, 25)),
+            (day(2026, 10, 24), day(2026, 10, 25))
+        );
+        assert_eq!(
+            utc_dates(berlin, day(2026, 3, 29)),
+            (day(2026, 3, 28), day(2026, 3, 29))
+        );
+        assert_eq!(
+            local_dates(berlin, day(2026, 10, 25)),
+            (day(2026, 10, 25), day(2026, 10, 26))
+        );
+        // London is at UTC+0 in winter: one date.
+        assert_eq!(
+            utc_dates(chrono_tz::Europe::London, day(2025, 11, 28)),
+            (day(2025, 11, 28), day(2025, 11, 28))
+        );
+        let params = ReportParams::parse(
+            &[("from", "2025-11-28"), ("to", "2025-11-29")]
+                .iter()
+                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+                .collect(),
+            day(2025, 11, 29),
+        )
+        .unwrap();
+        // Both Berlin days rolled: every partition of the range is (its hour before the range is outside it).
+        assert_eq!(
+            covered(&params, berlin, "2025-11-28,2025-11-29"),
+            "2025-11-27,2025-11-28,2025-11-29"
+        );
+        // Only the first: the 28th holds the second's first hour.
+        assert_eq!(covered(&params, berlin, "2025-11-28"), "2025-11-27");
+        assert_eq!(covered(&params, berlin, ""), "");
+        assert_eq!(covered(&params, chrono_tz::UTC, "2025-11-29"), "2025-11-29");
     }
 
     #[test]

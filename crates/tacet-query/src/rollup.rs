@@ -1,4 +1,5 @@
-//! Daily rollups: per tenant and day, counts of events and distinct visitors by kind, overall and by each
+//! Daily rollups: per tenant and day (a day of the tenant's zone: `date` is the local date, and a day
+//! elsewhere than UTC runs over two UTC dates' partitions), counts of events and distinct visitors by kind, overall and by each
 //! report dimension, and the day's visit totals. They hold no pseudonyms, so they may outlive the raw events
 //! (their own retention), and the reports answer from them for days whose raw events are gone: `daily` and
 //! `crash_trend` (in SQL, each count the larger of raw and rollup);
@@ -47,12 +48,11 @@ use tacet_model::TenantId;
 use arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::Int64Type;
 
+pub use crate::footer::{FILTERS_FILE, ROLLED_FILTERS, ROLLUP_FILE, ROLLUP_ROOT, rollup_prefix};
+
 use crate::engine::{QueryOutput, Run};
 use crate::report::ReportParams;
 use crate::{Error, QueryEngine, Result};
-
-/// Where rollups live in the object store.
-pub const ROLLUP_ROOT: &str = "rollups";
 
 /// A dimension rolled up: its name in the rollup, the `events` columns it groups by (one to three: `value`,
 /// `value2`, `value3`), and which events it counts.
@@ -117,15 +117,6 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 pub fn rollup_schema() -> SchemaRef {
     SCHEMA.clone()
 }
-
-/// `rollups/tenant=<id>/`
-pub fn rollup_prefix(tenant: &TenantId) -> String {
-    format!("{ROLLUP_ROOT}/tenant={tenant}/")
-}
-
-/// The filters whose values get rollup rows of their own (`filters.parquet` beside the day's rollup): with one
-/// of them, and no other, a report reads closed days from those rows (crate::source). Parameter names.
-pub const ROLLED_FILTERS: &[&str] = &["page", "country", "browser", "referrer_class", "utm_source"];
 
 /// The dimensions rolled per filter value: those the rolled breakdowns read (`entry_page` and `exit_page`,
 /// and the `all` rows, always are).
@@ -246,7 +237,7 @@ fn rollup_sql(filter: Option<&str>) -> String {
     );
     format!(
         "WITH day AS (
-    SELECT *, {value} AS filter_value FROM events WHERE date = $day AND {only}
+    SELECT *, {value} AS filter_value FROM events WHERE {DAY_EVENTS} AND {only}
 ),
 tagged AS (
     SELECT *, tacet_visit(visitor_id, ts) OVER ({window}) AS visit_no
@@ -280,22 +271,52 @@ SELECT * FROM ({}) WHERE events > 0 ORDER BY {}kind, dimension, value, value2, v
     )
 }
 
+/// A rollup's events: those of one day of the tenant's zone, `[$start, $end)`, in the partitions of the UTC
+/// dates it runs over (`$lo` to `$hi`: one date in UTC).
+const DAY_EVENTS: &str = "date >= $lo AND date <= $hi AND ts >= $start AND ts < $end";
+
 impl QueryEngine {
-    /// Computes the rollup of one tenant's day from its raw events (and any still buffered) and writes it,
-    /// replacing an earlier one; returns its row count. A day without events writes nothing.
+    /// Computes the rollup of one tenant's day (a day of `zone`, the tenant's: the days its reports show and
+    /// its visitor salt rotates with) from its raw events (and any still buffered) and writes it, replacing
+    /// an earlier one; returns its row count. A day without events writes nothing.
     ///
     /// Its footer records what the report planner (crate::source) needs to trust it for a closed day: the
-    /// digest of the day's files and of the objections it was computed with (taken before it runs, so a
-    /// flush meanwhile makes it look stale, never fresh), and how many of the day's visitor ids were also
-    /// seen on another day within [`crate::source::ID_WINDOW_DAYS`].
-    pub async fn rollup_day(&self, tenant: &TenantId, day: NaiveDate) -> Result<usize> {
+    /// zone, the digest of the files of the day's UTC dates and of the objections it was computed with (taken
+    /// before it runs, so a flush meanwhile makes it look stale, never fresh), and how many of the day's
+    /// visitor ids were also seen on another day within [`crate::source::ID_WINDOW_DAYS`].
+    pub async fn rollup_day(
+        &self,
+        tenant: &TenantId,
+        day: NaiveDate,
+        zone: chrono_tz::Tz,
+    ) -> Result<usize> {
         let text = day.format("%Y-%m-%d").to_string();
-        let listed = crate::source::raw_files_by_day(self.store(), tenant).await?;
-        let files = listed.get(&text).map(|f| f.digest()).unwrap_or_default();
-        let near = crate::source::near_digests(&listed, day);
+        let (lo, hi) = crate::report::utc_dates(zone, day);
+        let listed = crate::footer::raw_files_by_day(self.store(), tenant).await?;
+        let files = crate::footer::local_day_files(&listed, (lo, hi))
+            .map(|f| f.digest())
+            .unwrap_or_default();
+        let near = crate::footer::near_digests(&listed, (lo, hi));
         let restricted = self.restricted_now(tenant)?;
-        let complete = self.rollup_is_complete(day);
-        let params = || ParamValues::from(vec![("day", ScalarValue::Utf8(Some(text.clone())))]);
+        let complete = self.rollup_is_complete(zone, day);
+        let day_of = |d: NaiveDate| ScalarValue::Utf8(Some(d.format("%Y-%m-%d").to_string()));
+        // `ts` as the session shows it without a zone (crate::engine).
+        let instant = |ms: i64| {
+            ScalarValue::TimestampMillisecond(Some(ms), Some(tacet_model::schema::TS_TZ.into()))
+        };
+        let bounds = vec![
+            ("lo", day_of(lo)),
+            ("hi", day_of(hi)),
+            ("start", instant(crate::report::local_midnight(zone, day))),
+            (
+                "end",
+                instant(crate::report::local_midnight(
+                    zone,
+                    day + chrono::Days::new(1),
+                )),
+            ),
+        ];
+        let params = || ParamValues::from(bounds.clone());
         let out = self
             .run_with_limit(tenant, &rollup_sql(None), Some(params()), local_run())
             .await?;
@@ -311,18 +332,19 @@ impl QueryEngine {
             filtered.extend(out.batches);
         }
         let window = chrono::Days::new(u64::from(crate::source::ID_WINDOW_DAYS));
-        let day_of = |d: NaiveDate| ScalarValue::Utf8(Some(d.format("%Y-%m-%d").to_string()));
+        let mut around = bounds.clone();
+        around.push(("near_lo", day_of(lo - window)));
+        around.push(("near_hi", day_of(hi + window)));
         let shared = self
             .run_with_limit(
                 tenant,
-                "SELECT CAST(COUNT(DISTINCT visitor_id) AS BIGINT) AS shared FROM events \
-                 WHERE date >= $lo AND date <= $hi AND date <> $day AND visitor_id IN \
-                 (SELECT visitor_id FROM events WHERE date = $day AND visitor_id IS NOT NULL)",
-                Some(ParamValues::from(vec![
-                    ("day", ScalarValue::Utf8(Some(text.clone()))),
-                    ("lo", day_of(day - window)),
-                    ("hi", day_of(day + window)),
-                ])),
+                &format!(
+                    "SELECT CAST(COUNT(DISTINCT visitor_id) AS BIGINT) AS shared FROM events \
+                     WHERE date >= $near_lo AND date <= $near_hi AND (ts < $start OR ts >= $end) \
+                     AND visitor_id IN \
+                     (SELECT visitor_id FROM events WHERE {DAY_EVENTS} AND visitor_id IS NOT NULL)"
+                ),
+                Some(ParamValues::from(around)),
                 local_run(),
             )
             .await?;
@@ -337,14 +359,15 @@ impl QueryEngine {
             })
             .unwrap_or(0);
         let footer = vec![
-            (crate::source::META_FILES.to_owned(), files),
-            (crate::source::META_RESTRICTED.to_owned(), restricted),
-            (crate::source::META_SHARED.to_owned(), shared.to_string()),
-            (crate::source::META_NEAR.to_owned(), near),
+            (crate::footer::META_FILES.to_owned(), files),
+            (crate::footer::META_RESTRICTED.to_owned(), restricted),
+            (crate::footer::META_SHARED.to_owned(), shared.to_string()),
+            (crate::footer::META_NEAR.to_owned(), near),
             (
-                crate::source::META_COMPLETE.to_owned(),
+                crate::footer::META_COMPLETE.to_owned(),
                 complete.to_string(),
             ),
+            (crate::footer::META_ZONE.to_owned(), zone.name().to_owned()),
         ];
         // The filters' rows first: a day's `rollup.parquet` is written last, so a reader that finds it
         // current finds its `filters.parquet` beside it from the same run (both footers say the same).
@@ -369,10 +392,6 @@ impl QueryEngine {
         Ok(rows)
     }
 }
-
-/// A day's rollup, and its rows per filter value, in `rollups/tenant=<id>/date=<day>/`.
-pub const ROLLUP_FILE: &str = "rollup.parquet";
-pub const FILTERS_FILE: &str = "filters.parquet";
 
 /// The batches with the file's column types (DataFusion may answer strings as Utf8View; files hold Utf8).
 fn conform(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {

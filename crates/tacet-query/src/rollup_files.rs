@@ -18,8 +18,8 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
-use crate::source::{
-    META_COMPLETE, META_FILES, META_NEAR, META_RESTRICTED, META_SHARED, RollupMeta,
+use crate::footer::{
+    META_COMPLETE, META_FILES, META_NEAR, META_RESTRICTED, META_SHARED, META_ZONE, RollupMeta,
 };
 use crate::{Error, QueryEngine, Result};
 
@@ -82,6 +82,10 @@ fn parse(
                 .map(|(d, h)| (d.to_owned(), h.to_owned()))
                 .collect(),
             complete: kv.get(META_COMPLETE).map(String::as_str) == Some("true"),
+            zone: kv
+                .get(META_ZONE)
+                .cloned()
+                .unwrap_or_else(|| "UTC".to_owned()),
         }),
         _ => None,
     };

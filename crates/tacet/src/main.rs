@@ -154,19 +154,20 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         timeout: u64,
     },
-    /// Compute the daily rollups from the raw events: counts of events, distinct visitors and visits by day,
-    /// kind and report dimension, and the same per value of the page, country, browser, referrer_class and
-    /// utm_source filters, with no pseudonyms, kept after the raw events expire. Dashboard reports answer
-    /// closed days from them when they are current. Idempotent. The server does the same every hour for the
-    /// two previous days and every stale day of the last 40.
+    /// Compute the daily rollups from the raw events: counts of events, distinct visitors and visits by day
+    /// (a day of the tenant's time zone, `[privacy] timezone`), kind and report dimension, and the same per
+    /// value of the page, country, browser, referrer_class and utm_source filters, with no pseudonyms, kept
+    /// after the raw events expire. Dashboard reports answer closed days from them when they are current.
+    /// Idempotent. The server does the same every hour for the two previous days and every stale day of the
+    /// last 40.
     Rollup {
         /// One tenant; default: every tenant in the configuration.
         #[arg(long)]
         tenant: Option<String>,
-        /// First day, YYYY-MM-DD; default: two days before today (UTC).
+        /// First day, YYYY-MM-DD; default: two days before today (in the tenant's zone).
         #[arg(long)]
         from: Option<String>,
-        /// Last day, YYYY-MM-DD; default: yesterday (UTC).
+        /// Last day, YYYY-MM-DD; default: yesterday (in the tenant's zone).
         #[arg(long)]
         to: Option<String>,
     },
@@ -568,10 +569,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Rollup { tenant, from, to } => {
-            let today = SystemClock.now().date_naive();
             let day = |v: Option<String>,
                        default: u64,
-                       name: &str|
+                       name: &str,
+                       today: chrono::NaiveDate|
              -> anyhow::Result<chrono::NaiveDate> {
                 match v {
                     Some(v) => chrono::NaiveDate::parse_from_str(&v, "%Y-%m-%d")
@@ -579,11 +580,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     None => Ok(today - chrono::Days::new(default)),
                 }
             };
-            let (from, to) = (day(from, 2, "from")?, day(to, 1, "to")?);
-            if from > to {
-                bail!("--from ({from}) is after --to ({to})");
-            }
-            let tenants: Vec<TenantId> = match tenant {
+            let ids: Vec<TenantId> = match tenant {
                 Some(t) => vec![known_tenant(&config, &t)?],
                 None => config
                     .tenant
@@ -591,21 +588,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .map(|t| TenantId::new(&t.id))
                     .collect::<Result<_, _>>()?,
             };
+            // Each tenant's days are those of its zone (`[privacy] timezone`), as its reports show them.
+            let zone_of = |t: &TenantId| {
+                config
+                    .tenant
+                    .iter()
+                    .find(|c| c.id == t.as_str())
+                    .and_then(|c| c.privacy.timezone)
+                    .unwrap_or(chrono_tz::UTC)
+            };
             let engine = query_engine(&config)?;
             let (mut days, mut rows) = (0usize, 0usize);
-            for t in &tenants {
-                let mut d = from;
-                while d <= to {
-                    let n = engine.rollup_day(t, d).await?;
-                    eprintln!("rollup {t} {d}: {n} rows");
+            for t in &ids {
+                let zone = zone_of(t);
+                let today = SystemClock.now().with_timezone(&zone).date_naive();
+                let (first, last) = (
+                    day(from.clone(), 2, "from", today)?,
+                    day(to.clone(), 1, "to", today)?,
+                );
+                if first > last {
+                    bail!("--from ({first}) is after --to ({last})");
+                }
+                let mut d = first;
+                while d <= last {
+                    let n = engine.rollup_day(t, d, zone).await?;
+                    eprintln!("rollup {t} {d} ({zone}): {n} rows");
                     days += usize::from(n > 0);
                     rows += n;
                     d = d.succ_opt().expect("a representable date");
                 }
             }
             println!(
-                "rolled up {days} tenant-days with events ({rows} rows) for {} tenant(s), {from} to {to}",
-                tenants.len()
+                "rolled up {days} tenant-days with events ({rows} rows) for {} tenant(s)",
+                ids.len()
             );
             Ok(())
         }

@@ -133,29 +133,29 @@ fn spawn_lifecycle(steward: Arc<tacet_lifecycle::Steward>, config: &Config, tena
 /// How many closed days back the server keeps rollups current: a month's dashboard reads them.
 const ROLLUP_DAYS_BACK: u32 = 40;
 
-/// Every hour (and a minute after start), for every tenant, the rollups of the last days that are missing
-/// or stale (`QueryEngine::stale_rollup_days`: the day's files, the objections or a nearby day changed
-/// since), so that reports read closed days from them (tacet_query::source), plus yesterday's and the day
-/// before's whatever they say (late events).
-fn spawn_rollups(query: Arc<QueryEngine>, tenants: Vec<(TenantId, u32)>) {
+/// Every hour (and a minute after start), for every tenant, the rollups of the last days (of its zone) that
+/// are missing or stale (`QueryEngine::stale_rollup_days`: the day's files, the objections, a nearby day or
+/// the zone changed since), so that reports read closed days from them (tacet_query::source), plus
+/// yesterday's and the day before's whatever they say (late events). Tenants: id, `accept_past` in days, zone.
+fn spawn_rollups(query: Arc<QueryEngine>, tenants: Vec<(TenantId, u32, chrono_tz::Tz)>) {
     tokio::spawn(async move {
         tokio::time::sleep(std::time::Duration::from_secs(60)).await;
         loop {
-            let today = SystemClock.now().date_naive();
-            for (t, accept_past_days) in &tenants {
+            for (t, accept_past_days, zone) in &tenants {
+                let today = SystemClock.now().with_timezone(zone).date_naive();
                 let mut days: std::collections::BTreeSet<chrono::NaiveDate> = [2, 1]
                     .into_iter()
                     .map(|back| today - chrono::Days::new(back))
                     .collect();
                 match query
-                    .stale_rollup_days(t, ROLLUP_DAYS_BACK, *accept_past_days)
+                    .stale_rollup_days(t, ROLLUP_DAYS_BACK, *accept_past_days, *zone)
                     .await
                 {
                     Ok(stale) => days.extend(stale),
                     Err(e) => warn!(tenant = %t, error = %e, "cannot tell which rollups are stale"),
                 }
                 for day in days {
-                    match query.rollup_day(t, day).await {
+                    match query.rollup_day(t, day, *zone).await {
                         Ok(rows) => info!(tenant = %t, %day, rows, "rollup written"),
                         Err(e) => {
                             warn!(tenant = %t, %day, error = %e, "rollup failed; retrying in an hour")
@@ -260,7 +260,8 @@ pub(crate) async fn serve(config: Config, source: Source) -> anyhow::Result<()> 
             .iter()
             .map(|t| {
                 let days = tacet_query::ReportScope::days_back(t.policy.accept_past);
-                (t.id.clone(), days)
+                let zone = t.policy.timezone.unwrap_or(chrono_tz::UTC);
+                (t.id.clone(), days, zone)
             })
             .collect(),
     );

@@ -22,6 +22,17 @@ fn date(day: i64) -> String {
 }
 
 async fn daily(env: &Env, t: &TenantId, from: i64, to: i64) -> Vec<serde_json::Value> {
+    daily_in(env, t, from, to, chrono_tz::UTC).await
+}
+
+/// `daily` for a tenant whose days are those of `zone`.
+async fn daily_in(
+    env: &Env,
+    t: &TenantId,
+    from: i64,
+    to: i64,
+    zone: chrono_tz::Tz,
+) -> Vec<serde_json::Value> {
     let params = ReportParams::parse(
         &BTreeMap::from([
             ("from".to_owned(), date(from)),
@@ -37,7 +48,10 @@ async fn daily(env: &Env, t: &TenantId, from: i64, to: i64) -> Vec<serde_json::V
             t,
             Report::find("daily").unwrap(),
             &params,
-            &tacet_query::ReportScope::utc(1),
+            &tacet_query::ReportScope {
+                zone,
+                ..tacet_query::ReportScope::utc(1)
+            },
         )
         .await
         .unwrap();
@@ -242,6 +256,49 @@ async fn retention_drops_exactly_the_expired_partitions_and_rollups_answer_for_t
     assert!(lake_files(&env).iter().all(|f| f.starts_with("rollups/")));
 }
 
+/// A tenant in Berlin (UTC+2 in June): its days run 22:00 to 22:00 UTC, so dropping a UTC date takes most of
+/// one local day and the last two hours of the next. Retention writes a rollup of both local days before the
+/// drop, and the daily report answers every Berlin day as before.
+#[tokio::test]
+async fn retention_rolls_up_the_local_days_a_dropped_utc_date_runs_over() {
+    let today = 12;
+    let env = Env::new(START + today * DAY + 3_600_000);
+    let t = tenant("berlin");
+    env.generate(&t, &[Kind::Pageview], 12, 1, 20, 5, &[]).await;
+    // And three page views at 23:00 UTC on day 3: 01:00 on Berlin's day 4, filed under UTC date 3.
+    let night: Vec<_> = (0..3)
+        .map(|i| {
+            let mut e = env.event(&t, Kind::Pageview, None, START + 3 * DAY + 23 * 3_600_000);
+            e.visitor_id = Some(900 + i);
+            e
+        })
+        .collect();
+    let key = tacet_lake::PartitionKey::for_event(t.clone(), Kind::Pageview, START + 3 * DAY);
+    let batch = tacet_privacy::EventBatch::from_events(night.iter()).unwrap();
+    env.lake().write(&key, (1, 1), &batch).await.unwrap();
+    let p = policy("timezone = \"Europe/Berlin\"\n[retention]\npageview = \"5d\"");
+    let tenants = vec![(t.clone(), p)];
+    let berlin = chrono_tz::Europe::Berlin;
+    let before = daily_in(&env, &t, 0, 11, berlin).await;
+    assert_eq!(before.len(), 12);
+    assert_eq!(before[4]["pageviews"], 23, "{before:?}");
+    let run = env
+        .steward
+        .retention_run(&tenants, false, "test", &tacet_lifecycle::quiet)
+        .await
+        .unwrap();
+    // UTC dates 0..7 go, one file each and two on day 3; local days 0 to 7 each run over one of them (day
+    // 4 keeps 20 of its 23 page views in the lake until UTC date 4 goes).
+    assert_eq!(run.files_deleted, 8);
+    assert_eq!(run.rollups_written, 8, "local days 0 to 7, once each");
+    let rollups: Vec<String> = lake_files(&env)
+        .into_iter()
+        .filter(|f| f.starts_with("rollups/") && f.ends_with("/rollup.parquet"))
+        .collect();
+    assert_eq!(rollups.len(), 8, "{rollups:?}");
+    assert_eq!(daily_in(&env, &t, 0, 11, berlin).await, before);
+}
+
 #[tokio::test]
 async fn offboarding_removes_raw_events_and_keys_and_keeps_rollups() {
     let env = Env::new(START + 10 * DAY);
@@ -260,7 +317,7 @@ async fn offboarding_removes_raw_events_and_keys_and_keeps_rollups() {
         let day = chrono::DateTime::from_timestamp_millis(START + d * DAY)
             .unwrap()
             .date_naive();
-        env.query.rollup_day(&a, day).await.unwrap();
+        env.query.rollup_day(&a, day, chrono_tz::UTC).await.unwrap();
     }
     let before = daily(&env, &a, 0, 4).await;
     assert_eq!(before.len(), 5);

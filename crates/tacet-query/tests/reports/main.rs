@@ -967,7 +967,11 @@ async fn rollups_answer_for_days_whose_raw_events_are_gone() {
     for day in ["2025-11-28", "2025-11-29"] {
         let rows = s
             .engine
-            .rollup_day(&shop, NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap())
+            .rollup_day(
+                &shop,
+                NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap(),
+                chrono_tz::UTC,
+            )
             .await
             .unwrap();
         assert!(rows > 10, "{day}: {rows} rows");
@@ -975,7 +979,11 @@ async fn rollups_answer_for_days_whose_raw_events_are_gone() {
     // A day without events writes nothing.
     assert_eq!(
         s.engine
-            .rollup_day(&shop, NaiveDate::from_ymd_opt(2020, 1, 1).unwrap())
+            .rollup_day(
+                &shop,
+                NaiveDate::from_ymd_opt(2020, 1, 1).unwrap(),
+                chrono_tz::UTC
+            )
             .await
             .unwrap(),
         0

@@ -62,6 +62,9 @@ impl FreshEvents for Buffer {
 }
 
 struct Pair {
+    /// The tenant compared, and the range its reports ask for (`from`, `to`; none: `run_on`'s).
+    tenant: &'static str,
+    range: &'static [(&'static str, &'static str)],
     /// Reads closed days from rollups when it may.
     rolled: QueryEngine,
     /// `from_rollups = false`: raw events for every day that has them.
@@ -83,6 +86,8 @@ impl Pair {
             .unwrap()
         };
         let pair = Self {
+            tenant: "shop",
+            range: &[],
             rolled: engine(true),
             raw: engine(false),
             objections: Arc::default(),
@@ -106,6 +111,21 @@ impl Pair {
         (rows, out.source.expect("a report says its source"))
     }
 
+    /// [`Pair::answer`] for this pair's tenant and range.
+    async fn ask(
+        &self,
+        engine: &QueryEngine,
+        report: &str,
+        params: &[(&str, &str)],
+        scope: &ReportScope,
+    ) -> (Value, ReportSource) {
+        let mut all = self.range.to_vec();
+        all.extend_from_slice(params);
+        let out = run_on(engine, self.tenant, report, &all, scope).await;
+        let rows = canonical(serde_json::from_slice(&to_json(&out.batches).unwrap()).unwrap());
+        (rows, out.source.expect("a report says its source"))
+    }
+
     /// Every rolled report gives the raw answer, unfiltered and with each filter (which plans the same days
     /// from its own rollup rows); with a filter that has none, or two filters, raw. Returns the unfiltered
     /// reports' sources.
@@ -121,16 +141,16 @@ impl Pair {
     async fn compare(&self, scope: &ReportScope, step: &str, filtered: bool) -> Vec<ReportSource> {
         let mut sources = Vec::new();
         for report in rolled_reports() {
-            let (rows, source) = Self::answer(&self.rolled, report, &[], scope).await;
-            let (expected, _) = Self::answer(&self.raw, report, &[], scope).await;
+            let (rows, source) = self.ask(&self.rolled, report, &[], scope).await;
+            let (expected, _) = self.ask(&self.raw, report, &[], scope).await;
             assert!(
                 !rows.as_array().unwrap().is_empty(),
                 "{step}: {report} answers rows"
             );
             assert_eq!(rows, expected, "{step}: {report} ({source})");
             for filter in FILTERS.iter().filter(|_| filtered) {
-                let (rows, filtered) = Self::answer(&self.rolled, report, &[*filter], scope).await;
-                let (expected, _) = Self::answer(&self.raw, report, &[*filter], scope).await;
+                let (rows, filtered) = self.ask(&self.rolled, report, &[*filter], scope).await;
+                let (expected, _) = self.ask(&self.raw, report, &[*filter], scope).await;
                 assert_eq!(
                     rows, expected,
                     "{step}: {report} with {filter:?} ({filtered})"
@@ -148,8 +168,8 @@ impl Pair {
             // Not rolled per value (a goal), or two filters: raw, the same answers.
             let others = [&[("event", "signup")][..], &FILTERS[..2]];
             for filters in others.iter().filter(|_| filtered) {
-                let (rows, filtered) = Self::answer(&self.rolled, report, filters, scope).await;
-                let (expected, _) = Self::answer(&self.raw, report, filters, scope).await;
+                let (rows, filtered) = self.ask(&self.rolled, report, filters, scope).await;
+                let (expected, _) = self.ask(&self.raw, report, filters, scope).await;
                 assert_eq!(rows, expected, "{step}: {report} with {filters:?}");
                 assert_eq!(
                     (filtered.kind(), filtered.whole),
@@ -162,10 +182,15 @@ impl Pair {
     }
 
     async fn roll(&self, days: &[&str]) {
-        let shop = TenantId::new("shop").unwrap();
+        self.roll_in(days, chrono_tz::UTC).await;
+    }
+
+    /// Rolls days of `zone`.
+    async fn roll_in(&self, days: &[&str], zone: chrono_tz::Tz) {
+        let tenant = TenantId::new(self.tenant).unwrap();
         for day in days {
             let day = NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap();
-            assert!(self.rolled.rollup_day(&shop, day).await.unwrap() > 0);
+            assert!(self.rolled.rollup_day(&tenant, day, zone).await.unwrap() > 0);
         }
     }
 }
@@ -217,16 +242,16 @@ async fn closed_days_from_rollups_answer_exactly_as_raw_events() {
     // By the hour, rollups cannot answer: raw.
     let (_, hourly) = Pair::answer(&pair.rolled, "timeseries", &[("interval", "hour")], &utc).await;
     assert_eq!(hourly.whole, Some(RawReason::Hourly));
-    // A tenant whose days are local days: raw, and the same answers.
+    // Rollups of UTC days do not answer for a tenant whose days are Berlin's: raw, the same answers.
     let berlin = ReportScope {
         zone: chrono_tz::Europe::Berlin,
         ..ReportScope::utc(1)
     };
-    let sources = pair.same_as_raw(&berlin, "Berlin").await;
+    let (rolled, raw) = days(&pair.same_as_raw(&berlin, "UTC rollups, Berlin days").await);
+    assert!(rolled.is_empty());
     assert!(
-        sources
-            .iter()
-            .all(|s| s.whole == Some(RawReason::LocalDays) && s.rolled.is_empty())
+        raw.iter().all(|(_, r)| *r == RawReason::OtherZone),
+        "{raw:?}"
     );
     // A tenant accepting events older than the window rollups check for shared ids: raw.
     let long = ReportScope {
@@ -377,7 +402,7 @@ async fn closed_days_from_rollups_answer_exactly_as_raw_events() {
     );
     assert_eq!(
         pair.rolled
-            .stale_rollup_days(&shop, 10_000, 7)
+            .stale_rollup_days(&shop, 10_000, 7, chrono_tz::UTC)
             .await
             .unwrap(),
         [
@@ -389,7 +414,7 @@ async fn closed_days_from_rollups_answer_exactly_as_raw_events() {
     pair.roll(&[D0, D1]).await;
     assert!(
         pair.rolled
-            .stale_rollup_days(&shop, 10_000, 7)
+            .stale_rollup_days(&shop, 10_000, 7, chrono_tz::UTC)
             .await
             .unwrap()
             .is_empty()
@@ -452,5 +477,191 @@ async fn a_single_node_s_rollups_outlive_late_events_for_other_days() {
                 (D1.into(), RawReason::Buffered)
             ]
         )
+    );
+}
+
+const D2: &str = "2025-11-30";
+
+/// A tenant in Berlin (UTC+1 in November): its days run 23:00 to 23:00 UTC, over two UTC dates each, and its
+/// visitor salt rotates at its midnight. Rollups of its local days answer every report as its raw events do
+/// (a visit across UTC midnight is one visit of one local day; a sitting across local midnight is two), and
+/// when retention drops a UTC date (half of one local day, the last hour of another) both answer as before
+/// from their rollups.
+#[tokio::test]
+async fn a_tenant_in_another_zone_reads_its_local_days_from_rollups() {
+    let s = setup().await;
+    let berlin_id = TenantId::new("berlin").unwrap();
+    let hour = 60 * MIN;
+    let page = |visitor: u32, ts: i64, path: &str| {
+        (
+            visitor,
+            json!({"kind": "pageview", "url": format!("https://shop.example{path}"), "ts": ts}),
+        )
+    };
+    // The shop's events (visitor 99 across UTC midnight: 00:50 and 01:10 in Berlin, one local day, one id),
+    // a sitting across Berlin's midnight (23:40 and 23:50, then 00:05 and 00:20: two ids, two visits) and a
+    // last local day that is the first hour of a UTC date.
+    let mut events: Vec<(u32, Value)> =
+        fixture().iter().map(|s| (s.visitor, raw_json(s))).collect();
+    for (minutes, path) in [
+        (-20, "/late-night"),
+        (-10, "/docs"),
+        (5, "/docs"),
+        (20, "/after"),
+    ] {
+        events.push(page(300, DAY0 + DAY - hour + minutes * MIN, path));
+    }
+    events.push(page(301, DAY0 + 2 * DAY - hour + 30 * MIN, "/docs"));
+    events.push(page(301, DAY0 + 2 * DAY - hour + 40 * MIN, "/pricing"));
+    // Each event with the salt of the Berlin day it arrived on (its own).
+    let local_day = |e: &(u32, Value)| (e.1["ts"].as_i64().unwrap() + hour - DAY0).div_euclid(DAY);
+    for day in 0..3 {
+        let of_day: Vec<(u32, Value)> = events
+            .iter()
+            .filter(|e| local_day(e) == day)
+            .cloned()
+            .collect();
+        assert!(!of_day.is_empty());
+        write_arrived(
+            &s.lake,
+            &berlin_id,
+            &of_day,
+            DAY0 + 60 * DAY,
+            Some(day),
+            1 + 100 * day as u64,
+        )
+        .await;
+    }
+    let mut pair = Pair::new(&s.lake, Some(1));
+    pair.tenant = "berlin";
+    pair.range = &[("from", D0), ("to", D2)];
+    let berlin = ReportScope {
+        zone: chrono_tz::Europe::Berlin,
+        ..ReportScope::utc(1)
+    };
+    let (rolled, raw) = days(&pair.same_as_raw(&berlin, "Berlin, no rollups").await);
+    assert!(rolled.is_empty());
+    assert_eq!(
+        raw,
+        [
+            (D0.into(), RawReason::NoRollup),
+            (D1.into(), RawReason::NoRollup),
+            (D2.into(), RawReason::NoRollup)
+        ]
+    );
+
+    // Rolled as UTC days: not the tenant's days, raw.
+    pair.roll_in(&[D0, D1], chrono_tz::UTC).await;
+    let (rolled, raw) = days(&pair.same_as_raw(&berlin, "Berlin, UTC rollups").await);
+    assert!(rolled.is_empty());
+    assert_eq!(
+        raw,
+        [
+            (D0.into(), RawReason::OtherZone),
+            (D1.into(), RawReason::OtherZone),
+            (D2.into(), RawReason::NoRollup)
+        ]
+    );
+    let zone = chrono_tz::Europe::Berlin;
+    assert_eq!(
+        pair.rolled
+            .stale_rollup_days(&berlin_id, 10_000, 7, zone)
+            .await
+            .unwrap()
+            .len(),
+        3,
+        "the hourly job rewrites them in the tenant's zone"
+    );
+
+    // Rolled as Berlin days: every report with every filter answers as the raw events, from rollups only.
+    pair.roll_in(&[D0, D1, D2], zone).await;
+    assert!(
+        pair.rolled
+            .stale_rollup_days(&berlin_id, 10_000, 7, zone)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let sources = pair.same_as_raw_filtered(&berlin, "Berlin, rolled").await;
+    assert_eq!(
+        days(&sources),
+        (vec![D0.into(), D1.into(), D2.into()], vec![])
+    );
+    assert_eq!(
+        sources[0].to_string(),
+        "rollups; rollup_days=3; expired_days=0; raw_days=0"
+    );
+    let (overview, _) = pair.ask(&pair.rolled, "overview", &[], &berlin).await;
+    let (entry, _) = pair.ask(&pair.rolled, "entry_pages", &[], &berlin).await;
+    // The sitting across Berlin's midnight is two visits, entered at /late-night and /docs (not /after).
+    assert!(
+        entry.to_string().contains("/late-night") && !entry.to_string().contains("/after"),
+        "{entry}"
+    );
+    // A late event on the second UTC date of the first local day (22:30 UTC): that day reads raw.
+    write_arrived(
+        &s.lake,
+        &berlin_id,
+        &[page(302, DAY0 + DAY - 90 * MIN, "/late")],
+        DAY0 + 60 * DAY,
+        Some(0),
+        900,
+    )
+    .await;
+    let (rolled, raw) = days(&pair.same_as_raw(&berlin, "Berlin, late event").await);
+    // Its UTC date is half of the first local day and the last hour of the second: both changed; the third's
+    // neighbour did.
+    assert!(rolled.is_empty());
+    assert_eq!(
+        raw,
+        [
+            (D0.into(), RawReason::Changed),
+            (D1.into(), RawReason::Changed),
+            (D2.into(), RawReason::Late)
+        ]
+    );
+    pair.roll_in(&[D0, D1, D2], zone).await;
+    let (overview_late, _) = pair.ask(&pair.rolled, "overview", &[], &berlin).await;
+    assert_ne!(overview, overview_late, "the late visitor counts");
+
+    // Retention drops UTC date 2025-11-28: all of Berlin's 28th but its first hour (on the 27th, empty) and the
+    // last hour of its 29th. Both days answer from their rollups, as before.
+    let before = pair
+        .same_as_raw_filtered(&berlin, "Berlin, before expiry")
+        .await;
+    let mut answers = Vec::new();
+    for report in rolled_reports() {
+        answers.push(pair.ask(&pair.rolled, report, &[], &berlin).await.0);
+    }
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let store = s.lake.store();
+    let files: Vec<_> = store
+        .list(Some(&object_store::path::Path::from(
+            "events/tenant=berlin",
+        )))
+        .try_collect()
+        .await
+        .unwrap();
+    for m in files
+        .iter()
+        .filter(|m| m.location.as_ref().contains("date=2025-11-28"))
+    {
+        store.delete(&m.location).await.unwrap();
+    }
+    let after = pair.same_as_raw_filtered(&berlin, "Berlin, expired").await;
+    assert_eq!(days(&after), days(&before));
+    assert!(after.iter().all(|s| s.expired == 2), "{after:?}");
+    for (report, expected) in rolled_reports().into_iter().zip(&answers) {
+        let (rows, _) = pair.ask(&pair.rolled, report, &[], &berlin).await;
+        assert_eq!(&rows, expected, "{report} after the UTC date expired");
+    }
+    // The hourly job leaves a day that lost part of its events alone (rewriting it would lose them).
+    assert!(
+        pair.rolled
+            .stale_rollup_days(&berlin_id, 10_000, 7, zone)
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
