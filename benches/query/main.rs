@@ -9,7 +9,14 @@
 //!                                                      # keep and reuse the lake, time some, explain one
 //! TACET_BENCH_RAW=1 cargo bench --bench query          # every day from raw events (from_rollups = false)
 //! TACET_BENCH_FILTERS=country=DE cargo bench …         # the filtered section's filters (`none`: skip it)
+//! TACET_BENCH_ZONE=Europe/Berlin TACET_BENCH_DIR=/tmp/qbz cargo bench --bench query
+//!                                                      # tenants whose days are Berlin's (a lake of its own)
 //! ```
+//!
+//! `TACET_BENCH_ZONE` makes every tenant's days those of a zone: the fixture's visitor salt rotates at its
+//! midnight (as the key store rotates it), rollups are written per local day, and reports ask for local days.
+//! A kept lake was generated for one zone: give each zone its own `TACET_BENCH_DIR`. DuckDB still answers for
+//! UTC days (its SQL is the UTC spelling): the same work over the same files, a baseline, not the same rows.
 //!
 //! After the unfiltered table, every report runs again with one filter at a time (the issue's five: a page, a
 //! country, a browser, a referrer class, a UTM source; the fixture's addresses map to five countries), cold
@@ -110,9 +117,35 @@ fn fixture_geo() -> GeoDb {
     .unwrap()
 }
 
+/// The zone whose days the tenants have (`TACET_BENCH_ZONE`, default UTC).
+fn zone() -> chrono_tz::Tz {
+    match std::env::var("TACET_BENCH_ZONE") {
+        Ok(name) => name.parse().unwrap_or_else(|_| {
+            panic!("TACET_BENCH_ZONE={name:?} is not an IANA time zone like Europe/Berlin")
+        }),
+        Err(_) => chrono_tz::UTC,
+    }
+}
+
 /// Generates `total` events (40% for the big tenant, the rest spread), writes one Parquet file per
 /// partition through the lake, and returns the NDJSON size the same events would have had on the wire.
+/// Each event has the visitor salt of its day in [`zone`].
 async fn generate(lake: &Lake, total: u64) -> u64 {
+    let zone = zone();
+    let first = chrono::DateTime::from_timestamp_millis(START)
+        .unwrap()
+        .with_timezone(&zone)
+        .date_naive();
+    let keys_at = |ts: i64| {
+        let local = chrono::DateTime::from_timestamp_millis(ts)
+            .unwrap()
+            .with_timezone(&zone)
+            .date_naive();
+        Keys {
+            visitor_salt: [(local - first).num_days() as u8; 32],
+            subject_key: [9; 32],
+        }
+    };
     let privacy = Privacy::new(Some(fixture_geo()));
     let policy = TenantPolicy::default();
     let uas: Vec<_> = UAS.iter().map(|u| parse_user_agent(u)).collect();
@@ -122,10 +155,6 @@ async fn generate(lake: &Lake, total: u64) -> u64 {
     let mut written = 0u64;
     let per_day = total / DAYS as u64;
     for day in 0..DAYS {
-        let keys = Keys {
-            visitor_salt: [day as u8; 32],
-            subject_key: [9; 32],
-        };
         let mut partitions: BTreeMap<PartitionKey, Vec<Event>> = BTreeMap::new();
         let mut made = 0;
         while made < per_day {
@@ -168,6 +197,7 @@ async fn generate(lake: &Lake, total: u64) -> u64 {
                 for e in events {
                     ndjson_bytes += e.to_string().len() as u64 + 1;
                     let raw = parse_event(e, START + DAYS * DAY).unwrap();
+                    let keys = keys_at(raw.ts_millis);
                     let key = PartitionKey::for_event(t.clone(), raw.kind, raw.ts_millis);
                     let Outcome::Keep(event) = privacy.pseudonymise(
                         &t,
@@ -390,8 +420,9 @@ fn main() {
     let mut stdout = std::io::stdout().lock();
     writeln!(
         stdout,
-        "\none tenant ({BIG}, {}% of events), {from} to {to}; milliseconds",
-        40
+        "\none tenant ({BIG}, {}% of events), {from} to {to} ({}); milliseconds",
+        40,
+        zone()
     )
     .unwrap();
     writeln!(
@@ -462,10 +493,14 @@ fn time_report(
     runs: usize,
 ) -> (f64, f64, tacet_query::QueryOutput) {
     let tenant = TenantId::new(BIG).unwrap();
+    let scope = ReportScope {
+        zone: zone(),
+        ..ReportScope::utc(1)
+    };
     let run = |e: &QueryEngine| {
         let t = Instant::now();
         let out = runtime
-            .block_on(e.report(&tenant, report, params, &ReportScope::utc(1)))
+            .block_on(e.report(&tenant, report, params, &scope))
             .unwrap();
         (t.elapsed().as_secs_f64() * 1000.0, out)
     };
@@ -557,10 +592,12 @@ fn roll_up(runtime: &tokio::runtime::Runtime, engine: &QueryEngine, lake_dir: &P
     for (i, t) in tenants.iter().enumerate() {
         let tenant = TenantId::new(t).unwrap();
         let stale = runtime
-            .block_on(engine.stale_rollup_days(&tenant, back, 1))
+            .block_on(engine.stale_rollup_days(&tenant, back, 1, zone()))
             .unwrap();
         for day in stale {
-            runtime.block_on(engine.rollup_day(&tenant, day)).unwrap();
+            runtime
+                .block_on(engine.rollup_day(&tenant, day, zone()))
+                .unwrap();
             days += 1;
         }
         eprintln!(
