@@ -1,4 +1,5 @@
-//! Parquet encoding: zstd, statistics and page index on, bloom filters on the pseudonym columns.
+//! Parquet encoding: zstd, statistics on (per page, with the page index, in a file of more than one page),
+//! a bloom filter on `user_pseudonym` (what a subject request looks for).
 //!
 //! The layout, measured on the query benchmark's lake (`benches/README.md`): rows are in time order, so
 //! `ts` is delta-encoded (about 1.7 bytes an event, against 4 with a dictionary of nearly unique
@@ -16,12 +17,24 @@ use parquet::schema::types::ColumnPath;
 
 /// The writer settings every lake file uses.
 pub fn writer_properties() -> WriterProperties {
-    writer_properties_with(None).expect("no encryption, no error")
+    writer_properties_with(None, usize::MAX).expect("no encryption, no error")
 }
 
-/// The writer settings, encrypting with Parquet modular encryption (AES-GCM, footer and every column) when
-/// a key is given.
-pub fn writer_properties_with(key: Option<&[u8]>) -> Result<WriterProperties, ParquetError> {
+/// Rows a data page holds at most (Parquet's default): a file with fewer has one page per column, and a page
+/// index would only repeat the column chunk's statistics and offset.
+pub const PAGE_ROWS: usize = parquet::file::properties::DEFAULT_DATA_PAGE_ROW_COUNT_LIMIT;
+
+/// The writer settings for a file of `rows` rows, encrypting with Parquet modular encryption (AES-GCM,
+/// footer and every column) when a key is given.
+///
+/// Statistics are per page with the page index (column and offset index) when the file has more than one
+/// page; a smaller file (most of a small tenant's, every crash file of a day) keeps them per column chunk
+/// and writes no page index: 0.7 of 12.0 bytes an event at the query benchmark's 10M. No bloom filter on
+/// `visitor_id`: nothing looks one id up (ids are joined, not sought), and it cost 0.4 bytes an event.
+pub fn writer_properties_with(
+    key: Option<&[u8]>,
+    rows: usize,
+) -> Result<WriterProperties, ParquetError> {
     let mut builder = WriterProperties::builder();
     if let Some(key) = key {
         builder = builder.with_file_encryption_properties(
@@ -33,7 +46,12 @@ pub fn writer_properties_with(key: Option<&[u8]>) -> Result<WriterProperties, Pa
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("3 is a valid zstd level"),
         ))
-        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_statistics_enabled(if rows > PAGE_ROWS {
+            EnabledStatistics::Page
+        } else {
+            EnabledStatistics::Chunk
+        })
+        .set_offset_index_disabled(rows <= PAGE_ROWS)
         .set_column_dictionary_enabled(ColumnPath::from("ts"), false)
         .set_column_encoding(ColumnPath::from("ts"), Encoding::DELTA_BINARY_PACKED)
         .set_column_dictionary_enabled(ColumnPath::from("visitor_id"), false)
@@ -41,7 +59,6 @@ pub fn writer_properties_with(key: Option<&[u8]>) -> Result<WriterProperties, Pa
         // (2.65 of 14.6 bytes an event at the query benchmark's 10M with a dictionary, 0.01 as deltas).
         .set_column_dictionary_enabled(ColumnPath::from("arrival"), false)
         .set_column_encoding(ColumnPath::from("arrival"), Encoding::DELTA_BINARY_PACKED)
-        .set_column_bloom_filter_enabled(ColumnPath::from("visitor_id"), true)
         .set_column_bloom_filter_enabled(ColumnPath::from("user_pseudonym"), true)
         .set_created_by(format!("tacet {}", env!("CARGO_PKG_VERSION")))
         .build())
@@ -61,9 +78,10 @@ pub fn encode_batches_with(
         return Err(ParquetError::General("no rows to write".into()));
     };
     let size: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
+    let rows = batches.iter().map(|b| b.num_rows()).sum();
     let mut buf = Vec::with_capacity(size / 4 + 4096);
     let options = ArrowWriterOptions::new()
-        .with_properties(writer_properties_with(key)?)
+        .with_properties(writer_properties_with(key, rows)?)
         .with_skip_arrow_metadata(true);
     let mut writer = ArrowWriter::try_new_with_options(&mut buf, first.schema(), options)?;
     for b in batches {
@@ -170,7 +188,26 @@ mod tests {
         assert!(arrival.dictionary_page_offset().is_none());
         assert!(column("visitor_id").dictionary_page_offset().is_none());
         assert!(column("url_path").dictionary_page_offset().is_some());
-        assert!(column("visitor_id").bloom_filter_offset().is_some());
+        assert!(column("visitor_id").bloom_filter_offset().is_none());
+        assert!(column("user_pseudonym").bloom_filter_offset().is_some());
+        // One page per column: statistics per column chunk, no page index.
+        assert!(ts.statistics().is_some());
+        assert!(ts.column_index_offset().is_none() && ts.offset_index_offset().is_none());
+    }
+
+    #[test]
+    fn a_file_of_several_pages_has_a_page_index() {
+        let events = events();
+        let many: Vec<_> = events.iter().cycle().take(PAGE_ROWS + 1).cloned().collect();
+        let batch = EventBatch::from_events(many.iter()).unwrap();
+        let bytes = bytes::Bytes::from(encode_parquet(&batch).unwrap());
+        let file = SerializedFileReader::new(bytes).unwrap();
+        let rg = file.metadata().row_group(0);
+        let ts = (0..rg.num_columns())
+            .map(|i| rg.column(i))
+            .find(|c| c.column_path().string() == "ts")
+            .unwrap();
+        assert!(ts.column_index_offset().is_some() && ts.offset_index_offset().is_some());
     }
 
     #[tokio::test]
