@@ -569,44 +569,44 @@ mod tests {
     fn a_local_day_runs_over_utc_dates_and_rolled_days_cover_partitions() {
         let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
         let berlin = chrono_tz::Europe::Berlin;
-        assert_eq!(
-            utc_dates(chrono_tz::UTC, day(2025, 11, 28)),
-            (day(2025, 11, 28), day(2025, 11, 28))
-        );
-        assert_eq!(
-            utc_dates(berlin, day(2025, 11, 28)),
-            (day(2025, 11, 27), day(2025, 11, 28))
-        );
-        assert_eq!(
-            utc_dates(chrono_tz::America::New_York, day(2025, 11, 28)),
-            (day(2025, 11, 28), day(2025, 11, 29))
-        );
-        assert_eq!(
-            local_dates(berlin, day(2025, 11, 28)),
-            (day(2025, 11, 28), day(2025, 11, 29))
-        );
-        assert_eq!(
-            local_dates(chrono_tz::America::New_York, day(2025, 11, 28)),
-            (day(2025, 11, 27), day(2025, 11, 28))
-        );
-        // The day clocks go back (25 hours, 22:00 to 23:00 UTC) and the day they go forward (23 hours).
-        assert_eq!(
-            utc_dates(berlin, day(2026, 10, 25)),
-            (day(2026, 10, 24), day(2026, 10, 25))
-        );
-        assert_eq!(
-            utc_dates(berlin, day(2026, 3, 29)),
-            (day(2026, 3, 28), day(2026, 3, 29))
-        );
-        assert_eq!(
-            local_dates(berlin, day(2026, 10, 25)),
-            (day(2026, 10, 25), day(2026, 10, 26))
-        );
-        // London is at UTC+0 in winter: one date.
-        assert_eq!(
-            utc_dates(chrono_tz::Europe::London, day(2025, 11, 28)),
-            (day(2025, 11, 28), day(2025, 11, 28))
-        );
+        let new_york = chrono_tz::America::New_York;
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        // (zone, local day, the first and last UTC date it runs over)
+        let days = [
+            (chrono_tz::UTC, "2025-11-28", "2025-11-28", "2025-11-28"),
+            (berlin, "2025-11-28", "2025-11-27", "2025-11-28"),
+            (new_york, "2025-11-28", "2025-11-28", "2025-11-29"),
+            // The day clocks go back (25 hours, 22:00 to 23:00 UTC) and the day they go forward (23 hours).
+            (berlin, "2026-10-25", "2026-10-24", "2026-10-25"),
+            (berlin, "2026-03-29", "2026-03-28", "2026-03-29"),
+            // London is at UTC+0 in winter: one date.
+            (
+                chrono_tz::Europe::London,
+                "2025-11-28",
+                "2025-11-28",
+                "2025-11-28",
+            ),
+        ];
+        for (zone, local, first, last) in days {
+            assert_eq!(
+                utc_dates(zone, d(local)),
+                (d(first), d(last)),
+                "{zone} {local}"
+            );
+        }
+        // (zone, UTC date, the first and last local day it runs over)
+        let dates = [
+            (berlin, "2025-11-28", "2025-11-28", "2025-11-29"),
+            (new_york, "2025-11-28", "2025-11-27", "2025-11-28"),
+            (berlin, "2026-10-25", "2026-10-25", "2026-10-26"),
+        ];
+        for (zone, utc, first, last) in dates {
+            assert_eq!(
+                local_dates(zone, d(utc)),
+                (d(first), d(last)),
+                "{zone} {utc}"
+            );
+        }
         let params = ReportParams::parse(
             &[("from", "2025-11-28"), ("to", "2025-11-29")]
                 .iter()
