@@ -100,7 +100,7 @@ const DAYS: &str = "date >= $from AND date <= $to";
 /// A row's day, `YYYY-MM-DD`: the partition date in UTC, else the local date of `ts` (which the session
 /// shows in the tenant's zone).
 const DAY_UTC: &str = "date";
-const DAY_LOCAL: &str = "to_char(ts, '%Y-%m-%d')";
+const DAY_LOCAL: &str = "CAST(CAST(ts AS DATE) AS VARCHAR)";
 
 /// `tagged` in standard SQL: the visit number as `LAG` and a running `SUM` over the same window, the same
 /// numbers as `tacet_visit` (crate::visit). What [`Report::portable_sql`] puts in for other engines.
@@ -146,10 +146,12 @@ visits AS (
 const EXPIRED: &str = "strpos($expired, date) > 0";
 /// Events of the days not rolled. In UTC a day is a partition; elsewhere an event's day is the local date of
 /// its `ts`, and `$covered` lists the UTC dates every local day of the range they touch is rolled (or outside
-/// the range), so their partitions are pruned.
+/// the range), so their partitions are pruned. The local date is only worked out (per row, the costly part)
+/// for events from the first rolled day's midnight to the last's end (`$rolled_start`, `$rolled_end`: empty
+/// when no day is rolled); a batch wholly outside that span skips it.
 const LIVE_UTC: &str = "strpos($expired, date) = 0";
-const LIVE_LOCAL: &str =
-    "strpos($covered, date) = 0 AND strpos($expired, to_char(ts, '%Y-%m-%d')) = 0";
+const LIVE_LOCAL: &str = "strpos($covered, date) = 0 AND (ts < $rolled_start OR ts >= $rolled_end \
+     OR strpos($expired, CAST(CAST(ts AS DATE) AS VARCHAR)) = 0)";
 
 /// Every optional filter. `event` is a goal filter, as in Plausible: it keeps every event of the visitors
 /// (visitor-days) who did that custom event in the range, so the pages, sources and devices of those who
@@ -465,6 +467,21 @@ pub(crate) fn bind(
     };
     // `ts` is shown in the tenant's zone (engine.rs); the bounds carry the same zone, so no cast.
     let instant = |ms: i64| ScalarValue::TimestampMillisecond(Some(ms), Some(zone.name().into()));
+    // From the first rolled day's midnight to the last one's end.
+    let rolled_days: Vec<NaiveDate> = expired
+        .split(',')
+        .filter_map(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .collect();
+    let rolled = rolled_days
+        .iter()
+        .min()
+        .zip(rolled_days.iter().max())
+        .map(|(first, last)| {
+            (
+                local_midnight(zone, *first),
+                local_midnight(zone, *last + chrono::Days::new(1)),
+            )
+        });
     let mut values = vec![
         ("from".to_owned(), day(params.from)),
         ("to".to_owned(), day(params.to)),
@@ -472,6 +489,14 @@ pub(crate) fn bind(
         ("to_utc".to_owned(), utc_day(end - 1)),
         ("start".to_owned(), instant(start)),
         ("end".to_owned(), instant(end)),
+        (
+            "rolled_start".to_owned(),
+            instant(rolled.map_or(start, |(a, _)| a)),
+        ),
+        (
+            "rolled_end".to_owned(),
+            instant(rolled.map_or(start, |(_, b)| b)),
+        ),
         (
             "interval".to_owned(),
             text(Some(match params.interval {

@@ -620,6 +620,18 @@ async fn a_tenant_in_another_zone_reads_its_local_days_from_rollups() {
             (D2.into(), RawReason::Late)
         ]
     );
+    // The third rolled again alone: the raw query leaves out its hours (on the second's UTC date), not the
+    // others'.
+    pair.roll_in(&[D2], zone).await;
+    let (rolled, raw) = days(&pair.same_as_raw(&berlin, "Berlin, one day rolled").await);
+    assert_eq!(rolled, [D2.to_owned()]);
+    assert_eq!(
+        raw,
+        [
+            (D0.into(), RawReason::Changed),
+            (D1.into(), RawReason::Changed)
+        ]
+    );
     pair.roll_in(&[D0, D1, D2], zone).await;
     let (overview_late, _) = pair.ask(&pair.rolled, "overview", &[], &berlin).await;
     assert_ne!(overview, overview_late, "the late visitor counts");
