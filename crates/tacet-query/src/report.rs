@@ -534,6 +534,18 @@ pub(crate) fn bind(
 mod tests {
     use super::*;
 
+    /// `from` 2025-11-28, `to` 2025-11-29.
+    fn two_days() -> ReportParams {
+        ReportParams::parse(
+            &[("from", "2025-11-28"), ("to", "2025-11-29")]
+                .iter()
+                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+                .collect(),
+            NaiveDate::from_ymd_opt(2025, 11, 29).unwrap(),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn local_midnight_is_the_first_instant_of_the_local_day() {
         let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
@@ -561,14 +573,7 @@ mod tests {
         );
         // Bound as the tenant's range: from its first local midnight to the one after `to`, partitions
         // pruned to the UTC dates those instants fall on.
-        let params = ReportParams::parse(
-            &[("from", "2025-11-28"), ("to", "2025-11-29")]
-                .iter()
-                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
-                .collect(),
-            day(2025, 11, 29),
-        )
-        .unwrap();
+        let params = two_days();
         let bound = bind(&params, chrono_tz::Asia::Tokyo, "", false);
         let get = |name: &str| {
             bound
@@ -592,7 +597,6 @@ mod tests {
 
     #[test]
     fn a_local_day_runs_over_utc_dates_and_rolled_days_cover_partitions() {
-        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
         let berlin = chrono_tz::Europe::Berlin;
         let new_york = chrono_tz::America::New_York;
         let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
@@ -632,14 +636,7 @@ mod tests {
                 "{zone} {utc}"
             );
         }
-        let params = ReportParams::parse(
-            &[("from", "2025-11-28"), ("to", "2025-11-29")]
-                .iter()
-                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
-                .collect(),
-            day(2025, 11, 29),
-        )
-        .unwrap();
+        let params = two_days();
         // Both Berlin days rolled: every partition of the range is (its hour before the range is outside it).
         assert_eq!(
             covered(&params, berlin, "2025-11-28,2025-11-29"),
@@ -649,6 +646,30 @@ mod tests {
         assert_eq!(covered(&params, berlin, "2025-11-28"), "2025-11-27");
         assert_eq!(covered(&params, berlin, ""), "");
         assert_eq!(covered(&params, chrono_tz::UTC, "2025-11-29"), "2025-11-29");
+        // The span whose rows' local dates are worked out: the rolled days', empty without any.
+        let span = |rolled: &str| {
+            let bound = bind(&params, berlin, rolled, false);
+            let ms = |name: &str| match bound
+                .get_placeholders_with_values(&format!("${name}"))
+                .unwrap()
+                .value
+            {
+                ScalarValue::TimestampMillisecond(Some(ms), _) => ms,
+                other => panic!("{other:?}"),
+            };
+            (ms("rolled_start"), ms("rolled_end"))
+        };
+        let midnight = |day: &str| local_midnight(berlin, d(day));
+        assert_eq!(
+            span("2025-11-29"),
+            (midnight("2025-11-29"), midnight("2025-11-30"))
+        );
+        assert_eq!(
+            span("2025-11-29,2025-11-28"),
+            (midnight("2025-11-28"), midnight("2025-11-30"))
+        );
+        let (start, end) = span("");
+        assert_eq!(start, end);
     }
 
     #[test]
