@@ -273,13 +273,6 @@ impl QueryEngine {
             filter,
             ..ReportSource::default()
         };
-        let range: Vec<(Path, i64)> = source
-            .files
-            .iter()
-            .map(|(_, path, at)| (path.clone(), *at))
-            .collect();
-        self.read_rollups_ahead(&range, source.filter.as_ref())
-            .await?;
         // Days whose raw events of the report's kind expired come from their rollups whatever else holds
         // (retention; a directory may outlive its files, so files are what counts).
         for (day, path, at) in &source.files {
@@ -304,6 +297,15 @@ impl QueryEngine {
         if source.whole.is_some() {
             return Ok(source);
         }
+        // Every closed day's rollup is looked at below: read the range's side by side first (a day's expiry
+        // above reads its own only when part of its UTC dates lost their files).
+        let range: Vec<(Path, i64)> = source
+            .files
+            .iter()
+            .map(|(_, path, at)| (path.clone(), *at))
+            .collect();
+        self.read_rollups_ahead(&range, source.filter.as_ref())
+            .await?;
         self.plan_closed_days(tenant, params, scope, (&files, &rollups), &mut source)
             .await?;
         Ok(source)
