@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tacet_lake::PartitionKey;
 use tacet_model::TenantId;
-use tacet_privacy::Event;
+use tacet_privacy::{Packed, Span};
 
 #[derive(Debug, Default)]
 pub(crate) struct State {
@@ -35,12 +35,12 @@ impl State {
 }
 
 /// A running flush's first log sequence number and partitions.
-pub(crate) type InFlight = (u64, Vec<(PartitionKey, Arc<Vec<Event>>)>);
+pub(crate) type InFlight = (u64, Vec<(PartitionKey, Arc<Packed>)>);
 
-/// Events committed to the log and not yet part of a flush.
+/// Events committed to the log and not yet part of a flush, in their log form.
 #[derive(Debug, Default)]
 pub(crate) struct Buffer {
-    pub(crate) partitions: HashMap<PartitionKey, Vec<Event>>,
+    pub(crate) partitions: HashMap<PartitionKey, Packed>,
     pub(crate) len: usize,
     /// The highest log sequence number whose events are here.
     pub(crate) last_seq: u64,
@@ -49,59 +49,66 @@ pub(crate) struct Buffer {
 }
 
 impl Buffer {
+    /// Copies the events of log record `seq` (`spans` of `payload`) into their partitions.
     pub(crate) fn push(
         &mut self,
         seq: u64,
         tenant: &TenantId,
-        events: Vec<Event>,
+        payload: &[u8],
+        spans: &[Span],
         now_millis: i64,
     ) {
-        self.len += events.len();
+        self.len += spans.len();
         self.last_seq = self.last_seq.max(seq);
         self.oldest_millis.get_or_insert(now_millis);
         // Runs on the log's writer thread, for every event: one key and one map lookup for each run of
         // events of one partition (most requests are one run), not for each event.
-        let mut events = events.into_iter().enumerate().peekable();
-        while let Some((i, mut e)) = events.next() {
-            e.set_arrival(seq, i);
-            let run = partition_of(&e);
-            let key = PartitionKey::for_event(tenant.clone(), e.kind, e.ts_millis);
+        let mut i = 0;
+        for run in spans.chunk_by(|a, b| partition_of(a) == partition_of(b)) {
+            let key = PartitionKey::for_event(tenant.clone(), run[0].kind, run[0].ts_millis);
             let partition = self.partitions.entry(key).or_default();
-            partition.push(e);
-            while let Some((i, mut e)) = events.next_if(|(_, e)| partition_of(e) == run) {
-                e.set_arrival(seq, i);
-                partition.push(e);
+            for span in run {
+                partition.push(payload, *span, arrival(seq, i, span));
+                i += 1;
             }
         }
     }
 
-    /// Puts what replay decoded here: room in each partition for all of it first, then the records in
-    /// order. Growing a vector of millions of events by doubling copied each event twice over and took
-    /// more than half of a replay (the copies, and the page faults of every new, larger vector).
-    pub(crate) fn extend_replayed(
-        &mut self,
-        records: Vec<(u64, TenantId, Vec<Event>)>,
-        now_millis: i64,
-    ) {
-        let mut sizes: HashMap<PartitionKey, usize> = HashMap::new();
-        for (_, tenant, events) in &records {
-            for run in events.chunk_by(|a, b| partition_of(a) == partition_of(b)) {
+    /// Puts what replay read here: room in each partition for all of it first, then the records in
+    /// order, so that no partition grows (and copies itself) while it is filled.
+    pub(crate) fn extend_replayed(&mut self, records: &[Replayed], now_millis: i64) {
+        let mut sizes: HashMap<PartitionKey, (usize, usize)> = HashMap::new();
+        for (_, tenant, _, spans) in records {
+            for run in spans.chunk_by(|a, b| partition_of(a) == partition_of(b)) {
                 let key = PartitionKey::for_event(tenant.clone(), run[0].kind, run[0].ts_millis);
-                *sizes.entry(key).or_default() += run.len();
+                let size = sizes.entry(key).or_default();
+                size.0 += run.len();
+                size.1 += run.iter().map(Span::len).sum::<usize>();
             }
         }
-        for (key, n) in sizes {
-            self.partitions.entry(key).or_default().reserve(n);
+        for (key, (rows, bytes)) in sizes {
+            self.partitions.entry(key).or_default().reserve(rows, bytes);
         }
-        for (seq, tenant, events) in records {
-            self.push(seq, &tenant, events, now_millis);
+        for (seq, tenant, payload, spans) in records {
+            self.push(*seq, tenant, payload, spans, now_millis);
         }
     }
 }
 
+/// A replayed log record: its sequence number, tenant, payload and its events' spans in it.
+pub(crate) type Replayed = (u64, TenantId, Vec<u8>, Vec<Span>);
+
+/// The order the `index`th event of log record `seq` arrived in, for events with a visitor id only: the
+/// order exists to sort a visitor's events, and on an anonymised event it would say which other
+/// anonymised events came in the same request, linking what anonymisation keeps apart.
+fn arrival(seq: u64, index: usize, span: &Span) -> Option<i64> {
+    span.identified
+        .then(|| tacet_model::schema::arrival(seq, index))
+}
+
 /// What decides an event's partition besides its tenant: its kind and its UTC day (the day as
 /// [`PartitionKey::for_event`] takes it, compared without building a date).
-fn partition_of(e: &Event) -> (tacet_model::Kind, i64) {
+fn partition_of(e: &Span) -> (tacet_model::Kind, i64) {
     (e.kind, e.ts_millis.div_euclid(86_400_000))
 }
 
@@ -112,7 +119,7 @@ pub(crate) struct FlushSet {
     pub(crate) to: u64,
     /// Partitions, each with its events sorted by time and arrival (shared with query snapshots while the flush
     /// runs) and whether its file is already written.
-    pub(crate) partitions: Vec<(PartitionKey, Arc<Vec<Event>>, bool)>,
+    pub(crate) partitions: Vec<(PartitionKey, Arc<Packed>, bool)>,
     pub(crate) len: usize,
     pub(crate) oldest_millis: i64,
 }
@@ -123,7 +130,7 @@ impl FlushSet {
             .partitions
             .into_iter()
             .map(|(k, mut events)| {
-                events.sort_by_key(|e| (e.ts_millis, e.arrival));
+                events.sort();
                 (k, Arc::new(events), false)
             })
             .collect();

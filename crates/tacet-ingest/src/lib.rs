@@ -4,10 +4,10 @@
 //!  server ──RawEvent batch──► Pipeline::accept ──► Privacy::pseudonymise (keys from KeyStore)
 //!                                   │ one record per request (record.rs)
 //!                                   ▼
-//!                     Wal::append: group commit + fdatasync; the commit callback puts the events in
-//!                                   │ the buffer in sequence order, then the client hears "accepted"
-//!                                   ▼
-//!                     Buffer: partition (tenant, kind, day) → Vec<Event>
+//!                     Wal::append: group commit + fdatasync; the commit callback copies the record's
+//!                                   │ event bytes into the buffer in sequence order, then the client
+//!                                   ▼ hears "accepted"
+//!                     Buffer: partition (tenant, kind, day) → Packed (encoded events, rows by time)
 //!                                   │  every flush_interval, at flush_events, on shutdown
 //!                                   ▼
 //!                     Wal::begin_flush(from, to) ─► Lake::write part-<from>-<to>.parquet per partition

@@ -8,7 +8,7 @@ use std::time::Instant;
 use tacet_lake::{Lake, PartitionKey};
 use tacet_model::{Clock, RawEvent, TenantId};
 use tacet_privacy::{
-    DropReason, Event, EventBatch, Outcome, Privacy, RequestContext, Tally, TenantPolicy,
+    DropReason, EventBatch, Outcome, Packed, Privacy, RequestContext, Span, Tally, TenantPolicy,
     UserAgent, parse_user_agent,
 };
 use tacet_wal::{Replay, Wal};
@@ -250,12 +250,14 @@ impl Pipeline {
         let (mut redo_records, mut records) = (Vec::new(), Vec::new());
         for (seq, payload) in replay.records {
             match record::decode(&payload) {
-                Ok((tenant, events)) => {
+                Ok((tenant, spans)) => {
                     summary.records += 1;
-                    summary.events += events.len();
+                    summary.events += spans.len();
                     match interrupted {
-                        Some((_, to)) if seq <= to => redo_records.push((seq, tenant, events)),
-                        _ => records.push((seq, tenant, events)),
+                        Some((_, to)) if seq <= to => {
+                            redo_records.push((seq, tenant, payload, spans))
+                        }
+                        _ => records.push((seq, tenant, payload, spans)),
                     }
                 }
                 Err(e) => {
@@ -265,9 +267,9 @@ impl Pipeline {
             }
         }
         let mut redo = Buffer::default();
-        redo.extend_replayed(redo_records, now);
+        redo.extend_replayed(&redo_records, now);
         let mut state = self.state.lock().expect("pipeline lock");
-        state.buffer.extend_replayed(records, now);
+        state.buffer.extend_replayed(&records, now);
         if let Some((from, to)) = interrupted {
             info!(
                 from,
@@ -378,10 +380,12 @@ impl Pipeline {
         if kept.is_empty() {
             return Ok(answer);
         }
-        let events = kept;
-        let n = events.len();
-        self.check_partitions(tenant, &events)?;
-        let payload = record::encode(tenant, &events);
+        let n = kept.len();
+        let (payload, spans) = record::encode(tenant, &kept);
+        // The buffer keeps the encoded bytes: the events themselves are freed here, on this request's
+        // thread, not on the log's writer thread.
+        drop(kept);
+        self.check_partitions(tenant, &spans)?;
         let (state, wake, flush_events) = (
             Arc::clone(&self.state),
             Arc::clone(&self.wake),
@@ -390,9 +394,9 @@ impl Pipeline {
         let (owner, now) = (tenant.clone(), self.clock.now_millis());
         let committed = self
             .wal
-            .append(payload, move |seq| {
+            .append(payload, move |seq, payload| {
                 let mut st = state.lock().expect("pipeline lock");
-                st.buffer.push(seq, &owner, events, now);
+                st.buffer.push(seq, &owner, payload, &spans, now);
                 if st.buffer.len >= flush_events {
                     wake.notify_one();
                 }
@@ -414,11 +418,9 @@ impl Pipeline {
         Ok(answer)
     }
 
-    /// Writes everything buffered, one Parquet file per partition named by the log range it covers, then
-    /// lets the log drop those records. A failure leaves the flush pending; the next call retries it whole.
     /// Refuses events that would give `tenant` more than `max_partitions_per_tenant` partitions waiting
     /// for a flush (and wakes the flusher, so that the client's retry finds room).
-    fn check_partitions(&self, tenant: &TenantId, events: &[Event]) -> Result<()> {
+    fn check_partitions(&self, tenant: &TenantId, events: &[Span]) -> Result<()> {
         let limit = self.config.max_partitions_per_tenant;
         let st = self.state.lock().expect("pipeline lock");
         let open = st
@@ -448,6 +450,8 @@ impl Pipeline {
         })
     }
 
+    /// Writes everything buffered, one Parquet file per partition named by the log range it covers, then
+    /// lets the log drop those records. A failure leaves the flush pending; the next call retries it whole.
     pub async fn flush(&self) -> FlushSummary {
         let _one_at_a_time = self.flushing.lock().await;
         let mut summary = FlushSummary::default();
@@ -508,7 +512,7 @@ impl Pipeline {
         loop {
             let written: Vec<(usize, Result<()>)> = {
                 use futures::StreamExt;
-                let todo: Vec<(usize, PartitionKey, Arc<Vec<Event>>)> = set
+                let todo: Vec<(usize, PartitionKey, Arc<Packed>)> = set
                     .partitions
                     .iter()
                     .enumerate()
@@ -517,7 +521,7 @@ impl Pipeline {
                     .collect();
                 let lake = &self.lake;
                 let writes = todo.into_iter().map(|(i, key, events)| async move {
-                    let result = match EventBatch::from_events(events.iter()) {
+                    let result = match EventBatch::from_packed(&events) {
                         Ok(batch) => lake
                             .write(&key, (from, to), &batch)
                             .await

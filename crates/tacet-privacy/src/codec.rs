@@ -1,11 +1,15 @@
-//! A compact binary form of [`Event`] for the write-ahead log. Only this crate may build an `Event`, so
-//! decoding lives here too.
+//! A compact binary form of [`Event`] for the write-ahead log and the ingest buffer. Only this crate may
+//! build an `Event`, so decoding lives here too.
 //!
 //! Layout: kind u8, ts i64, visitor_id tag u8 (0 none, 1 some) + i64, is_bot u8, device u8,
 //! referrer_class u8, anonymised u8 (0 none, else 1 + index), then strings as `u32 length + UTF-8`,
 //! optional strings with a leading 0/1 byte, `props` and `stack` as a u32 count and their strings.
 //! `arrival` is not written: it is the log record's sequence number and the event's place in the record,
 //! which the reader of the log knows (`Event::set_arrival`).
+//!
+//! Every reader goes through [`View::read`], which checks the bytes and borrows every string from them:
+//! [`Event::decode`] copies a view into an `Event`, the ingest buffer ([`crate::Packed`]) keeps the bytes
+//! and builds Arrow columns from views, without an `Event` in between.
 
 use tacet_model::Kind;
 
@@ -30,9 +34,199 @@ fn index_of(list: &[&str], v: &str) -> u8 {
         .expect("a value from the codec's list") as u8
 }
 
+/// Where one encoded event lies in a buffer, and what the ingest buffer sorts and partitions it by.
+/// Only [`Event::encode`] and [`Span::split`] make one, so a span always covers a whole, checked event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub kind: Kind,
+    pub ts_millis: i64,
+    /// It has a visitor id (and so, once the log has numbered it, an arrival).
+    pub identified: bool,
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+}
+
+impl Span {
+    /// Checks the event at `offset` of `bytes` and says where it ends.
+    pub fn split(bytes: &[u8], offset: usize) -> Result<Span, DecodeError> {
+        let mut r = bytes.get(offset..).ok_or(DecodeError("truncated"))?;
+        let before = r.len();
+        let v = View::read(&mut r)?;
+        Ok(Span {
+            kind: v.kind,
+            ts_millis: v.ts_millis,
+            identified: v.visitor_id.is_some(),
+            start: offset,
+            end: offset + (before - r.len()),
+        })
+    }
+
+    /// The offset just past this event.
+    pub fn end(&self) -> usize {
+        self.end
+    }
+
+    /// The encoded event's size.
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+}
+
+/// An encoded event read in place: every string borrows from the bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct View<'a> {
+    pub(crate) kind: Kind,
+    pub(crate) ts_millis: i64,
+    pub(crate) visitor_id: Option<i64>,
+    pub(crate) is_bot: bool,
+    pub(crate) device: &'static str,
+    pub(crate) referrer_class: &'static str,
+    pub(crate) anonymised: Option<&'static str>,
+    /// browser, browser_version, os, os_version, url_host, url_path.
+    pub(crate) strings: [&'a str; 6],
+    /// The optional strings, in the order `Event::encode` writes them.
+    pub(crate) options: [Option<&'a str>; OPTIONS],
+    pub(crate) props: Strings<'a>,
+    pub(crate) stack: Strings<'a>,
+}
+
+/// The optional strings of the layout, counted.
+pub(crate) const OPTIONS: usize = 18;
+
+/// `user_pseudonym`'s place among the optional strings.
+pub(crate) const USER_PSEUDONYM: usize = 0;
+
+/// A run of checked `u32 length + UTF-8` strings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Strings<'a> {
+    pub(crate) count: usize,
+    bytes: &'a [u8],
+}
+
+impl<'a> Iterator for Strings<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if self.count == 0 {
+            return None;
+        }
+        self.count -= 1;
+        Some(get_str(&mut self.bytes).expect("checked when the view was read"))
+    }
+}
+
+impl<'a> View<'a> {
+    /// Reads and checks one event from the front of `input`, advancing it.
+    pub(crate) fn read(input: &mut &'a [u8]) -> Result<View<'a>, DecodeError> {
+        let r = input;
+        let kind = *Kind::ALL
+            .get(take_u8(r)? as usize)
+            .ok_or(DecodeError("unknown kind"))?;
+        let ts_millis = i64::from_le_bytes(take(r, 8)?.try_into().expect("8 bytes"));
+        let visitor_id = match take_u8(r)? {
+            0 => None,
+            1 => Some(i64::from_le_bytes(take(r, 8)?.try_into().expect("8 bytes"))),
+            _ => return Err(DecodeError("bad visitor tag")),
+        };
+        let is_bot = take_u8(r)? != 0;
+        let device = *DEVICES
+            .get(take_u8(r)? as usize)
+            .ok_or(DecodeError("unknown device"))?;
+        let referrer_class = *REFERRER_CLASSES
+            .get(take_u8(r)? as usize)
+            .ok_or(DecodeError("unknown referrer class"))?;
+        let anonymised = match take_u8(r)? {
+            0 => None,
+            i => Some(
+                *ANONYMISED
+                    .get(i as usize - 1)
+                    .ok_or(DecodeError("unknown anonymisation reason"))?,
+            ),
+        };
+        let mut strings = [""; 6];
+        for s in &mut strings {
+            *s = get_str(r)?;
+        }
+        let mut options = [None; OPTIONS];
+        for o in &mut options {
+            *o = match take_u8(r)? {
+                0 => None,
+                1 => Some(get_str(r)?),
+                _ => return Err(DecodeError("bad option tag")),
+            };
+        }
+        let props = get_strings(r, 2)?;
+        let stack = get_strings(r, 1)?;
+        Ok(View {
+            kind,
+            ts_millis,
+            visitor_id,
+            is_bot,
+            device,
+            referrer_class,
+            anonymised,
+            strings,
+            options,
+            props,
+            stack,
+        })
+    }
+
+    pub(crate) fn to_event(&self) -> Event {
+        let s = |i: usize| self.strings[i].to_owned();
+        let o = |i: usize| self.options[i].map(str::to_owned);
+        let mut props = Vec::with_capacity(self.props.count);
+        let mut it = self.props;
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            props.push((k.to_owned(), v.to_owned()));
+        }
+        Event {
+            kind: self.kind,
+            ts_millis: self.ts_millis,
+            visitor_id: self.visitor_id,
+            user_pseudonym: o(USER_PSEUDONYM),
+            browser: s(0),
+            browser_version: s(1),
+            os: s(2),
+            os_version: s(3),
+            device: self.device,
+            is_bot: self.is_bot,
+            country: o(1),
+            region: o(2),
+            city: o(3),
+            ip_prefix: o(4),
+            url_host: s(4),
+            url_path: s(5),
+            url_query: o(5),
+            utm_source: o(6),
+            utm_medium: o(7),
+            utm_campaign: o(8),
+            utm_term: o(9),
+            utm_content: o(10),
+            referrer_host: o(11),
+            referrer_class: self.referrer_class,
+            referrer_source: o(12),
+            name: o(13),
+            props,
+            error_type: o(14),
+            message: o(15),
+            stack: self.stack.map(str::to_owned).collect(),
+            release: o(16),
+            fingerprint: o(17),
+            anonymised: self.anonymised,
+            arrival: None,
+        }
+    }
+}
+
 impl Event {
-    /// Appends this event's binary form to `buf`.
-    pub fn encode(&self, buf: &mut Vec<u8>) {
+    /// Appends this event's binary form to `buf`; where it lies there.
+    pub fn encode(&self, buf: &mut Vec<u8>) -> Span {
+        let start = buf.len();
         let kind = Kind::ALL
             .iter()
             .position(|k| *k == self.kind)
@@ -102,102 +296,18 @@ impl Event {
         for f in &self.stack {
             put_str(buf, f);
         }
+        Span {
+            kind: self.kind,
+            ts_millis: self.ts_millis,
+            identified: self.visitor_id.is_some(),
+            start,
+            end: buf.len(),
+        }
     }
 
     /// Reads one event from the front of `input`, advancing it.
     pub fn decode(input: &mut &[u8]) -> Result<Event, DecodeError> {
-        let r = input;
-        let kind = *Kind::ALL
-            .get(take_u8(r)? as usize)
-            .ok_or(DecodeError("unknown kind"))?;
-        let ts_millis = i64::from_le_bytes(take(r, 8)?.try_into().expect("8 bytes"));
-        let visitor_id = match take_u8(r)? {
-            0 => None,
-            1 => Some(i64::from_le_bytes(take(r, 8)?.try_into().expect("8 bytes"))),
-            _ => return Err(DecodeError("bad visitor tag")),
-        };
-        let is_bot = take_u8(r)? != 0;
-        let device = *DEVICES
-            .get(take_u8(r)? as usize)
-            .ok_or(DecodeError("unknown device"))?;
-        let referrer_class = *REFERRER_CLASSES
-            .get(take_u8(r)? as usize)
-            .ok_or(DecodeError("unknown referrer class"))?;
-        let anonymised = match take_u8(r)? {
-            0 => None,
-            i => Some(
-                *ANONYMISED
-                    .get(i as usize - 1)
-                    .ok_or(DecodeError("unknown anonymisation reason"))?,
-            ),
-        };
-        let (browser, browser_version, os, os_version, url_host, url_path) = (
-            get_str(r)?,
-            get_str(r)?,
-            get_str(r)?,
-            get_str(r)?,
-            get_str(r)?,
-            get_str(r)?,
-        );
-        let mut opt = || -> Result<Option<String>, DecodeError> {
-            match take_u8(r)? {
-                0 => Ok(None),
-                1 => get_str(r).map(Some),
-                _ => Err(DecodeError("bad option tag")),
-            }
-        };
-        let (user_pseudonym, country, region, city, ip_prefix, url_query) =
-            (opt()?, opt()?, opt()?, opt()?, opt()?, opt()?);
-        let (utm_source, utm_medium, utm_campaign, utm_term, utm_content) =
-            (opt()?, opt()?, opt()?, opt()?, opt()?);
-        let (referrer_host, referrer_source, name, error_type, message, release, fingerprint) =
-            (opt()?, opt()?, opt()?, opt()?, opt()?, opt()?, opt()?);
-        let n = take_u32(r)? as usize;
-        let mut props = Vec::with_capacity(n.min(64));
-        for _ in 0..n {
-            props.push((get_str(r)?, get_str(r)?));
-        }
-        let n = take_u32(r)? as usize;
-        let mut stack = Vec::with_capacity(n.min(256));
-        for _ in 0..n {
-            stack.push(get_str(r)?);
-        }
-        Ok(Event {
-            kind,
-            ts_millis,
-            visitor_id,
-            user_pseudonym,
-            browser,
-            browser_version,
-            os,
-            os_version,
-            device,
-            is_bot,
-            country,
-            region,
-            city,
-            ip_prefix,
-            url_host,
-            url_path,
-            url_query,
-            utm_source,
-            utm_medium,
-            utm_campaign,
-            utm_term,
-            utm_content,
-            referrer_host,
-            referrer_class,
-            referrer_source,
-            name,
-            props,
-            error_type,
-            message,
-            stack,
-            release,
-            fingerprint,
-            anonymised,
-            arrival: None,
-        })
+        View::read(input).map(|v| v.to_event())
     }
 }
 
@@ -223,9 +333,22 @@ fn take_u32(r: &mut &[u8]) -> Result<u32, DecodeError> {
     Ok(u32::from_le_bytes(take(r, 4)?.try_into().expect("4 bytes")))
 }
 
-fn get_str(r: &mut &[u8]) -> Result<String, DecodeError> {
+fn get_str<'a>(r: &mut &'a [u8]) -> Result<&'a str, DecodeError> {
     let n = take_u32(r)? as usize;
-    String::from_utf8(take(r, n)?.to_vec()).map_err(|_| DecodeError("invalid UTF-8"))
+    std::str::from_utf8(take(r, n)?).map_err(|_| DecodeError("invalid UTF-8"))
+}
+
+/// A u32 count of groups of `per` strings, checked, as a run of `count * per` strings.
+fn get_strings<'a>(r: &mut &'a [u8], per: usize) -> Result<Strings<'a>, DecodeError> {
+    let groups = take_u32(r)? as usize;
+    let start = *r;
+    for _ in 0..groups * per {
+        get_str(r)?;
+    }
+    Ok(Strings {
+        count: groups * per,
+        bytes: &start[..start.len() - r.len()],
+    })
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@ use arrow::error::ArrowError;
 use tacet_model::Kind;
 use tacet_model::schema::{TS_TZ, file_schema};
 
+use crate::codec::View;
+
 /// An event after the privacy step: no raw IP, user id, user agent or full URL is left in it.
 ///
 /// Fields are public to read; only this crate can construct one (`#[non_exhaustive]`), so anything that
@@ -69,17 +71,25 @@ impl Event {
     }
 }
 
-/// A record batch of pseudonymised events in the lake's file schema. Only [`EventBatch::from_events`]
-/// builds one.
+/// A record batch of pseudonymised events in the lake's file schema. Only [`EventBatch::from_packed`]
+/// (and [`EventBatch::from_events`] through it) builds one.
 #[derive(Debug, Clone)]
 pub struct EventBatch(RecordBatch);
 
 impl EventBatch {
-    /// Builds the Arrow form of `events`, in the order given.
+    /// Builds the Arrow form of `events`, in the order given (through [`crate::Packed`], the one path from
+    /// events to columns).
     pub fn from_events<'a>(
         events: impl ExactSizeIterator<Item = &'a Event>,
     ) -> Result<Self, ArrowError> {
-        let n = events.len();
+        Self::from_packed(&crate::Packed::from_events(events))
+    }
+
+    /// Builds the Arrow form of `n` encoded events, with their arrivals.
+    pub(crate) fn from_views<'a>(
+        n: usize,
+        events: impl Iterator<Item = (View<'a>, Option<i64>)>,
+    ) -> Result<Self, ArrowError> {
         let mut ts = TimestampMillisecondBuilder::with_capacity(n).with_timezone(TS_TZ);
         let mut visitor = Int64Builder::with_capacity(n);
         let mut is_bot = BooleanBuilder::with_capacity(n);
@@ -97,56 +107,78 @@ impl EventBatch {
             StringBuilder::new(),
         );
         let mut stack = ListBuilder::new(StringBuilder::new());
-        for e in events {
+        for (e, e_arrival) in events {
             ts.append_value(e.ts_millis);
             visitor.append_option(e.visitor_id);
             is_bot.append_value(e.is_bot);
-            arrival.append_option(e.arrival);
+            arrival.append_option(e_arrival);
+            let [browser, browser_version, os, os_version, url_host, url_path] = e.strings;
+            let [
+                user_pseudonym,
+                country,
+                region,
+                city,
+                ip_prefix,
+                url_query,
+                utm_source,
+                utm_medium,
+                utm_campaign,
+                utm_term,
+                utm_content,
+                referrer_host,
+                referrer_source,
+                name,
+                error_type,
+                message,
+                release,
+                fingerprint,
+            ] = e.options;
             let cols: [Option<&str>; STRING_COLUMNS] = [
-                e.user_pseudonym.as_deref(),
-                Some(&e.browser),
-                Some(&e.browser_version),
-                Some(&e.os),
-                Some(&e.os_version),
+                user_pseudonym,
+                Some(browser),
+                Some(browser_version),
+                Some(os),
+                Some(os_version),
                 Some(e.device),
-                e.country.as_deref(),
-                e.region.as_deref(),
-                e.city.as_deref(),
-                e.ip_prefix.as_deref(),
-                Some(&e.url_host),
-                Some(&e.url_path),
-                e.url_query.as_deref(),
-                e.utm_source.as_deref(),
-                e.utm_medium.as_deref(),
-                e.utm_campaign.as_deref(),
-                e.utm_term.as_deref(),
-                e.utm_content.as_deref(),
-                e.referrer_host.as_deref(),
+                country,
+                region,
+                city,
+                ip_prefix,
+                Some(url_host),
+                Some(url_path),
+                url_query,
+                utm_source,
+                utm_medium,
+                utm_campaign,
+                utm_term,
+                utm_content,
+                referrer_host,
                 Some(e.referrer_class),
-                e.referrer_source.as_deref(),
-                e.name.as_deref(),
-                e.error_type.as_deref(),
-                e.message.as_deref(),
-                e.release.as_deref(),
-                e.fingerprint.as_deref(),
+                referrer_source,
+                name,
+                error_type,
+                message,
+                release,
+                fingerprint,
                 e.anonymised,
             ];
             for (b, v) in strings.iter_mut().zip(cols) {
                 b.append_option(v);
             }
-            if e.props.is_empty() {
+            if e.props.count == 0 {
                 props.append(false)?;
             } else {
-                for (k, v) in &e.props {
+                let mut kv = e.props;
+                while let (Some(k), Some(v)) = (kv.next(), kv.next()) {
                     props.keys().append_value(k);
                     props.values().append_value(v);
                 }
                 props.append(true)?;
             }
-            if e.stack.is_empty() {
+            if e.stack.count == 0 {
                 stack.append_null();
             } else {
-                for f in &e.stack {
+                for f in e.stack {
                     stack.values().append_value(f);
                 }
                 stack.append(true);
@@ -193,7 +225,7 @@ impl EventBatch {
     }
 }
 
-/// The Utf8 columns of the file schema, in order; `cols` in `from_events` lists their values.
+/// The Utf8 columns of the file schema, in order; `cols` in `from_views` lists their values.
 const STRING_NAMES: [&str; 27] = [
     "user_pseudonym",
     "browser",

@@ -31,6 +31,7 @@ mod event;
 pub mod explain;
 pub mod fingerprint;
 mod geo;
+mod packed;
 mod policy;
 mod pseudonym;
 pub mod referrer;
@@ -42,9 +43,10 @@ use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
 pub use arrow::error::ArrowError;
-pub use codec::{DEVICES, DecodeError, REFERRER_CLASSES};
+pub use codec::{DEVICES, DecodeError, REFERRER_CLASSES, Span};
 pub use event::{Event, EventBatch};
 pub use geo::{GeoDb, GeoError, Location, testdb};
+pub use packed::Packed;
 pub use policy::{
     BotMode, CustomRule, DEFAULT_RETENTION_DAYS, GeoLevel, IpMode, SignalMode, TenantPolicy,
 };

@@ -85,7 +85,7 @@ pub struct Replay {
     pub read: std::time::Duration,
 }
 
-type OnCommit = Box<dyn FnOnce(u64) + Send>;
+type OnCommit = Box<dyn FnOnce(u64, &[u8]) + Send>;
 
 /// What the writer thread is asked to do.
 enum Message {
@@ -238,11 +238,11 @@ impl Wal {
     }
 
     /// Appends a record and waits until it is on disk (fdatasync). `on_commit` runs on the writer thread with
-    /// the record's sequence number, in sequence order, before this returns; keep it short.
+    /// the record's sequence number and payload, in sequence order, before this returns; keep it short.
     pub async fn append(
         &self,
         payload: Vec<u8>,
-        on_commit: impl FnOnce(u64) + Send + 'static,
+        on_commit: impl FnOnce(u64, &[u8]) + Send + 'static,
     ) -> Result<u64> {
         let limit = self.shared.config.max_bytes;
         let bytes = self.bytes();
@@ -412,7 +412,7 @@ impl Writer {
                     group_records.record(group.len() as f64);
                     for (i, r) in group.into_iter().enumerate() {
                         let seq = first_seq + i as u64;
-                        (r.on_commit)(seq);
+                        (r.on_commit)(seq, &r.payload);
                         commit_seconds.record(r.queued.elapsed().as_secs_f64());
                         let _ = r.reply.send(Ok(seq));
                     }
@@ -535,7 +535,7 @@ mod tests {
         let mut seqs = Vec::new();
         for i in 0..n {
             seqs.push(
-                wal.append(format!("record {i}").into_bytes(), |_| {})
+                wal.append(format!("record {i}").into_bytes(), |_, _| {})
                     .await
                     .unwrap(),
             );
@@ -558,7 +558,10 @@ mod tests {
             ..WalConfig::default()
         };
         let (wal, _) = Wal::open(dir.path(), config).unwrap();
-        let err = wal.append(b"unsynced".to_vec(), |_| {}).await.unwrap_err();
+        let err = wal
+            .append(b"unsynced".to_vec(), |_, _| {})
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("the disk lost power"), "{err}");
         drop(wal);
         let (_, replay) = Wal::open(dir.path(), WalConfig::default()).unwrap();
@@ -576,7 +579,7 @@ mod tests {
         };
         let (wal, _) = Wal::open(dir.path(), config).unwrap();
         for i in 1..=5 {
-            wal.append(format!("record {i}").into_bytes(), |_| {})
+            wal.append(format!("record {i}").into_bytes(), |_, _| {})
                 .await
                 .unwrap();
             // One append at a time: each is its own group, synced before it was acknowledged.
@@ -593,7 +596,7 @@ mod tests {
         // Sealing an empty active segment is a no-op.
         wal.seal().await.unwrap();
         assert_eq!(wal.segments(), 2);
-        assert_eq!(wal.append(b"after".to_vec(), |_| {}).await.unwrap(), 4);
+        assert_eq!(wal.append(b"after".to_vec(), |_, _| {}).await.unwrap(), 4);
         wal.finish_flush(3).unwrap();
         assert_eq!(wal.segments(), 1);
         let left: Vec<u8> = segment::list(dir.path())
@@ -629,7 +632,7 @@ mod tests {
                 (3, "record 2".into())
             ]
         );
-        assert_eq!(wal.append(b"next".to_vec(), |_| {}).await.unwrap(), 4);
+        assert_eq!(wal.append(b"next".to_vec(), |_, _| {}).await.unwrap(), 4);
         wal.begin_flush(1, 3).unwrap();
         drop(wal);
         let (wal, replay) = Wal::open(dir.path(), WalConfig::default()).unwrap();
@@ -670,8 +673,8 @@ mod tests {
             2,
             "segment 1 and the reused, empty segment 4"
         );
-        assert_eq!(wal.append(b"after".to_vec(), |_| {}).await.unwrap(), 4);
-        assert_eq!(wal.append(b"later".to_vec(), |_| {}).await.unwrap(), 5);
+        assert_eq!(wal.append(b"after".to_vec(), |_, _| {}).await.unwrap(), 4);
+        assert_eq!(wal.append(b"later".to_vec(), |_, _| {}).await.unwrap(), 5);
         wal.begin_flush(1, 3).unwrap();
         wal.finish_flush(3).unwrap();
         drop(wal);
@@ -691,8 +694,8 @@ mod tests {
             let wal = Arc::clone(&wal);
             let seen = Arc::clone(&seen);
             tasks.push(tokio::spawn(async move {
-                wal.append(vec![i as u8; 100], move |seq| {
-                    seen.lock().unwrap().push(seq)
+                wal.append(vec![i as u8; 100], move |seq, payload| {
+                    seen.lock().unwrap().push((seq, payload.to_vec()))
                 })
                 .await
                 .unwrap()
@@ -702,7 +705,16 @@ mod tests {
             t.await.unwrap();
         }
         let seen = seen.lock().unwrap().clone();
-        assert_eq!(seen, (1..=200).collect::<Vec<u64>>());
+        let seqs: Vec<u64> = seen.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, (1..=200).collect::<Vec<u64>>());
+        // Each callback is handed its own record's payload.
+        let mut firsts: Vec<u8> = seen.iter().map(|(_, p)| p[0]).collect();
+        assert!(
+            seen.iter()
+                .all(|(_, p)| p.len() == 100 && p.iter().all(|b| *b == p[0]))
+        );
+        firsts.sort_unstable();
+        assert_eq!(firsts, (0..200).map(|i| i as u8).collect::<Vec<u8>>());
         assert_eq!(wal.last_seq(), 200);
     }
 
@@ -750,7 +762,7 @@ mod tests {
         assert_eq!(replay.records.len(), 4);
         assert_eq!(replay.cut_bytes, 24 - 3);
         // New records continue after the last good one and replay too.
-        assert_eq!(wal.append(b"x".to_vec(), |_| {}).await.unwrap(), 5);
+        assert_eq!(wal.append(b"x".to_vec(), |_, _| {}).await.unwrap(), 5);
         drop(wal);
         let (_, replay) = Wal::open(dir.path(), WalConfig::default()).unwrap();
         assert_eq!(
@@ -774,13 +786,13 @@ mod tests {
         let committed = Arc::new(AtomicUsize::new(0));
         for _ in 0..4 {
             let c = Arc::clone(&committed);
-            wal.append(vec![0; 8], move |_| {
+            wal.append(vec![0; 8], move |_, _| {
                 c.fetch_add(1, Ordering::SeqCst);
             })
             .await
             .unwrap();
         }
-        let err = wal.append(vec![0; 8], |_| {}).await.unwrap_err();
+        let err = wal.append(vec![0; 8], |_, _| {}).await.unwrap_err();
         assert!(
             matches!(
                 err,
@@ -794,7 +806,7 @@ mod tests {
         assert!(err.is_retryable());
         assert_eq!(committed.load(Ordering::SeqCst), 4);
         wal.finish_flush(4).unwrap();
-        wal.append(vec![0; 8], |_| {}).await.unwrap();
+        wal.append(vec![0; 8], |_, _| {}).await.unwrap();
     }
 
     /// A real full disk (a 64 KiB tmpfs): the failing group is refused with a retryable error and cut back
@@ -827,7 +839,7 @@ mod tests {
         let (wal, _) = Wal::open(&wal_dir, WalConfig::default()).unwrap();
         let mut acked = Vec::new();
         let err = loop {
-            match wal.append(vec![7u8; 1000], |_| {}).await {
+            match wal.append(vec![7u8; 1000], |_, _| {}).await {
                 Ok(seq) => acked.push(seq),
                 Err(e) => break e,
             }
@@ -851,7 +863,7 @@ mod tests {
         );
         // Space returns: the next append succeeds without any intervention.
         fs::remove_file(&filler).unwrap();
-        acked.push(wal.append(vec![7u8; 1000], |_| {}).await.unwrap());
+        acked.push(wal.append(vec![7u8; 1000], |_, _| {}).await.unwrap());
         drop(wal);
         let (_, replay) = Wal::open(&wal_dir, WalConfig::default()).unwrap();
         assert_eq!(

@@ -4,21 +4,15 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tacet_model::TenantId;
-use tacet_privacy::Event;
+use tacet_privacy::Packed;
 
 use super::Pipeline;
 use crate::buffer::{FlushSet, State};
 use crate::{Erasure, Error, Result};
 
 /// Removes the events whose pseudonym is in `erased` from `events`; how many went.
-fn drop_erased(events: &mut Vec<Event>, erased: &HashSet<&str>) -> usize {
-    let before = events.len();
-    events.retain(|e| {
-        e.user_pseudonym
-            .as_deref()
-            .is_none_or(|p| !erased.contains(p))
-    });
-    before - events.len()
+fn drop_erased(events: &mut Packed, erased: &HashSet<&str>) -> usize {
+    events.retain_users(|p| p.is_none_or(|p| !erased.contains(p)))
 }
 
 impl Pipeline {

@@ -1,11 +1,12 @@
 //! What queries see of the events this node accepted and has not written to the lake yet.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use tacet_lake::PartitionKey;
 use tacet_model::TenantId;
-use tacet_privacy::{Event, EventBatch};
+use tacet_privacy::{EventBatch, Packed};
 
 use super::Pipeline;
 use crate::Result;
@@ -48,12 +49,13 @@ impl Pipeline {
     ) -> Result<(Vec<arrow::array::RecordBatch>, u64)> {
         let (parts, threshold) = {
             let st = self.state.lock().expect("pipeline lock");
-            let mut parts: Vec<(PartitionKey, Vec<Event>)> = st
+            // The buffer's partitions are copied (bytes, a memcpy each); a flush's are shared.
+            let mut parts: Vec<(PartitionKey, Arc<Packed>)> = st
                 .buffer
                 .partitions
                 .iter()
                 .filter(|(k, _)| k.tenant == *tenant)
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|(k, v)| (k.clone(), Arc::new(v.clone())))
                 .collect();
             let mut threshold = self.wal.checkpoint().persisted;
             if let Some(p) = &st.pending {
@@ -62,7 +64,7 @@ impl Pipeline {
                     p.partitions
                         .iter()
                         .filter(|(k, _, _)| k.tenant == *tenant)
-                        .map(|(k, v, _)| (k.clone(), v.as_ref().clone())),
+                        .map(|(k, v, _)| (k.clone(), Arc::clone(v))),
                 );
             }
             if let Some((from, flight)) = &st.in_flight {
@@ -71,7 +73,7 @@ impl Pipeline {
                     flight
                         .iter()
                         .filter(|(k, _)| k.tenant == *tenant)
-                        .map(|(k, v)| (k.clone(), v.as_ref().clone())),
+                        .map(|(k, v)| (k.clone(), Arc::clone(v))),
                 );
             }
             (parts, threshold)
@@ -79,7 +81,7 @@ impl Pipeline {
         let batches = parts
             .into_iter()
             .map(|(key, events)| {
-                let batch = EventBatch::from_events(events.iter())?;
+                let batch = EventBatch::from_packed(&events)?;
                 Ok(with_partition_columns(batch.record_batch(), &key)?)
             })
             .collect::<Result<Vec<_>>>()?;

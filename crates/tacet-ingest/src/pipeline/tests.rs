@@ -172,7 +172,7 @@ async fn an_interrupted_flush_is_redone_with_the_same_names_and_no_duplicates() 
             .unwrap();
         (key, evs)
     };
-    let batch = EventBatch::from_events(first.1.iter()).unwrap();
+    let batch = EventBatch::from_packed(&first.1).unwrap();
     p.lake().write(&first.0, (1, 1), &batch).await.unwrap();
     drop(p);
     // Events that arrive after the restart belong to a later range.
