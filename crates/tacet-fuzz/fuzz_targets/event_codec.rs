@@ -8,6 +8,7 @@ use libfuzzer_sys::fuzz_target;
 use tacet_privacy::{Event, EventBatch, Packed, Span};
 
 fuzz_target!(|data: &[u8]| {
+    let shared = bytes::Bytes::copy_from_slice(data);
     let mut input = data;
     let mut decoded = Vec::new();
     let mut packed = Packed::default();
@@ -20,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
         };
         let span = split.expect("split refused what decode accepted");
         assert_eq!(span.end(), data.len() - input.len());
-        packed.push(data, span, None);
+        packed.push(&shared, span, None);
         let mut buf = Vec::new();
         event.encode(&mut buf);
         let mut again = &buf[..];

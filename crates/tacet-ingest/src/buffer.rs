@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use tacet_lake::PartitionKey;
 use tacet_model::TenantId;
 use tacet_privacy::{Packed, Span};
@@ -49,12 +51,13 @@ pub(crate) struct Buffer {
 }
 
 impl Buffer {
-    /// Copies the events of log record `seq` (`spans` of `payload`) into their partitions.
+    /// Puts the events of log record `seq` (`spans` of `payload`) in their partitions, which share the
+    /// payload (no copy).
     pub(crate) fn push(
         &mut self,
         seq: u64,
         tenant: &TenantId,
-        payload: &[u8],
+        payload: &Bytes,
         spans: &[Span],
         now_millis: i64,
     ) {
@@ -74,20 +77,18 @@ impl Buffer {
         }
     }
 
-    /// Puts what replay read here: room in each partition for all of it first, then the records in
+    /// Puts what replay read here: room in each partition's rows for all of it first, then the records in
     /// order, so that no partition grows (and copies itself) while it is filled.
     pub(crate) fn extend_replayed(&mut self, records: &[Replayed], now_millis: i64) {
-        let mut sizes: HashMap<PartitionKey, (usize, usize)> = HashMap::new();
+        let mut sizes: HashMap<PartitionKey, usize> = HashMap::new();
         for (_, tenant, _, spans) in records {
             for run in spans.chunk_by(|a, b| partition_of(a) == partition_of(b)) {
                 let key = PartitionKey::for_event(tenant.clone(), run[0].kind, run[0].ts_millis);
-                let size = sizes.entry(key).or_default();
-                size.0 += run.len();
-                size.1 += run.iter().map(Span::len).sum::<usize>();
+                *sizes.entry(key).or_default() += run.len();
             }
         }
-        for (key, (rows, bytes)) in sizes {
-            self.partitions.entry(key).or_default().reserve(rows, bytes);
+        for (key, rows) in sizes {
+            self.partitions.entry(key).or_default().reserve(rows);
         }
         for (seq, tenant, payload, spans) in records {
             self.push(*seq, tenant, payload, spans, now_millis);
@@ -96,7 +97,7 @@ impl Buffer {
 }
 
 /// A replayed log record: its sequence number, tenant, payload and its events' spans in it.
-pub(crate) type Replayed = (u64, TenantId, Vec<u8>, Vec<Span>);
+pub(crate) type Replayed = (u64, TenantId, Bytes, Vec<Span>);
 
 /// The order the `index`th event of log record `seq` arrived in, for events with a visitor id only: the
 /// order exists to sort a visitor's events, and on an anonymised event it would say which other

@@ -382,8 +382,8 @@ impl Pipeline {
         }
         let n = kept.len();
         let (payload, spans) = record::encode(tenant, &kept);
-        // The buffer keeps the encoded bytes: the events themselves are freed here, on this request's
-        // thread, not on the log's writer thread.
+        // The buffer keeps the record itself (the log hands it back after the sync): the events are
+        // freed here, on this request's thread, not on the log's writer thread.
         drop(kept);
         self.check_partitions(tenant, &spans)?;
         let (state, wake, flush_events) = (
@@ -395,8 +395,9 @@ impl Pipeline {
         let committed = self
             .wal
             .append(payload, move |seq, payload| {
+                let payload = bytes::Bytes::from(payload);
                 let mut st = state.lock().expect("pipeline lock");
-                st.buffer.push(seq, &owner, payload, &spans, now);
+                st.buffer.push(seq, &owner, &payload, &spans, now);
                 if st.buffer.len >= flush_events {
                     wake.notify_one();
                 }

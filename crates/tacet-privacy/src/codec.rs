@@ -65,15 +65,6 @@ impl Span {
     pub fn end(&self) -> usize {
         self.end
     }
-
-    /// The encoded event's size.
-    pub fn len(&self) -> usize {
-        self.end - self.start
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.start == self.end
-    }
 }
 
 /// An encoded event read in place: every string borrows from the bytes.

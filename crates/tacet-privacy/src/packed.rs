@@ -1,8 +1,12 @@
-//! Pseudonymised events kept in their log form ([`crate::codec`]), back to back: what the ingest buffer
-//! holds between the write-ahead log and the lake. A buffered event costs its encoded bytes (a hundred or
-//! two) and one row, where an [`Event`] is a 720-byte value and thirty heap strings; putting one in is a
-//! copy of bytes the log already holds, sorting moves rows, and the Arrow columns are built from views of
-//! the bytes ([`EventBatch::from_packed`]).
+//! Pseudonymised events kept in their log form ([`crate::codec`]): what the ingest buffer holds between
+//! the write-ahead log and the lake. A buffered event costs one row (where it lies, its time and its
+//! arrival) and a share of bytes it does not copy: the log record it came in (handed back by the log's
+//! writer after the sync, or a slice of the segment that replay read). An [`Event`] was a 720-byte value
+//! and thirty heap strings; copying bytes into fresh memory was most of a replay (the kernel zeroing new
+//! pages). Sorting moves rows; the Arrow columns are built from views of the bytes
+//! ([`EventBatch::from_packed`]).
+
+use bytes::Bytes;
 
 use crate::codec::{Span, USER_PSEUDONYM, View};
 use crate::{Event, EventBatch};
@@ -10,14 +14,16 @@ use crate::{Event, EventBatch};
 /// Encoded events and, for each, where it lies, its time and its arrival.
 #[derive(Debug, Clone, Default)]
 pub struct Packed {
-    bytes: Vec<u8>,
+    /// The buffers the rows point into (log records, mostly), each once.
+    chunks: Vec<Bytes>,
     rows: Vec<Row>,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Row {
-    start: usize,
-    end: usize,
+    chunk: u32,
+    start: u32,
+    end: u32,
     ts_millis: i64,
     arrival: Option<i64>,
 }
@@ -25,32 +31,46 @@ struct Row {
 impl Packed {
     /// Events encoded from `events`, with their arrivals.
     pub fn from_events<'a>(events: impl IntoIterator<Item = &'a Event>) -> Self {
+        let mut buf = Vec::new();
+        let rows: Vec<(Span, Option<i64>)> = events
+            .into_iter()
+            .map(|e| (e.encode(&mut buf), e.arrival))
+            .collect();
+        let buf = Bytes::from(buf);
         let mut packed = Packed::default();
-        let mut scratch = Vec::new();
-        for e in events {
-            scratch.clear();
-            let span = e.encode(&mut scratch);
-            packed.push(&scratch, span, e.arrival);
+        for (span, arrival) in rows {
+            packed.push(&buf, span, arrival);
         }
         packed
     }
 
-    /// Copies the event `span` covers in `source` (the buffer it was encoded into or split from).
-    pub fn push(&mut self, source: &[u8], span: Span, arrival: Option<i64>) {
-        let start = self.bytes.len();
-        self.bytes.extend_from_slice(&source[span.start..span.end]);
+    /// Adds the event `span` covers in `source` (the buffer it was encoded into or split from), sharing
+    /// `source` rather than copying it: pushing the events of one buffer one after another keeps it once.
+    pub fn push(&mut self, source: &Bytes, span: Span, arrival: Option<i64>) {
+        let same = self
+            .chunks
+            .last()
+            .is_some_and(|c| c.as_ptr() == source.as_ptr() && c.len() == source.len());
+        if !same {
+            self.chunks.push(source.clone());
+        }
+        let (start, end) = (span.start, span.end);
+        assert!(
+            end <= source.len() && u32::try_from(end).is_ok(),
+            "a span of this source, under 4 GiB"
+        );
         self.rows.push(Row {
-            start,
-            end: self.bytes.len(),
+            chunk: (self.chunks.len() - 1) as u32,
+            start: start as u32,
+            end: end as u32,
             ts_millis: span.ts_millis,
             arrival,
         });
     }
 
-    /// Room for `rows` more events of `bytes` bytes in all.
-    pub fn reserve(&mut self, rows: usize, bytes: usize) {
+    /// Room for `rows` more events.
+    pub fn reserve(&mut self, rows: usize) {
         self.rows.reserve(rows);
-        self.bytes.reserve(bytes);
     }
 
     pub fn len(&self) -> usize {
@@ -66,8 +86,10 @@ impl Packed {
         self.rows.sort_by_key(|r| (r.ts_millis, r.arrival));
     }
 
-    /// Keeps the events whose user pseudonym `keep` accepts (it sees `None` for events without one);
-    /// the bytes of the others go too. Returns how many went.
+    /// Keeps the events whose user pseudonym `keep` accepts (it sees `None` for events without one).
+    /// When any goes, the others are copied into a buffer of their own, so this holds none of the bytes
+    /// of those that went (another partition's events from the same request may still share them until
+    /// its own flush; they are never written). Returns how many went.
     pub fn retain_users(&mut self, mut keep: impl FnMut(Option<&str>) -> bool) -> usize {
         let kept: Vec<bool> = self
             .views()
@@ -77,19 +99,20 @@ impl Packed {
         if gone == 0 {
             return 0;
         }
-        let mut left = Packed::default();
-        left.reserve(self.rows.len() - gone, self.bytes.len());
+        let mut buf = Vec::new();
+        let mut rows = Vec::with_capacity(self.rows.len() - gone);
         for (row, _) in self.rows.iter().zip(&kept).filter(|(_, k)| **k) {
-            let start = left.bytes.len();
-            left.bytes
-                .extend_from_slice(&self.bytes[row.start..row.end]);
-            left.rows.push(Row {
+            let start = buf.len() as u32;
+            buf.extend_from_slice(self.bytes(row));
+            rows.push(Row {
+                chunk: 0,
                 start,
-                end: left.bytes.len(),
+                end: buf.len() as u32,
                 ..*row
             });
         }
-        *self = left;
+        self.chunks = vec![Bytes::from(buf)];
+        self.rows = rows;
         gone
     }
 
@@ -104,9 +127,13 @@ impl Packed {
             .collect()
     }
 
+    fn bytes(&self, r: &Row) -> &[u8] {
+        &self.chunks[r.chunk as usize][r.start as usize..r.end as usize]
+    }
+
     pub(crate) fn views(&self) -> impl Iterator<Item = (View<'_>, Option<i64>)> {
         self.rows.iter().map(|r| {
-            let v = View::read(&mut &self.bytes[r.start..r.end])
+            let v = View::read(&mut self.bytes(r))
                 .expect("bytes checked or encoded when they were put in");
             (v, r.arrival)
         })
@@ -175,18 +202,33 @@ mod tests {
         let events = three();
         let mut packed = Packed::from_events(&events);
         let gone = events[0].user_pseudonym.clone().unwrap();
-        let before = packed.bytes.len();
         assert_eq!(packed.retain_users(|p| p != Some(gone.as_str())), 1);
         assert_eq!(packed.events(), [events[1].clone(), events[2].clone()]);
-        assert!(packed.bytes.len() < before);
+        assert_eq!(packed.chunks.len(), 1);
         assert!(
-            !packed
-                .bytes
+            !packed.chunks[0]
                 .windows(gone.len())
                 .any(|w| w == gone.as_bytes()),
-            "the erased pseudonym's bytes are gone from memory too"
+            "the erased pseudonym's bytes are not held any more"
         );
         assert_eq!(packed.retain_users(|_| true), 0);
+    }
+
+    #[test]
+    fn events_of_one_buffer_share_it() {
+        let events = three();
+        let mut buf = Vec::new();
+        let spans: Vec<Span> = events.iter().map(|e| e.encode(&mut buf)).collect();
+        let (buf, other) = (Bytes::from(buf), Bytes::from(vec![0u8; 8]));
+        let mut packed = Packed::default();
+        packed.push(&buf, spans[0], None);
+        packed.push(&buf, spans[1], None);
+        assert_eq!(packed.chunks.len(), 1, "one buffer, held once");
+        // Another buffer (another record) is a second chunk; the same again after it is a third.
+        packed.chunks.push(other);
+        packed.push(&buf, spans[2], None);
+        assert_eq!(packed.chunks.len(), 3);
+        assert_eq!(packed.events()[2].url_path, "/y");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use bytes::Bytes;
 use serde::Deserialize;
 use tracing::{error, info, warn};
 
@@ -77,15 +78,16 @@ impl Default for WalConfig {
 #[derive(Debug, Default)]
 pub struct Replay {
     pub checkpoint: Checkpoint,
-    /// Every record after `checkpoint.persisted`, in sequence order.
-    pub records: Vec<(u64, Vec<u8>)>,
+    /// Every record after `checkpoint.persisted`, in sequence order: each payload a slice of its segment
+    /// as read (no copy; a slice keeps its segment's bytes alive).
+    pub records: Vec<(u64, Bytes)>,
     /// Bytes of torn or corrupt data cut from segment tails.
     pub cut_bytes: u64,
     /// How long reading and checking the segments took.
     pub read: std::time::Duration,
 }
 
-type OnCommit = Box<dyn FnOnce(u64, &[u8]) + Send>;
+type OnCommit = Box<dyn FnOnce(u64, Vec<u8>) + Send>;
 
 /// What the writer thread is asked to do.
 enum Message {
@@ -144,7 +146,7 @@ impl Wal {
         let mut segments = Vec::new();
         let mut max_seq = checkpoint.persisted;
         for (first_seq, path) in segment::list(dir)? {
-            let data = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            let data = Bytes::from(fs::read(&path).map_err(|e| Error::io(&path, e))?);
             let (records, end) = decode_records(&data);
             if end < data.len() {
                 let cut = (data.len() - end) as u64;
@@ -166,7 +168,7 @@ impl Wal {
             max_seq = max_seq.max(last_seq);
             for (seq, payload) in records {
                 if seq > checkpoint.persisted {
-                    replay.records.push((seq, payload.to_vec()));
+                    replay.records.push((seq, data.slice_ref(payload)));
                 }
             }
             if last_seq <= checkpoint.persisted {
@@ -238,11 +240,11 @@ impl Wal {
     }
 
     /// Appends a record and waits until it is on disk (fdatasync). `on_commit` runs on the writer thread with
-    /// the record's sequence number and payload, in sequence order, before this returns; keep it short.
+    /// the record's sequence number and its payload (handed back, so the caller can keep it without a copy), in sequence order, before this returns; keep it short.
     pub async fn append(
         &self,
         payload: Vec<u8>,
-        on_commit: impl FnOnce(u64, &[u8]) + Send + 'static,
+        on_commit: impl FnOnce(u64, Vec<u8>) + Send + 'static,
     ) -> Result<u64> {
         let limit = self.shared.config.max_bytes;
         let bytes = self.bytes();
@@ -412,7 +414,7 @@ impl Writer {
                     group_records.record(group.len() as f64);
                     for (i, r) in group.into_iter().enumerate() {
                         let seq = first_seq + i as u64;
-                        (r.on_commit)(seq, &r.payload);
+                        (r.on_commit)(seq, r.payload);
                         commit_seconds.record(r.queued.elapsed().as_secs_f64());
                         let _ = r.reply.send(Ok(seq));
                     }
@@ -622,7 +624,7 @@ mod tests {
         let got: Vec<(u64, String)> = replay
             .records
             .into_iter()
-            .map(|(s, p)| (s, String::from_utf8(p).unwrap()))
+            .map(|(s, p)| (s, String::from_utf8(p.to_vec()).unwrap()))
             .collect();
         assert_eq!(
             got,
@@ -679,7 +681,11 @@ mod tests {
         wal.finish_flush(3).unwrap();
         drop(wal);
         let (_wal, replay) = Wal::open(dir.path(), WalConfig::default()).unwrap();
-        let got: Vec<(u64, Vec<u8>)> = replay.records;
+        let got: Vec<(u64, Vec<u8>)> = replay
+            .records
+            .into_iter()
+            .map(|(s, p)| (s, p.to_vec()))
+            .collect();
         assert_eq!(got, [(4, b"after".to_vec()), (5, b"later".to_vec())]);
     }
 
@@ -695,7 +701,7 @@ mod tests {
             let seen = Arc::clone(&seen);
             tasks.push(tokio::spawn(async move {
                 wal.append(vec![i as u8; 100], move |seq, payload| {
-                    seen.lock().unwrap().push((seq, payload.to_vec()))
+                    seen.lock().unwrap().push((seq, payload))
                 })
                 .await
                 .unwrap()
