@@ -335,8 +335,12 @@ async fn post_batches(addr: SocketAddr, batches: &[Bytes], count: usize, conns: 
                     .unwrap();
                 let resp = sender.send_request(req).await.expect("request");
                 let status = resp.status();
-                resp.into_body().collect().await.expect("body");
-                assert!(status.is_success(), "the server answered {status}");
+                let body = resp.into_body().collect().await.expect("body").to_bytes();
+                assert!(
+                    status.is_success(),
+                    "the server answered {status}: {}",
+                    String::from_utf8_lossy(&body)
+                );
             }
         }));
     }
