@@ -261,7 +261,31 @@ origins = ["https://bench.example"]
         .unwrap()
         .parse()
         .expect("the listening address");
+    wait_ready(addr);
     (child, addr, logged)
+}
+
+/// Waits until `/readyz` answers 200: the server listens before it has replayed its log, and answers
+/// 503 until then.
+fn wait_ready(addr: SocketAddr) {
+    use std::io::Read;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut answer = String::new();
+        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+            let _ =
+                s.write_all(b"GET /readyz HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n");
+            let _ = s.read_to_string(&mut answer);
+        }
+        if answer.starts_with("HTTP/1.1 200") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tacet at {addr} not ready after 120 s: {answer}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The server's `/metrics` text.
