@@ -4,9 +4,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, MapBuilder, MapFieldNames, RecordBatch, StringBuilder,
-};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
 use serde::Serialize;
 use serde_json::json;
 use tacet_ingest::Change;
@@ -469,15 +467,7 @@ fn set_props(
         .index_of("props")
         .map_err(|e| Error::Verify(format!("a lake file without props: {e}")))?;
     let props = batch.column(index).as_map();
-    let mut builder = MapBuilder::new(
-        Some(MapFieldNames {
-            entry: "entries".into(),
-            key: "keys".into(),
-            value: "values".into(),
-        }),
-        StringBuilder::new(),
-        StringBuilder::new(),
-    );
+    let mut builder = tacet_model::schema::props_builder();
     for row in 0..batch.num_rows() {
         let mut entries: Vec<(String, Option<String>)> = Vec::new();
         if !props.is_null(row) {

@@ -6,6 +6,7 @@
 
 use std::sync::{Arc, LazyLock};
 
+use arrow::array::{MapBuilder, MapFieldNames, StringBuilder};
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
 /// Partition columns, in path order after `tenant=`: `kind` then `date` (`YYYY-MM-DD`, UTC).
@@ -40,6 +41,19 @@ pub fn props_entries() -> Arc<Field> {
         ])),
         false,
     ))
+}
+
+/// A builder of the `props` map column, with the field names [`props_entries`] gives.
+pub fn props_builder() -> MapBuilder<StringBuilder, StringBuilder> {
+    MapBuilder::new(
+        Some(MapFieldNames {
+            entry: "entries".into(),
+            key: "keys".into(),
+            value: "values".into(),
+        }),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    )
 }
 
 /// The item field of the `stack` list column.

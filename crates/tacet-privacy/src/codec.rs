@@ -85,6 +85,38 @@ pub(crate) struct View<'a> {
     pub(crate) stack: Strings<'a>,
 }
 
+/// The strings of the layout, in order (the fields of `Event` they hold).
+pub(crate) const STRING_FIELDS: [&str; 6] = [
+    "browser",
+    "browser_version",
+    "os",
+    "os_version",
+    "url_host",
+    "url_path",
+];
+
+/// The optional strings of the layout, in order.
+pub(crate) const OPTION_FIELDS: [&str; OPTIONS] = [
+    "user_pseudonym",
+    "country",
+    "region",
+    "city",
+    "ip_prefix",
+    "url_query",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "referrer_host",
+    "referrer_source",
+    "name",
+    "error_type",
+    "message",
+    "release",
+    "fingerprint",
+];
+
 /// The optional strings of the layout, counted.
 pub(crate) const OPTIONS: usize = 18;
 

@@ -26,6 +26,7 @@
 //! This crate is pure and synchronous: no I/O, no logging of its inputs. Keys and the GeoIP database are
 //! handed in as bytes by the caller.
 
+mod batch;
 mod codec;
 mod event;
 pub mod explain;
@@ -43,8 +44,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
 pub use arrow::error::ArrowError;
+pub use batch::EventBatch;
 pub use codec::{DEVICES, DecodeError, REFERRER_CLASSES, Span};
-pub use event::{Event, EventBatch};
+pub use event::Event;
 pub use geo::{GeoDb, GeoError, Location, testdb};
 pub use packed::Packed;
 pub use policy::{

@@ -4,12 +4,12 @@
 //! writer after the sync, or a slice of the segment that replay read). An [`Event`] was a 720-byte value
 //! and thirty heap strings; copying bytes into fresh memory was most of a replay (the kernel zeroing new
 //! pages). Sorting moves rows; the Arrow columns are built from views of the bytes
-//! ([`EventBatch::from_packed`]).
+//! ([`crate::EventBatch::from_packed`]).
 
 use bytes::Bytes;
 
+use crate::Event;
 use crate::codec::{Span, USER_PSEUDONYM, View};
-use crate::{Event, EventBatch};
 
 /// Encoded events and, for each, where it lies, its time and its arrival.
 #[derive(Debug, Clone, Default)]
@@ -140,20 +140,13 @@ impl Packed {
     }
 }
 
-impl EventBatch {
-    /// Builds the Arrow form of `events`, in their row order.
-    pub fn from_packed(events: &Packed) -> Result<Self, arrow::error::ArrowError> {
-        Self::from_views(events.len(), events.views())
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::TenantPolicy;
     use crate::testing::event;
+    use crate::{EventBatch, TenantPolicy};
 
-    fn three() -> Vec<Event> {
+    pub(crate) fn three() -> Vec<Event> {
         let policy = TenantPolicy::default();
         let ua = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
         let mut events = vec![
