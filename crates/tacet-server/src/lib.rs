@@ -68,9 +68,28 @@ pub struct DemoKeys {
     pub read_key: String,
 }
 
-/// What every handler shares.
+/// What every handler shares: one reference count to clone per request (axum's `State` extractor clones
+/// it for each one), the fields behind it ([`Shared`]).
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl From<Shared> for AppState {
+    fn from(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The fields of [`AppState`].
+#[derive(Debug)]
+pub struct Shared {
     pub pipeline: Arc<Pipeline>,
     pub query: Arc<QueryEngine>,
     pub tenants: Arc<Tenants>,

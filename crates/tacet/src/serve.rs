@@ -355,7 +355,7 @@ pub(crate) async fn serve(config: Config, source: Source) -> anyhow::Result<()> 
             }
         });
     }
-    let state = AppState {
+    let state: AppState = tacet_server::Shared {
         pipeline: Arc::clone(&pipeline),
         query,
         tenants: Arc::clone(&tenants),
@@ -382,7 +382,8 @@ pub(crate) async fn serve(config: Config, source: Source) -> anyhow::Result<()> 
             }),
             Source::File(_) => None,
         },
-    };
+    }
+    .into();
     // One write, whatever reads it: a reader that hangs up after the first line (a supervisor, a
     // benchmark) must not make a later line fail the server.
     let mut out = String::new();

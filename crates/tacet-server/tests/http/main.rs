@@ -75,7 +75,7 @@ fn harness_with(ingest: IngestConfig, http: ServerConfig, policy: TenantPolicy) 
             vec![]
         },
     };
-    let state = AppState {
+    let state: AppState = tacet_server::Shared {
         pipeline: pipeline.clone(),
         query,
         tenants: Arc::new(Tenants::new(vec![tenant("a"), tenant("b")]).unwrap()),
@@ -93,7 +93,8 @@ fn harness_with(ingest: IngestConfig, http: ServerConfig, policy: TenantPolicy) 
             None,
         ))),
         limits: Arc::new(tacet_server::limits::RateLimits::new(&http)),
-    };
+    }
+    .into();
     let peer: SocketAddr = "203.0.113.50:5000".parse().unwrap();
     Harness {
         ready: state.ready.clone(),
