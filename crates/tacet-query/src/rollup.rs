@@ -452,56 +452,61 @@ impl QueryEngine {
             .expect("schema lock")
             .get(report.name)
             .cloned();
-        let out = match known {
-            Some(schema) if breakdown.is_some() && !source.needs_raw => QueryOutput {
+        // Every day rolled: a breakdown's rows are the rollups'; its columns are the only thing the raw
+        // query is for, planned (not run) the first time and remembered.
+        let rolled_only = breakdown.is_some() && !source.needs_raw;
+        let mut tables = Vec::new();
+        if report.rollup_visits() && !self.distributed() && !(rolled_only && known.is_some()) {
+            let all = BTreeSet::from(["all"]);
+            let rows = self
+                .rollup_rows(&source.files, &all, source.filter.as_ref())
+                .await?;
+            tables.push(("rollups", rows));
+        }
+        let sql = report.expanded_sql_for(scope.zone, params.filters.contains_key("event"));
+        let bound = crate::report::bind(
+            params,
+            scope.zone,
+            &source.rolled_csv(),
+            source.filter.is_some() && !self.distributed(),
+        );
+        let run = Run {
+            max_rows: self.inner.config.max_rows,
+            unrestricted: false,
+            tables,
+            // The cluster knows `tacet_group` as the identity only: a tenant's own merges and splits run
+            // here.
+            local: !report.distributed() || !scope.groups.is_empty(),
+            zone: Some(scope.zone),
+            batch_rows: crate::engine::REPORT_BATCH_ROWS,
+            client_sql: false,
+            groups: Some(Arc::clone(&scope.groups)),
+            postgres: None,
+        };
+        let out = if rolled_only {
+            let schema = match known {
+                Some(schema) => schema,
+                None => {
+                    self.inner
+                        .plan_schema(tenant, &sql, Some(bound), run)
+                        .await?
+                }
+            };
+            QueryOutput {
                 schema,
                 batches: Vec::new(),
                 truncated: false,
                 suppressed: 0,
                 source: None,
-            },
-            _ => {
-                let mut tables = Vec::new();
-                if report.rollup_visits() && !self.distributed() {
-                    let all = BTreeSet::from(["all"]);
-                    let rows = self
-                        .rollup_rows(&source.files, &all, source.filter.as_ref())
-                        .await?;
-                    tables.push(("rollups", rows));
-                }
-                let out = self
-                    .run_with_limit(
-                        tenant,
-                        &report.expanded_sql_for(scope.zone, params.filters.contains_key("event")),
-                        Some(crate::report::bind(
-                            params,
-                            scope.zone,
-                            &source.rolled_csv(),
-                            source.filter.is_some() && !self.distributed(),
-                        )),
-                        Run {
-                            max_rows: self.inner.config.max_rows,
-                            unrestricted: false,
-                            tables,
-                            // The cluster knows `tacet_group` as the identity only: a tenant's own merges
-                            // and splits run here.
-                            local: !report.distributed() || !scope.groups.is_empty(),
-                            zone: Some(scope.zone),
-                            batch_rows: crate::engine::REPORT_BATCH_ROWS,
-                            client_sql: false,
-                            groups: Some(Arc::clone(&scope.groups)),
-                            postgres: None,
-                        },
-                    )
-                    .await?;
-                self.inner
-                    .report_schemas
-                    .lock()
-                    .expect("schema lock")
-                    .insert(report.name, Arc::clone(&out.schema));
-                out
             }
+        } else {
+            self.run_with_limit(tenant, &sql, Some(bound), run).await?
         };
+        self.inner
+            .report_schemas
+            .lock()
+            .expect("schema lock")
+            .insert(report.name, Arc::clone(&out.schema));
         match breakdown {
             Some((kind, dimension)) => self.add_rolled_days(&kind, &dimension, source, out).await,
             None => Ok(out),

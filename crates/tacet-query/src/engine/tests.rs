@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use super::*;
 use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
+use futures::StreamExt;
 use tacet_lake::{Lake, PartitionKey};
 use tacet_model::parse_event;
 use tacet_privacy::{

@@ -444,6 +444,40 @@ async fn closed_days_from_rollups_answer_exactly_as_raw_events() {
 
 /// The only server: its rollups of a day that ended saw every event that arrived on it, so a late event
 /// for another day leaves them trusted (only that day reads raw).
+/// A new engine answers a breakdown whose every day is rolled without running its raw query: it plans the
+/// query for the answer's columns. Those are the columns running it gives, names, types and nullability,
+/// unfiltered and with each filter, and the rows are the raw events' rows.
+#[tokio::test]
+async fn a_new_engine_plans_a_rolled_breakdown_s_columns_as_running_gives_them() {
+    let s = setup().await;
+    let pair = Pair::new(&s.lake, Some(1));
+    let utc = ReportScope::utc(1);
+    pair.roll(&[D0, D1]).await;
+    let mut planned = 0;
+    for report in rolled_reports() {
+        let unfiltered: &[(&str, &str)] = &[];
+        let filters = std::iter::once(unfiltered).chain(FILTERS.iter().map(std::slice::from_ref));
+        for params in filters {
+            // A new engine each time: no answer's schema remembered.
+            let new = Pair::new(&s.lake, Some(1));
+            let rolled = run_on(&new.rolled, "shop", report, params, &utc).await;
+            let raw = run_on(&pair.raw, "shop", report, params, &utc).await;
+            let source = rolled.source.as_ref().unwrap();
+            assert_eq!(source.kind(), "rollups", "{report} {params:?}: {source}");
+            assert_eq!(rolled.schema, raw.schema, "{report} {params:?}");
+            let rows = |o: &QueryOutput| {
+                canonical(serde_json::from_slice(&to_json(&o.batches).unwrap()).unwrap())
+            };
+            assert_eq!(rows(&rolled), rows(&raw), "{report} {params:?}");
+            if Report::find(report).unwrap().rollup().is_some() {
+                planned += 1;
+            }
+        }
+    }
+    // The ten breakdowns among them, each unfiltered and with five filters.
+    assert_eq!(planned, 10 * 6, "breakdowns answered from a plan");
+}
+
 #[tokio::test]
 async fn a_single_node_s_rollups_outlive_late_events_for_other_days() {
     let s = setup().await;
