@@ -2,8 +2,8 @@
 //! erasure without bloom filters and file-level replacement would cost), in the same run on the same lake.
 //!
 //! ```sh
-//! cargo bench -p tacet-lifecycle --bench lifecycle            # 1M events, 1000 files
-//! TACET_BENCH_EVENTS=5000000 cargo bench -p tacet-lifecycle --bench lifecycle
+//! cargo bench --bench lifecycle            # 1M events, 1000 files
+//! TACET_BENCH_EVENTS=5000000 cargo bench --bench lifecycle
 //! ```
 //!
 //! Two people are erased: one with events on 6 days (12 of the files) and one on every 4th day (50

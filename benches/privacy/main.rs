@@ -5,7 +5,7 @@
 //! `decode_*` rows time bytes to a validated event: the typed decoder the endpoint uses against the
 //! `serde_json::Value` path it replaced.
 //!
-//! Run: `cargo bench -p tacet-privacy --bench privacy`. Figures are in benches/README.md.
+//! Run: `cargo bench --bench privacy`. Figures are in benches/README.md.
 
 use std::hint::black_box;
 use std::net::Ipv4Addr;

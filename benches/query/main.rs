@@ -3,8 +3,8 @@
 //!
 //! ```sh
 //! pip install duckdb                                   # the baseline (PyPI)
-//! cargo bench -p tacet-query --bench query             # 10M events (TACET_BENCH_EVENTS to change)
-//! TACET_BENCH_EVENTS=100000000 cargo bench -p tacet-query --bench query
+//! cargo bench --bench query                           # 10M events (TACET_BENCH_EVENTS to change)
+//! TACET_BENCH_EVENTS=100000000 cargo bench --bench query
 //! TACET_BENCH_DIR=/tmp/qb TACET_BENCH_REPORTS=overview TACET_BENCH_EXPLAIN=overview cargo bench …
 //!                                                      # keep and reuse the lake, time some, explain one
 //! TACET_BENCH_RAW=1 cargo bench --bench query          # every day from raw events (from_rollups = false)
