@@ -23,8 +23,9 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, StringArray, StringBuilder};
 use arrow::datatypes::DataType;
 use datafusion::common::{Result, exec_err};
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, cast,
 };
 
 /// The function's name in SQL.
@@ -129,6 +130,19 @@ impl ScalarUDFImpl for GroupFn {
         Ok(DataType::Utf8)
     }
 
+    /// Without rules the group is the fingerprint: the planner puts the column itself in the call's place,
+    /// so a crash report reads no stack (a list of strings, most of a crash file's bytes).
+    fn simplify(&self, mut args: Vec<Expr>, _info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+        if !self.rules.is_empty() || args.len() != 2 {
+            return Ok(ExprSimplifyResult::Original(args));
+        }
+        let fingerprint = args.swap_remove(0);
+        Ok(ExprSimplifyResult::Simplified(cast(
+            fingerprint,
+            DataType::Utf8,
+        )))
+    }
+
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let [fingerprint, stack] = &args.args[..] else {
             return exec_err!("{NAME}(fingerprint, stack) takes two arguments");
@@ -183,6 +197,57 @@ impl ScalarUDFImpl for GroupFn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tenant without rules reads no stack: the call is planned away; with a split the stack is read, and
+    /// both give each crash its group.
+    #[tokio::test]
+    async fn without_rules_the_stack_is_not_read() {
+        use arrow::array::{ListBuilder, RecordBatch};
+        use datafusion::prelude::SessionContext;
+        let mut stack = ListBuilder::new(StringBuilder::new());
+        for frames in [&["at a (x.js:1:1)"][..], &["at checkout (y.js:2:2)"], &[]] {
+            for f in frames {
+                stack.values().append_value(f);
+            }
+            stack.append(true);
+        }
+        let fingerprint: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("aaaaaaaaaaaaaaaa"),
+            Some("dddddddddddddddd"),
+            None,
+        ]));
+        let batch = RecordBatch::try_from_iter([
+            ("fingerprint", fingerprint),
+            ("stack", Arc::new(stack.finish()) as ArrayRef),
+        ])
+        .unwrap();
+        let split = CrashGroups::new(
+            BTreeMap::new(),
+            [("dddddddddddddddd".into(), vec!["at checkout".into()])].into(),
+        );
+        let expected_split = split_fingerprint("dddddddddddddddd", "at checkout");
+        for (rules, reads_stack, second) in [
+            (CrashGroups::default(), false, "dddddddddddddddd".to_owned()),
+            (split, true, expected_split),
+        ] {
+            let ctx = SessionContext::new();
+            ctx.register_batch("crashes", batch.clone()).unwrap();
+            ctx.register_udf(Arc::new(rules).udf());
+            let df = ctx
+                .sql("SELECT tacet_group(fingerprint, stack) AS g FROM crashes")
+                .await
+                .unwrap();
+            let plan = df.clone().into_optimized_plan().unwrap();
+            let scan = plan.display_indent().to_string();
+            assert_eq!(scan.contains("stack"), reads_stack, "{scan}");
+            let rows = df.collect().await.unwrap();
+            let groups: Vec<Option<&str>> = rows[0].column(0).as_string::<i32>().iter().collect();
+            assert_eq!(
+                groups,
+                [Some("aaaaaaaaaaaaaaaa"), Some(second.as_str()), None]
+            );
+        }
+    }
 
     #[test]
     fn merges_follow_chains_and_splits_apply_to_the_merged_group() {
