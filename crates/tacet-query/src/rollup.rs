@@ -456,7 +456,7 @@ impl QueryEngine {
         // query is for, planned (not run) the first time and remembered.
         let rolled_only = breakdown.is_some() && !source.needs_raw;
         let mut tables = Vec::new();
-        if report.rollup_visits() && !self.distributed() && !(rolled_only && known.is_some()) {
+        if report.rollup_visits() && !self.distributed() {
             let all = BTreeSet::from(["all"]);
             let rows = self
                 .rollup_rows(&source.files, &all, source.filter.as_ref())
