@@ -88,11 +88,24 @@ async fn psql_lists_and_describes_events_and_calls_the_reports() {
     // psql's own catalogue queries: \dt lists the one table, \d describes its columns.
     let (ok, out, err) = blocking(move || psql(port, "a", "read-a", "\\dt")).await;
     assert!(ok, "{err}");
-    // The session's two tables: the events and the daily rollups that outlive them.
+    // The session's three tables: the events, the daily rollups that outlive them, and the visits.
     let tables: Vec<&str> = out.lines().collect();
-    assert_eq!(tables.len(), 2, "{out}");
+    assert_eq!(tables.len(), 3, "{out}");
     assert!(tables[0].starts_with("public|events|table|"), "{out}");
     assert!(tables[1].starts_with("public|rollups|table|"), "{out}");
+    assert!(tables[2].starts_with("public|visits|"), "{out}");
+    let (ok, out, err) = blocking(move || psql(port, "a", "read-a", "\\d visits")).await;
+    assert!(ok, "{err}");
+    for column in ["visitor_id|bigint", "entry_page|text", "bounce|boolean"] {
+        assert!(
+            out.lines().any(|l| l.starts_with(column)),
+            "{column} in\n{out}"
+        );
+    }
+    let (ok, out, err) =
+        blocking(move || psql(port, "a", "read-a", "SELECT SUM(events) > 0 FROM visits")).await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "t", "visits computed from the events");
     let (ok, out, err) = blocking(move || psql(port, "a", "read-a", "\\d events")).await;
     assert!(ok, "{err}");
     for column in [
@@ -131,7 +144,7 @@ async fn psql_lists_and_describes_events_and_calls_the_reports() {
     })
     .await;
     assert!(ok, "{err}");
-    assert_eq!(out, "public|events\npublic|rollups\n");
+    assert_eq!(out, "public|events\npublic|rollups\npublic|visits\n");
     let (ok, out, err) = blocking(move || {
         psql(
             port,

@@ -204,12 +204,17 @@ async fn no_raw_identifier_reaches_disk_or_logs() {
         parquet_files.len() >= 8,
         "expected Parquet files for 2 tenants x 3 kinds, and 2 rollups: {places:?}"
     );
-    // A day's rollup, and beside it its rows per filter value (pages, countries, …): both scanned.
-    for name in ["rollup.parquet", "filters.parquet"] {
+    // A day's rollup, beside it its rows per filter value (pages, countries, …), and the day's stored
+    // visits (one row per visit, written with the rollup): all scanned.
+    for (dir, name) in [
+        ("rollups/tenant=a", "rollup.parquet"),
+        ("rollups/tenant=a", "filters.parquet"),
+        ("visits/tenant=a", "visits.parquet"),
+    ] {
         assert!(
             parquet_files
                 .iter()
-                .any(|p| { p.to_string_lossy().contains("rollups/tenant=a") && p.ends_with(name) }),
+                .any(|p| { p.to_string_lossy().contains(dir) && p.ends_with(name) }),
             "{name}: {parquet_files:?}"
         );
     }

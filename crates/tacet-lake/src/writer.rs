@@ -12,6 +12,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::errors::ParquetError;
+use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
@@ -80,8 +81,24 @@ pub fn encode_batches_with(
     let size: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
     let rows = batches.iter().map(|b| b.num_rows()).sum();
     let mut buf = Vec::with_capacity(size / 4 + 4096);
+    // Every writer of events files sorts their rows by `ts`, then `arrival` (the flush, compaction; a
+    // rewrite keeps the order): said in the footer for readers that use it.
+    let schema = first.schema();
+    let sorted_by: Vec<SortingColumn> = ["ts", "arrival"]
+        .iter()
+        .filter_map(|c| schema.index_of(c).ok())
+        .map(|i| SortingColumn {
+            column_idx: i as i32,
+            descending: false,
+            nulls_first: true,
+        })
+        .collect();
+    let properties = writer_properties_with(key, rows)?
+        .into_builder()
+        .set_sorting_columns((!sorted_by.is_empty()).then_some(sorted_by))
+        .build();
     let options = ArrowWriterOptions::new()
-        .with_properties(writer_properties_with(key, rows)?)
+        .with_properties(properties)
         .with_skip_arrow_metadata(true);
     let mut writer = ArrowWriter::try_new_with_options(&mut buf, first.schema(), options)?;
     for b in batches {
@@ -164,6 +181,17 @@ mod tests {
 
         let file = SerializedFileReader::new(bytes).unwrap();
         let meta = file.metadata();
+        // The footer says the rows are in time order, then arrival order (as every writer sorts them).
+        let schema = tacet_model::schema::file_schema();
+        let sorted = |c: &str| SortingColumn {
+            column_idx: schema.index_of(c).unwrap() as i32,
+            descending: false,
+            nulls_first: true,
+        };
+        assert_eq!(
+            meta.row_group(0).sorting_columns(),
+            Some(&vec![sorted("ts"), sorted("arrival")])
+        );
         assert!(
             meta.file_metadata()
                 .key_value_metadata()

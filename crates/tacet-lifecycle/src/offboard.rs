@@ -1,5 +1,5 @@
 //! Tenant offboarding, at the end of a contract: every raw event, key, salt and objection of the tenant is
-//! deleted; the rollups (counts without pseudonyms) stay, as the contract's aggregate reports may. A
+//! deleted, and so are its stored visits; the rollups (counts without pseudonyms) stay, as the contract's aggregate reports may. A
 //! certificate says what was removed.
 
 use std::time::Instant;
@@ -19,6 +19,8 @@ pub struct Certificate {
     pub partitions_removed: usize,
     pub files_removed: usize,
     pub bytes_removed: u64,
+    /// Stored visits files removed (one per day, tacet_query::visits).
+    pub visit_files_removed: usize,
     /// Salts, subject key versions and the objection list.
     pub keys_destroyed: usize,
     /// Rollup files kept (no pseudonyms).
@@ -61,6 +63,18 @@ impl Steward {
             let _no_queries = self.query.exclusive().await?;
             lake.delete(chunk).await?;
         }
+        // Stored visits hold visitor ids: they go with the events (the rollups, counts only, stay).
+        let visits: Vec<_> = lake
+            .list(&tacet_query::visits::visits_prefix(tenant))
+            .await?
+            .into_iter()
+            .map(|m| m.location)
+            .collect();
+        progress(paths.len(), paths.len(), "deleting stored visits");
+        {
+            let _no_queries = self.query.exclusive().await?;
+            lake.delete(&visits).await?;
+        }
         progress(paths.len(), paths.len(), "deleting source maps");
         let sourcemaps_removed = self.pipeline.sourcemaps().delete_tenant(tenant).await?;
         progress(paths.len(), paths.len(), "destroying keys");
@@ -76,6 +90,17 @@ impl Steward {
             )));
         }
         verified.push("no object under the tenant's events prefix".to_owned());
+        let left = lake
+            .list(&tacet_query::visits::visits_prefix(tenant))
+            .await?;
+        if let Some(m) = left.first() {
+            return Err(Error::Verify(format!(
+                "{} stored visits files of the tenant are still in the lake, e.g. {}",
+                left.len(),
+                m.location
+            )));
+        }
+        verified.push("no object under the tenant's visits prefix".to_owned());
         if !self
             .pipeline
             .sourcemaps()
@@ -110,6 +135,7 @@ impl Steward {
             partitions_removed: partitions.len(),
             files_removed: files.len(),
             bytes_removed: bytes,
+            visit_files_removed: visits.len(),
             keys_destroyed,
             rollup_files_kept: rollups.len(),
             sourcemaps_removed,

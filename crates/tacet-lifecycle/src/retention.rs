@@ -1,5 +1,5 @@
-//! Time-based retention: whole partitions past the tenant's retention for their kind are deleted, and
-//! rollups past the rollup retention. A partition is only dropped once its day has a rollup (written
+//! Time-based retention: whole partitions past the tenant's retention for their kind are deleted, a day's
+//! stored visits with its page views (they hold visitor ids), and rollups past the rollup retention. A partition is only dropped once its day has a rollup (written
 //! first if missing), so the `daily` report keeps answering for it.
 //!
 //! A partition of day `D` expires when `D < today - retention` (UTC days; today from the pipeline's clock,
@@ -19,6 +19,7 @@ use tacet_lake::PartitionKey;
 use tacet_model::TenantId;
 use tacet_privacy::TenantPolicy;
 use tacet_query::rollup::rollup_prefix;
+use tacet_query::visits::{visits_date, visits_prefix};
 
 use crate::{Progress, Result, Steward};
 
@@ -30,6 +31,9 @@ pub enum Target {
     Partition { kind: String, date: String },
     /// A day's rollup.
     Rollup { date: String },
+    /// A day's stored visits (tacet_query::visits): they hold visitor ids, so they go with the day's page
+    /// views (the page view retention), never later.
+    Visits { date: String },
     /// The source maps of a release without crashes left.
     SourceMaps { release: String },
 }
@@ -60,6 +64,11 @@ impl std::fmt::Display for Expired {
             Target::Rollup { date } => write!(
                 f,
                 "{} rollup date={date}: {} files, {} bytes (retention {}d)",
+                self.tenant, self.files, self.bytes, self.retention_days
+            ),
+            Target::Visits { date } => write!(
+                f,
+                "{} stored visits date={date}: {} files, {} bytes (page view retention {}d)",
                 self.tenant, self.files, self.bytes, self.retention_days
             ),
             Target::SourceMaps { release } => write!(
@@ -139,6 +148,7 @@ impl Steward {
                 }
             }
             expired.extend(self.expired_sourcemaps(tenant, policy, today).await?);
+            expired.extend(self.expired_visits(tenant, policy, today).await?);
             let cutoff = today - Days::new(days(policy.rollup_retention));
             for (date, files) in rollups {
                 if date < cutoff {
@@ -157,6 +167,40 @@ impl Steward {
             }
         }
         Ok((today, expired))
+    }
+
+    /// The days whose stored visits expire: before `today - page view retention`.
+    async fn expired_visits(
+        &self,
+        tenant: &TenantId,
+        policy: &TenantPolicy,
+        today: NaiveDate,
+    ) -> Result<Vec<Expired>> {
+        let Some(keep) = policy.retention.get(&tacet_model::Kind::Pageview).copied() else {
+            return Ok(Vec::new());
+        };
+        let cutoff = today - Days::new(days(keep));
+        let mut by_day: BTreeMap<NaiveDate, Vec<ObjectMeta>> = BTreeMap::new();
+        let lake = self.pipeline.lake();
+        for meta in lake.list(&visits_prefix(tenant)).await? {
+            if let Some(d) = visits_date(&meta.location).filter(|d| *d < cutoff) {
+                by_day.entry(d).or_default().push(meta);
+            }
+        }
+        Ok(by_day
+            .into_iter()
+            .map(|(date, files)| Expired {
+                tenant: tenant.to_string(),
+                target: Target::Visits {
+                    date: date.to_string(),
+                },
+                day: date,
+                files: files.len(),
+                bytes: files.iter().map(|m| m.size).sum(),
+                retention_days: days(keep),
+                paths: files.into_iter().map(|m| m.location).collect(),
+            })
+            .collect())
     }
 
     /// The releases whose source maps expire: no crash of the release left in the lake, and every map of
@@ -303,6 +347,26 @@ impl Steward {
             report.files_deleted += e.files;
             report.bytes_deleted += e.bytes;
             report.expired.push(e);
+        }
+        // A rollup written above for a day about to lose its events also wrote that day's visits: the
+        // expired ones go now, not at the next run.
+        for (tenant, policy) in tenants {
+            for e in self.expired_visits(tenant, policy, today).await? {
+                {
+                    let _no_queries = self.query.exclusive().await?;
+                    lake.delete(&e.paths).await?;
+                }
+                self.audit.append(
+                    actor,
+                    "retention.drop",
+                    Some(&e.tenant),
+                    json!({"target": e.target, "files": e.files, "bytes": e.bytes,
+                        "retention_days": e.retention_days, "rollup": "not needed"}),
+                )?;
+                report.files_deleted += e.files;
+                report.bytes_deleted += e.bytes;
+                report.expired.push(e);
+            }
         }
         progress(total, total, "done");
         if let Some(lease) = lease {

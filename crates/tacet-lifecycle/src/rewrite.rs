@@ -53,6 +53,9 @@ pub struct RewriteReport {
     pub leftovers_deleted: usize,
     /// The files replaced or deleted.
     pub replaced: Vec<String>,
+    /// Stored visits of the days around the files replaced (`visits/…`, tacet_query::visits): deleted, as
+    /// they were computed from the rows before; the next rollup run writes them again.
+    pub visit_files_deleted: usize,
     pub elapsed_ms: u64,
     /// An erasure's record: every node drops the person's events it still holds when it sees it, before
     /// it flushes again or, if it is down, when it restarts. It is deleted once no node needs it (at once
@@ -209,11 +212,36 @@ impl Steward {
             }
             progress(files.len(), files.len(), "probing bloom filters");
         }
+        // The stored visits of every local day a replaced file's UTC date runs into (a day either side
+        // covers every zone) go too: they hold the person's visits as the old rows made them.
+        let touched: std::collections::BTreeSet<chrono::NaiveDate> = report
+            .replaced
+            .iter()
+            .filter_map(|p| PartitionKey::parse(p))
+            .flat_map(|k| [k.date.pred_opt(), Some(k.date), k.date.succ_opt()])
+            .flatten()
+            .collect();
+        let visits: Vec<Path> = if touched.is_empty() {
+            Vec::new()
+        } else {
+            lake.list(&tacet_query::visits::visits_prefix(tenant))
+                .await?
+                .into_iter()
+                .filter(|m| {
+                    tacet_query::visits::visits_date(&m.location)
+                        .is_some_and(|d| touched.contains(&d))
+                })
+                .map(|m| m.location)
+                .collect()
+        };
+        report.visit_files_deleted = visits.len();
         {
             // Delete the old files while no query can be reading them.
             let _no_queries = self.query.exclusive().await?;
             lake.delete(&old).await?;
+            lake.delete(&visits).await?;
         }
+        old.extend(visits);
         report.leftovers_deleted = leftovers.len();
 
         // Read back: the new files hold the edited rows and the old ones are gone.

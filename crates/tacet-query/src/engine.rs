@@ -15,7 +15,7 @@ use crate::report::{Report, ReportParams};
 use crate::{Error, QueryConfig, Result};
 
 /// The URL the lake's object store is registered under in DataFusion.
-const LAKE_URL: &str = "tacet://lake/";
+pub(crate) const LAKE_URL: &str = "tacet://lake/";
 
 /// Rows of an answer, whether `max_rows` (or a report's `limit`) cut it, and how many rows the k-threshold
 /// suppressed.
@@ -63,7 +63,7 @@ pub(crate) struct Inner {
     /// needs no raw query (crate::rollup).
     pub(crate) report_schemas: std::sync::Mutex<std::collections::HashMap<&'static str, SchemaRef>>,
     /// Tenants' data keys, when the lake is encrypted.
-    data_keys: std::sync::OnceLock<Arc<dyn tacet_lake::DataKeys>>,
+    pub(crate) data_keys: std::sync::OnceLock<Arc<dyn tacet_lake::DataKeys>>,
     /// Where distributed queries go (`query.ballista`); `None`: every query runs here.
     cluster: Option<crate::ballista::Cluster>,
 }
@@ -98,6 +98,9 @@ pub(crate) struct Run {
     /// A Postgres wire connection's catalogue: the statement reads `pg_catalog` or `information_schema`
     /// (pgcatalog.rs), and runs rewritten, locally, on a session that has them.
     pub(crate) postgres: Option<Arc<crate::pgcatalog::PgCatalog>>,
+    /// Client SQL that may read `visits` (crate::visits): the days whose stored visits are current, and
+    /// their files (`None`: the session has no `visits` table).
+    pub(crate) visits: Option<std::collections::BTreeMap<String, object_store::path::Path>>,
 }
 
 /// Rows a batch for canned reports: a sort merges one run per input batch, so with DataFusion's 8k rows a
@@ -269,6 +272,7 @@ impl QueryEngine {
                 client_sql: false,
                 groups: None,
                 postgres: None,
+                visits: None,
             },
         )
         .await
@@ -295,6 +299,7 @@ impl QueryEngine {
                 client_sql: true,
                 groups: None,
                 postgres: None,
+                visits: None,
             },
         )
         .await
@@ -332,6 +337,7 @@ impl QueryEngine {
                 client_sql: true,
                 groups: None,
                 postgres: Some(Arc::clone(catalog)),
+                visits: None,
             },
         )
         .await
@@ -402,6 +408,7 @@ impl QueryEngine {
                 client_sql: true,
                 groups: None,
                 postgres: None,
+                visits: None,
             },
         )
         .await
@@ -412,10 +419,21 @@ impl QueryEngine {
         tenant: &TenantId,
         sql: &str,
         params: Option<ParamValues>,
-        run: Run,
+        mut run: Run,
     ) -> Result<QueryOutput> {
         let config = &self.inner.config;
         let slot = self.slots.acquire(tenant).await?;
+        // Client SQL may read `visits`: which days it finds stored is decided here, where the planner's
+        // listings and caches are (crate::visits); a query that never names the table pays nothing (but
+        // the Postgres door's catalogue queries, which list it).
+        let catalogue = run.postgres.is_some();
+        if run.client_sql && (catalogue || sql.to_ascii_lowercase().contains("visits")) {
+            let zone = run.zone.unwrap_or(chrono_tz::UTC);
+            let stored = self
+                .stored_visit_days(tenant, zone, !run.unrestricted)
+                .await?;
+            run.visits = Some(stored);
+        }
         let inner = Arc::clone(&self.inner);
         let (tenant, sql) = (tenant.clone(), sql.to_owned());
         let (stop, stopped) = tokio::sync::oneshot::channel();

@@ -48,6 +48,8 @@ pub(crate) const META_NEAR: &str = "tacet.rollup.near";
 pub(crate) const META_COMPLETE: &str = "tacet.rollup.complete";
 /// Footer key: the time zone whose day the rollup counts (absent: UTC, as in rollups written before it).
 pub(crate) const META_ZONE: &str = "tacet.rollup.zone";
+/// Footer key: the size in bytes of the day's `visits.parquet` written by the same run (crate::visits).
+pub(crate) const META_VISITS: &str = "tacet.rollup.visits";
 
 /// What a rollup's footer says about how it was computed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +62,8 @@ pub(crate) struct RollupMeta {
     pub complete: bool,
     /// The IANA name of the zone whose day it counts (`UTC` when the footer has none).
     pub zone: String,
+    /// The size of the day's visits file the same run wrote (crate::visits; `None`: written before visits).
+    pub visits: Option<u64>,
 }
 
 /// One day's raw files (path and size), and the kinds they are of.

@@ -29,6 +29,7 @@ mod slots;
 pub mod source;
 mod threshold;
 mod visit;
+pub mod visits;
 
 pub use config::QueryConfig;
 pub use engine::{FreshEvents, QueryEngine, QueryOutput, Restrictions};

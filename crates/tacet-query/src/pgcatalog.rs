@@ -3,7 +3,7 @@
 //!
 //! Built on `datafusion-pg-catalog` (the catalogue of `datafusion-postgres`): its static tables are those of
 //! a real Postgres (types, operators, functions), and `pg_class` / `pg_attribute` / `pg_namespace` are made
-//! from [`TenantTables`]: the tables the tenant's session has (`events`, `rollups`), with their columns.
+//! from [`TenantTables`]: the tables the tenant's session has (`events`, `rollups`, `visits`), with their columns.
 //! The catalogue describes columns, never rows, and it knows no other tenant: there is nothing of another
 //! tenant to name.
 //!
@@ -188,11 +188,17 @@ impl PgCatalog {
                     .and_then(|c| c.schema("public"))
                     .ok_or_else(|| Error::Internal("the session has no public schema".into()))?;
                 let mut names = public.table_names();
+                // `visits` is put into a session whose query names it (crate::visits): describe it always.
+                if !names.iter().any(|n| n == "visits") {
+                    names.push("visits".to_owned());
+                }
                 names.sort();
                 let mut tables = Vec::with_capacity(names.len());
                 for name in names {
                     if let Some(t) = public.table(&name).await.map_err(Error::from_datafusion)? {
                         tables.push((name, t.schema()));
+                    } else if name == "visits" {
+                        tables.push((name, crate::visits::visits_schema()));
                     }
                 }
                 let made = Provider::try_new(

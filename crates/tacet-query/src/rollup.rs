@@ -358,7 +358,38 @@ impl QueryEngine {
                     .map(|c| c.as_primitive::<Int64Type>().value(0))
             })
             .unwrap_or(0);
+        // The day's visits (crate::visits), written first: the rollup's footer names the file by its size.
+        let mut with_day = bounds.clone();
+        with_day.push(("day", day_of(day)));
+        let visits = self
+            .run_with_limit(
+                tenant,
+                &crate::visits::day_sql(DAY_EVENTS),
+                Some(ParamValues::from(with_day)),
+                local_run(),
+            )
+            .await?;
+        let key = match self.inner.data_keys.get() {
+            Some(keys) => keys.key(tenant).map_err(Error::Internal)?,
+            None => None,
+        };
+        let visits = crate::visits::encode(&visits.batches, key.as_deref())?;
+        let visits_size = visits.len();
+        let visits_path = Path::from(format!(
+            "{}date={text}/{}",
+            crate::visits::visits_prefix(tenant),
+            crate::visits::VISITS_FILE
+        ));
+        self.store()
+            .put(&visits_path, visits.into())
+            .await
+            .map_err(|e| Error::Internal(format!("writing {visits_path}: {e}")))?;
+        let computed_from = files.clone();
         let footer = vec![
+            (
+                crate::footer::META_VISITS.to_owned(),
+                visits_size.to_string(),
+            ),
             (crate::footer::META_FILES.to_owned(), files),
             (crate::footer::META_RESTRICTED.to_owned(), restricted),
             (crate::footer::META_SHARED.to_owned(), shared.to_string()),
@@ -389,12 +420,25 @@ impl QueryEngine {
                 .await
                 .map_err(|e| Error::Internal(format!("writing {path}: {e}")))?;
         }
+        // An erasure that rewrote the day meanwhile deleted the day's visits before this run wrote its own
+        // (computed from the rows before): those must not stay. Listed after writing, so either the erasure
+        // deletes this file or this check sees its rewrite.
+        let now = crate::footer::raw_files_by_day(self.store(), tenant).await?;
+        let now = crate::footer::local_day_files(&now, (lo, hi))
+            .map(|f| f.digest())
+            .unwrap_or_default();
+        if now != computed_from {
+            self.store()
+                .delete(&visits_path)
+                .await
+                .map_err(|e| Error::Internal(format!("deleting {visits_path}: {e}")))?;
+        }
         Ok(rows)
     }
 }
 
 /// The batches with the file's column types (DataFusion may answer strings as Utf8View; files hold Utf8).
-fn conform(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
+pub(crate) fn conform(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
     batches
         .iter()
         .map(|b| {
@@ -424,6 +468,7 @@ fn local_run() -> Run {
         client_sql: false,
         groups: None,
         postgres: None,
+        visits: None,
     }
 }
 
@@ -482,6 +527,7 @@ impl QueryEngine {
             client_sql: false,
             groups: Some(Arc::clone(&scope.groups)),
             postgres: None,
+            visits: None,
         };
         let out = if rolled_only {
             let schema = match known {

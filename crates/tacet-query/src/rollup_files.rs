@@ -19,7 +19,8 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
 use crate::footer::{
-    META_COMPLETE, META_FILES, META_NEAR, META_RESTRICTED, META_SHARED, META_ZONE, RollupMeta,
+    META_COMPLETE, META_FILES, META_NEAR, META_RESTRICTED, META_SHARED, META_VISITS, META_ZONE,
+    RollupMeta,
 };
 use crate::{Error, QueryEngine, Result};
 
@@ -86,6 +87,7 @@ fn parse(
                 .get(META_ZONE)
                 .cloned()
                 .unwrap_or_else(|| "UTC".to_owned()),
+            visits: kv.get(META_VISITS).and_then(|s| s.parse().ok()),
         }),
         _ => None,
     };

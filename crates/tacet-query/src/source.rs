@@ -469,7 +469,7 @@ impl QueryEngine {
 
     /// The tenant's rollups by `date=` (path and modification time), and beside them their rows per filter
     /// value (`filters.parquet`).
-    async fn rollups_by_day(&self, tenant: &TenantId) -> Result<(Rollups, Rollups)> {
+    pub(crate) async fn rollups_by_day(&self, tenant: &TenantId) -> Result<(Rollups, Rollups)> {
         let prefix = Path::from(rollup_prefix(tenant));
         let mut listed = self.store().list(Some(&prefix));
         let (mut rollups, mut filtered) = (BTreeMap::new(), BTreeMap::new());
@@ -492,7 +492,7 @@ impl QueryEngine {
 
     /// Days with events the ingestion buffer still holds (none without one); `None` when the buffer cannot
     /// say, which reads every closed day raw.
-    fn buffered_days(&self, tenant: &TenantId) -> Result<Option<BTreeSet<NaiveDate>>> {
+    pub(crate) fn buffered_days(&self, tenant: &TenantId) -> Result<Option<BTreeSet<NaiveDate>>> {
         match self.inner.fresh.get() {
             None => Ok(Some(BTreeSet::new())),
             Some(fresh) => fresh
@@ -533,6 +533,7 @@ impl QueryEngine {
                     client_sql: false,
                     groups: Some(Arc::clone(&scope.groups)),
                     postgres: None,
+                    visits: None,
                 },
             )
             .await?;

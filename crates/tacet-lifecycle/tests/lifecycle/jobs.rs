@@ -184,6 +184,7 @@ async fn retention_drops_exactly_the_expired_partitions_and_rollups_answer_for_t
         .map(|e| match &e.target {
             tacet_lifecycle::Target::Partition { kind, date } => (kind.clone(), date.clone()),
             tacet_lifecycle::Target::Rollup { date } => ("rollup".into(), date.clone()),
+            tacet_lifecycle::Target::Visits { date } => ("visits".into(), date.clone()),
             tacet_lifecycle::Target::SourceMaps { release } => ("maps".into(), release.clone()),
         })
         .collect();
@@ -202,12 +203,23 @@ async fn retention_drops_exactly_the_expired_partitions_and_rollups_answer_for_t
         .retention_run(&tenants, false, "test", &tacet_lifecycle::quiet)
         .await
         .unwrap();
-    assert_eq!(run.files_deleted, 80);
+    // 80 partitions, and the stored visits the rollups below wrote for the 30 days whose page views went.
+    assert_eq!(run.files_deleted, 110);
     // One rollup per day that lost a partition, written before the first drop of that day.
     assert_eq!(run.rollups_written, 50);
     let left = lake_files(&env);
     let raw_left: Vec<&String> = left.iter().filter(|f| f.starts_with("events/")).collect();
     assert_eq!(raw_left.len(), 40);
+    // Stored visits stay exactly as long as the day's page views.
+    let visits: Vec<String> = left
+        .iter()
+        .filter(|f| f.starts_with("visits/"))
+        .cloned()
+        .collect();
+    let expected: Vec<String> = (30..50)
+        .map(|d| format!("visits/tenant={t}/date={}/visits.parquet", date(d)))
+        .collect();
+    assert_eq!(visits, expected);
     for d in 0..60 {
         let pv = left
             .iter()
@@ -226,7 +238,7 @@ async fn retention_drops_exactly_the_expired_partitions_and_rollups_answer_for_t
             .iter()
             .filter(|e| e.entry.action == "retention.drop")
             .count(),
-        80
+        110
     );
 
     // At day 125 the rest of the raw events expire (their days get rollups first), and the rollups of
@@ -289,8 +301,18 @@ async fn retention_rolls_up_the_local_days_a_dropped_utc_date_runs_over() {
         .unwrap();
     // UTC dates 0..7 go, one file each and two on day 3; local days 0 to 7 each run over one of them (day
     // 4 keeps 20 of its 23 page views in the lake until UTC date 4 goes).
-    assert_eq!(run.files_deleted, 8);
+    // And the stored visits those rollups wrote for local days 0 to 6, before the page view cutoff (day 7
+    // keeps its own: its page views are in the lake until UTC date 7's go).
+    assert_eq!(run.files_deleted, 8 + 7);
     assert_eq!(run.rollups_written, 8, "local days 0 to 7, once each");
+    let visits: Vec<String> = lake_files(&env)
+        .into_iter()
+        .filter(|f| f.starts_with("visits/"))
+        .collect();
+    assert_eq!(
+        visits,
+        [format!("visits/tenant={t}/date={}/visits.parquet", date(7))]
+    );
     let rollups: Vec<String> = lake_files(&env)
         .into_iter()
         .filter(|f| f.starts_with("rollups/") && f.ends_with("/rollup.parquet"))
@@ -331,8 +353,9 @@ async fn offboarding_removes_raw_events_and_keys_and_keeps_rollups() {
     assert_eq!(cert.files_removed, 5 * 2 * 2 + 1);
     assert_eq!(cert.partitions_removed, 10);
     assert!(cert.keys_destroyed >= 2, "{cert:?}");
-    // Each day's rollup and its rows per filter value.
+    // Each day's rollup and its rows per filter value; its stored visits went.
     assert_eq!(cert.rollup_files_kept, 5 * 2);
+    assert_eq!(cert.visit_files_removed, 5);
 
     // Nothing of the tenant's raw data or keys is left anywhere in the data directory.
     let files = crate::fixture::all_files(env.dir.path());
@@ -344,6 +367,7 @@ async fn offboarding_removes_raw_events_and_keys_and_keeps_rollups() {
             .to_string();
         assert!(
             !rel.starts_with("lake/events/tenant=acme")
+                && !rel.starts_with("lake/visits/tenant=acme")
                 && !rel.contains("keys/salts/acme")
                 && !rel.contains("keys/subject/acme"),
             "{rel} is left"
@@ -588,12 +612,37 @@ async fn erasure_and_compaction_work_on_an_encrypted_lake() {
         ingest(&env, &t, events).await;
     }
     assert_eq!(env.count(&t, "SELECT COUNT(*) FROM events").await, 20);
+    // The day's stored visits (written with its rollup) are encrypted too (checked below with every file),
+    // and go with the erasure: they were computed from the person's events.
+    let day = chrono::DateTime::from_timestamp_millis(START + DAY)
+        .unwrap()
+        .date_naive();
+    let visit_files = |env: &Env| {
+        lake_files(env)
+            .into_iter()
+            .filter(|f| f.starts_with("visits/tenant=acme/"))
+            .count()
+    };
+    env.query.rollup_day(&t, day, chrono_tz::UTC).await.unwrap();
+    assert_eq!(visit_files(&env), 1);
     let report = env
         .steward
         .erase(&t, "frank", "test", &tacet_lifecycle::quiet)
         .await
         .unwrap();
     assert_eq!((report.rows, report.files_rewritten), (4, 4));
+    assert_eq!(report.visit_files_deleted, 1);
+    assert_eq!(visit_files(&env), 0);
+    // Written again from what is left, and read back through `visits` with the tenant's key.
+    env.query.rollup_day(&t, day, chrono_tz::UTC).await.unwrap();
+    assert_eq!(visit_files(&env), 1);
+    let stored = env
+        .query
+        .stored_visit_days(&t, chrono_tz::UTC, true)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(env.count(&t, "SELECT SUM(events) FROM visits").await, 16);
     let options = tacet_lifecycle::CompactOptions {
         min_age: std::time::Duration::ZERO,
         target_bytes: 64 << 20,
@@ -605,8 +654,11 @@ async fn erasure_and_compaction_work_on_an_encrypted_lake() {
         .unwrap();
     assert_eq!((compacted.files_merged, compacted.files_written), (4, 1));
     assert_eq!(env.count(&t, "SELECT COUNT(*) FROM events").await, 16);
-    // Every file is still encrypted: a reader without the key fails on it.
-    for f in lake_files(&env) {
+    // Every file of events or visits is still encrypted: a reader without the key fails on it (rollups,
+    // counts without pseudonyms, are not).
+    let files = lake_files(&env);
+    assert!(files.iter().any(|f| f.starts_with("visits/")));
+    for f in files.into_iter().filter(|f| !f.starts_with("rollups/")) {
         let path = env.dir.path().join("lake").join(&f);
         let plain =
             parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&path).unwrap());
@@ -650,7 +702,14 @@ async fn retention_runs_once_for_all_nodes_under_its_lease() {
         .retention_run(&tenants, false, "test", &tacet_lifecycle::quiet)
         .await
         .unwrap();
-    assert_eq!(report.expired.len(), 10, "days 0 to 9 of 40");
+    let partitions = report
+        .expired
+        .iter()
+        .filter(|e| matches!(e.target, tacet_lifecycle::Target::Partition { .. }))
+        .count();
+    assert_eq!(partitions, 10, "days 0 to 9 of 40");
+    // With the visits their rollups wrote, dropped in the same run.
+    assert_eq!(report.expired.len(), 20);
     // Given back: the next holder takes it at once.
     assert!(
         leases

@@ -114,19 +114,7 @@ impl Inner {
         let table_url =
             ListingTableUrl::parse(format!("{LAKE_URL}{}", tacet_lake::tenant_prefix(tenant)))
                 .map_err(|e| Error::Internal(e.to_string()))?;
-        let mut format = ParquetFormat::default();
-        if let Some(keys) = self.data_keys.get()
-            && let Some(key) = keys.key(tenant).map_err(Error::Internal)?
-        {
-            let mut options = datafusion::config::TableParquetOptions::default();
-            options.crypto.file_decryption =
-                Some(datafusion::config::ConfigFileDecryptionProperties {
-                    footer_key_as_hex: hex_encode(&key),
-                    ..Default::default()
-                });
-            format = format.with_options(options);
-        }
-        let options = ListingOptions::new(Arc::new(format))
+        let options = ListingOptions::new(Arc::new(self.parquet_format(tenant)?))
             .with_file_extension(".parquet")
             .with_table_partition_cols(
                 PARTITION_COLUMNS
@@ -205,6 +193,23 @@ impl Inner {
         Ok(ctx)
     }
 
+    /// How the tenant's lake files are read: decrypted with its data key when the lake encrypts.
+    pub(crate) fn parquet_format(&self, tenant: &TenantId) -> Result<ParquetFormat> {
+        let format = ParquetFormat::default();
+        let Some(keys) = self.data_keys.get() else {
+            return Ok(format);
+        };
+        let Some(key) = keys.key(tenant).map_err(Error::Internal)? else {
+            return Ok(format);
+        };
+        let mut options = datafusion::config::TableParquetOptions::default();
+        options.crypto.file_decryption = Some(datafusion::config::ConfigFileDecryptionProperties {
+            footer_key_as_hex: hex_encode(&key),
+            ..Default::default()
+        });
+        Ok(format.with_options(options))
+    }
+
     /// The query's session and its checked logical plan, parameters bound: everything before execution.
     async fn prepare(
         &self,
@@ -228,6 +233,10 @@ impl Inner {
                 run.postgres.is_some(),
             )
             .await?;
+        if let Some(stored) = &run.visits {
+            let zone = run.zone.unwrap_or(chrono_tz::UTC);
+            self.register_visits(&ctx, tenant, zone, stored).await?;
+        }
         if let Some(catalog) = &run.postgres {
             catalog.install(&ctx).await?;
         }

@@ -181,6 +181,57 @@ impl Pair {
         sources
     }
 
+    /// The `visits` table as client SQL reads it: the rolled engine (stored days where they are current)
+    /// gives the raw engine's rows (every day computed from events), column by column. Returns the days
+    /// read from stored visits.
+    async fn visits_same_as_raw(&self, step: &str) -> Vec<String> {
+        let tenant = TenantId::new(self.tenant).unwrap();
+        let sql = "SELECT * FROM visits ORDER BY date, visitor_id, started";
+        let rows = |o: &QueryOutput| -> Value {
+            serde_json::from_slice(&to_json(&o.batches).unwrap()).unwrap()
+        };
+        let types = |o: &QueryOutput| -> Vec<(String, arrow::datatypes::DataType)> {
+            o.schema
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().clone()))
+                .collect()
+        };
+        let stored = self.rolled.sql(&tenant, sql).await.unwrap();
+        let raw = self.raw.sql(&tenant, sql).await.unwrap();
+        assert_eq!(types(&stored), types(&raw), "{step}: visits' columns");
+        assert_eq!(
+            types(&stored),
+            tacet_query::visits::visits_schema()
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().clone()))
+                .collect::<Vec<_>>()
+        );
+        assert!(raw.num_rows() > 0, "{step}: visits has rows");
+        assert_eq!(rows(&stored), rows(&raw), "{step}: visits");
+        let days: Vec<String> = self
+            .rolled
+            .stored_visit_days(&tenant, chrono_tz::UTC, true)
+            .await
+            .unwrap()
+            .into_keys()
+            .collect();
+        // The plan reads a stored file for each of those days, and nothing stored otherwise.
+        let plan = self
+            .rolled
+            .sql(&tenant, "EXPLAIN SELECT * FROM visits")
+            .await
+            .unwrap();
+        let plan = String::from_utf8(to_json(&plan.batches).unwrap()).unwrap();
+        assert_eq!(
+            plan.matches("/visits.parquet").count(),
+            days.len(),
+            "{step}: {plan}"
+        );
+        days
+    }
+
     async fn roll(&self, days: &[&str]) {
         self.roll_in(days, chrono_tz::UTC).await;
     }
@@ -229,6 +280,7 @@ async fn closed_days_from_rollups_answer_exactly_as_raw_events() {
             (D1.into(), RawReason::NoRollup)
         ]
     );
+    assert!(pair.visits_same_as_raw("no rollups").await.is_empty());
 
     // Both days rolled up: every unfiltered report reads them, and answers as the raw events do (visitor 99's
     // sitting across midnight is two visitor ids and two visits either way).
@@ -238,6 +290,11 @@ async fn closed_days_from_rollups_answer_exactly_as_raw_events() {
     assert_eq!(
         sources[0].to_string(),
         "rollups; rollup_days=2; expired_days=0; raw_days=0"
+    );
+    // Visits too: both days from their stored visits, the rows of the raw events' visits.
+    assert_eq!(
+        pair.visits_same_as_raw("rolled").await,
+        [D0.to_owned(), D1.to_owned()]
     );
     // By the hour, rollups cannot answer: raw.
     let (_, hourly) = Pair::answer(&pair.rolled, "timeseries", &[("interval", "hour")], &utc).await;
@@ -278,6 +335,17 @@ async fn closed_days_from_rollups_answer_exactly_as_raw_events() {
         ]
     );
     pair.buffer.0.lock().unwrap().clear();
+    pair.buffer
+        .0
+        .lock()
+        .unwrap()
+        .insert(NaiveDate::from_ymd_opt(2025, 11, 29).unwrap());
+    assert_eq!(
+        pair.visits_same_as_raw("buffered").await,
+        [D0.to_owned()],
+        "a day with buffered events computes its visits"
+    );
+    pair.buffer.0.lock().unwrap().clear();
 
     // A late event for the first day, sent on it by a new visitor: the first day's files changed, the second's
     // neighbour did; both raw, the same answers; rolled again, both from rollups with the new numbers.
@@ -306,6 +374,10 @@ async fn closed_days_from_rollups_answer_exactly_as_raw_events() {
         ]
     );
     pair.roll(&[D0, D1]).await;
+    assert_eq!(
+        pair.visits_same_as_raw("late event, rolled").await,
+        [D0.to_owned(), D1.to_owned()]
+    );
     assert_eq!(
         days(&pair.same_as_raw_filtered(&utc, "late event, rolled").await),
         (vec![D0.into(), D1.into()], vec![])
@@ -345,6 +417,11 @@ async fn closed_days_from_rollups_answer_exactly_as_raw_events() {
             (D1.into(), RawReason::SharedIds)
         ]
     );
+    // Visits are per day: a visitor id shared by two days makes a visit on each, stored or computed.
+    assert_eq!(
+        pair.visits_same_as_raw("shared id").await,
+        [D0.to_owned(), D1.to_owned()]
+    );
     let sum_of_days = |overview: &Value| overview[0]["visitors"].as_u64().unwrap();
     let (overview, _) = Pair::answer(&pair.raw, "overview", &[], &utc).await;
     let daily: u64 = {
@@ -383,6 +460,11 @@ async fn closed_days_from_rollups_answer_exactly_as_raw_events() {
             (D1.into(), RawReason::SharedIds)
         ]
     );
+    assert_eq!(
+        pair.visits_same_as_raw("file deleted").await,
+        [D1.to_owned()],
+        "the day whose files changed computes its visits"
+    );
     pair.roll(&[D0, D1]).await;
     assert_eq!(
         days(&pair.same_as_raw(&utc, "file deleted, rolled").await),
@@ -400,6 +482,7 @@ async fn closed_days_from_rollups_answer_exactly_as_raw_events() {
             (D1.into(), RawReason::Objections)
         ]
     );
+    assert!(pair.visits_same_as_raw("objection").await.is_empty());
     assert_eq!(
         pair.rolled
             .stale_rollup_days(&shop, 10_000, 7, chrono_tz::UTC)
@@ -439,6 +522,8 @@ async fn closed_days_from_rollups_answer_exactly_as_raw_events() {
     }
     let sources = pair.same_as_raw_filtered(&utc, "expired").await;
     assert_eq!(days(&sources), (vec![D0.into(), D1.into()], vec![]));
+    // The expired day's stored visits (until retention deletes them) are not read: its files changed.
+    assert_eq!(pair.visits_same_as_raw("expired").await, [D1.to_owned()]);
     assert!(sources.iter().all(|s| s.expired == 1), "{sources:?}");
 }
 
