@@ -25,7 +25,9 @@
 //! Before timing, the daily rollups of the big tenant's 61 days are written as the server keeps them
 //! (`QueryEngine::rollup_day`; only those missing or stale, so a kept lake's second run writes none), timed,
 //! and their bytes counted (`TACET_BENCH_ROLL_ALL=1`: every tenant's, for
-//! the lake's whole size); each report then prints where its days came from (`X-Tacet-Source`).
+//! the lake's whole size; the day's stored visits are written with each); each report then prints where its
+//! days came from (`X-Tacet-Source`). The month's `visits` (SQL over the table) is timed from the stored days
+//! and computed from raw events.
 //!
 //! "Cold" is a new engine (DataFusion: a new `QueryEngine`, so no footer or statistics cache; DuckDB: a new
 //! connection); the operating system's page cache stays warm in both. "Hot" is the median of five runs on
@@ -360,6 +362,14 @@ fn main() {
     };
     let engine = || QueryEngine::new(Arc::clone(lake.store()), config.clone()).unwrap();
     roll_up(&runtime, &engine(), &lake_dir, total);
+    let raw = || {
+        let config = QueryConfig {
+            from_rollups: false,
+            ..config.clone()
+        };
+        QueryEngine::new(Arc::clone(lake.store()), config).unwrap()
+    };
+    time_visits(&runtime, &engine, &raw);
     // TACET_BENCH_EXPLAIN=overview prints DataFusion's EXPLAIN ANALYZE of that report first.
     if let Ok(name) = std::env::var("TACET_BENCH_EXPLAIN") {
         let report = Report::find(&name).unwrap();
@@ -608,6 +618,7 @@ fn roll_up(runtime: &tokio::runtime::Runtime, engine: &QueryEngine, lake_dir: &P
         );
     }
     let secs = started.elapsed().as_secs_f64();
+    let visits = dir_bytes(&lake_dir.join("visits"));
     let rolled = dir_bytes(&lake_dir.join("rollups"));
     let filters = files_named(&lake_dir.join("rollups"), "filters.parquet");
     let events = dir_bytes(&lake_dir.join("events"));
@@ -627,6 +638,42 @@ fn roll_up(runtime: &tokio::runtime::Runtime, engine: &QueryEngine, lake_dir: &P
             ""
         }
     );
+    println!(
+        "stored visits (written with the rollups): {visits} bytes, {:.2} bytes/event over the lake",
+        visits as f64 / total as f64
+    );
+}
+
+/// The month's `visits` as a product team's SQL reads it: from the stored days (`engine`) and computed from
+/// raw events (`raw`, `from_rollups = false`), cold (a new engine) and hot (median of five), and the rows.
+fn time_visits(
+    runtime: &tokio::runtime::Runtime,
+    engine: &dyn Fn() -> QueryEngine,
+    raw: &dyn Fn() -> QueryEngine,
+) {
+    let tenant = TenantId::new(BIG).unwrap();
+    let sql = "SELECT COUNT(*) AS visits, SUM(pageviews) AS pageviews, \
+               SUM(CASE WHEN bounce THEN 1 ELSE 0 END) AS bounces, AVG(duration_ms) AS ms \
+               FROM visits WHERE date >= '2026-10-01' AND date <= '2026-10-31'";
+    for (name, make) in [("stored", engine), ("computed", raw)] {
+        let e = make();
+        let t = Instant::now();
+        let first = runtime.block_on(e.sql(&tenant, sql)).unwrap();
+        let cold = t.elapsed().as_secs_f64() * 1000.0;
+        let mut hot = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            runtime.block_on(e.sql(&tenant, sql)).unwrap();
+            hot.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        hot.sort_by(f64::total_cmp);
+        let answer = tacet_query::format::to_json(&first.batches).unwrap();
+        println!(
+            "visits, the month of {BIG} ({name}): cold {cold:.0} ms, hot {:.0} ms; {}",
+            hot[2],
+            String::from_utf8_lossy(&answer)
+        );
+    }
 }
 
 const DUCK_PY: &str = r#"

@@ -596,6 +596,18 @@ impl QueryEngine {
                 )
             {
                 stale.push(day);
+                continue;
+            }
+            // A rollup written before visits were stored beside it is rewritten too (crate::visits).
+            if let Some((path, at)) = rollups.get(&text)
+                && self
+                    .rollup_file(path, *at, None)
+                    .await?
+                    .meta
+                    .as_ref()
+                    .is_some_and(|m| m.visits.is_none())
+            {
+                stale.push(day);
             }
         }
         Ok(stale)

@@ -168,14 +168,24 @@ fn day_of_event(zone: chrono_tz::Tz) -> &'static str {
 /// Encodes a day's visits as a visits file, encrypted under `key` when given.
 pub(crate) fn encode(batches: &[RecordBatch], key: Option<&[u8]>) -> Result<Vec<u8>> {
     use datafusion::parquet::arrow::ArrowWriter;
+    use datafusion::parquet::basic::Encoding;
     use datafusion::parquet::file::metadata::SortingColumn;
+    use datafusion::parquet::schema::types::ColumnPath;
     let schema = visits_schema();
     let rows = batches.iter().map(RecordBatch::num_rows).sum();
     let failed = |e: &dyn std::fmt::Display| Error::Internal(format!("encoding visits: {e}"));
     let started = schema.index_of("started").map_err(|e| failed(&e))? as i32;
-    let props = tacet_lake::writer_properties_with(key, rows)
+    // Times rise through the file (sorted by start): deltas, not a dictionary of nearly unique values.
+    let mut props = tacet_lake::writer_properties_with(key, rows)
         .map_err(|e| failed(&e))?
-        .into_builder()
+        .into_builder();
+    for column in ["started", "ended", "duration_ms"] {
+        let path = ColumnPath::from(column);
+        props = props
+            .set_column_dictionary_enabled(path.clone(), false)
+            .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
+    }
+    let props = props
         .set_sorting_columns(Some(vec![SortingColumn {
             column_idx: started,
             descending: false,
