@@ -169,6 +169,38 @@ impl Steward {
         Ok((today, expired))
     }
 
+    /// Deletes what `e` names, records it in the audit log (`rollup`: whether its day's rollup existed, was
+    /// written, or was not needed) and in `report`.
+    async fn drop_expired(
+        &self,
+        tenant: &TenantId,
+        e: Expired,
+        rollup: &str,
+        actor: &str,
+        report: &mut RetentionReport,
+    ) -> Result<()> {
+        if let Target::SourceMaps { release } = &e.target {
+            self.pipeline
+                .sourcemaps()
+                .delete(tenant, release, None)
+                .await?;
+        } else {
+            let _no_queries = self.query.exclusive().await?;
+            self.pipeline.lake().delete(&e.paths).await?;
+        }
+        self.audit.append(
+            actor,
+            "retention.drop",
+            Some(&e.tenant),
+            json!({"target": e.target, "files": e.files, "bytes": e.bytes,
+                "retention_days": e.retention_days, "rollup": rollup}),
+        )?;
+        report.files_deleted += e.files;
+        report.bytes_deleted += e.bytes;
+        report.expired.push(e);
+        Ok(())
+    }
+
     /// The days whose stored visits expire: before `today - page view retention`.
     async fn expired_visits(
         &self,
@@ -328,44 +360,15 @@ impl Steward {
                     }
                 }
             }
-            if let Target::SourceMaps { release } = &e.target {
-                self.pipeline
-                    .sourcemaps()
-                    .delete(&tenant, release, None)
-                    .await?;
-            } else {
-                let _no_queries = self.query.exclusive().await?;
-                lake.delete(&e.paths).await?;
-            }
-            self.audit.append(
-                actor,
-                "retention.drop",
-                Some(&e.tenant),
-                json!({"target": e.target, "files": e.files, "bytes": e.bytes,
-                    "retention_days": e.retention_days, "rollup": rollup}),
-            )?;
-            report.files_deleted += e.files;
-            report.bytes_deleted += e.bytes;
-            report.expired.push(e);
+            self.drop_expired(&tenant, e, rollup, actor, &mut report)
+                .await?;
         }
         // A rollup written above for a day about to lose its events also wrote that day's visits: the
         // expired ones go now, not at the next run.
         for (tenant, policy) in tenants {
             for e in self.expired_visits(tenant, policy, today).await? {
-                {
-                    let _no_queries = self.query.exclusive().await?;
-                    lake.delete(&e.paths).await?;
-                }
-                self.audit.append(
-                    actor,
-                    "retention.drop",
-                    Some(&e.tenant),
-                    json!({"target": e.target, "files": e.files, "bytes": e.bytes,
-                        "retention_days": e.retention_days, "rollup": "not needed"}),
-                )?;
-                report.files_deleted += e.files;
-                report.bytes_deleted += e.bytes;
-                report.expired.push(e);
+                self.drop_expired(tenant, e, "not needed", actor, &mut report)
+                    .await?;
             }
         }
         progress(total, total, "done");

@@ -84,6 +84,25 @@ pub fn to_parquet(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>
     to_parquet_with(schema, batches, Vec::new())
 }
 
+/// The batches with the file's column types (DataFusion may answer strings as Utf8View; files hold Utf8).
+pub(crate) fn conform(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<Vec<RecordBatch>, ArrowError> {
+    batches
+        .iter()
+        .map(|b| {
+            let columns = b
+                .columns()
+                .iter()
+                .zip(schema.fields())
+                .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
+                .collect::<Result<Vec<_>, _>>()?;
+            RecordBatch::try_new(std::sync::Arc::clone(schema), columns)
+        })
+        .collect()
+}
+
 /// [`to_parquet`] with key-value pairs in the footer.
 pub fn to_parquet_with(
     schema: &SchemaRef,

@@ -410,7 +410,8 @@ impl QueryEngine {
         for (name, schema, batches) in parts {
             let bytes = crate::format::to_parquet_with(
                 &schema,
-                &conform(&schema, &batches)?,
+                &crate::format::conform(&schema, &batches)
+                    .map_err(|e| Error::Internal(format!("rollup batch: {e}")))?,
                 footer.clone(),
             )
             .map_err(|e| Error::Internal(format!("encoding a rollup: {e}")))?;
@@ -435,24 +436,6 @@ impl QueryEngine {
         }
         Ok(rows)
     }
-}
-
-/// The batches with the file's column types (DataFusion may answer strings as Utf8View; files hold Utf8).
-pub(crate) fn conform(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
-    batches
-        .iter()
-        .map(|b| {
-            let columns = b
-                .columns()
-                .iter()
-                .zip(schema.fields())
-                .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| Error::Internal(format!("rollup batch: {e}")))?;
-            RecordBatch::try_new(Arc::clone(schema), columns)
-                .map_err(|e| Error::Internal(format!("rollup batch: {e}")))
-        })
-        .collect()
 }
 
 /// A query of the rollups' own: on this process's session (with the ingestion buffer, which a Ballista

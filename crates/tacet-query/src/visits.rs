@@ -195,7 +195,7 @@ pub(crate) fn encode(batches: &[RecordBatch], key: Option<&[u8]>) -> Result<Vec<
     let mut buf = Vec::new();
     let mut w =
         ArrowWriter::try_new(&mut buf, Arc::clone(&schema), Some(props)).map_err(|e| failed(&e))?;
-    for b in crate::rollup::conform(&schema, batches)? {
+    for b in crate::format::conform(&schema, batches).map_err(|e| failed(&e))? {
         w.write(&b).map_err(|e| failed(&e))?;
     }
     w.close().map_err(|e| failed(&e))?;
