@@ -63,7 +63,7 @@ pub(crate) struct Inner {
     /// needs no raw query (crate::rollup).
     pub(crate) report_schemas: std::sync::Mutex<std::collections::HashMap<&'static str, SchemaRef>>,
     /// Tenants' data keys, when the lake is encrypted.
-    pub(crate) data_keys: std::sync::OnceLock<Arc<dyn tacet_lake::DataKeys>>,
+    data_keys: std::sync::OnceLock<Arc<dyn tacet_lake::DataKeys>>,
     /// Where distributed queries go (`query.ballista`); `None`: every query runs here.
     cluster: Option<crate::ballista::Cluster>,
 }

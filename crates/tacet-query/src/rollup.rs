@@ -369,21 +369,7 @@ impl QueryEngine {
                 local_run(),
             )
             .await?;
-        let key = match self.inner.data_keys.get() {
-            Some(keys) => keys.key(tenant).map_err(Error::Internal)?,
-            None => None,
-        };
-        let visits = crate::visits::encode(&visits.batches, key.as_deref())?;
-        let visits_size = visits.len();
-        let visits_path = Path::from(format!(
-            "{}date={text}/{}",
-            crate::visits::visits_prefix(tenant),
-            crate::visits::VISITS_FILE
-        ));
-        self.store()
-            .put(&visits_path, visits.into())
-            .await
-            .map_err(|e| Error::Internal(format!("writing {visits_path}: {e}")))?;
+        let (visits_path, visits_size) = self.write_visits(tenant, &text, &visits.batches).await?;
         let computed_from = files.clone();
         let footer = vec![
             (

@@ -41,6 +41,7 @@ use datafusion::datasource::listing::{
 };
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
+use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use tacet_model::TenantId;
 
@@ -166,7 +167,7 @@ fn day_of_event(zone: chrono_tz::Tz) -> &'static str {
 }
 
 /// Encodes a day's visits as a visits file, encrypted under `key` when given.
-pub(crate) fn encode(batches: &[RecordBatch], key: Option<&[u8]>) -> Result<Vec<u8>> {
+fn encode(batches: &[RecordBatch], key: Option<&[u8]>) -> Result<Vec<u8>> {
     use datafusion::parquet::arrow::ArrowWriter;
     use datafusion::parquet::basic::Encoding;
     use datafusion::parquet::file::metadata::SortingColumn;
@@ -203,6 +204,25 @@ pub(crate) fn encode(batches: &[RecordBatch], key: Option<&[u8]>) -> Result<Vec<
 }
 
 impl QueryEngine {
+    /// Writes a day's visits (`day`, `YYYY-MM-DD`) as its visits file, encrypted under the tenant's data
+    /// key when the lake encrypts, replacing an earlier one; returns where, and its size.
+    pub(crate) async fn write_visits(
+        &self,
+        tenant: &TenantId,
+        day: &str,
+        batches: &[RecordBatch],
+    ) -> Result<(Path, usize)> {
+        let key = self.inner.data_key(tenant)?;
+        let bytes = encode(batches, key.as_deref())?;
+        let size = bytes.len();
+        let path = Path::from(format!("{}date={day}/{VISITS_FILE}", visits_prefix(tenant)));
+        self.store()
+            .put(&path, bytes.into())
+            .await
+            .map_err(|e| Error::Internal(format!("writing {path}: {e}")))?;
+        Ok((path, size))
+    }
+
     /// The tenant's visits files by day: path and size.
     pub(crate) async fn visit_files(
         &self,

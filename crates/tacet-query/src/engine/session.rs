@@ -193,13 +193,18 @@ impl Inner {
         Ok(ctx)
     }
 
+    /// The tenant's data key, when the lake encrypts (its events and visits files are written under it).
+    pub(crate) fn data_key(&self, tenant: &TenantId) -> Result<Option<Vec<u8>>> {
+        match self.data_keys.get() {
+            Some(keys) => keys.key(tenant).map_err(Error::Internal),
+            None => Ok(None),
+        }
+    }
+
     /// How the tenant's lake files are read: decrypted with its data key when the lake encrypts.
     pub(crate) fn parquet_format(&self, tenant: &TenantId) -> Result<ParquetFormat> {
         let format = ParquetFormat::default();
-        let Some(keys) = self.data_keys.get() else {
-            return Ok(format);
-        };
-        let Some(key) = keys.key(tenant).map_err(Error::Internal)? else {
+        let Some(key) = self.data_key(tenant)? else {
             return Ok(format);
         };
         let mut options = datafusion::config::TableParquetOptions::default();
