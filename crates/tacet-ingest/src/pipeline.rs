@@ -5,7 +5,7 @@ use std::mem;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tacet_lake::{Lake, PartitionKey};
+use tacet_lake::{Lake, PartitionKey, background};
 use tacet_model::{Clock, RawEvent, TenantId};
 use tacet_privacy::{
     DropReason, EventBatch, Outcome, Packed, Privacy, RequestContext, Span, Tally, TenantPolicy,
@@ -522,7 +522,10 @@ impl Pipeline {
                     .collect();
                 let lake = &self.lake;
                 let writes = todo.into_iter().map(|(i, key, events)| async move {
-                    let result = match EventBatch::from_packed(&events) {
+                    // Building the columns and encoding them are the flush's CPU work: both on the lake's
+                    // encoder threads, below the requests' priority, never on an async worker.
+                    let built = background::encode(move || EventBatch::from_packed(&events)).await;
+                    let result = match built {
                         Ok(batch) => lake
                             .write(&key, (from, to), &batch)
                             .await

@@ -14,6 +14,7 @@
 //! write-ahead log behind it. This crate accepts only [`tacet_privacy::EventBatch`]es: it cannot be handed
 //! raw identifiers.
 
+pub mod background;
 mod file;
 mod path;
 mod reader;
@@ -233,14 +234,27 @@ impl Lake {
         batch: &tacet_privacy::EventBatch,
     ) -> Result<ParquetFilePath> {
         let path = ParquetFilePath::for_wal_range(partition, self.node, from, to);
-        let key = self.key_for_path(&path.to_string())?;
-        let bytes = encode_batches_with(std::slice::from_ref(batch.record_batch()), key.as_deref())
-            .map_err(|source| Error::Parquet {
-                path: path.to_string(),
-                source,
-            })?;
+        let bytes = self
+            .encode(&path, vec![batch.record_batch().clone()])
+            .await?;
         self.put_durable(path.as_object_path(), bytes).await?;
         Ok(path)
+    }
+
+    /// `batches` as the Parquet bytes of the file at `path` (encrypted under its tenant's key if the lake
+    /// encrypts), encoded on a [`background`] thread.
+    pub async fn encode(
+        &self,
+        path: &ParquetFilePath,
+        batches: Vec<RecordBatch>,
+    ) -> Result<Vec<u8>> {
+        let key = self.key_for_path(&path.to_string())?;
+        let name = path.to_string();
+        background::encode(move || {
+            encode_batches_with(&batches, key.as_deref())
+                .map_err(|source| Error::Parquet { path: name, source })
+        })
+        .await
     }
 
     /// One `put` of a whole object; on local disk the file and its directories are fsynced too.
@@ -440,12 +454,7 @@ impl Lake {
         new: Option<(&ParquetFilePath, &[RecordBatch])>,
     ) -> Result<()> {
         if let Some((path, batches)) = new {
-            let key = self.key_for_path(&path.to_string())?;
-            let bytes =
-                encode_batches_with(batches, key.as_deref()).map_err(|source| Error::Parquet {
-                    path: path.to_string(),
-                    source,
-                })?;
+            let bytes = self.encode(path, batches.to_vec()).await?;
             self.put_durable_mode(path.as_object_path(), bytes, object_store::PutMode::Create)
                 .await?;
         }

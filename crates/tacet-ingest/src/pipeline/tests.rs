@@ -111,6 +111,7 @@ async fn flush_writes_one_file_per_partition_named_by_log_range() {
         2
     );
     assert_eq!(p.buffered(), 6);
+    let encoded = tacet_lake::background::jobs_done();
     let summary = p.flush().await;
     assert_eq!(
         summary,
@@ -120,6 +121,16 @@ async fn flush_writes_one_file_per_partition_named_by_log_range() {
             failed: 0
         }
     );
+    // Each file's columns were built and encoded on the lake's encoder threads, not on an async worker
+    // (other tests may add jobs meanwhile, never remove them; the last job's count may trail its value).
+    let waited = std::time::Instant::now();
+    while tacet_lake::background::jobs_done() < encoded + 4 {
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(5),
+            "the flush did not go through the encoder threads"
+        );
+        tokio::task::yield_now().await;
+    }
     assert_eq!(p.buffered(), 0);
     let (names, rows) = stored_rows(&s.store).await;
     assert_eq!(rows, 6);
