@@ -6,7 +6,8 @@
 //!    p50/p99 acknowledgement latency;
 //! 3. `tacet serve` with NDJSON batches of 1,000 events: events/s, per core;
 //! 4. fdatasync p50/p99 on the same disk (the latency floor of a durable acknowledgement);
-//! 5. single beacons again, paced at half of the peak from (2): p50/p99 against the fdatasync p99;
+//! 5. single beacons again, paced at half of the peak from (2): p50/p99 against the fdatasync p99; then the
+//!    bare server paced the same (5b), the p99 this machine and the load generator give any server;
 //! 6. the admission path alone (every limit on, an empty batch refused before decoding);
 //! 7. replay after a crash: `TACET_BENCH_REPLAY_EVENTS` (5,000,000) events in the log of a server that
 //!    never flushed, killed with SIGKILL; the new server's replay rate (read, check, decode, buffer).
@@ -553,6 +554,25 @@ async fn main() {
         .args(["-TERM", &child.id().to_string()])
         .status();
     let _ = child.wait();
+    // What this machine's scheduling and the load generator cost at that pace: the bare server paced the
+    // same (no disk, no tacet), so that (5)'s p99 can be read as floor + sync + tacet.
+    let bare_paced = load(
+        bare,
+        "/",
+        "application/json",
+        &singles,
+        64,
+        secs,
+        Some(half),
+        None,
+    )
+    .await;
+    println!(
+        "5b. bare hyper at the same pace:             p50 {:.2} ms  p99 {:.2} ms  ({:.0} requests/s achieved)",
+        ms(bare_paced.pct(0.5)),
+        ms(bare_paced.pct(0.99)),
+        bare_paced.per_sec()
+    );
     // The admission path alone: a server with every limit on (none reached) answers an empty batch,
     // which passes the key, the origin check, the per-key and per-client limits and the body read, and is
     // refused (400) before anything is decoded or logged.
@@ -607,6 +627,11 @@ async fn main() {
     println!(
         "  p99 at half peak - fdatasync p99:    {:+.2} ms (aim <= +2.00 ms)",
         ms(paced.pct(0.99)) - ms(fs99)
+    );
+    println!(
+        "    of which the bare server's p99 at that pace: {:.2} ms, so tacet adds {:+.2} ms over it and the sync",
+        ms(bare_paced.pct(0.99)),
+        ms(paced.pct(0.99)) - ms(fs99) - ms(bare_paced.pct(0.99))
     );
     println!("  replay, events/s per core:           {replay_rate:.0}   (aim >= 1000000)");
     println!(

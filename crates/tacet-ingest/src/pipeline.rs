@@ -498,7 +498,8 @@ impl Pipeline {
         mut summary: FlushSummary,
         started: Instant,
     ) -> FlushSummary {
-        if fresh && let Err(e) = self.wal.begin_flush(set.from, set.to) {
+        let (from, to) = (set.from, set.to);
+        if fresh && let Err(e) = self.on_wal(move |wal| wal.begin_flush(from, to)).await {
             warn!(error = %e, "cannot record the flush in the write-ahead log checkpoint; retrying later");
             self.set_lake_trouble(Some(
                 "cannot record the flush in the write-ahead log checkpoint (local disk)".to_owned(),
@@ -508,7 +509,6 @@ impl Pipeline {
             return summary;
         }
         // Several files at once, so that one slow partition does not hold up the others.
-        let (from, to) = (set.from, set.to);
         let mut trouble = None;
         loop {
             let written: Vec<(usize, Result<()>)> = {
@@ -578,7 +578,7 @@ impl Pipeline {
         }
         metrics::counter!("tacet_lake_files_written_total").increment(summary.files as u64);
         if summary.failed == 0 {
-            match self.wal.finish_flush(set.to) {
+            match self.on_wal(move |wal| wal.finish_flush(to)).await {
                 Ok(()) => {
                     let elapsed = started.elapsed();
                     metrics::histogram!("tacet_lake_flush_seconds").record(elapsed.as_secs_f64());
@@ -655,9 +655,25 @@ impl Pipeline {
         }
         if checkpoint.flushing.is_none() {
             // Deletes the sealed segments, now fully persisted.
-            self.wal.finish_flush(checkpoint.persisted)?;
+            let persisted = checkpoint.persisted;
+            self.on_wal(move |wal| wal.finish_flush(persisted)).await?;
         }
         Ok(())
+    }
+
+    /// Runs `f` on the log from a blocking thread: a checkpoint is a file written, fsynced and renamed and
+    /// its directory fsynced, and finishing a flush deletes segments; none of that holds an async worker.
+    async fn on_wal<T: Send + 'static>(&self, f: impl FnOnce(&Wal) -> T + Send + 'static) -> T {
+        let wal = Arc::clone(&self.wal);
+        match tokio::task::spawn_blocking(move || f(&wal)).await {
+            Ok(value) => value,
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(e) => panic!(
+                    "a write-ahead log job was cancelled (the runtime is shutting down): {e}"
+                ),
+            },
+        }
     }
 
     /// Flushes every `flush_interval`, or sooner when `flush_events` are waiting, until the task is aborted.
