@@ -1509,3 +1509,4 @@ async fn realtime_is_the_last_thirty_minutes_by_minute() {
 
 mod rolled;
 mod threshold;
+mod upgrade;
