@@ -519,18 +519,21 @@ async fn main() {
         ms(fs99)
     );
     let half = single.per_sec() / 2.0;
+    // Single beacons from 64 connections paced to `half` in all: to tacet, then to the bare server.
+    let at_half = |addr, path| {
+        load(
+            addr,
+            path,
+            "application/json",
+            &singles,
+            64,
+            secs,
+            Some(half),
+            None,
+        )
+    };
     let before = scrape(addr).await;
-    let paced = load(
-        addr,
-        "/v1/events",
-        "application/json",
-        &singles,
-        64,
-        secs,
-        Some(half),
-        None,
-    )
-    .await;
+    let paced = at_half(addr, "/v1/events").await;
     println!(
         "5. tacet, single beacons at {:.0}/s (half of peak): p50 {:.2} ms  p99 {:.2} ms  ({:.0} events/s achieved)",
         half,
@@ -556,17 +559,7 @@ async fn main() {
     let _ = child.wait();
     // What this machine's scheduling and the load generator cost at that pace: the bare server paced the
     // same (no disk, no tacet), so that (5)'s p99 can be read as floor + sync + tacet.
-    let bare_paced = load(
-        bare,
-        "/",
-        "application/json",
-        &singles,
-        64,
-        secs,
-        Some(half),
-        None,
-    )
-    .await;
+    let bare_paced = at_half(bare, "/").await;
     println!(
         "5b. bare hyper at the same pace:             p50 {:.2} ms  p99 {:.2} ms  ({:.0} requests/s achieved)",
         ms(bare_paced.pct(0.5)),
