@@ -27,11 +27,8 @@ pub fn jobs_done() -> u64 {
     DONE.load(Ordering::Relaxed)
 }
 
-struct Pool {
-    jobs: Mutex<Sender<Job>>,
-}
-
-static POOL: LazyLock<Pool> = LazyLock::new(|| {
+/// The encoder threads' queue, started on first use (`Sender` is `Sync`: no lock to send).
+static POOL: LazyLock<Sender<Job>> = LazyLock::new(|| {
     let (tx, rx) = channel::<Job>();
     let rx = Arc::new(Mutex::new(rx));
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -42,9 +39,7 @@ static POOL: LazyLock<Pool> = LazyLock::new(|| {
             .spawn(move || work(&rx))
             .expect("cannot start a lake encoder thread");
     }
-    Pool {
-        jobs: Mutex::new(tx),
-    }
+    tx
 });
 
 fn work(jobs: &Mutex<Receiver<Job>>) {
@@ -84,11 +79,7 @@ where
     let job: Job = Box::new(move || {
         let _ = tx.send(catch_unwind(AssertUnwindSafe(f)));
     });
-    POOL.jobs
-        .lock()
-        .expect("encoder queue")
-        .send(job)
-        .expect("the lake encoder threads are gone");
+    POOL.send(job).expect("the lake encoder threads are gone");
     match rx.await.expect("a lake encoder thread dropped its job") {
         Ok(value) => value,
         Err(panic) => resume_unwind(panic),

@@ -243,11 +243,7 @@ impl Lake {
 
     /// `batches` as the Parquet bytes of the file at `path` (encrypted under its tenant's key if the lake
     /// encrypts), encoded on a [`background`] thread.
-    pub async fn encode(
-        &self,
-        path: &ParquetFilePath,
-        batches: Vec<RecordBatch>,
-    ) -> Result<Vec<u8>> {
+    async fn encode(&self, path: &ParquetFilePath, batches: Vec<RecordBatch>) -> Result<Vec<u8>> {
         let key = self.key_for_path(&path.to_string())?;
         let name = path.to_string();
         background::encode(move || {
