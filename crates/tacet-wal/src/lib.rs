@@ -9,6 +9,7 @@
 //!                                            └─ answers each append with its sequence number
 //!
 //!  <dir>/<first seq, 20 digits>.wal   segments; a new one after segment_bytes, and at every open
+//!  <dir>/spare.wal.tmp                the next segment, zero-filled ahead (groups overwrite, not append)
 //!  <dir>/checkpoint.json              {"persisted": N, "flushing": [from, to] | null}
 //! ```
 //!
@@ -24,6 +25,7 @@
 mod checkpoint;
 mod record;
 mod segment;
+mod spare;
 mod writer;
 
 use std::path::PathBuf;

@@ -175,9 +175,11 @@ fn init_metrics() -> anyhow::Result<MetricsRender> {
         0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
         2.5, 5.0, 10.0,
     ];
-    // The log's group commit, finer: its waits are what bounds an acknowledgement's latency.
+    // The log's group commit and the ingest door, finer: their waits are what bounds an
+    // acknowledgement's latency.
     const WAL_SECONDS: &[f64] = &[
-        0.000_05, 0.000_1, 0.000_2, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0,
+        0.000_05, 0.000_1, 0.000_2, 0.000_3, 0.000_5, 0.000_75, 0.001, 0.001_5, 0.002, 0.003,
+        0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0,
     ];
     const GROUP_RECORDS: &[f64] = &[
         1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
@@ -187,6 +189,10 @@ fn init_metrics() -> anyhow::Result<MetricsRender> {
         .set_buckets_for_metric(Matcher::Full("tacet_wal_fsync_seconds".into()), WAL_SECONDS)?
         .set_buckets_for_metric(
             Matcher::Full("tacet_wal_commit_seconds".into()),
+            WAL_SECONDS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full("tacet_ingest_request_seconds".into()),
             WAL_SECONDS,
         )?
         .set_buckets_for_metric(
