@@ -26,6 +26,19 @@ fn pageview() -> Value {
         "referrer": "https://www.google.com/search?q=red+shoes", "user_id": "user-12345"})
 }
 
+/// The single beacon `benches/ingest` sends: a page view with UTM parameters, a search referrer, a user id
+/// and seven properties, one a page title.
+fn ingest_beacon() -> Value {
+    json!({"kind": "pageview",
+        "url": "https://shop.example.com/catalogue/category-7/product-42?utm_source=newsletter&utm_medium=email&utm_campaign=winter-sale&ref=abc",
+        "referrer": "https://www.google.com/search?q=winter+boots+waterproof+size+42",
+        "user_id": "customer-00012345",
+        "props": {"plan": "pro", "experiment": "checkout-v2", "variant": "b", "cart_items": "3",
+            "screen": "1920x1080", "lang": "en-GB",
+            "title": "Waterproof winter boots for hiking - Shop Example - free delivery over 50"},
+        "release": "web-2026.11.3"})
+}
+
 fn custom_event() -> Value {
     json!({"kind": "event", "name": "add_to_cart", "url": "https://shop.example/cart",
         "props": {"plan": "pro", "sku": "SKU-0042", "price": 19.99, "button": "primary", "session_token": "abc123"}})
@@ -84,6 +97,7 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     for (name, event) in [
         ("pageview", pageview()),
+        ("ingest_beacon", ingest_beacon()),
         ("custom_event", custom_event()),
         ("crash_8_frames", crash()),
         ("crash_with_secrets", crash_with_secrets()),

@@ -52,7 +52,7 @@ pub use packed::Packed;
 pub use policy::{
     BotMode, CustomRule, DEFAULT_RETENTION_DAYS, GeoLevel, IpMode, SignalMode, TenantPolicy,
 };
-pub use pseudonym::{Keys, user_pseudonym, visitor_id};
+pub use pseudonym::{Keys, UserPseudonyms, user_pseudonym, visitor_id};
 pub use scrub::{KNOWN_VALUE, Known, OPT_IN_RULES, RULES, Scrubber, Tally, is_secret_key};
 pub use url_clean::{CleanUrl, clean_url, referrer_host};
 pub use useragent::{UserAgent, is_automation, parse_user_agent};
@@ -188,6 +188,8 @@ struct Scope<'a> {
     ip_prefix: Option<String>,
     visitor: Option<i64>,
     user: Option<(String, String)>,
+    /// Prepared at the first user id of the request.
+    pseudonyms: Option<UserPseudonyms>,
     /// The client IP as known values (`known.rs`), first; then each event's own (user id, identifiers).
     known: Vec<Known>,
 }
@@ -212,6 +214,7 @@ impl<'a> Scope<'a> {
             ip_prefix: None,
             visitor: None,
             user: None,
+            pseudonyms: None,
             known: client_ip_values(ctx.ip),
         }
     }
@@ -236,7 +239,11 @@ impl<'a> Scope<'a> {
         match &self.user {
             Some((id, pseudonym)) if id == user_id => pseudonym.clone(),
             _ => {
-                let pseudonym = user_pseudonym(&self.keys.subject_key, self.tenant, user_id);
+                let (keys, tenant) = (self.keys, self.tenant);
+                let pseudonym = self
+                    .pseudonyms
+                    .get_or_insert_with(|| UserPseudonyms::new(&keys.subject_key, tenant))
+                    .of(user_id);
                 self.user = Some((user_id.to_owned(), pseudonym.clone()));
                 pseudonym
             }

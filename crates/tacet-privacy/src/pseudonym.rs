@@ -41,12 +41,36 @@ pub fn visitor_id(salt: &[u8; 32], tenant: &TenantId, ip: IpAddr, user_agent: &s
 
 /// A user pseudonym: HMAC-SHA256 under the tenant's subject key over (tenant, user id), first 16 bytes as hex.
 pub fn user_pseudonym(subject_key: &[u8; 32], tenant: &TenantId, user_id: &str) -> String {
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(subject_key)
-        .expect("HMAC takes keys of any length");
-    mac.update(tenant.as_str().as_bytes());
-    mac.update(&[0]);
-    mac.update(user_id.as_bytes());
-    hex::encode(&mac.finalize().into_bytes()[..16])
+    UserPseudonyms::new(subject_key, tenant).of(user_id)
+}
+
+/// [`user_pseudonym`] for many user ids of one tenant and key: the key's HMAC pads and the tenant's name
+/// are hashed once, so each id costs two SHA-256 blocks instead of four.
+#[derive(Clone)]
+pub struct UserPseudonyms(hmac::Hmac<sha2::Sha256>);
+
+impl UserPseudonyms {
+    pub fn new(subject_key: &[u8; 32], tenant: &TenantId) -> Self {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(subject_key)
+            .expect("HMAC takes keys of any length");
+        mac.update(tenant.as_str().as_bytes());
+        mac.update(&[0]);
+        Self(mac)
+    }
+
+    /// The pseudonym of `user_id`: the same as [`user_pseudonym`].
+    pub fn of(&self, user_id: &str) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut mac = self.0.clone();
+        mac.update(user_id.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let mut out = String::with_capacity(32);
+        for b in &digest[..16] {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -87,6 +111,12 @@ mod tests {
         assert_ne!(p, user_pseudonym(&k, &b, "alice@example.com"));
         assert_ne!(p, user_pseudonym(&[8u8; 32], &a, "alice@example.com"));
         assert!(!p.contains("alice"));
+        // The prepared form gives the same pseudonyms, for any number of ids.
+        let prepared = UserPseudonyms::new(&k, &a);
+        assert_eq!(prepared.of("alice@example.com"), p);
+        assert_eq!(prepared.of("bob"), user_pseudonym(&k, &a, "bob"));
+        // A fixed vector: HMAC-SHA256(key 0x07 x 32, "a\0alice@example.com"), first 16 bytes.
+        assert_eq!(p, "c2ae2e0edd56895bbd6d9e0bd35e5861");
     }
 
     #[test]

@@ -76,15 +76,22 @@ fn replace_one(s: &str, k: &Known) -> Option<(String, u64)> {
     if hay.len() < needle.len() {
         return None;
     }
-    let first = needle[0].to_ascii_lowercase();
+    let (lower, upper) = (
+        needle[0].to_ascii_lowercase(),
+        needle[0].to_ascii_uppercase(),
+    );
+    // Candidates are the places of the first byte in either case, found with SIMD; the last place a
+    // match can start bounds the search.
+    let starts = &hay[..=hay.len() - needle.len()];
     let mut out: Option<String> = None;
     let (mut last, mut i, mut n) = (0, 0, 0);
-    while i + needle.len() <= hay.len() {
-        let at = i;
-        i += 1;
-        if hay[at].to_ascii_lowercase() != first
-            || !hay[at..at + needle.len()].eq_ignore_ascii_case(needle)
-        {
+    while i < starts.len() {
+        let Some(found) = memchr::memchr2(lower, upper, &starts[i..]) else {
+            break;
+        };
+        let at = i + found;
+        i = at + 1;
+        if !hay[at..at + needle.len()].eq_ignore_ascii_case(needle) {
             continue;
         }
         let end = at + needle.len();
