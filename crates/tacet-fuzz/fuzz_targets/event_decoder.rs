@@ -1,6 +1,7 @@
 //! Any bytes as a beacon body: JSON (one object, an array, NDJSON lines) through `parse_event`. It must
 //! never panic, and an accepted event must respect the limits the wire format promises. The typed decoder
-//! the endpoint uses (`parse_event_json`) must give exactly the reference path's answer for the same bytes.
+//! the endpoint uses (`parse_event_json`, and `parse_event_str` for text checked as a whole) must give
+//! exactly the reference path's answer for the same bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -25,6 +26,10 @@ fn same_answer(json: &[u8]) {
         )),
     };
     assert_eq!(tacet_model::parse_event_json(json, NOW), reference);
+    // Text known to be UTF-8 takes the path that does not check each string again: the same answer.
+    if let Ok(text) = std::str::from_utf8(json) {
+        assert_eq!(tacet_model::parse_event_str(text, NOW), reference);
+    }
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -53,8 +53,40 @@ pub struct BodyLimits {
 /// one event at a time, so a body never exists as one tree of values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Items<'a> {
-    text: std::borrow::Cow<'a, [u8]>,
+    text: Text<'a>,
     spans: Vec<Result<std::ops::Range<usize>, String>>,
+}
+
+/// The (inflated) body: checked as UTF-8 once, as a whole. Text that is (nearly every body) is decoded
+/// without checking each string again; a body with invalid bytes somewhere keeps its bytes, and each
+/// item is checked on its own (an NDJSON line with a bad byte is refused alone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Text<'a> {
+    Utf8(std::borrow::Cow<'a, str>),
+    Bytes(std::borrow::Cow<'a, [u8]>),
+}
+
+impl<'a> Text<'a> {
+    fn new(bytes: std::borrow::Cow<'a, [u8]>) -> Self {
+        use std::borrow::Cow;
+        match bytes {
+            Cow::Borrowed(b) => match std::str::from_utf8(b) {
+                Ok(s) => Text::Utf8(Cow::Borrowed(s)),
+                Err(_) => Text::Bytes(Cow::Borrowed(b)),
+            },
+            Cow::Owned(v) => match String::from_utf8(v) {
+                Ok(s) => Text::Utf8(Cow::Owned(s)),
+                Err(e) => Text::Bytes(Cow::Owned(e.into_bytes())),
+            },
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Text::Utf8(s) => s.as_bytes(),
+            Text::Bytes(b) => b,
+        }
+    }
 }
 
 impl Items<'_> {
@@ -72,16 +104,25 @@ impl Items<'_> {
         &self,
         now_millis: i64,
     ) -> impl Iterator<Item = Result<crate::RawEvent, crate::FieldError>> + '_ {
-        self.spans.iter().map(move |span| match span {
-            Ok(range) => crate::event::parse_event_json(&self.text[range.clone()], now_millis),
-            Err(reason) => Err(crate::FieldError::new("(line)", reason.clone())),
+        self.spans.iter().map(move |span| match (span, &self.text) {
+            // Spans start and end next to ASCII bytes (brackets, commas, line ends), so they never split
+            // a character; were one to, the bytes path below would answer instead of a panic.
+            (Ok(range), Text::Utf8(text))
+                if text.is_char_boundary(range.start) && text.is_char_boundary(range.end) =>
+            {
+                crate::event::parse_event_str(&text[range.clone()], now_millis)
+            }
+            (Ok(range), text) => {
+                crate::event::parse_event_json(&text.bytes()[range.clone()], now_millis)
+            }
+            (Err(reason), _) => Err(crate::FieldError::new("(line)", reason.clone())),
         })
     }
 
     /// Each item as a value, built when it is reached.
     pub fn iter(&self) -> impl Iterator<Item = Item> + '_ {
         self.spans.iter().map(|span| match span {
-            Ok(range) => serde_json::from_slice(&self.text[range.clone()])
+            Ok(range) => serde_json::from_slice(&self.text.bytes()[range.clone()])
                 .map_err(|e| format!("invalid JSON: {e}")),
             Err(reason) => Err(reason.clone()),
         })
@@ -122,7 +163,9 @@ pub fn decode_body<'a>(
         }
         Some(other) => return Err(BodyError::UnsupportedEncoding(other.to_owned())),
     };
-    let spans = spans(&text, ndjson_declared, limits)?;
+    let text = Text::new(text);
+    let utf8 = matches!(text, Text::Utf8(_));
+    let spans = spans(text.bytes(), utf8, ndjson_declared, limits)?;
     if spans.is_empty() {
         return Err(BodyError::Empty);
     }
@@ -131,7 +174,13 @@ pub fn decode_body<'a>(
 
 type Span = Result<std::ops::Range<usize>, String>;
 
-fn spans(body: &[u8], ndjson_declared: bool, limits: BodyLimits) -> Result<Vec<Span>, BodyError> {
+/// `utf8`: the whole body is known to be UTF-8.
+fn spans(
+    body: &[u8],
+    utf8: bool,
+    ndjson_declared: bool,
+    limits: BodyLimits,
+) -> Result<Vec<Span>, BodyError> {
     let text = body.trim_ascii();
     if text.is_empty() {
         return Err(BodyError::Empty);
@@ -150,10 +199,11 @@ fn spans(body: &[u8], ndjson_declared: bool, limits: BodyLimits) -> Result<Vec<S
     };
     if ndjson_declared {
         // Each line is parsed once, when its event is decoded: a line that is not JSON is refused then.
-        return ndjson(text, base, limits, &sized, false);
+        return ndjson(text, base, limits, &sized, false, utf8);
     }
-    // JSON is UTF-8: checked once for the whole body (NDJSON: line by line; skipping an item does not look inside its strings).
-    if let Err(e) = std::str::from_utf8(text) {
+    // JSON is UTF-8: checked once for the whole body (NDJSON: line by line when the whole is not; skipping
+    // an item does not look inside its strings).
+    if !utf8 && let Err(e) = std::str::from_utf8(text) {
         return Err(BodyError::Json(format!(
             "the body is not valid UTF-8 (at byte {})",
             e.valid_up_to()
@@ -169,7 +219,7 @@ fn spans(body: &[u8], ndjson_declared: bool, limits: BodyLimits) -> Result<Vec<S
         Ok(_) => Ok(vec![sized(base..base + text.len())]),
         // Several lines that are each JSON: NDJSON sent without its content type (sendBeacon does this).
         Err(e) if text.contains(&b'\n') => {
-            let items = ndjson(text, base, limits, &sized, true)?;
+            let items = ndjson(text, base, limits, &sized, true, true)?;
             if items.iter().all(Result::is_err) {
                 return Err(BodyError::Json(e.to_string()));
             }
@@ -226,17 +276,25 @@ fn array(text: &[u8], limit: usize) -> Result<Vec<(usize, usize)>, BodyError> {
 }
 
 /// The lines of an NDJSON body. With `check_json` each line is checked as JSON here (to tell NDJSON sent
-/// without its content type from a body that is not JSON at all); without, only its UTF-8.
+/// without its content type from a body that is not JSON at all); without, only its UTF-8 (unless `utf8`
+/// says the whole text was checked already).
 fn ndjson(
     text: &[u8],
     base: usize,
     limits: BodyLimits,
     sized: &dyn Fn(std::ops::Range<usize>) -> Span,
     check_json: bool,
+    utf8: bool,
 ) -> Result<Vec<Span>, BodyError> {
     let mut out = Vec::new();
     let mut at = 0usize;
-    for line in text.split(|&b| b == b'\n') {
+    let mut from = 0usize;
+    let ends = memchr::memchr_iter(b'\n', text).chain(std::iter::once(text.len()));
+    for line in ends.map(|end| {
+        let line = &text[from..end];
+        from = end + 1;
+        line
+    }) {
         let start = at + (line.len() - line.trim_ascii_start().len());
         at += line.len() + 1;
         let line = line.trim_ascii();
@@ -249,10 +307,16 @@ fn ndjson(
             });
         }
         let range = base + start..base + start + line.len();
-        out.push(
+        let checked = if utf8 {
+            Ok(())
+        } else {
             std::str::from_utf8(line)
+                .map(|_| ())
                 .map_err(|e| format!("invalid JSON: not valid UTF-8 at byte {}", e.valid_up_to()))
-                .and_then(|_| {
+        };
+        out.push(
+            checked
+                .and_then(|()| {
                     if check_json {
                         serde_json::from_slice::<serde::de::IgnoredAny>(line)
                             .map(|_| ())
@@ -326,6 +390,51 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    /// A body with an invalid byte somewhere is checked item by item: in NDJSON only that line is refused
+    /// and the others are events (decoded from bytes); a JSON document is refused whole. Valid text, checked
+    /// once as a whole, decodes to the same events as its bytes would.
+    #[test]
+    fn invalid_utf8_spoils_only_its_line_and_valid_text_decodes_the_same() {
+        let l = BodyLimits {
+            max_event_bytes: 1000,
+            ..limits()
+        };
+        let line = |url: &str| format!(r#"{{"kind":"pageview","url":"{url}"}}"#).into_bytes();
+        let mut body = line("/a\\u00e9");
+        body.push(b'\n');
+        body.extend(b"{\"kind\":\"pageview\",\"url\":\"/\xff\"}\n");
+        body.extend(line("/\u{e9}t\u{e9}"));
+        let items = decode_body(Some("application/x-ndjson"), None, &body, l).unwrap();
+        assert!(matches!(items.text, Text::Bytes(_)));
+        let events: Vec<_> = items.events(0).collect();
+        assert_eq!(events[0].as_ref().unwrap().url, "/a\u{e9}");
+        let err = events[1].as_ref().unwrap_err();
+        assert_eq!(
+            (err.field.as_str(), err.problem.as_str()),
+            ("(line)", "invalid JSON: not valid UTF-8 at byte 27")
+        );
+        assert_eq!(events[2].as_ref().unwrap().url, "/\u{e9}t\u{e9}");
+        let err = decode_body(
+            None,
+            None,
+            b"[{\"kind\":\"pageview\",\"url\":\"/\xff\"}]",
+            l,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            BodyError::Json("the body is not valid UTF-8 (at byte 28)".into())
+        );
+        // The same lines without the bad one: checked as a whole, the same events.
+        let mut valid = line("/a\\u00e9");
+        valid.push(b'\n');
+        valid.extend(line("/\u{e9}t\u{e9}"));
+        let items = decode_body(Some("application/x-ndjson"), None, &valid, l).unwrap();
+        assert!(matches!(items.text, Text::Utf8(_)));
+        let urls: Vec<String> = items.events(0).map(|e| e.unwrap().url).collect();
+        assert_eq!(urls, ["/a\u{e9}", "/\u{e9}t\u{e9}"]);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 mod typed;
 
-pub use typed::parse_event_json;
+pub use typed::{parse_event_json, parse_event_str};
 
 /// Longest accepted `url` or `referrer`, in bytes.
 pub const MAX_URL_BYTES: usize = 4096;

@@ -14,6 +14,6 @@ pub mod tenant;
 
 pub use body::{BodyError, BodyLimits, Item, Items, decode_body};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use event::{FieldError, Kind, RawEvent, parse_event, parse_event_json};
+pub use event::{FieldError, Kind, RawEvent, parse_event, parse_event_json, parse_event_str};
 pub use params::{ParamError, ReportParams};
 pub use tenant::{TenantId, TenantIdError};

@@ -22,7 +22,10 @@ use super::{
 /// Validates one event given as JSON bytes; `now_millis` fills a missing `ts` and bounds a given one.
 /// Bytes that are not JSON are refused with the field `(line)` and the parser's words.
 pub fn parse_event_json(json: &[u8], now_millis: i64) -> Result<RawEvent, FieldError> {
-    if let Some(event) = typed(json, now_millis) {
+    if let Some(event) = serde_json::from_slice(json)
+        .ok()
+        .and_then(|wire| typed(wire, now_millis))
+    {
         return Ok(event);
     }
     match serde_json::from_slice(json) {
@@ -31,9 +34,23 @@ pub fn parse_event_json(json: &[u8], now_millis: i64) -> Result<RawEvent, FieldE
     }
 }
 
+/// [`parse_event_json`] for text already known to be UTF-8 (a body checked as a whole): the same answer
+/// for the same bytes, without checking each string's UTF-8 again.
+pub fn parse_event_str(json: &str, now_millis: i64) -> Result<RawEvent, FieldError> {
+    if let Some(event) = serde_json::from_str(json)
+        .ok()
+        .and_then(|wire| typed(wire, now_millis))
+    {
+        return Ok(event);
+    }
+    match serde_json::from_str(json) {
+        Ok(value) => parse_event(value, now_millis),
+        Err(e) => Err(FieldError::new("(line)", format!("invalid JSON: {e}"))),
+    }
+}
+
 /// The fast path: `None` whenever it is not certain the event is valid (the reference path decides then).
-fn typed(json: &[u8], now_millis: i64) -> Option<RawEvent> {
-    let wire: Wire = serde_json::from_slice(json).ok()?;
+fn typed(wire: Wire, now_millis: i64) -> Option<RawEvent> {
     let ts_millis = match wire.ts {
         None | Some(serde_json::Value::Null) => now_millis,
         Some(v) => parse_ts(&v, now_millis).ok()?,
@@ -237,9 +254,20 @@ mod tests {
         }
     }
 
+    /// The fast path for bytes, and for checked text, give the reference answer.
     fn agree(json: &[u8]) {
         let fast = parse_event_json(json, NOW);
         assert_eq!(fast, reference(json), "{}", String::from_utf8_lossy(json));
+        if let Ok(text) = std::str::from_utf8(json) {
+            assert_eq!(parse_event_str(text, NOW), fast, "{text}");
+        }
+    }
+
+    /// What `typed` makes of these bytes.
+    fn typed_bytes(json: &[u8]) -> Option<RawEvent> {
+        serde_json::from_slice(json)
+            .ok()
+            .and_then(|w| typed(w, NOW))
     }
 
     #[test]
@@ -255,7 +283,7 @@ mod tests {
             json!({"kind": "pageview", "url": "https://a.example/\u{e9}\"\\", "referrer": ""}),
         ] {
             let bytes = serde_json::to_vec(&v).unwrap();
-            assert!(typed(&bytes, NOW).is_some(), "{v}");
+            assert!(typed_bytes(&bytes).is_some(), "{v}");
             agree(&bytes);
         }
     }
@@ -290,7 +318,7 @@ mod tests {
             "\"pageview\"",
             "",
         ] {
-            assert!(typed(text.as_bytes(), NOW).is_none(), "{text}");
+            assert!(typed_bytes(text.as_bytes()).is_none(), "{text}");
             agree(text.as_bytes());
         }
         let long = json!({"kind": "pageview", "url": "/", "props": {"k": "v".repeat(MAX_PROP_VALUE_BYTES + 1)}});
