@@ -153,6 +153,33 @@ k_threshold = 1
         pages,
         json!([{"url_path": "/p0", "n": 3}, {"url_path": "/p1", "n": 2}, {"url_path": "/p2", "n": 2}])
     );
+    // The `visits` table: today's visits are computed from raw events when the query runs, on the
+    // cluster too. One visitor, seconds apart: one visit of 7 page views among its 10 events, entered on
+    // the first page viewed.
+    let (status, visits) = server
+        .sql(
+            "read-a",
+            "SELECT pageviews, events, bounce, entry_page, browser FROM visits",
+        )
+        .await;
+    assert_eq!(status, 200, "{visits}");
+    assert_eq!(
+        visits,
+        json!([{"pageviews": 7, "events": 10, "bounce": false, "entry_page": "/p0", "browser": "Firefox"}])
+    );
+    // Its plan is deep: explaining it once overflowed the scheduler's stack and killed the cluster for
+    // every tenant (the next query, below, would fail).
+    let (status, plan) = server
+        .sql("read-a", "EXPLAIN SELECT COUNT(*) FROM visits")
+        .await;
+    assert_eq!(status, 200, "{plan}");
+    assert!(
+        plan.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["plan_type"] == "distributed_plan"),
+        "visits is planned on the cluster too: {plan}"
+    );
     // Planned by the scheduler into stages, not run in the server's own session.
     let (status, plan) = server
         .sql(

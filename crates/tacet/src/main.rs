@@ -370,6 +370,10 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Query plans are walked recursively (planning, protobuf to and from the Ballista cluster): a
+        // read key's `EXPLAIN` over `visits` overflowed a Ballista scheduler's 2 MiB worker stacks and
+        // killed it for every tenant. Untouched stack pages cost no memory.
+        .thread_stack_size(16 << 20)
         .build()
     {
         Ok(rt) => rt,
