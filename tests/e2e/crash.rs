@@ -21,6 +21,10 @@ const CONFIG: &str = r#"
 flush_interval = "50ms"
 flush_events = 200
 
+# Small segments, so that kills land in zero-filled (prepared) segments and in half-written spares too.
+[wal]
+segment_bytes = 65536
+
 [[tenant]]
 id = "a"
 ingest_key = "ingest-a"
