@@ -1,13 +1,15 @@
 //! The spare segment: a file of `segment_bytes` zeros, written and synced ahead of need on its own thread, that
 //! the writer renames into place when it starts a new segment.
 //!
-//! Why: a group appended to the end of a file changes its size (and on ext4 allocates blocks), so its
-//! fdatasync must commit the filesystem journal too, and waits for whatever else that commit carries (the
-//! lake's new Parquet files, the checkpoint). A group written over blocks that are already allocated and
-//! written needs only its data and a cache flush. Measured on this machine's ext4 with a concurrent writer of
+//! Why: a group appended to the end of a file changes its size and allocates blocks, so its fdatasync must
+//! also write that metadata (the inode, the block map) before it returns; on a journalled ext4 that is a
+//! journal commit, which waits for whatever else the commit carries (the lake's new Parquet files, the
+//! checkpoint). A group written over blocks that are already allocated and written needs only its data
+//! and a cache flush. Measured on this machine's ext4 (mounted without a journal: `perf` shows
+//! `ext4_fsync_nojournal`, whose append path writes the inode synchronously) with a concurrent writer of
 //! 3 MiB files (`benches/README.md`, 2026-12-05 late): fdatasync p50 0.25 -> 0.13 ms, p99 1.1-1.8 -> 0.3-0.5
 //! ms. `fallocate` is not enough: its extents are "unwritten", and the first write into each converts it,
-//! again through the journal. PostgreSQL zero-fills its WAL segments for the same reason.
+//! a metadata change again. PostgreSQL zero-fills its WAL segments for the same reason.
 //!
 //! Zeros never parse as a record (the checksum of a zero sequence number is not zero), so a segment's
 //! valid records end where its zeros begin; `open` cuts such a tail without calling it damage.

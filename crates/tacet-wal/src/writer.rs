@@ -30,7 +30,7 @@ pub struct WalConfig {
     /// Most bytes one group commit writes with one fdatasync.
     pub max_group_bytes: usize,
     /// Zero-fill each next segment ahead of need on a thread of its own, so that groups overwrite
-    /// allocated blocks and their fdatasync commits no filesystem metadata (see `spare.rs`). Costs one
+    /// allocated blocks and their fdatasync writes no filesystem metadata (see `spare.rs`). Costs one
     /// write of zeros for every byte of log; off (append to a growing file) when false. Starts once the
     /// log has written a sixteenth of `segment_bytes` into a segment.
     pub preallocate: bool,
