@@ -22,28 +22,34 @@ use super::{
 /// Validates one event given as JSON bytes; `now_millis` fills a missing `ts` and bounds a given one.
 /// Bytes that are not JSON are refused with the field `(line)` and the parser's words.
 pub fn parse_event_json(json: &[u8], now_millis: i64) -> Result<RawEvent, FieldError> {
-    if let Some(event) = serde_json::from_slice(json)
-        .ok()
-        .and_then(|wire| typed(wire, now_millis))
-    {
-        return Ok(event);
-    }
-    match serde_json::from_slice(json) {
-        Ok(value) => parse_event(value, now_millis),
-        Err(e) => Err(FieldError::new("(line)", format!("invalid JSON: {e}"))),
-    }
+    decided(
+        serde_json::from_slice(json),
+        || serde_json::from_slice(json),
+        now_millis,
+    )
 }
 
 /// [`parse_event_json`] for text already known to be UTF-8 (a body checked as a whole): the same answer
 /// for the same bytes, without checking each string's UTF-8 again.
 pub fn parse_event_str(json: &str, now_millis: i64) -> Result<RawEvent, FieldError> {
-    if let Some(event) = serde_json::from_str(json)
-        .ok()
-        .and_then(|wire| typed(wire, now_millis))
-    {
+    decided(
+        serde_json::from_str(json),
+        || serde_json::from_str(json),
+        now_millis,
+    )
+}
+
+/// The typed decoding's event, or else the reference path's answer on the same input (`reference` parses
+/// it as a `Value`).
+fn decided(
+    wire: serde_json::Result<Wire>,
+    reference: impl FnOnce() -> serde_json::Result<serde_json::Value>,
+    now_millis: i64,
+) -> Result<RawEvent, FieldError> {
+    if let Some(event) = wire.ok().and_then(|wire| typed(wire, now_millis)) {
         return Ok(event);
     }
-    match serde_json::from_str(json) {
+    match reference() {
         Ok(value) => parse_event(value, now_millis),
         Err(e) => Err(FieldError::new("(line)", format!("invalid JSON: {e}"))),
     }
