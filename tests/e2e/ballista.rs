@@ -167,6 +167,65 @@ k_threshold = 1
         visits,
         json!([{"pageviews": 7, "events": 10, "bounce": false, "entry_page": "/p0", "browser": "Firefox"}])
     );
+    // A closed day: yesterday's page views (another visitor), rolled up by the CLI, which stores the day's
+    // visits; the cluster reads them from that file.
+    let yesterday = chrono::Utc::now() - chrono::Duration::days(1);
+    let day = yesterday.date_naive().to_string();
+    let earlier: Vec<Value> = (0..2)
+        .map(|i| {
+            json!({"kind": "pageview", "url": format!("https://a.example/y{i}"),
+                "ts": yesterday.timestamp_millis() + i * 60_000})
+        })
+        .collect();
+    let (status, body) = server
+        .post_events(
+            "ingest-a",
+            FIREFOX_LINUX,
+            "198.51.100.10",
+            "application/json",
+            Value::Array(earlier).to_string(),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let count = format!("SELECT COUNT(*) AS n FROM events WHERE date = '{day}'");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.sql("read-a", &count).await.1 != json!([{"n": 2}]) {
+        assert!(
+            Instant::now() < deadline,
+            "yesterday's events never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rolled = Command::new(BIN)
+        .args([
+            "rollup", "--tenant", "a", "--from", &day, "--to", &day, "--config",
+        ])
+        .arg(&server.config)
+        .arg("--data-dir")
+        .arg(&server.data_dir)
+        .env_remove("TACET_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        rolled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rolled.stderr)
+    );
+    let stored = format!(
+        "SELECT date, pageviews, bounce, entry_page, exit_page FROM visits WHERE date = '{day}'"
+    );
+    let (status, visits) = server.sql("read-a", &stored).await;
+    assert_eq!(status, 200, "{visits}");
+    assert_eq!(
+        visits,
+        json!([{"date": day, "pageviews": 2, "bounce": false, "entry_page": "/y0", "exit_page": "/y1"}])
+    );
+    let (status, plan) = server.sql("read-a", &format!("EXPLAIN {stored}")).await;
+    assert_eq!(status, 200, "{plan}");
+    assert!(
+        plan.to_string().contains("visits.parquet"),
+        "the closed day is read from its stored visits: {plan}"
+    );
     // Planned by the scheduler into stages, not run in the server's own session: `events`, and `visits`,
     // whose plan is deep (explaining it once overflowed the scheduler's stack and killed the cluster for
     // every tenant; the query after it would fail).
