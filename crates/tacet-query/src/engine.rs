@@ -103,6 +103,14 @@ pub(crate) struct Run {
     pub(crate) visits: Option<std::collections::BTreeMap<String, object_store::path::Path>>,
 }
 
+impl Run {
+    /// Whether this query runs on the Ballista cluster, when one is configured: queries with tables of
+    /// their own (the admin's audit log, in memory) and local runs stay on this process.
+    pub(crate) fn on_cluster(&self, cluster: bool) -> bool {
+        cluster && self.tables.is_empty() && !self.local
+    }
+}
+
 /// Rows a batch for canned reports: a sort merges one run per input batch, so with DataFusion's 8k rows a
 /// month of 20M events merged 1,270 runs a core (9.9 s of compute; 100M bench: overview 9.2 s -> 5.3 s).
 pub(crate) const REPORT_BATCH_ROWS: usize = 65536;
@@ -432,8 +440,7 @@ impl QueryEngine {
             // On the Ballista cluster every day is computed from events: read there, the stored files gave
             // no rows or never finished in 2 of 5 runs of `tests/e2e/ballista.rs` (the same lake answers
             // right on one node). Slower for closed days, never wrong.
-            let distributed = self.inner.cluster.is_some() && run.tables.is_empty() && !run.local;
-            let stored = if distributed {
+            let stored = if run.on_cluster(self.inner.cluster.is_some()) {
                 std::collections::BTreeMap::new()
             } else {
                 self.stored_visit_days(tenant, zone, !run.unrestricted)

@@ -226,8 +226,7 @@ impl Inner {
         if sql.trim().is_empty() {
             return Err(Error::User("empty query: send one SELECT statement".into()));
         }
-        // Queries with tables of their own (the admin's audit log, in memory) stay here.
-        let distributed = self.cluster.is_some() && run.tables.is_empty() && !run.local;
+        let distributed = run.on_cluster(self.cluster.is_some());
         let ctx = self
             .session(
                 tenant,
