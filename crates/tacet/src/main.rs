@@ -28,7 +28,7 @@ use tacet_query::{QueryEngine, QueryOutput, REPORTS, Report, ReportParams};
 
 use crate::config::Config;
 use crate::setup::{
-    env_var, installation, known_tenant, load_geo, refuse_ballista_with_encryption,
+    env_var, init_logging, installation, known_tenant, load_geo, refuse_ballista_with_encryption,
 };
 
 /// Ingestion allocates many short-lived strings and JSON values; under batch load glibc's allocator took
@@ -634,6 +634,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// `tacet ballista scheduler|executor`: Ballista's processes, with the lake of this configuration.
 async fn ballista(config: &Config, command: BallistaCommand) -> anyhow::Result<()> {
     refuse_ballista_with_encryption(config, "tacet ballista")?;
+    // Like `tacet serve`: Ballista's own logs (task failures, stage plans) on stderr, `TACET_LOG` to filter.
+    init_logging();
     let lake = config.open_lake()?;
     let runtime = tacet_query::ballista::lake_runtime(
         Arc::clone(lake.store()),
