@@ -437,15 +437,9 @@ impl QueryEngine {
         let catalogue = run.postgres.is_some();
         if run.client_sql && (catalogue || sql.to_ascii_lowercase().contains("visits")) {
             let zone = run.zone.unwrap_or(chrono_tz::UTC);
-            // On the Ballista cluster every day is computed from events: read there, the stored files gave
-            // no rows or never finished in 2 of 5 runs of `tests/e2e/ballista.rs` (the same lake answers
-            // right on one node). Slower for closed days, never wrong.
-            let stored = if run.on_cluster(self.inner.cluster.is_some()) {
-                std::collections::BTreeMap::new()
-            } else {
-                self.stored_visit_days(tenant, zone, !run.unrestricted)
-                    .await?
-            };
+            let stored = self
+                .stored_visit_days(tenant, zone, !run.unrestricted)
+                .await?;
             run.visits = Some(stored);
         }
         let inner = Arc::clone(&self.inner);

@@ -41,7 +41,7 @@ mod numbers;
 mod shape;
 
 pub use known::Known;
-use shape::{may_be_api_token, may_be_bearer, Shape};
+use shape::{Shape, may_be_api_token, may_be_bearer};
 
 fn re(pattern: &str) -> Regex {
     Regex::new(pattern).expect("valid built-in regex")

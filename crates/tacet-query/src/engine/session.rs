@@ -227,6 +227,7 @@ impl Inner {
             return Err(Error::User("empty query: send one SELECT statement".into()));
         }
         let distributed = run.on_cluster(self.cluster.is_some());
+        let again = run.clone();
         let ctx = self
             .session(
                 tenant,
@@ -276,6 +277,18 @@ impl Inner {
             })?;
         if run.client_sql {
             crate::capped::check_plan(&plan)?;
+        }
+        if distributed && crate::ballista::has_union(&plan)? {
+            return Box::pin(self.prepare(
+                tenant,
+                sql,
+                params,
+                Run {
+                    local: true,
+                    ..again
+                },
+            ))
+            .await;
         }
         let mut df = ctx
             .execute_logical_plan(plan)
