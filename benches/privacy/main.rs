@@ -209,6 +209,18 @@ fn bench(c: &mut Criterion) {
     }
     g.finish();
 
+    // URL cleaning alone, for the ingest bench's page URL: three campaign parameters kept, one dropped.
+    let mut g = c.benchmark_group("url");
+    let url = ingest_beacon()["url"].as_str().unwrap().to_owned();
+    g.bench_function("clean_url/ingest_beacon", |b| {
+        b.iter(|| black_box(tacet_privacy::clean_url(black_box(&url), &[])))
+    });
+    let long = "https://shop.example/search?q=winter+boots&sort=price&page=3&sessionid=6f2d0c1e9a8b7c6d5e4f3a2b1c0d9e8f&fbclid=IwAR2x%2F3kLmNoPqRsTuVwXyZ&gclid=Cj0KCQiA%2Dexample&utm_source=ads";
+    g.bench_function("clean_url/long_tracking_query", |b| {
+        b.iter(|| black_box(tacet_privacy::clean_url(black_box(long), &[])))
+    });
+    g.finish();
+
     let mut g = c.benchmark_group("scrub");
     let scrubber = Scrubber::default();
     for (name, text) in [
