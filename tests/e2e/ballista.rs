@@ -94,7 +94,10 @@ k_threshold = 1
     let server = Server::start_in(&config, root.path(), "logs", tempfile::tempdir().unwrap());
 
     let events: Vec<Value> = (0..7)
-        .map(|i| json!({"kind": "pageview", "url": format!("https://a.example/p{}", i % 3)}))
+        .map(|i| {
+            json!({"kind": "pageview", "url": format!("https://a.example/p{}", i % 3),
+                "user_id": "ballista-person@example.com"})
+        })
         .chain(
             (0..3).map(|_| json!({"kind": "event", "name": "signup", "url": "https://a.example/"})),
         )
@@ -273,4 +276,25 @@ k_threshold = 1
         .sql("read-a", "SELECT * FROM 'events/tenant=b/'")
         .await;
     assert_eq!(status, 400, "{body}");
+    // Nothing raw was written: the lake, the server's data and logs, and the scheduler's and executor's
+    // logs (which Ballista writes to since they log).
+    let written: Vec<_> = crate::server::files_under(root.path())
+        .into_iter()
+        .chain(crate::server::files_under(&server.data_dir))
+        .collect();
+    assert!(written.iter().any(|p| p.ends_with("executor.log")));
+    for path in written {
+        let bytes = std::fs::read(&path).unwrap();
+        for raw in [
+            "198.51.100.9",
+            "198.51.100.10",
+            "ballista-person@example.com",
+        ] {
+            assert!(
+                !bytes.windows(raw.len()).any(|w| w == raw.as_bytes()),
+                "{raw} in {}",
+                path.display()
+            );
+        }
+    }
 }
