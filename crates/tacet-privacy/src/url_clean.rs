@@ -19,6 +19,20 @@ pub struct CleanUrl {
     pub query: Option<String>,
 }
 
+impl CleanUrl {
+    /// The field a `utm_*` parameter named `name` goes to.
+    fn utm(&mut self, name: &str) -> Option<&mut Option<String>> {
+        Some(match name {
+            "utm_source" => &mut self.utm_source,
+            "utm_medium" => &mut self.utm_medium,
+            "utm_campaign" => &mut self.utm_campaign,
+            "utm_term" => &mut self.utm_term,
+            "utm_content" => &mut self.utm_content,
+            _ => return None,
+        })
+    }
+}
+
 /// The parts of an absolute http(s) URL the privacy step needs, split without the `url` crate when the URL
 /// is plain (ASCII host, no IPv6 literal, no dot segments or backslashes in the path): the common case, and
 /// several times cheaper than a full parse. Anything else goes through `url::Url`.
@@ -111,13 +125,8 @@ pub fn clean_url(raw: &str, allowed: &[String]) -> CleanUrl {
             any_kept = true;
             continue;
         }
-        let slot = match k.as_ref() {
-            "utm_source" => &mut clean.utm_source,
-            "utm_medium" => &mut clean.utm_medium,
-            "utm_campaign" => &mut clean.utm_campaign,
-            "utm_term" => &mut clean.utm_term,
-            "utm_content" => &mut clean.utm_content,
-            _ => continue,
+        let Some(slot) = clean.utm(&k) else {
+            continue;
         };
         if slot.is_none() {
             let v = form_decode(v);
@@ -256,13 +265,8 @@ mod tests {
                 any_kept = true;
                 continue;
             }
-            let slot = match k.as_ref() {
-                "utm_source" => &mut clean.utm_source,
-                "utm_medium" => &mut clean.utm_medium,
-                "utm_campaign" => &mut clean.utm_campaign,
-                "utm_term" => &mut clean.utm_term,
-                "utm_content" => &mut clean.utm_content,
-                _ => continue,
+            let Some(slot) = clean.utm(&k) else {
+                continue;
             };
             if !v.is_empty() && slot.is_none() {
                 *slot = Some(v.into_owned());
