@@ -253,10 +253,9 @@ mod tests {
 
     /// `clean_url` as it was, with every parameter decoded by `form_urlencoded::parse`.
     fn clean_url_reference(raw: &str, allowed: &[String]) -> CleanUrl {
-        let mut clean = clean_url(raw.split('?').next().unwrap_or_default(), allowed);
-        let Some(query) = split(raw).and_then(|p| p.query.map(Cow::into_owned)) else {
-            return clean_url(raw, allowed);
-        };
+        let (base, query) = raw.split_once('?').expect("a URL with a query");
+        let query = query.split('#').next().unwrap_or_default();
+        let mut clean = clean_url(base, allowed);
         let mut kept = url::form_urlencoded::Serializer::new(String::new());
         let mut any_kept = false;
         for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {

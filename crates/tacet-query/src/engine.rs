@@ -103,14 +103,6 @@ pub(crate) struct Run {
     pub(crate) visits: Option<std::collections::BTreeMap<String, object_store::path::Path>>,
 }
 
-impl Run {
-    /// Whether this query runs on the Ballista cluster, when one is configured: queries with tables of
-    /// their own (the admin's audit log, in memory) and local runs stay on this process.
-    pub(crate) fn on_cluster(&self, cluster: bool) -> bool {
-        cluster && self.tables.is_empty() && !self.local
-    }
-}
-
 /// Rows a batch for canned reports: a sort merges one run per input batch, so with DataFusion's 8k rows a
 /// month of 20M events merged 1,270 runs a core (9.9 s of compute; 100M bench: overview 9.2 s -> 5.3 s).
 pub(crate) const REPORT_BATCH_ROWS: usize = 65536;

@@ -226,8 +226,10 @@ impl Inner {
         if sql.trim().is_empty() {
             return Err(Error::User("empty query: send one SELECT statement".into()));
         }
-        let distributed = run.on_cluster(self.cluster.is_some());
-        let again = run.clone();
+        // Queries with tables of their own (the admin's audit log, in memory) stay here.
+        let distributed = self.cluster.is_some() && run.tables.is_empty() && !run.local;
+        // Planned again on this process if the plan has a union (crate::ballista::has_union).
+        let again = distributed.then(|| run.clone());
         let ctx = self
             .session(
                 tenant,
@@ -278,17 +280,12 @@ impl Inner {
         if run.client_sql {
             crate::capped::check_plan(&plan)?;
         }
-        if distributed && crate::ballista::has_union(&plan)? {
-            return Box::pin(self.prepare(
-                tenant,
-                sql,
-                params,
-                Run {
-                    local: true,
-                    ..again
-                },
-            ))
-            .await;
+        if let Some(again) = again.filter(|_| crate::ballista::has_union(&plan)) {
+            let local = Run {
+                local: true,
+                ..again
+            };
+            return Box::pin(self.prepare(tenant, sql, params, local)).await;
         }
         let mut df = ctx
             .execute_logical_plan(plan)

@@ -1341,7 +1341,7 @@ async fn ballista_gives_the_same_answers_as_the_local_session() {
         comparable(&s.engine.sql(&shop, sql).await.unwrap())
     );
     // A scan beside a join that finds nothing: Ballista's adaptive planner loses or repeats this union's
-    // rows, or never finishes (crate::ballista::choose_planner). Read several times.
+    // rows, or never finishes (crate::ballista::has_union). Read several times.
     let sql = "SELECT url_path FROM events UNION ALL SELECT a.url_path FROM events a \
                JOIN events b ON a.visitor_id = b.visitor_id WHERE a.date = '1999-01-01' AND b.date = '1999-01-01'";
     let local = comparable(&s.engine.sql(&shop, sql).await.unwrap());
