@@ -12,12 +12,15 @@ const VERSION: u8 = 2;
 
 /// The record of `events`, and where each of them lies in it.
 pub(crate) fn encode(tenant: &TenantId, events: &[Event]) -> (Vec<u8>, Vec<Span>) {
-    let mut buf = Vec::with_capacity(64 + events.len() * 192);
+    let len =
+        1 + 2 + tenant.as_str().len() + 4 + events.iter().map(Event::encoded_len).sum::<usize>();
+    let mut buf = Vec::with_capacity(len);
     buf.push(VERSION);
     buf.extend_from_slice(&(tenant.as_str().len() as u16).to_le_bytes());
     buf.extend_from_slice(tenant.as_str().as_bytes());
     buf.extend_from_slice(&(events.len() as u32).to_le_bytes());
     let spans = events.iter().map(|e| e.encode(&mut buf)).collect();
+    debug_assert_eq!(buf.len(), len, "a record is allocated at its size");
     (buf, spans)
 }
 

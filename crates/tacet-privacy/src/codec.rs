@@ -247,6 +247,67 @@ impl<'a> View<'a> {
 }
 
 impl Event {
+    /// The strings every event has, in the order of its binary form.
+    fn required_strings(&self) -> [&String; 6] {
+        [
+            &self.browser,
+            &self.browser_version,
+            &self.os,
+            &self.os_version,
+            &self.url_host,
+            &self.url_path,
+        ]
+    }
+
+    /// The optional strings, in the order of its binary form.
+    fn optional_strings(&self) -> [&Option<String>; 18] {
+        [
+            &self.user_pseudonym,
+            &self.country,
+            &self.region,
+            &self.city,
+            &self.ip_prefix,
+            &self.url_query,
+            &self.utm_source,
+            &self.utm_medium,
+            &self.utm_campaign,
+            &self.utm_term,
+            &self.utm_content,
+            &self.referrer_host,
+            &self.referrer_source,
+            &self.name,
+            &self.error_type,
+            &self.message,
+            &self.release,
+            &self.fingerprint,
+        ]
+    }
+
+    /// How many bytes [`Event::encode`] appends: a record is allocated once at its size, not grown.
+    pub fn encoded_len(&self) -> usize {
+        const STR: usize = 4;
+        // kind 1, ts 8, the visitor's flag 1 (and its id 8), bot, device, referrer class and anonymised 1
+        // each, the props and stack counts 4 each
+        let fixed = 22 + if self.visitor_id.is_some() { 8 } else { 0 };
+        fixed
+            + self
+                .required_strings()
+                .iter()
+                .map(|s| STR + s.len())
+                .sum::<usize>()
+            + self
+                .optional_strings()
+                .iter()
+                .map(|o| 1 + o.as_ref().map_or(0, |s| STR + s.len()))
+                .sum::<usize>()
+            + self
+                .props
+                .iter()
+                .map(|(k, v)| 2 * STR + k.len() + v.len())
+                .sum::<usize>()
+            + self.stack.iter().map(|f| STR + f.len()).sum::<usize>()
+    }
+
     /// Appends this event's binary form to `buf`; where it lies there.
     pub fn encode(&self, buf: &mut Vec<u8>) -> Span {
         let start = buf.len();
@@ -272,36 +333,10 @@ impl Event {
         );
         buf.push(index_of(&REFERRER_CLASSES, self.referrer_class));
         buf.push(self.anonymised.map_or(0, |a| 1 + index_of(&ANONYMISED, a)));
-        for s in [
-            &self.browser,
-            &self.browser_version,
-            &self.os,
-            &self.os_version,
-            &self.url_host,
-            &self.url_path,
-        ] {
+        for s in self.required_strings() {
             put_str(buf, s);
         }
-        for o in [
-            &self.user_pseudonym,
-            &self.country,
-            &self.region,
-            &self.city,
-            &self.ip_prefix,
-            &self.url_query,
-            &self.utm_source,
-            &self.utm_medium,
-            &self.utm_campaign,
-            &self.utm_term,
-            &self.utm_content,
-            &self.referrer_host,
-            &self.referrer_source,
-            &self.name,
-            &self.error_type,
-            &self.message,
-            &self.release,
-            &self.fingerprint,
-        ] {
+        for o in self.optional_strings() {
             match o {
                 None => buf.push(0),
                 Some(s) => {
@@ -413,9 +448,13 @@ mod tests {
             (Some("dnt"), None, Some("Google"))
         );
         let mut buf = Vec::new();
-        e.encode(&mut buf);
-        anonymous.encode(&mut buf);
-        e.encode(&mut buf);
+        // `encoded_len` is exact: with a visitor id, optional strings, props and a stack, and without.
+        for ev in [&e, &anonymous, &e] {
+            let before = buf.len();
+            let span = ev.encode(&mut buf);
+            assert_eq!(buf.len() - before, ev.encoded_len());
+            assert_eq!((span.start, span.end), (before, buf.len()));
+        }
         let mut r = &buf[..];
         assert_eq!(Event::decode(&mut r).unwrap(), e);
         assert_eq!(Event::decode(&mut r).unwrap(), anonymous);
