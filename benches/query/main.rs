@@ -360,14 +360,23 @@ fn main() {
         from_rollups: std::env::var_os("TACET_BENCH_RAW").is_none(),
         ..config
     };
-    let engine = || QueryEngine::new(Arc::clone(lake.store()), config.clone()).unwrap();
+    // Every tenant's days are those of `zone()`, in its SQL's `visits` as in its reports.
+    let zoned = |engine: QueryEngine| {
+        engine.set_zones(
+            (0..TENANTS)
+                .map(|t| (TenantId::new(format!("t{t:02}")).unwrap(), zone()))
+                .collect(),
+        );
+        engine
+    };
+    let engine = || zoned(QueryEngine::new(Arc::clone(lake.store()), config.clone()).unwrap());
     roll_up(&runtime, &engine(), &lake_dir, total);
     let raw = || {
         let config = QueryConfig {
             from_rollups: false,
             ..config.clone()
         };
-        QueryEngine::new(Arc::clone(lake.store()), config).unwrap()
+        zoned(QueryEngine::new(Arc::clone(lake.store()), config).unwrap())
     };
     time_visits(&runtime, &engine, &raw);
     // TACET_BENCH_EXPLAIN=overview prints DataFusion's EXPLAIN ANALYZE of that report first.

@@ -294,6 +294,37 @@ async fn each_tenant_gets_exactly_what_its_policy_says() {
     )
     .await;
     assert_eq!(rows, json!([{"n": 1, "located": 0}]));
+    // Its days are Auckland's, in SQL's `visits` too (where `ts` is shown in UTC): a page view at 13:00 UTC
+    // is on the next Auckland day (01:00 or 02:00 there), and its visit is that day's.
+    let now = chrono::Utc::now();
+    let mut at = now.date_naive().and_hms_opt(13, 0, 0).unwrap().and_utc();
+    if at > now {
+        at -= chrono::Duration::days(1);
+    }
+    let (status, body) = server
+        .post_events(
+            "ingest-strict",
+            FIREFOX,
+            CLIENT,
+            "application/json",
+            json!({"kind": "pageview", "url": "https://shop.example/late", "ts": at.timestamp_millis()})
+                .to_string(),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    server.wait_for_count("read-strict", 2).await;
+    let rows = one(
+        &server,
+        "read-strict",
+        "SELECT date, entry_page FROM visits WHERE entry_page = '/late'",
+    )
+    .await;
+    let auckland = at.with_timezone(&chrono_tz::Pacific::Auckland).date_naive();
+    assert_eq!(auckland, at.date_naive().succ_opt().unwrap());
+    assert_eq!(
+        rows,
+        json!([{"date": auckland.format("%Y-%m-%d").to_string(), "entry_page": "/late"}])
+    );
 
     // The database is reloaded when its file changes.
     write_geo(&geo, "FR", "IDF", "Paris");

@@ -64,6 +64,8 @@ pub(crate) struct Inner {
     pub(crate) report_schemas: std::sync::Mutex<std::collections::HashMap<&'static str, SchemaRef>>,
     /// Tenants' data keys, when the lake is encrypted.
     data_keys: std::sync::OnceLock<Arc<dyn tacet_lake::DataKeys>>,
+    /// Each tenant's time zone (`[privacy] timezone`): the days of its `visits` (crate::visits).
+    zones: std::sync::OnceLock<std::collections::HashMap<TenantId, chrono_tz::Tz>>,
     /// Where distributed queries go (`query.ballista`); `None`: every query runs here.
     cluster: Option<crate::ballista::Cluster>,
 }
@@ -98,9 +100,9 @@ pub(crate) struct Run {
     /// A Postgres wire connection's catalogue: the statement reads `pg_catalog` or `information_schema`
     /// (pgcatalog.rs), and runs rewritten, locally, on a session that has them.
     pub(crate) postgres: Option<Arc<crate::pgcatalog::PgCatalog>>,
-    /// Client SQL that may read `visits` (crate::visits): the days whose stored visits are current, and
-    /// their files (`None`: the session has no `visits` table).
-    pub(crate) visits: Option<std::collections::BTreeMap<String, object_store::path::Path>>,
+    /// Client SQL that may read `visits` (crate::visits): the zone of its days, and the days whose stored
+    /// visits are current with their files (`None`: the session has no `visits` table).
+    pub(crate) visits: Option<crate::visits::Days>,
 }
 
 /// Rows a batch for canned reports: a sort merges one run per input batch, so with DataFusion's 8k rows a
@@ -200,6 +202,7 @@ impl QueryEngine {
                 rollup_files: Default::default(),
                 report_schemas: Default::default(),
                 data_keys: std::sync::OnceLock::new(),
+                zones: std::sync::OnceLock::new(),
                 cluster,
             }),
             service: Some(service),
@@ -218,6 +221,21 @@ impl QueryEngine {
     /// Decrypts each tenant's lake files with its data key (the lake was written with the same keys). Once.
     pub fn set_data_keys(&self, keys: Arc<dyn tacet_lake::DataKeys>) {
         let _ = self.inner.data_keys.set(keys);
+    }
+
+    /// Gives each tenant's time zone (`[privacy] timezone`; a tenant not named is UTC): its days in the
+    /// `visits` table, as in its reports and its rollups. Once.
+    pub fn set_zones(&self, zones: std::collections::HashMap<TenantId, chrono_tz::Tz>) {
+        let _ = self.inner.zones.set(zones);
+    }
+
+    /// The tenant's time zone, as [`QueryEngine::set_zones`] gave it (UTC when it did not).
+    pub fn zone_of(&self, tenant: &TenantId) -> chrono_tz::Tz {
+        self.inner
+            .zones
+            .get()
+            .and_then(|z| z.get(tenant).copied())
+            .unwrap_or(chrono_tz::UTC)
     }
 
     /// Makes queries leave out the events of people who objected. Once.
@@ -428,11 +446,13 @@ impl QueryEngine {
         // the Postgres door's catalogue queries, which list it).
         let catalogue = run.postgres.is_some();
         if run.client_sql && (catalogue || sql.to_ascii_lowercase().contains("visits")) {
-            let zone = run.zone.unwrap_or(chrono_tz::UTC);
+            // Visits are per day of the tenant's zone, whatever zone `ts` is shown in: its visitor ids
+            // rotate at its midnight, so its days cut no visit that its ids do not.
+            let zone = self.zone_of(tenant);
             let stored = self
                 .stored_visit_days(tenant, zone, !run.unrestricted)
                 .await?;
-            run.visits = Some(stored);
+            run.visits = Some(crate::visits::Days { zone, stored });
         }
         let inner = Arc::clone(&self.inner);
         let (tenant, sql) = (tenant.clone(), sql.to_owned());

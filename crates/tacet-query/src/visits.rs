@@ -26,8 +26,11 @@
 //! day), so a late event carrying a visitor id into another day makes two visits here; the reports' ranges
 //! count such a visitor's events as one visit (crate::report).
 //!
-//! In SQL (`/v1/sql`, the Postgres door, Flight SQL) days are UTC days, as `events.ts` is shown there: a
-//! tenant in another zone reads its visits computed from raw events (its stored files count its own days).
+//! Days are the tenant's (`[privacy] timezone`, [`QueryEngine::set_zones`]) in SQL too (`/v1/sql`, the
+//! Postgres door, Flight SQL), where `events.ts` is shown in UTC: its visitor ids rotate at its midnight, so
+//! its days cut no visit that its ids do not, `visits` counts what its reports count, and its stored days
+//! are read as they are for a tenant in UTC. Computed days then skip the UTC partitions that hold only
+//! stored days' events, and the rows of stored days in the others.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
@@ -157,13 +160,50 @@ pub(crate) fn day_sql(day_events: &str) -> String {
     )
 }
 
-/// An event's day in a session whose `ts` is shown in `zone` (crate::report: the partition in UTC).
-fn day_of_event(zone: chrono_tz::Tz) -> &'static str {
-    if zone == chrono_tz::UTC {
-        "date"
+/// An event's day of zone `days` (`YYYY-MM-DD`) in a session whose `ts` is shown in `shown`: the
+/// partition's date in UTC (crate::report), else the date of `ts` in that zone.
+fn day_of_event(days: chrono_tz::Tz, shown: chrono_tz::Tz) -> String {
+    if days == chrono_tz::UTC && shown == chrono_tz::UTC {
+        "date".to_owned()
+    } else if days == shown {
+        "CAST(CAST(ts AS DATE) AS VARCHAR)".to_owned()
     } else {
-        "CAST(CAST(ts AS DATE) AS VARCHAR)"
+        format!(
+            "CAST(CAST(arrow_cast(ts, 'Timestamp(Millisecond, Some(\"{}\"))') AS DATE) AS VARCHAR)",
+            days.name()
+        )
     }
+}
+
+/// The UTC dates whose every event is on a day of `zone` among `stored` (comma-separated): their
+/// partitions have nothing for the computed side.
+fn covered_utc_dates(zone: chrono_tz::Tz, stored: &BTreeMap<String, Path>) -> String {
+    use crate::report::{dates, local_dates, utc_dates};
+    let is_stored = |d: NaiveDate| stored.contains_key(&day_text(d));
+    let mut covered = std::collections::BTreeSet::new();
+    for day in stored.keys() {
+        let Ok(day) = NaiveDate::parse_from_str(day, "%Y-%m-%d") else {
+            continue;
+        };
+        let (lo, hi) = utc_dates(zone, day);
+        covered.extend(
+            dates(lo, hi)
+                .filter(|u| {
+                    let (first, last) = local_dates(zone, *u);
+                    dates(first, last).all(is_stored)
+                })
+                .map(day_text),
+        );
+    }
+    covered.into_iter().collect::<Vec<_>>().join(",")
+}
+
+/// Which days client SQL's `visits` has (per day of `zone`, the tenant's), and which of them are read from
+/// their stored files (day → file; every other day is computed from events).
+#[derive(Debug, Clone)]
+pub(crate) struct Days {
+    pub(crate) zone: chrono_tz::Tz,
+    pub(crate) stored: BTreeMap<String, Path>,
 }
 
 /// Encodes a day's visits as a visits file, encrypted under `key` when given.
@@ -304,27 +344,31 @@ impl QueryEngine {
 }
 
 impl crate::engine::Inner {
-    /// Registers `visits` in `ctx` (which has the tenant's `events`, shown in `zone`): the stored days of
-    /// `stored` (day → file), every other day computed from `events`.
+    /// Registers `visits` in `ctx` (which has the tenant's `events`, shown in `shown`): per day of
+    /// `days.zone`, the stored days of `days.stored`, every other day computed from `events`.
     pub(crate) async fn register_visits(
         &self,
         ctx: &SessionContext,
         tenant: &TenantId,
-        zone: chrono_tz::Tz,
-        stored: &BTreeMap<String, Path>,
+        shown: chrono_tz::Tz,
+        days: &Days,
     ) -> Result<()> {
+        let stored = &days.stored;
         let fresh: Vec<&str> = stored.keys().map(String::as_str).collect();
+        let day = day_of_event(days.zone, shown);
+        let mut filter = format!("strpos($stored, {day}) = 0");
+        let mut params = vec![("stored", ScalarValue::Utf8(Some(fresh.join(","))))];
+        if day != "date" {
+            // The UTC partitions of stored days only are skipped whole (a test on the partition column).
+            filter = format!("strpos($covered, date) = 0 AND {filter}");
+            let covered = covered_utc_dates(days.zone, stored);
+            params.push(("covered", ScalarValue::Utf8(Some(covered))));
+        }
         let raw = ctx
-            .sql(&visits_sql(
-                day_of_event(zone),
-                &format!("strpos($stored, {}) = 0", day_of_event(zone)),
-            ))
+            .sql(&visits_sql(&day, &filter))
             .await
             .map_err(Error::from_datafusion)?
-            .with_param_values(ParamValues::from(vec![(
-                "stored",
-                ScalarValue::Utf8(Some(fresh.join(","))),
-            )]))
+            .with_param_values(ParamValues::from(params))
             .map_err(Error::from_datafusion)?;
         let visits = if stored.is_empty() {
             raw

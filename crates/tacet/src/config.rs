@@ -428,6 +428,18 @@ impl Config {
         Ok(lake.with_node(self.node_id))
     }
 
+    /// Each tenant's time zone (`[privacy] timezone`, UTC when unset): its days in reports, rollups and the
+    /// `visits` table (`QueryEngine::set_zones`).
+    pub fn zones(&self) -> anyhow::Result<std::collections::HashMap<TenantId, chrono_tz::Tz>> {
+        self.tenant
+            .iter()
+            .map(|t| {
+                let zone = t.privacy.timezone.unwrap_or(chrono_tz::UTC);
+                Ok((TenantId::new(&t.id)?, zone))
+            })
+            .collect()
+    }
+
     /// The lake directory of a local `[storage]`.
     pub fn lake_dir(&self) -> PathBuf {
         self.storage

@@ -246,6 +246,7 @@ pub fn open_parts(
         Arc::clone(lake.store()),
         config.query.clone(),
     )?);
+    query.set_zones(config.zones()?);
     if let Some(ring) = &keyring {
         query.set_data_keys(Arc::clone(ring) as Arc<dyn tacet_lake::DataKeys>);
     }

@@ -592,19 +592,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .map(|t| TenantId::new(&t.id))
                     .collect::<Result<_, _>>()?,
             };
-            // Each tenant's days are those of its zone (`[privacy] timezone`), as its reports show them.
-            let zone_of = |t: &TenantId| {
-                config
-                    .tenant
-                    .iter()
-                    .find(|c| c.id == t.as_str())
-                    .and_then(|c| c.privacy.timezone)
-                    .unwrap_or(chrono_tz::UTC)
-            };
             let engine = query_engine(&config)?;
             let (mut days, mut rows) = (0usize, 0usize);
             for t in &ids {
-                let zone = zone_of(t);
+                // Each tenant's days are those of its zone (`[privacy] timezone`), as its reports show them.
+                let zone = engine.zone_of(t);
                 let today = SystemClock.now().with_timezone(&zone).date_naive();
                 let (first, last) = (
                     day(from.clone(), 2, "from", today)?,
@@ -696,6 +688,7 @@ fn query_engine(config: &Config) -> anyhow::Result<QueryEngine> {
     refuse_ballista_with_encryption(config, "tacet sql/report")?;
     let lake = config.open_lake()?;
     let engine = QueryEngine::new(Arc::clone(lake.store()), config.query.clone())?;
+    engine.set_zones(config.zones()?);
     if let Some(master) = setup::master_key(config)? {
         let ring =
             tacet_ingest::DataKeyring::open(config.state()?.sub("keys").sub("data"), master)?;

@@ -240,9 +240,9 @@ impl Inner {
                 run.postgres.is_some(),
             )
             .await?;
-        if let Some(stored) = &run.visits {
-            let zone = run.zone.unwrap_or(chrono_tz::UTC);
-            self.register_visits(&ctx, tenant, zone, stored).await?;
+        if let Some(days) = &run.visits {
+            let shown = run.zone.unwrap_or(chrono_tz::UTC);
+            self.register_visits(&ctx, tenant, shown, days).await?;
         }
         if let Some(catalog) = &run.postgres {
             catalog.install(&ctx).await?;

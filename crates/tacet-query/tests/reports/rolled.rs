@@ -212,7 +212,7 @@ impl Pair {
         assert_eq!(rows(&stored), rows(&raw), "{step}: visits");
         let days: Vec<String> = self
             .rolled
-            .stored_visit_days(&tenant, chrono_tz::UTC, true)
+            .stored_visit_days(&tenant, self.rolled.zone_of(&tenant), true)
             .await
             .unwrap()
             .into_keys()
@@ -654,6 +654,9 @@ async fn a_tenant_in_another_zone_reads_its_local_days_from_rollups() {
     let mut pair = Pair::new(&s.lake, Some(1));
     pair.tenant = "berlin";
     pair.range = &[("from", D0), ("to", D2)];
+    for e in [&pair.rolled, &pair.raw] {
+        e.set_zones([(berlin_id.clone(), chrono_tz::Europe::Berlin)].into());
+    }
     let berlin = ReportScope {
         zone: chrono_tz::Europe::Berlin,
         ..ReportScope::utc(1)
@@ -711,6 +714,32 @@ async fn a_tenant_in_another_zone_reads_its_local_days_from_rollups() {
         "rollups; rollup_days=3; expired_days=0; raw_days=0"
     );
     let (overview, _) = pair.ask(&pair.rolled, "overview", &[], &berlin).await;
+    // Its `visits` in SQL has its days too (`ts` shown in UTC): all three read from their stored files, the
+    // rows those computed from raw events give, as many visits as its overview counts (visitor 99's
+    // across UTC midnight is one), each on its Berlin day.
+    assert_eq!(
+        pair.visits_same_as_raw("Berlin, rolled").await,
+        [D0, D1, D2]
+    );
+    let sql = "SELECT date, COUNT(*) AS visits FROM visits GROUP BY date ORDER BY date";
+    for engine in [&pair.rolled, &pair.raw] {
+        let out = engine.sql(&berlin_id, sql).await.unwrap();
+        let rows: Value = serde_json::from_slice(&to_json(&out.batches).unwrap()).unwrap();
+        let days: Vec<&str> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["date"].as_str().unwrap())
+            .collect();
+        assert_eq!(days, [D0, D1, D2], "{rows}");
+        let visits: i64 = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["visits"].as_i64().unwrap())
+            .sum();
+        assert_eq!(json!(visits), overview[0]["visits"], "{rows} {overview}");
+    }
     let (entry, _) = pair.ask(&pair.rolled, "entry_pages", &[], &berlin).await;
     // The sitting across Berlin's midnight is two visits, entered at /late-night and /docs (not /after).
     assert!(
@@ -731,6 +760,9 @@ async fn a_tenant_in_another_zone_reads_its_local_days_from_rollups() {
     // Its UTC date is half of the first local day and the last hour of the second: both changed; the third's
     // neighbour did.
     assert!(rolled.is_empty());
+    // The third's visits are still its stored ones (no event of it changed); the others are computed from
+    // the UTC dates they share with it, its rows left out.
+    assert_eq!(pair.visits_same_as_raw("Berlin, late event").await, [D2]);
     assert_eq!(
         raw,
         [
