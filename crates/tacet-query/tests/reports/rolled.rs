@@ -725,19 +725,14 @@ async fn a_tenant_in_another_zone_reads_its_local_days_from_rollups() {
     for engine in [&pair.rolled, &pair.raw] {
         let out = engine.sql(&berlin_id, sql).await.unwrap();
         let rows: Value = serde_json::from_slice(&to_json(&out.batches).unwrap()).unwrap();
-        let days: Vec<&str> = rows
+        let (days, visits): (Vec<&str>, Vec<i64>) = rows
             .as_array()
             .unwrap()
             .iter()
-            .map(|r| r["date"].as_str().unwrap())
-            .collect();
+            .map(|r| (r["date"].as_str().unwrap(), r["visits"].as_i64().unwrap()))
+            .unzip();
         assert_eq!(days, [D0, D1, D2], "{rows}");
-        let visits: i64 = rows
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["visits"].as_i64().unwrap())
-            .sum();
+        let visits: i64 = visits.iter().sum();
         assert_eq!(json!(visits), overview[0]["visits"], "{rows} {overview}");
     }
     let (entry, _) = pair.ask(&pair.rolled, "entry_pages", &[], &berlin).await;
