@@ -53,7 +53,9 @@ pub use policy::{
     BotMode, CustomRule, DEFAULT_RETENTION_DAYS, GeoLevel, IpMode, SignalMode, TenantPolicy,
 };
 pub use pseudonym::{Keys, UserPseudonyms, user_pseudonym, visitor_id};
-pub use scrub::{KNOWN_VALUE, Known, OPT_IN_RULES, RULES, Scrubber, Tally, is_secret_key};
+pub use scrub::{
+    CleanTexts, KNOWN_VALUE, Known, OPT_IN_RULES, RULES, Scrubber, Tally, is_secret_key,
+};
 pub use url_clean::{CleanUrl, clean_url, referrer_host};
 pub use useragent::{UserAgent, is_automation, parse_user_agent};
 
@@ -170,6 +172,9 @@ impl Privacy {
         tally: &mut Tally,
     ) -> Vec<Outcome> {
         let mut scope = Scope::new(self, tenant, policy, keys, ctx, ua);
+        if raws.len() > 1 {
+            scope.clean = Some(CleanTexts::default());
+        }
         raws.into_iter()
             .map(|raw| scope.apply(raw, tally))
             .collect()
@@ -192,6 +197,8 @@ struct Scope<'a> {
     pseudonyms: Option<UserPseudonyms>,
     /// The client IP as known values (`known.rs`), first; then each event's own (user id, identifiers).
     known: Vec<Known>,
+    /// Texts the scrubber's rules left unchanged in this request's earlier events (for a batch).
+    clean: Option<CleanTexts>,
 }
 
 impl<'a> Scope<'a> {
@@ -216,6 +223,7 @@ impl<'a> Scope<'a> {
             user: None,
             pseudonyms: None,
             known: client_ip_values(ctx.ip),
+            clean: None,
         }
     }
 
@@ -299,7 +307,8 @@ impl<'a> Scope<'a> {
                 .filter_map(|(_, v)| Known::identifier(v)),
         );
         let s = Scrubber::for_policy(policy).with_known(&known);
-        let mut text = |v: String| s.text_owned(v, tally);
+        let mut clean = self.clean.take();
+        let mut text = |v: String| s.text_remembering(v, tally, clean.as_mut());
         let url_host = text(url.host);
         let url_path = text(url.path);
         let url_query = url.query.map(&mut text);
@@ -325,15 +334,16 @@ impl<'a> Scope<'a> {
                     let v = if is_secret_key(&k) {
                         s.property(&k, &v, tally)
                     } else {
-                        s.text_owned(v, tally)
+                        s.text_remembering(v, tally, clean.as_mut())
                     };
-                    (s.text_owned(k, tally), v)
+                    (s.text_remembering(k, tally, clean.as_mut()), v)
                 })
                 .collect()
         } else {
             Vec::new()
         };
         self.known = known;
+        self.clean = clean;
         let fingerprint = (raw.kind == Kind::Crash)
             .then(|| fingerprint::fingerprint(error_type.as_deref(), message.as_deref(), &stack));
         let [utm_source, utm_medium, utm_campaign, utm_term, utm_content] = utm;

@@ -37,10 +37,12 @@ use regex::{Captures, Regex};
 
 use crate::policy::{CustomRule, TenantPolicy};
 
+mod clean;
 mod known;
 mod numbers;
 mod shape;
 
+pub use clean::CleanTexts;
 pub use known::Known;
 use shape::{Shape, may_be_api_token, may_be_bearer};
 
@@ -278,14 +280,49 @@ impl<'a> Scrubber<'a> {
     /// Like [`Scrubber::text`], taking the string: unchanged text (the usual case) is returned as it came,
     /// without a copy.
     pub fn text_owned(&self, s: String, tally: &mut Tally) -> String {
-        match self.scrub(&s, tally) {
+        self.text_remembering(s, tally, None)
+    }
+
+    /// Like [`Scrubber::text_owned`], remembering in `clean` the texts the rules leave as they are and
+    /// skipping the rules for them next time (the known values are still searched every time: they are
+    /// each event's own). `clean` must only ever be used with scrubbers of the same rules (one tenant's
+    /// policy: in practice one request's events).
+    pub fn text_remembering(
+        &self,
+        s: String,
+        tally: &mut Tally,
+        clean: Option<&mut CleanTexts>,
+    ) -> String {
+        match self.scrub_remembering(&s, tally, clean) {
             Cow::Borrowed(_) => s,
             Cow::Owned(o) => o,
         }
     }
 
     fn scrub<'s>(&self, s: &'s str, tally: &mut Tally) -> Cow<'s, str> {
-        let mut out = self.scrub_once(s, tally);
+        self.scrub_remembering(s, tally, None)
+    }
+
+    fn scrub_remembering<'s>(
+        &self,
+        s: &'s str,
+        tally: &mut Tally,
+        clean: Option<&mut CleanTexts>,
+    ) -> Cow<'s, str> {
+        let mut out = self.known_once(s, tally);
+        // Text these rules already left as it was (a property key or value, a host, a release that
+        // the request's events share) and that holds none of this event's known values stays as it is.
+        if let Some(clean) = clean {
+            if matches!(out, Cow::Borrowed(_)) && clean.contains(s) {
+                return out;
+            }
+            out = self.rules_once(out, tally);
+            if matches!(out, Cow::Borrowed(_)) {
+                clean.insert(s);
+            }
+        } else {
+            out = self.rules_once(out, tally);
+        }
         // A replacement can make another rule match: an address inside URL credentials becomes a
         // placeholder, and the credentials rule then sees `scheme://user:pass@host` (found by fuzzing).
         // Repeat until nothing changes, so that scrubbed text scrubs to itself.
@@ -303,17 +340,27 @@ impl<'a> Scrubber<'a> {
     }
 
     fn scrub_once<'s>(&self, s: &'s str, tally: &mut Tally) -> Cow<'s, str> {
-        let mut out = Cow::Borrowed(s);
+        let out = self.known_once(s, tally);
+        self.rules_once(out, tally)
+    }
+
+    /// `s` with the event's known values replaced.
+    fn known_once<'s>(&self, s: &'s str, tally: &mut Tally) -> Cow<'s, str> {
+        if !self.known.is_empty()
+            && let Some((text, n)) = known::replace_known(s, self.known)
+        {
+            tally.count(Cow::Borrowed(KNOWN_VALUE), n);
+            return Cow::Owned(text);
+        }
+        Cow::Borrowed(s)
+    }
+
+    /// `out` after every rule (built-in, opt-in and the tenant's own).
+    fn rules_once<'s>(&self, mut out: Cow<'s, str>, tally: &mut Tally) -> Cow<'s, str> {
         let t = tally;
         // One pass over the bytes decides which rules can match at all. Replacements only remove
         // features (placeholders are letters, `_` and brackets), so the shape of the input stays a safe
         // over-estimate for every later rule.
-        if !self.known.is_empty()
-            && let Some((text, n)) = known::replace_known(&out, self.known)
-        {
-            out = Cow::Owned(text);
-            t.count(Cow::Borrowed(KNOWN_VALUE), n);
-        }
         let shape = Shape::of(out.as_bytes());
         if shape.dash && out.contains("-----BEGIN") {
             apply(&mut out, t, "private_key", &PRIVATE_KEY, |_| {
