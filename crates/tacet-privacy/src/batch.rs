@@ -3,9 +3,11 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Int64Builder, ListBuilder, RecordBatch, StringBuilder,
-    TimestampMillisecondBuilder,
+    ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, Int64Builder, ListArray, MapArray,
+    RecordBatch, StringArray, StructArray, TimestampMillisecondBuilder,
 };
+use arrow::buffer::{NullBuffer, OffsetBuffer};
+use arrow::datatypes::DataType;
 use arrow::error::ArrowError;
 use tacet_model::schema::{TS_TZ, file_schema};
 
@@ -31,7 +33,9 @@ impl EventBatch {
         Self::from_views(events.len(), events.views())
     }
 
-    /// Builds the Arrow form of `n` encoded events, with their arrivals.
+    /// Builds the Arrow form of `n` encoded events, with their arrivals. Strings are gathered as bytes
+    /// and each column's UTF-8 is checked once, as a whole (the bytes were encoded from strings or
+    /// checked when read from the log; checking every string again cost more than gathering them).
     pub(crate) fn from_views<'a>(
         n: usize,
         events: impl Iterator<Item = (View<'a>, Option<i64>)>,
@@ -40,11 +44,12 @@ impl EventBatch {
         let mut visitor = Int64Builder::with_capacity(n);
         let mut is_bot = BooleanBuilder::with_capacity(n);
         let mut arrival = Int64Builder::with_capacity(n);
-        let mut strings: Vec<StringBuilder> = (0..STRING_COLUMNS)
-            .map(|_| StringBuilder::with_capacity(n, n * 8))
+        let mut strings: Vec<BinaryBuilder> = (0..STRING_COLUMNS)
+            .map(|_| BinaryBuilder::with_capacity(n, n * 8))
             .collect();
-        let mut props = tacet_model::schema::props_builder();
-        let mut stack = ListBuilder::new(StringBuilder::new());
+        let mut props = Nested::new(n);
+        let mut prop_values = BinaryBuilder::new();
+        let mut stack = Nested::new(n);
         let sources = STRING_NAMES.map(Source::of);
         for (e, e_arrival) in events {
             ts.append_value(e.ts_millis);
@@ -55,40 +60,63 @@ impl EventBatch {
                 b.append_option(match *source {
                     Source::String(i) => Some(e.strings[i]),
                     Source::Option(i) => e.options[i],
-                    Source::Device => Some(e.device),
-                    Source::ReferrerClass => Some(e.referrer_class),
-                    Source::Anonymised => e.anonymised,
+                    Source::Device => Some(e.device.as_bytes()),
+                    Source::ReferrerClass => Some(e.referrer_class.as_bytes()),
+                    Source::Anonymised => e.anonymised.map(str::as_bytes),
                 });
             }
-            if e.props.count == 0 {
-                props.append(false)?;
-            } else {
-                let mut kv = e.props;
-                while let (Some(k), Some(v)) = (kv.next(), kv.next()) {
-                    props.keys().append_value(k);
-                    props.values().append_value(v);
-                }
-                props.append(true)?;
+            let mut kv = e.props;
+            while let (Some(k), Some(v)) = (kv.next(), kv.next()) {
+                props.items.append_value(k);
+                prop_values.append_value(v);
             }
-            if e.stack.count == 0 {
-                stack.append_null();
-            } else {
-                for f in e.stack {
-                    stack.values().append_value(f);
-                }
-                stack.append(true);
+            props.end_row(e.props.count > 0);
+            for f in e.stack {
+                stack.items.append_value(f);
             }
+            stack.end_row(e.stack.count > 0);
         }
+        let text = |mut b: BinaryBuilder| StringArray::try_from_binary(b.finish());
+        let props = {
+            let DataType::Map(entries, ordered) = tacet_model::schema::file_schema()
+                .field_with_name("props")?
+                .data_type()
+                .clone()
+            else {
+                unreachable!("props is a map column")
+            };
+            let DataType::Struct(fields) = entries.data_type().clone() else {
+                unreachable!("a map's entries are a struct")
+            };
+            let (offsets, nulls, keys) = props.finish();
+            let kv = StructArray::try_new(
+                fields,
+                vec![Arc::new(text(keys)?), Arc::new(text(prop_values)?)],
+                None,
+            )?;
+            MapArray::try_new(entries, offsets, kv, nulls, ordered)?
+        };
+        let stack = {
+            let (offsets, nulls, frames) = stack.finish();
+            ListArray::try_new(
+                tacet_model::schema::stack_item(),
+                offsets,
+                Arc::new(text(frames)?),
+                nulls,
+            )?
+        };
         let mut strings = strings
             .into_iter()
-            .map(|mut b| Arc::new(b.finish()) as ArrayRef);
+            .map(|b| text(b).map(|a| Arc::new(a) as ArrayRef))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter();
         let schema = file_schema();
         let (mut ts, mut visitor, mut is_bot, mut props, mut stack, mut arrival) = (
             Some(Arc::new(ts.finish()) as ArrayRef),
             Some(Arc::new(visitor.finish()) as ArrayRef),
             Some(Arc::new(is_bot.finish()) as ArrayRef),
-            Some(Arc::new(props.finish()) as ArrayRef),
-            Some(Arc::new(stack.finish()) as ArrayRef),
+            Some(Arc::new(props) as ArrayRef),
+            Some(Arc::new(stack) as ArrayRef),
             Some(Arc::new(arrival.finish()) as ArrayRef),
         );
         // Strings come in the schema's order of Utf8 columns (STRING_NAMES, checked by a test).
@@ -142,6 +170,36 @@ impl Source {
                 .or_else(|| place(&OPTION_FIELDS).map(Source::Option))
                 .expect("every Utf8 column is a field of the binary form"),
         }
+    }
+}
+
+/// A list column's rows as they are gathered: each row's end in `items`, and whether it is there (an
+/// event without properties or frames has a null, not an empty list).
+struct Nested {
+    items: BinaryBuilder,
+    ends: Vec<i32>,
+    present: Vec<bool>,
+}
+
+impl Nested {
+    fn new(rows: usize) -> Self {
+        let mut ends = Vec::with_capacity(rows + 1);
+        ends.push(0);
+        Self {
+            items: BinaryBuilder::new(),
+            ends,
+            present: Vec::with_capacity(rows),
+        }
+    }
+
+    fn end_row(&mut self, present: bool) {
+        self.ends.push(self.items.len() as i32);
+        self.present.push(present);
+    }
+
+    fn finish(self) -> (OffsetBuffer<i32>, Option<NullBuffer>, BinaryBuilder) {
+        let nulls = Some(NullBuffer::from(self.present)).filter(|n| n.null_count() > 0);
+        (OffsetBuffer::new(self.ends.into()), nulls, self.items)
     }
 }
 

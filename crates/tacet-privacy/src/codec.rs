@@ -7,9 +7,12 @@
 //! `arrival` is not written: it is the log record's sequence number and the event's place in the record,
 //! which the reader of the log knows (`Event::set_arrival`).
 //!
-//! Every reader goes through [`View::read`], which checks the bytes and borrows every string from them:
-//! [`Event::decode`] copies a view into an `Event`, the ingest buffer ([`crate::Packed`]) keeps the bytes
-//! and builds Arrow columns from views, without an `Event` in between.
+//! Every reader goes through [`View::read`], which checks the layout and borrows every string's bytes:
+//! bytes from outside (the log's segments at replay, [`Event::decode`]) are read once with
+//! [`View::read_checked`], which also checks that every string is UTF-8; [`Event::decode`] copies a view
+//! into an `Event`; the ingest buffer ([`crate::Packed`]) keeps bytes that were encoded here or checked
+//! so, and builds Arrow columns from views without an `Event` in between (checking each column's UTF-8
+//! once, as a whole, rather than each string again).
 
 use tacet_model::Kind;
 
@@ -51,7 +54,7 @@ impl Span {
     pub fn split(bytes: &[u8], offset: usize) -> Result<Span, DecodeError> {
         let mut r = bytes.get(offset..).ok_or(DecodeError("truncated"))?;
         let before = r.len();
-        let v = View::read(&mut r)?;
+        let v = View::read_checked(&mut r)?;
         Ok(Span {
             kind: v.kind,
             ts_millis: v.ts_millis,
@@ -67,7 +70,8 @@ impl Span {
     }
 }
 
-/// An encoded event read in place: every string borrows from the bytes.
+/// An encoded event read in place: every string is a slice of the bytes (UTF-8 when the bytes were
+/// encoded by [`Event::encode`] or read once with [`View::read_checked`]).
 #[derive(Debug, Clone)]
 pub(crate) struct View<'a> {
     pub(crate) kind: Kind,
@@ -78,9 +82,9 @@ pub(crate) struct View<'a> {
     pub(crate) referrer_class: &'static str,
     pub(crate) anonymised: Option<&'static str>,
     /// browser, browser_version, os, os_version, url_host, url_path.
-    pub(crate) strings: [&'a str; 6],
+    pub(crate) strings: [&'a [u8]; 6],
     /// The optional strings, in the order `Event::encode` writes them.
-    pub(crate) options: [Option<&'a str>; OPTIONS],
+    pub(crate) options: [Option<&'a [u8]>; OPTIONS],
     pub(crate) props: Strings<'a>,
     pub(crate) stack: Strings<'a>,
 }
@@ -123,7 +127,7 @@ pub(crate) const OPTIONS: usize = 18;
 /// `user_pseudonym`'s place among the optional strings.
 pub(crate) const USER_PSEUDONYM: usize = 0;
 
-/// A run of checked `u32 length + UTF-8` strings.
+/// A run of `u32 length + UTF-8` strings, their lengths checked.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Strings<'a> {
     pub(crate) count: usize,
@@ -131,19 +135,37 @@ pub(crate) struct Strings<'a> {
 }
 
 impl<'a> Iterator for Strings<'a> {
-    type Item = &'a str;
+    type Item = &'a [u8];
 
-    fn next(&mut self) -> Option<&'a str> {
+    fn next(&mut self) -> Option<&'a [u8]> {
         if self.count == 0 {
             return None;
         }
         self.count -= 1;
-        Some(get_str(&mut self.bytes).expect("checked when the view was read"))
+        Some(get_bytes(&mut self.bytes).expect("checked when the view was read"))
     }
 }
 
 impl<'a> View<'a> {
-    /// Reads and checks one event from the front of `input`, advancing it.
+    /// Reads one event from the front of `input` and checks that its strings are UTF-8, advancing it:
+    /// for bytes from outside.
+    pub(crate) fn read_checked(input: &mut &'a [u8]) -> Result<View<'a>, DecodeError> {
+        let v = View::read(input)?;
+        let ok = |b: &[u8]| std::str::from_utf8(b).is_ok();
+        let (mut props, mut stack) = (v.props, v.stack);
+        let valid = v.strings.iter().all(|s| ok(s))
+            && v.options.iter().flatten().all(|s| ok(s))
+            && props.all(ok)
+            && stack.all(ok);
+        if valid {
+            Ok(v)
+        } else {
+            Err(DecodeError("invalid UTF-8"))
+        }
+    }
+
+    /// Reads one event from the front of `input`, advancing it, and checks its layout (not its strings'
+    /// UTF-8: for bytes encoded here or read with [`View::read_checked`] before).
     pub(crate) fn read(input: &mut &'a [u8]) -> Result<View<'a>, DecodeError> {
         let r = input;
         let kind = *Kind::ALL
@@ -170,15 +192,15 @@ impl<'a> View<'a> {
                     .ok_or(DecodeError("unknown anonymisation reason"))?,
             ),
         };
-        let mut strings = [""; 6];
+        let mut strings: [&[u8]; 6] = [&[]; 6];
         for s in &mut strings {
-            *s = get_str(r)?;
+            *s = get_bytes(r)?;
         }
         let mut options = [None; OPTIONS];
         for o in &mut options {
             *o = match take_u8(r)? {
                 0 => None,
-                1 => Some(get_str(r)?),
+                1 => Some(get_bytes(r)?),
                 _ => return Err(DecodeError("bad option tag")),
             };
         }
@@ -199,13 +221,16 @@ impl<'a> View<'a> {
         })
     }
 
+    /// The event, copied out (for tests and tools: the flush reads views). Only for a view of checked
+    /// or encoded bytes (see [`View`]).
     pub(crate) fn to_event(&self) -> Event {
-        let s = |i: usize| self.strings[i].to_owned();
-        let o = |i: usize| self.options[i].map(str::to_owned);
+        let text = |b: &[u8]| utf8(b).to_owned();
+        let s = |i: usize| text(self.strings[i]);
+        let o = |i: usize| self.options[i].map(text);
         let mut props = Vec::with_capacity(self.props.count);
         let mut it = self.props;
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            props.push((k.to_owned(), v.to_owned()));
+            props.push((text(k), text(v)));
         }
         Event {
             kind: self.kind,
@@ -237,7 +262,7 @@ impl<'a> View<'a> {
             props,
             error_type: o(14),
             message: o(15),
-            stack: self.stack.map(str::to_owned).collect(),
+            stack: self.stack.map(text).collect(),
             release: o(16),
             fingerprint: o(17),
             anonymised: self.anonymised,
@@ -365,7 +390,7 @@ impl Event {
 
     /// Reads one event from the front of `input`, advancing it.
     pub fn decode(input: &mut &[u8]) -> Result<Event, DecodeError> {
-        View::read(input).map(|v| v.to_event())
+        View::read_checked(input).map(|v| v.to_event())
     }
 }
 
@@ -391,9 +416,14 @@ fn take_u32(r: &mut &[u8]) -> Result<u32, DecodeError> {
     Ok(u32::from_le_bytes(take(r, 4)?.try_into().expect("4 bytes")))
 }
 
-fn get_str<'a>(r: &mut &'a [u8]) -> Result<&'a str, DecodeError> {
+fn get_bytes<'a>(r: &mut &'a [u8]) -> Result<&'a [u8], DecodeError> {
     let n = take_u32(r)? as usize;
-    std::str::from_utf8(take(r, n)?).map_err(|_| DecodeError("invalid UTF-8"))
+    take(r, n)
+}
+
+/// A string of a view of checked or encoded bytes.
+pub(crate) fn utf8(b: &[u8]) -> &str {
+    std::str::from_utf8(b).expect("a view's strings were checked or encoded as UTF-8")
 }
 
 /// A u32 count of groups of `per` strings, checked, as a run of `count * per` strings.
@@ -401,7 +431,7 @@ fn get_strings<'a>(r: &mut &'a [u8], per: usize) -> Result<Strings<'a>, DecodeEr
     let groups = take_u32(r)? as usize;
     let start = *r;
     for _ in 0..groups * per {
-        get_str(r)?;
+        get_bytes(r)?;
     }
     Ok(Strings {
         count: groups * per,
@@ -463,6 +493,37 @@ mod tests {
         for cut in [1, 10, buf.len() / 4] {
             let mut r = &buf[..cut];
             assert!(Event::decode(&mut r).is_err(), "cut at {cut}");
+        }
+    }
+
+    /// Bytes from outside (replay) are checked for UTF-8 in every kind of string: a required one, an
+    /// optional one, a property key or value and a frame.
+    #[test]
+    fn bytes_from_outside_must_be_utf8() {
+        let e = event(
+            serde_json::json!({"kind": "crash", "url": "https://a.example/req", "error_type": "opt",
+                "stack": ["frame"], "props": {"pkey": "pval"}}),
+            &TenantPolicy::default(),
+            "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",
+        );
+        let mut buf = Vec::new();
+        e.encode(&mut buf);
+        assert!(Span::split(&buf, 0).is_ok());
+        for word in ["req", "opt", "pkey", "pval", "frame"] {
+            let at = buf
+                .windows(word.len())
+                .position(|w| w == word.as_bytes())
+                .unwrap_or_else(|| panic!("{word} is encoded"));
+            let mut bad = buf.clone();
+            bad[at] = 0xff;
+            assert_eq!(
+                Span::split(&bad, 0),
+                Err(DecodeError("invalid UTF-8")),
+                "{word}"
+            );
+            assert!(Event::decode(&mut &bad[..]).is_err(), "{word}");
+            // The layout alone still reads: only the checked read refuses it.
+            assert!(View::read(&mut &bad[..]).is_ok(), "{word}");
         }
     }
 }

@@ -9,7 +9,7 @@
 use bytes::Bytes;
 
 use crate::Event;
-use crate::codec::{Span, USER_PSEUDONYM, View};
+use crate::codec::{Span, USER_PSEUDONYM, View, utf8};
 
 /// Encoded events and, for each, where it lies, its time and its arrival.
 #[derive(Debug, Clone, Default)]
@@ -93,7 +93,7 @@ impl Packed {
     pub fn retain_users(&mut self, mut keep: impl FnMut(Option<&str>) -> bool) -> usize {
         let kept: Vec<bool> = self
             .views()
-            .map(|(v, _)| keep(v.options[USER_PSEUDONYM]))
+            .map(|(v, _)| keep(v.options[USER_PSEUDONYM].map(utf8)))
             .collect();
         let gone = kept.iter().filter(|k| !**k).count();
         if gone == 0 {
