@@ -244,15 +244,20 @@ impl<'a> Scope<'a> {
     }
 
     fn user(&mut self, user_id: &str) -> String {
-        match &self.user {
+        match &mut self.user {
             Some((id, pseudonym)) if id == user_id => pseudonym.clone(),
-            _ => {
+            last => {
                 let (keys, tenant) = (self.keys, self.tenant);
                 let pseudonym = self
                     .pseudonyms
                     .get_or_insert_with(|| UserPseudonyms::new(&keys.subject_key, tenant))
                     .of(user_id);
-                self.user = Some((user_id.to_owned(), pseudonym.clone()));
+                // The last user's strings are reused: a batch of many users allocates nothing more.
+                let (id, kept) = last.get_or_insert_with(Default::default);
+                id.clear();
+                id.push_str(user_id);
+                kept.clear();
+                kept.push_str(&pseudonym);
                 pseudonym
             }
         }
