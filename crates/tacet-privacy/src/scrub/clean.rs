@@ -6,6 +6,8 @@
 //! once the slots are warm. Only what the rules leave unchanged is remembered, so a hit is always
 //! "unchanged", whatever the tally would have counted (nothing).
 
+use super::known::byte_mask;
+
 /// Slots: a power of two.
 const SLOTS: usize = 256;
 
@@ -17,17 +19,29 @@ const MAX_LEN: usize = 256;
 /// one tenant's policy, in practice one request's privacy step.
 #[derive(Debug, Default)]
 pub struct CleanTexts {
-    /// `None` until the first text is remembered; then `SLOTS` slots, each a text or `None`.
-    slots: Option<Box<[Option<String>]>>,
+    /// `None` until the first text is remembered; then `SLOTS` slots.
+    slots: Option<Box<[Option<Slot>]>>,
+}
+
+/// A remembered text and its [`byte_mask`].
+#[derive(Debug, Default)]
+struct Slot {
+    text: String,
+    mask: u64,
 }
 
 impl CleanTexts {
     /// Whether `s` was remembered (and is still in its slot).
     pub fn contains(&self, s: &str) -> bool {
+        self.mask_of(s).is_some()
+    }
+
+    /// `s`'s [`byte_mask`], if `s` was remembered: which known values can be in it at all.
+    pub(super) fn mask_of(&self, s: &str) -> Option<u64> {
         self.slots
             .as_ref()
-            .and_then(|slots| slots[slot(s)].as_deref())
-            .is_some_and(|t| t == s)
+            .and_then(|slots| slots[slot(s)].as_ref())
+            .and_then(|kept| (kept.text == s).then_some(kept.mask))
     }
 
     /// Remembers `s`, which the rules left unchanged, in its slot.
@@ -38,9 +52,10 @@ impl CleanTexts {
         let slots = self
             .slots
             .get_or_insert_with(|| (0..SLOTS).map(|_| None).collect());
-        let kept = slots[slot(s)].get_or_insert_with(String::new);
-        kept.clear();
-        kept.push_str(s);
+        let kept = slots[slot(s)].get_or_insert_with(Slot::default);
+        kept.text.clear();
+        kept.text.push_str(s);
+        kept.mask = byte_mask(s);
     }
 }
 

@@ -16,6 +16,9 @@ pub const MIN_LEN: usize = 3;
 pub struct Known {
     value: String,
     placeholder: &'static str,
+    /// The value's bytes, ASCII case folded, as a [`byte_mask`]: it cannot occur in a text whose mask
+    /// lacks one of them.
+    mask: u64,
 }
 
 impl Known {
@@ -39,6 +42,12 @@ impl Known {
         self.placeholder == "[ip]"
     }
 
+    /// Whether this value may occur, in any ASCII case, in a text of this [`byte_mask`] (`false` is
+    /// certain: one of its bytes is not there).
+    pub(super) fn may_occur_in(&self, text_mask: u64) -> bool {
+        self.mask & !text_mask == 0
+    }
+
     fn new(value: &str, placeholder: &'static str) -> Option<Known> {
         let value = value.trim();
         // Brackets are the placeholders' own: a value made of them could match across two placeholders.
@@ -48,8 +57,16 @@ impl Known {
         searchable.then(|| Known {
             value: value.to_owned(),
             placeholder,
+            mask: byte_mask(value),
         })
     }
+}
+
+/// Which bytes `s` holds, ASCII case folded, each as one of 64 bits (by its low six bits): a value whose
+/// mask has a bit the text's lacks does not occur in it.
+pub(super) fn byte_mask(s: &str) -> u64 {
+    s.bytes()
+        .fold(0, |m, b| m | 1 << (b.to_ascii_lowercase() & 63))
 }
 
 fn is_token_byte(b: u8) -> bool {

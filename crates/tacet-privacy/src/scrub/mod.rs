@@ -309,19 +309,24 @@ impl<'a> Scrubber<'a> {
         tally: &mut Tally,
         clean: Option<&mut CleanTexts>,
     ) -> Cow<'s, str> {
-        let mut out = self.known_once(s, tally);
         // Text these rules already left as it was (a property key or value, a host, a release that
-        // the request's events share) and that holds none of this event's known values stays as it is.
-        if let Some(clean) = clean {
-            if matches!(out, Cow::Borrowed(_)) && clean.contains(s) {
-                return out;
-            }
-            out = self.rules_once(out, tally);
-            if matches!(out, Cow::Borrowed(_)) {
-                clean.insert(s);
-            }
-        } else {
-            out = self.rules_once(out, tally);
+        // the request's events share) and that holds none of this event's known values stays as it is;
+        // its bytes alone often show that a known value cannot be in it.
+        let remembered = clean.as_deref().and_then(|c| c.mask_of(s));
+        if let Some(mask) = remembered
+            && !self.known.iter().any(|k| k.may_occur_in(mask))
+        {
+            return Cow::Borrowed(s);
+        }
+        let mut out = self.known_once(s, tally);
+        if remembered.is_some() && matches!(out, Cow::Borrowed(_)) {
+            return out;
+        }
+        out = self.rules_once(out, tally);
+        if let Some(clean) = clean
+            && matches!(out, Cow::Borrowed(_))
+        {
+            clean.insert(s);
         }
         // A replacement can make another rule match: an address inside URL credentials becomes a
         // placeholder, and the credentials rule then sees `scheme://user:pass@host` (found by fuzzing).
