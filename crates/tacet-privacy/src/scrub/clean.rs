@@ -16,7 +16,8 @@ const SLOTS: usize = 256;
 const MAX_LEN: usize = 256;
 
 /// Texts one scrubber's rules leave unchanged (see the module's documentation). Bound to those rules:
-/// one tenant's policy, in practice one request's privacy step.
+/// one tenant's policy, in practice one request's privacy step. Only the scrubber fills it: outside this
+/// crate one can only be made empty and handed to [`super::Scrubber::text_remembering`].
 #[derive(Debug, Default)]
 pub struct CleanTexts {
     /// `None` until the first text is remembered; then `SLOTS` slots.
@@ -32,7 +33,8 @@ struct Slot {
 
 impl CleanTexts {
     /// Whether `s` was remembered (and is still in its slot).
-    pub fn contains(&self, s: &str) -> bool {
+    #[cfg(test)]
+    fn contains(&self, s: &str) -> bool {
         self.mask_of(s).is_some()
     }
 
@@ -45,7 +47,7 @@ impl CleanTexts {
     }
 
     /// Remembers `s`, which the rules left unchanged, in its slot.
-    pub fn insert(&mut self, s: &str) {
+    pub(crate) fn insert(&mut self, s: &str) {
         if s.len() > MAX_LEN {
             return;
         }
