@@ -78,23 +78,17 @@ impl EventBatch {
         }
         let text = |mut b: BinaryBuilder| StringArray::try_from_binary(b.finish());
         let props = {
-            let DataType::Map(entries, ordered) = tacet_model::schema::file_schema()
-                .field_with_name("props")?
-                .data_type()
-                .clone()
-            else {
-                unreachable!("props is a map column")
-            };
-            let DataType::Struct(fields) = entries.data_type().clone() else {
+            let entries = tacet_model::schema::props_entries();
+            let DataType::Struct(fields) = entries.data_type() else {
                 unreachable!("a map's entries are a struct")
             };
             let (offsets, nulls, keys) = props.finish();
             let kv = StructArray::try_new(
-                fields,
+                fields.clone(),
                 vec![Arc::new(text(keys)?), Arc::new(text(prop_values)?)],
                 None,
             )?;
-            MapArray::try_new(entries, offsets, kv, nulls, ordered)?
+            MapArray::try_new(entries, offsets, kv, nulls, false)?
         };
         let stack = {
             let (offsets, nulls, frames) = stack.finish();
