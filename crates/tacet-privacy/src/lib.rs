@@ -53,12 +53,11 @@ pub use policy::{
     BotMode, CustomRule, DEFAULT_RETENTION_DAYS, GeoLevel, IpMode, SignalMode, TenantPolicy,
 };
 pub use pseudonym::{Keys, UserPseudonyms, user_pseudonym, visitor_id};
-pub use scrub::{
-    CleanTexts, KNOWN_VALUE, Known, OPT_IN_RULES, RULES, Scrubber, Tally, is_secret_key,
-};
+pub use scrub::{KNOWN_VALUE, Known, OPT_IN_RULES, RULES, Scrubber, Tally, is_secret_key};
 pub use url_clean::{CleanUrl, clean_url, referrer_host};
 pub use useragent::{UserAgent, is_automation, parse_user_agent};
 
+use scrub::CleanTexts;
 use tacet_model::{Kind, RawEvent, TenantId};
 
 /// What the server knows about the request an event came in: used, then forgotten.

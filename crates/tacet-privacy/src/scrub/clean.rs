@@ -16,10 +16,10 @@ const SLOTS: usize = 256;
 const MAX_LEN: usize = 256;
 
 /// Texts one scrubber's rules leave unchanged (see the module's documentation). Bound to those rules:
-/// one tenant's policy, in practice one request's privacy step. Only the scrubber fills it: outside this
-/// crate one can only be made empty and handed to [`super::Scrubber::text_remembering`].
+/// one tenant's policy, in practice one request's privacy step. Only the scrubber fills it
+/// ([`super::Scrubber::text_remembering`]); it never leaves this crate.
 #[derive(Debug, Default)]
-pub struct CleanTexts {
+pub(crate) struct CleanTexts {
     /// `None` until the first text is remembered; then `SLOTS` slots.
     slots: Option<Box<[Option<Slot>]>>,
 }

@@ -42,7 +42,7 @@ mod known;
 mod numbers;
 mod shape;
 
-pub use clean::CleanTexts;
+pub(crate) use clean::CleanTexts;
 pub use known::Known;
 use shape::{Shape, may_be_api_token, may_be_bearer};
 
@@ -287,7 +287,7 @@ impl<'a> Scrubber<'a> {
     /// skipping the rules for them next time (the known values are still searched every time: they are
     /// each event's own). `clean` must only ever be used with scrubbers of the same rules (one tenant's
     /// policy: in practice one request's events).
-    pub fn text_remembering(
+    pub(crate) fn text_remembering(
         &self,
         s: String,
         tally: &mut Tally,
