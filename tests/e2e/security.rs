@@ -78,10 +78,7 @@ async fn created_keys_work_expire_and_are_revoked_and_no_file_holds_one() {
     // The running server accepts the new keys, each for its own role only.
     eventually(&server, &read, "/v1/sql", 200).await;
     // The read key opens a dashboard session (an admin key does not).
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let browser = crate::server::http_client(false);
     let login = |key: String| {
         browser
             .post(format!("{}/ui/login", server.base))

@@ -147,7 +147,7 @@ impl Server {
             data_dir,
             logs,
             config: config_path,
-            http: reqwest::Client::new(),
+            http: http_client(true),
             _tmp: tmp,
         }
     }
@@ -413,13 +413,27 @@ pub fn tacet_with_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Outp
         .unwrap()
 }
 
+/// An HTTP client for the test servers, following redirects or not. It drops a pooled connection after
+/// 500 ms unused: the server closes a kept-alive connection after `http.header_timeout` without a request (1 s
+/// in the shortest test configuration), and a request sent on one just as the server closes it fails with
+/// `IncompleteMessage` (seen in CI after a `tacet rollup` that ran for about the default 10 s).
+pub fn http_client(follow_redirects: bool) -> reqwest::Client {
+    let redirects = if follow_redirects {
+        reqwest::redirect::Policy::default()
+    } else {
+        reqwest::redirect::Policy::none()
+    };
+    reqwest::Client::builder()
+        .redirect(redirects)
+        .pool_idle_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap()
+}
+
 /// A browser that does not follow redirects (so each answer is seen), logged in to `server`'s dashboard with
 /// `key`: the client and the session cookie (`tacet_session=…`).
 pub async fn dashboard_login(server: &Server, key: &str) -> (reqwest::Client, String) {
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let browser = http_client(false);
     let login = browser
         .post(format!("{}/ui/login", server.base))
         .header("content-type", "application/x-www-form-urlencoded")

@@ -35,10 +35,7 @@ async fn a_share_link_shows_the_reports_view_until_it_is_revoked_or_expires() {
         assert_eq!(s, 202);
     }
     server.wait_for_count("read-a", 7).await;
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let client = crate::server::http_client(false);
     let admin = |req: reqwest::RequestBuilder| req.bearer_auth("admin-a");
     let create = |body: Value| {
         admin(client.post(format!("{}/v1/admin/shares", server.base)))
@@ -185,10 +182,7 @@ async fn a_share_link_shows_the_reports_view_until_it_is_revoked_or_expires() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_share_link_with_a_password_and_links_managed_in_the_dashboard() {
     let server = Server::start(CONFIG);
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let client = crate::server::http_client(false);
     let create = |body: Value| {
         client
             .post(format!("{}/v1/admin/shares", server.base))
