@@ -207,6 +207,10 @@ pub fn referrer_host(raw: &str) -> Option<String> {
 }
 
 fn decode(path: &str) -> Cow<'_, str> {
+    // Without a `%` there is nothing to decode (and the text is UTF-8 already).
+    if memchr::memchr(b'%', path.as_bytes()).is_none() {
+        return Cow::Borrowed(path);
+    }
     percent_decode_str(path).decode_utf8_lossy()
 }
 
