@@ -109,7 +109,7 @@ fn arrival(seq: u64, index: usize, span: &Span) -> Option<i64> {
 
 /// What decides an event's partition besides its tenant: its kind and its UTC day (the day as
 /// [`PartitionKey::for_event`] takes it, compared without building a date).
-fn partition_of(e: &Span) -> (tacet_model::Kind, i64) {
+pub(crate) fn partition_of(e: &Span) -> (tacet_model::Kind, i64) {
     (e.kind, e.ts_millis.div_euclid(86_400_000))
 }
 

@@ -423,6 +423,17 @@ impl Pipeline {
     /// for a flush (and wakes the flusher, so that the client's retry finds room).
     fn check_partitions(&self, tenant: &TenantId, events: &[Span]) -> Result<()> {
         let limit = self.config.max_partitions_per_tenant;
+        // The request's partitions, found before taking the lock: a batch's events mostly share one, so
+        // a key is built and looked up once a partition, not once an event.
+        let mut parts: Vec<(tacet_model::Kind, i64, i64)> = Vec::new();
+        for e in events {
+            let (kind, day) = crate::buffer::partition_of(e);
+            if parts.last().is_none_or(|&(k, d, _)| (k, d) != (kind, day)) {
+                parts.push((kind, day, e.ts_millis));
+            }
+        }
+        parts.sort_unstable_by_key(|&(kind, day, _)| (kind, day));
+        parts.dedup_by_key(|&mut (kind, day, _)| (kind, day));
         let st = self.state.lock().expect("pipeline lock");
         let open = st
             .buffer
@@ -430,14 +441,12 @@ impl Pipeline {
             .keys()
             .filter(|k| &k.tenant == tenant)
             .count();
-        let mut adding = std::collections::HashSet::new();
-        for e in events {
-            let key = PartitionKey::for_event(tenant.clone(), e.kind, e.ts_millis);
-            if !st.buffer.partitions.contains_key(&key) {
-                adding.insert(key);
-            }
-        }
-        if open + adding.len() <= limit {
+        let adding = parts
+            .into_iter()
+            .map(|(kind, _, ts)| PartitionKey::for_event(tenant.clone(), kind, ts))
+            .filter(|key| !st.buffer.partitions.contains_key(key))
+            .count();
+        if open + adding <= limit {
             return Ok(());
         }
         drop(st);
@@ -446,7 +455,7 @@ impl Pipeline {
             .increment(events.len() as u64);
         Err(Error::Partitions {
             open,
-            adding: adding.len(),
+            adding,
             limit,
         })
     }

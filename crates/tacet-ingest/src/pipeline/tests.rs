@@ -255,6 +255,87 @@ async fn full_buffer_refuses_all_of_a_request() {
     );
 }
 
+/// `n` events of `kind` on the day `days` before the fixtures' events (each partition a kind and a day).
+fn on_day(kind: &str, days: i64, n: usize) -> Vec<RawEvent> {
+    (0..n)
+        .map(|i| {
+            let mut event = serde_json::json!({"kind": kind, "url": "https://x.example/",
+                "ts": 1_764_300_000_000_i64 - days * 86_400_000 + (i as i64) * 60_000});
+            match kind {
+                "event" => event["name"] = "e".into(),
+                "crash" => event["message"] = "boom".into(),
+                _ => {}
+            }
+            parse_event(event, 1_764_400_000_000).unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_request_past_the_partition_cap_is_refused_whole_and_each_partition_counts_once() {
+    let s = Setup::new();
+    let (p, _) = s.pipeline(IngestConfig {
+        max_partitions_per_tenant: 3,
+        ..IngestConfig::default()
+    });
+    let policy = TenantPolicy::default();
+    let accept = |tenant: &str, events: Vec<RawEvent>| {
+        let (p, policy, tenant) = (p.clone(), policy.clone(), TenantId::new(tenant).unwrap());
+        async move { p.accept(&tenant, &policy, ctx(), events).await }
+    };
+    // Three partitions, their events interleaved and repeated: exactly the room there is.
+    let mut batch = Vec::new();
+    for _ in 0..3 {
+        batch.extend(on_day("pageview", 0, 2));
+        batch.extend(on_day("event", 0, 1));
+        batch.extend(on_day("pageview", 1, 1));
+    }
+    assert_eq!(accept("t", batch).await.unwrap().stored, 12);
+    // A fourth is refused, and the whole request with it.
+    let mut batch = on_day("pageview", 0, 2);
+    batch.extend(on_day("pageview", 2, 3));
+    batch.extend(on_day("event", 0, 1));
+    let err = accept("t", batch).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Partitions {
+                open: 3,
+                adding: 1,
+                limit: 3
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(p.buffered(), 12);
+    // The open partitions still take events, and another tenant has its own cap: four new partitions
+    // in one request (each in two runs of events) are four, not eight, and too many.
+    let mut batch = on_day("event", 0, 1);
+    batch.extend(on_day("pageview", 1, 2));
+    assert_eq!(accept("t", batch).await.unwrap().stored, 3);
+    let mut batch = Vec::new();
+    for _ in 0..2 {
+        for (kind, day) in [("pageview", 0), ("pageview", 1), ("crash", 1), ("event", 2)] {
+            batch.extend(on_day(kind, day, 1));
+        }
+    }
+    let err = accept("u", batch.clone()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Partitions {
+                open: 0,
+                adding: 4,
+                limit: 3
+            }
+        ),
+        "{err}"
+    );
+    batch.retain(|e| e.kind != tacet_model::Kind::Event);
+    assert_eq!(accept("u", batch).await.unwrap().stored, 6);
+    assert_eq!(p.buffered(), 21);
+}
+
 #[tokio::test]
 async fn a_lake_that_cannot_be_written_is_reported_until_a_flush_succeeds() {
     let dir = tempfile::tempdir().unwrap();
