@@ -198,6 +198,9 @@ struct Scope<'a> {
     known: Vec<Known>,
     /// Texts the scrubber's rules left unchanged in this request's earlier events (for a batch).
     clean: Option<CleanTexts>,
+    /// For a batch: the previous event's property keys, in order, each with whether the policy keeps it
+    /// and whether it names a secret (a batch's events mostly carry the same keys).
+    prop_keys: Vec<(String, bool, bool)>,
 }
 
 impl<'a> Scope<'a> {
@@ -223,6 +226,7 @@ impl<'a> Scope<'a> {
             pseudonyms: None,
             known: client_ip_values(ctx.ip),
             clean: None,
+            prop_keys: Vec::new(),
         }
     }
 
@@ -330,22 +334,29 @@ impl<'a> Scope<'a> {
         let message = raw.message.map(&mut text);
         let stack: Vec<String> = raw.stack.into_iter().map(&mut text).collect();
         let release = raw.release.map(&mut text);
+        let mut prop_keys = std::mem::take(&mut self.prop_keys);
         let props = if identified {
+            let remember = clean.is_some();
             raw.props
                 .into_iter()
-                .filter(|(k, _)| policy.keeps_prop(k))
-                .map(|(k, v)| {
-                    let v = if is_secret_key(&k) {
+                .enumerate()
+                .filter_map(|(i, (k, v))| {
+                    let (kept, secret) = key_rules(&mut prop_keys, remember, i, &k, policy);
+                    if !kept {
+                        return None;
+                    }
+                    let v = if secret {
                         s.property(&k, &v, tally)
                     } else {
                         s.text_remembering(v, tally, clean.as_mut())
                     };
-                    (s.text_remembering(k, tally, clean.as_mut()), v)
+                    Some((s.text_remembering(k, tally, clean.as_mut()), v))
                 })
                 .collect()
         } else {
             Vec::new()
         };
+        self.prop_keys = prop_keys;
         self.known = known;
         self.clean = clean;
         let fingerprint = (raw.kind == Kind::Crash)
@@ -392,6 +403,33 @@ impl<'a> Scope<'a> {
             arrival: None,
         })
     }
+}
+
+/// Whether `policy` keeps the property `key`, and whether `key` names a secret: from `memo` when the
+/// previous event of the batch had the same key at the same place `i`, and remembered there when
+/// `remember` (a batch; a single event would only pay for the copy).
+fn key_rules(
+    memo: &mut Vec<(String, bool, bool)>,
+    remember: bool,
+    i: usize,
+    key: &str,
+    policy: &TenantPolicy,
+) -> (bool, bool) {
+    if let Some((known, kept, secret)) = memo.get(i)
+        && known == key
+    {
+        return (*kept, *secret);
+    }
+    let rules = (policy.keeps_prop(key), is_secret_key(key));
+    if remember {
+        let entry = (key.to_owned(), rules.0, rules.1);
+        if i < memo.len() {
+            memo[i] = entry;
+        } else if i == memo.len() {
+            memo.push(entry);
+        }
+    }
+    rules
 }
 
 /// The client IP as known values: its text, and the IPv4 form of an IPv4-mapped IPv6 address.

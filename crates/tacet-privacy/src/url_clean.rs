@@ -75,6 +75,29 @@ fn split_plain(raw: &str) -> Option<Parts<'_>> {
     })
 }
 
+/// What a byte is in a plain host: ASCII lower case letters, digits and `-`; upper case letters; `.`; the
+/// `:` before a port; anything else (which sends the URL to the url crate).
+const OTHER: u8 = 0;
+const PLAIN: u8 = 1;
+const UPPER: u8 = 2;
+const DOT: u8 = 3;
+const COLON: u8 = 4;
+static HOST_BYTES: [u8; 256] = {
+    let mut table = [OTHER; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = match b as u8 {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' => PLAIN,
+            b'A'..=b'Z' => UPPER,
+            b'.' => DOT,
+            b':' => COLON,
+            _ => OTHER,
+        };
+        b += 1;
+    }
+    table
+};
+
 /// The host of an absolute http(s) URL whose host is plain (ASCII letters, digits, `-` and `.`, not ending
 /// in a label that starts with a digit, which the url crate reads as an IPv4 address), in one pass over the
 /// scheme and authority: the host, whether it has upper case letters, and what follows the authority.
@@ -88,28 +111,19 @@ fn plain_host(raw: &str) -> Option<(&str, bool, &str)> {
         return None;
     };
     // The authority ends at the first `/`, `?` or `#`; the host starts after its last `@`.
-    let mut start = scheme;
-    let mut end = bytes.len();
-    for (i, &b) in bytes.iter().enumerate().skip(scheme) {
-        match b {
-            b'/' | b'?' | b'#' => {
-                end = i;
-                break;
-            }
-            b'@' => start = i + 1,
-            _ => {}
-        }
-    }
+    let end =
+        memchr::memchr3(b'/', b'?', b'#', &bytes[scheme..]).map_or(bytes.len(), |e| scheme + e);
+    let start = memchr::memrchr(b'@', &bytes[scheme..end]).map_or(scheme, |at| scheme + at + 1);
     // Then the host up to a `:` and a port of digits (maybe none).
     let mut host_end = end;
     let mut upper = false;
     let mut label = start;
-    for (i, &b) in bytes.iter().enumerate().take(end).skip(start) {
-        match b {
-            b'a'..=b'z' | b'0'..=b'9' | b'-' => {}
-            b'A'..=b'Z' => upper = true,
-            b'.' => label = i + 1,
-            b':' => {
+    for (i, &b) in bytes[..end].iter().enumerate().skip(start) {
+        match HOST_BYTES[usize::from(b)] {
+            PLAIN => {}
+            UPPER => upper = true,
+            DOT => label = i + 1,
+            COLON => {
                 if !bytes[i + 1..end].iter().all(u8::is_ascii_digit) {
                     return None;
                 }

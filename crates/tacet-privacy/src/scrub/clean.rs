@@ -170,11 +170,15 @@ mod tests {
     }
 
     /// A batch's events are pseudonymised with the memory on, each alone without: the same events and
-    /// counts, known values included (each event's own user id in the texts the others share).
+    /// counts, known values included (each event's own user id in the texts the others share), and
+    /// property keys that come and go between events (secret, dropped by the policy, an identifier).
     #[test]
     fn a_batch_is_pseudonymised_as_its_events_alone() {
         use crate::{Keys, Privacy, RequestContext, TenantPolicy, parse_user_agent};
-        let policy: TenantPolicy = toml::from_str("identifiers = [\"customer_no\"]").unwrap();
+        let policy: TenantPolicy = toml::from_str(
+            "identifiers = [\"customer_no\"]\nprops = [\"plan\", \"note\", \"ref\", \"password\", \"api_key\"]",
+        )
+        .unwrap();
         let tenant = tacet_model::TenantId::new("t").unwrap();
         let keys = Keys {
             visitor_salt: [1; 32],
@@ -188,9 +192,18 @@ mod tests {
         let raws: Vec<tacet_model::RawEvent> = (0..6)
             .map(|i| {
                 let user = ["u-alpha", "u-beta"][i % 2];
-                let json = serde_json::json!({"kind": "pageview", "url": "https://a.example/p",
+                let mut json = serde_json::json!({"kind": "pageview", "url": "https://a.example/p",
                     "user_id": user, "release": "u-alpha 1.2",
                     "props": {"plan": "pro", "note": "for u-beta", "customer_no": "C-1", "ref": "C-1 from 203.0.113.5"}});
+                let props = &mut json["props"];
+                match i % 3 {
+                    1 => props["password"] = "hunter2".into(),
+                    2 => props["zz_unlisted"] = "x".into(),
+                    _ => {}
+                }
+                if i % 2 == 1 {
+                    props["api_key"] = "k-123".into();
+                }
                 tacet_model::parse_event(json, 1_764_400_000_000).unwrap()
             })
             .collect();
@@ -216,5 +229,12 @@ mod tests {
         assert_eq!(batch_tally, alone_tally);
         // The known values were replaced in the shared texts, per event.
         assert_eq!(batch_tally.get(crate::KNOWN_VALUE), 3 + 3 + 6 + 6);
+        // What the keys' rules did: secrets hidden, the unlisted key and the identifier dropped.
+        let crate::Outcome::Keep(e) = &batch[1] else {
+            panic!("kept")
+        };
+        let keys: Vec<&str> = e.props.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["api_key", "note", "password", "plan", "ref"]);
+        assert!(e.props.iter().all(|(_, v)| v != "hunter2" && v != "k-123"));
     }
 }
