@@ -75,21 +75,19 @@ fn split_plain(raw: &str) -> Option<Parts<'_>> {
     })
 }
 
-/// What a byte is in a plain host: ASCII lower case letters, digits and `-`; upper case letters; `.`; the
+/// What a byte is in a plain host: ASCII lower case letters, digits, `-` and `.`; upper case letters; the
 /// `:` before a port; anything else (which sends the URL to the url crate).
 const OTHER: u8 = 0;
 const PLAIN: u8 = 1;
 const UPPER: u8 = 2;
-const DOT: u8 = 3;
-const COLON: u8 = 4;
+const COLON: u8 = 3;
 static HOST_BYTES: [u8; 256] = {
     let mut table = [OTHER; 256];
     let mut b = 0;
     while b < 256 {
         table[b] = match b as u8 {
-            b'a'..=b'z' | b'0'..=b'9' | b'-' => PLAIN,
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' => PLAIN,
             b'A'..=b'Z' => UPPER,
-            b'.' => DOT,
             b':' => COLON,
             _ => OTHER,
         };
@@ -117,12 +115,10 @@ fn plain_host(raw: &str) -> Option<(&str, bool, &str)> {
     // Then the host up to a `:` and a port of digits (maybe none).
     let mut host_end = end;
     let mut upper = false;
-    let mut label = start;
     for (i, &b) in bytes[..end].iter().enumerate().skip(start) {
         match HOST_BYTES[usize::from(b)] {
             PLAIN => {}
             UPPER => upper = true,
-            DOT => label = i + 1,
             COLON => {
                 if !bytes[i + 1..end].iter().all(u8::is_ascii_digit) {
                     return None;
@@ -133,20 +129,17 @@ fn plain_host(raw: &str) -> Option<(&str, bool, &str)> {
             _ => return None,
         }
     }
-    // The last label (before a trailing dot) must not start with a digit: `1.2`, `0x7f.1` or
-    // `10.0.0.1` are IPv4 addresses to the url crate, which writes them its own way.
-    let last = if label == host_end && label > start {
-        bytes[start..host_end - 1]
-            .iter()
-            .rposition(|&b| b == b'.')
-            .map_or(start, |p| start + p + 1)
-    } else {
-        label
-    };
-    if host_end == start || bytes.get(last).is_none_or(u8::is_ascii_digit) {
+    // The last label (before a trailing dot) must start with a letter: `1.2`, `0x7f.1` or `10.0.0.1`
+    // are IPv4 addresses to the url crate, which writes them its own way, and an empty label is left to it.
+    let host = &raw[start..host_end];
+    let last = host.strip_suffix('.').unwrap_or(host).rsplit('.').next();
+    if !last
+        .unwrap_or_default()
+        .starts_with(|c: char| c.is_ascii_alphabetic())
+    {
         return None;
     }
-    Some((&raw[start..host_end], upper, &raw[end..]))
+    Some((host, upper, &raw[end..]))
 }
 
 fn split(raw: &str) -> Option<Parts<'_>> {
