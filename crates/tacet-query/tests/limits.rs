@@ -51,6 +51,32 @@ fn reset_peak() {
     std::fs::write("/proc/self/clear_refs", "5").unwrap();
 }
 
+/// Resident memory once the allocator has given back what the last query freed: mimalloc returns freed
+/// pages after a delay and only when a thread allocates again (a query's threads have ended by then, their
+/// pages waiting to be reclaimed), so right after a stopped query the resident memory can still be its peak
+/// (245 MiB once in CI, 114 MiB a moment later). Runs small queries, as a server's next requests would,
+/// until the resident memory is under `bound` or ten seconds have passed, and returns the last reading:
+/// memory that is kept, not merely late, stays above the bound and fails the caller's assertion.
+async fn settled_rss(q: &QueryEngine, a: &TenantId, bound: usize) -> usize {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(10);
+    let first = status_bytes("VmRSS:");
+    loop {
+        let rss = status_bytes("VmRSS:");
+        if rss < bound || Instant::now() > deadline {
+            eprintln!(
+                "resident memory {} MiB after the pass, {} MiB after {:?}",
+                first >> 20,
+                rss >> 20,
+                started.elapsed()
+            );
+            return rss;
+        }
+        q.sql(a, "SELECT 41 + 1 AS n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 const BACKSTOP: usize = 96 << 20;
 /// What the process may grow past its resident memory before the query, beyond the backstop: a watcher
 /// tick of allocation (5 ms), the allocator's own pages, the query threads' stacks as touched.
@@ -146,7 +172,7 @@ async fn queries_that_build_too_much_are_stopped_and_memory_comes_back() {
             let out = q.sql(&a, "SELECT 41 + 1 AS n").await.unwrap();
             assert_eq!(out.num_rows(), 1);
         }
-        after_pass.push(status_bytes("VmRSS:"));
+        after_pass.push(settled_rss(&q, &a, start + MARGIN).await);
     }
     assert!(
         after_pass[0] < start + BACKSTOP + MARGIN,
