@@ -176,24 +176,23 @@ pub fn clean_url(raw: &str, allowed: &[String]) -> CleanUrl {
     let mut any_kept = false;
     // Split as `form_urlencoded::parse` does, but a value is decoded only when it is kept: most of a
     // query is dropped, and decoding it was most of this function's cost.
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let k = form_decode(k);
+    pairs(&query, |k, v| {
+        let k = k.decoded();
         if allowed.iter().any(|a| *a == k) {
-            kept.append_pair(&k, &form_decode(v));
+            kept.append_pair(&k, &v.decoded());
             any_kept = true;
-            continue;
+            return;
         }
         let Some(slot) = clean.utm(&k) else {
-            continue;
+            return;
         };
         if slot.is_none() {
-            let v = form_decode(v);
+            let v = v.decoded();
             if !v.is_empty() {
                 *slot = Some(v.into_owned());
             }
         }
-    }
+    });
     if any_kept {
         clean.query = Some(kept.finish());
     }
@@ -219,6 +218,77 @@ fn decode(path: &str) -> Cow<'_, str> {
         return Cow::Borrowed(path);
     }
     percent_decode_str(path).decode_utf8_lossy()
+}
+
+/// One component of a form-encoded query as sent, and whether it has a `+` or `%` to decode.
+#[derive(Clone, Copy)]
+struct Component<'a> {
+    text: &'a str,
+    coded: bool,
+}
+
+impl<'a> Component<'a> {
+    fn decoded(self) -> Cow<'a, str> {
+        if self.coded {
+            form_decode(self.text)
+        } else {
+            Cow::Borrowed(self.text)
+        }
+    }
+}
+
+/// The bytes that end a pair, end its key or need decoding.
+const QUERY_MARKS: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'&' as usize] = true;
+    t[b'=' as usize] = true;
+    t[b'+' as usize] = true;
+    t[b'%' as usize] = true;
+    t
+};
+
+/// Calls `each` with the key and value of every pair of `query`, split as `form_urlencoded::parse` splits
+/// it (pieces between `&`, empty ones skipped; the key ends at the first `=`, the value is empty without
+/// one), in one pass that also notes which components need decoding.
+fn pairs<'a>(query: &'a str, mut each: impl FnMut(Component<'a>, Component<'a>)) {
+    let bytes = query.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let start = i;
+        let mut eq = None;
+        // Whether the key, then the value, has a byte to decode.
+        let mut coded = [false; 2];
+        while i < bytes.len() {
+            // Most bytes are none of the four: skip them in a tight loop.
+            while i < bytes.len() && !QUERY_MARKS[usize::from(bytes[i])] {
+                i += 1;
+            }
+            match bytes.get(i) {
+                None | Some(b'&') => break,
+                Some(b'=') if eq.is_none() => eq = Some(i),
+                Some(b'+' | b'%') => coded[usize::from(eq.is_some())] = true,
+                Some(_) => {}
+            }
+            i += 1;
+        }
+        if i > start {
+            let (key, value) = match eq {
+                Some(e) => (&query[start..e], &query[e + 1..i]),
+                None => (&query[start..i], ""),
+            };
+            each(
+                Component {
+                    text: key,
+                    coded: coded[0],
+                },
+                Component {
+                    text: value,
+                    coded: coded[1],
+                },
+            );
+        }
+        i += 1;
+    }
 }
 
 /// One component of a form-encoded query, decoded as `form_urlencoded::parse` decodes it: `+` is a
