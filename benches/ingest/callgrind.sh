@@ -60,7 +60,7 @@ CFG
     if [ -n "${KEEP:-}" ] && [ "$n" -gt 2 ]; then
         mkdir -p "$KEEP" && cp "$d/cg.out" "$KEEP/$(basename "$bin")-$$.callgrind"
     fi
-    cat "$d"/cg.out* | awk '/^(summary|totals):/ { s += $2 } END { print s }'
+    cat "$d"/cg.out* | awk '/^summary:/ { s += $2 } END { print s }'
 }
 
 for bin in "$@"; do
