@@ -230,7 +230,7 @@ struct Component<'a> {
 impl<'a> Component<'a> {
     fn decoded(self) -> Cow<'a, str> {
         if self.coded {
-            form_decode(self.text)
+            Cow::Owned(form_decode(self.text))
         } else {
             Cow::Borrowed(self.text)
         }
@@ -258,7 +258,7 @@ fn pairs<'a>(query: &'a str, mut each: impl FnMut(Component<'a>, Component<'a>))
         let mut eq = None;
         // Whether the key, then the value, has a byte to decode.
         let mut coded = [false; 2];
-        while i < bytes.len() {
+        loop {
             // Most bytes are none of the four: skip them in a tight loop.
             while i < bytes.len() && !QUERY_MARKS[usize::from(bytes[i])] {
                 i += 1;
@@ -293,12 +293,9 @@ fn pairs<'a>(query: &'a str, mut each: impl FnMut(Component<'a>, Component<'a>))
 
 /// One component of a form-encoded query, decoded as `form_urlencoded::parse` decodes it: `+` is a
 /// space, then percent escapes are bytes, and bytes that are not UTF-8 become U+FFFD.
-fn form_decode(s: &str) -> Cow<'_, str> {
-    if !s.bytes().any(|b| b == b'+' || b == b'%') {
-        return Cow::Borrowed(s);
-    }
-    let spaced = s.replace('+', " ");
-    Cow::Owned(decode(&spaced).into_owned())
+/// Called only for a component `pairs` found a `+` or `%` in.
+fn form_decode(s: &str) -> String {
+    decode(&s.replace('+', " ")).into_owned()
 }
 
 #[cfg(test)]

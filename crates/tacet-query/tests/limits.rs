@@ -180,8 +180,8 @@ async fn queries_that_build_too_much_are_stopped_and_memory_comes_back() {
         after_pass[0] >> 20,
         start >> 20
     );
-    // A query's worth of memory kept would be up to the backstop (96 MiB) a pass; glibc's arenas keep some
-    // tens of MiB between passes on a busy machine (35 MiB once in CI), so the allowance is the margin.
+    // A query's worth of memory kept would be up to the backstop (96 MiB) a pass; the allocator may keep
+    // some tens of MiB between passes on a busy machine (35 MiB once in CI), so the allowance is the margin.
     assert!(
         after_pass[1] < after_pass[0] + MARGIN,
         "resident memory grew from {} MiB to {} MiB over the second pass: memory is not coming back",
